@@ -1,0 +1,141 @@
+// Command controlplane runs Portico's control plane: the admin REST API, the
+// configuration store and the sync API that data planes long-poll.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/portico-gw/portico/controlplane/internal/api"
+	"github.com/portico-gw/portico/controlplane/internal/catalog"
+	"github.com/portico-gw/portico/controlplane/internal/nodes"
+	"github.com/portico-gw/portico/controlplane/internal/store"
+	"github.com/portico-gw/portico/shared/envflag"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "controlplane:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := envflag.New("controlplane")
+	listen := fs.String("listen", "PORTICO_CP_LISTEN", ":9000", "address of the admin and sync API")
+	storeSpec := fs.String("store", "PORTICO_STORE", "bolt:portico-data/controlplane.db", "configuration store: bolt:<file> or consul://<host:port>/<kv-prefix>")
+	adminToken := fs.String("admin-token", "PORTICO_ADMIN_TOKEN", "", "bearer token of the admin API")
+	dpToken := fs.String("dataplane-token", "PORTICO_DATAPLANE_TOKEN", "", "bearer token data planes use on the sync API")
+	dev := fs.Bool("dev", "PORTICO_DEV", false, "development mode: no tokens required (never in production)")
+	maxWait := fs.Duration("max-wait", "PORTICO_MAX_WAIT", 60*time.Second, "longest long-poll wait a data plane may ask for")
+	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
+	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Println(version)
+		return nil
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	if !*dev && (*adminToken == "" || *dpToken == "") {
+		return errors.New("--admin-token and --dataplane-token are required (or PORTICO_ADMIN_TOKEN and PORTICO_DATAPLANE_TOKEN); use --dev only on a development machine")
+	}
+	if *dev {
+		log.Warn("DEV MODE: the admin and sync APIs accept requests WITHOUT A TOKEN; never expose this control plane")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	st, err := store.Open(ctx, *storeSpec)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+	cat, err := catalog.New(ctx, st, log)
+	if err != nil {
+		return err
+	}
+	stopping := make(chan struct{})
+	handler := api.New(api.Options{
+		Catalog:        cat,
+		Nodes:          nodes.NewRegistry(*maxWait+15*time.Second, time.Hour),
+		AdminToken:     *adminToken,
+		DataplaneToken: *dpToken,
+		Dev:            *dev,
+		Log:            log,
+		Version:        version,
+		MaxWait:        *maxWait,
+		Stopping:       stopping,
+	})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		// Long polls hold responses up to max-wait.
+		WriteTimeout:   *maxWait + 30*time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("control plane started", "listen", ln.Addr().String(), "store", redactStore(*storeSpec),
+		"revision", cat.Current().State.Revision, "version", version)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return cat.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		close(stopping)
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	return g.Wait()
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// redactStore keeps credentials that might sit in a store URL out of logs.
+func redactStore(spec string) string {
+	if at := strings.IndexByte(spec, '@'); at >= 0 {
+		if scheme := strings.IndexByte(spec, ':'); scheme >= 0 && scheme < at {
+			return spec[:scheme+1] + "//***" + spec[at:]
+		}
+	}
+	return spec
+}

@@ -1,0 +1,80 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/portico-gw/portico/shared/apiv1"
+	"github.com/portico-gw/portico/shared/config"
+)
+
+func (s *server) exportConfig(c echo.Context) error {
+	cfg, rev := s.Catalog.Export()
+	c.Response().Header().Set("ETag", etag(rev))
+	c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(rev, 10))
+	return c.JSON(http.StatusOK, apiv1.Export{Revision: rev, Config: cfg})
+}
+
+// importConfig is PUT /v1/config. The body is a Config document, or the
+// export envelope {"revision":N,"config":{...}} so that an export can be
+// edited and sent back directly. If-Match takes the revision ETag.
+func (s *server) importConfig(c echo.Context) error {
+	body, err := readBody(c, maxConfigBody)
+	if err != nil {
+		return err
+	}
+	var cfg config.Config
+	var env struct {
+		Revision int64          `json:"revision"`
+		Config   *config.Config `json:"config"`
+	}
+	if isEnvelope(body) {
+		if err := config.Decode(body, &env); err != nil {
+			return err
+		}
+		if env.Config == nil {
+			return config.Invalid("config", "is required")
+		}
+		cfg = *env.Config
+	} else if err := config.Decode(body, &cfg); err != nil {
+		return err
+	}
+	dryRun, err := strconv.ParseBool(firstNonEmpty(c.QueryParam("dry_run"), "false"))
+	if err != nil {
+		return badParam("dry_run", "must be true or false")
+	}
+	var ifRev *int64
+	if v := strings.TrimSpace(c.Request().Header.Get("If-Match")); v != "" && v != "*" {
+		rev, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
+		if err != nil || rev < 0 {
+			rev = -1 // not one of our ETags: can never match
+		}
+		ifRev = &rev
+	}
+	res, err := s.Catalog.Import(c.Request().Context(), &cfg, dryRun, ifRev, actor(c))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("ETag", etag(res.Revision))
+	c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(res.Revision, 10))
+	return c.JSON(http.StatusOK, res.ImportResult)
+}
+
+// isEnvelope peeks at the first key: an export starts with "revision" or
+// "config", a bare Config with "services", "routes" or "consumers".
+func isEnvelope(body []byte) bool {
+	s := strings.TrimLeft(string(body[:min(len(body), 64)]), " \t\r\n{")
+	return strings.HasPrefix(s, `"revision"`) || strings.HasPrefix(s, `"config"`)
+}
+
+func firstNonEmpty(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}

@@ -1,0 +1,174 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/portico-gw/portico/controlplane/internal/catalog"
+	"github.com/portico-gw/portico/shared/apiv1"
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// registerKind mounts the CRUD endpoints of one kind of object.
+func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[T]) {
+	g.GET(path, func(c echo.Context) error {
+		items, rev := catalog.List(s.Catalog, k)
+		if items == nil {
+			items = []T{}
+		}
+		c.Response().Header().Set("ETag", etag(rev))
+		return c.JSON(http.StatusOK, apiv1.List[T]{Revision: rev, Items: items})
+	})
+	g.POST(path, func(c echo.Context) error {
+		obj, err := decodeObject[T](c)
+		if err != nil {
+			return err
+		}
+		if err := config.ValidateName(nameOf(k, &obj)); err != nil {
+			return err
+		}
+		res, err := catalog.Put(c.Request().Context(), s.Catalog, k, obj, catalog.CreateOnly, catalog.Precondition{}, actor(c))
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Set(echo.HeaderLocation, c.Request().URL.Path+"/"+nameOf(k, &res.Object))
+		return writeObject(c, k, http.StatusCreated, res.Object, res.Change.Revision)
+	})
+	g.GET(path+"/:name", func(c echo.Context) error {
+		obj, err := catalog.Get(s.Catalog, k, c.Param("name"))
+		if err != nil {
+			return err
+		}
+		return writeObject(c, k, http.StatusOK, obj, s.Catalog.Current().State.Revision)
+	})
+	g.PUT(path+"/:name", func(c echo.Context) error {
+		pre, err := precondition(c)
+		if err != nil {
+			return err
+		}
+		obj, err := decodeObject[T](c)
+		if err != nil {
+			return err
+		}
+		name := c.Param("name")
+		switch body := nameOf(k, &obj); {
+		case body == "":
+			setName(&obj, name)
+		case body != name:
+			return config.Invalid("name", "%q does not match the name in the URL (%q)", body, name)
+		}
+		if err := config.ValidateName(name); err != nil {
+			return err
+		}
+		res, err := catalog.Put(c.Request().Context(), s.Catalog, k, obj, catalog.Upsert, pre, actor(c))
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK
+		if res.Created {
+			status = http.StatusCreated
+		}
+		return writeObject(c, k, status, res.Object, res.Change.Revision)
+	})
+	g.DELETE(path+"/:name", func(c echo.Context) error {
+		pre, err := precondition(c)
+		if err != nil {
+			return err
+		}
+		change, err := catalog.Delete(c.Request().Context(), s.Catalog, k, c.Param("name"), pre, actor(c))
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(change.Revision, 10))
+		return c.NoContent(http.StatusNoContent)
+	})
+}
+
+func writeObject[T any](c echo.Context, k *catalog.Kind[T], status int, obj T, rev int64) error {
+	h := c.Response().Header()
+	h.Set("ETag", etag(metaOf(k, &obj).Version))
+	h.Set("X-Portico-Revision", strconv.FormatInt(rev, 10))
+	return c.JSON(status, obj)
+}
+
+func nameOf[T any](_ *catalog.Kind[T], obj *T) string {
+	return any(obj).(config.Object).ObjectName()
+}
+
+func metaOf[T any](_ *catalog.Kind[T], obj *T) *config.Meta {
+	return any(obj).(config.Object).ObjectMeta()
+}
+
+func setName[T any](obj *T, name string) {
+	switch o := any(obj).(type) {
+	case *config.Service:
+		o.Name = name
+	case *config.Route:
+		o.Name = name
+	case *config.Consumer:
+		o.Name = name
+	}
+}
+
+// decodeObject strictly decodes one object from the request body.
+func decodeObject[T any](c echo.Context) (T, error) {
+	var obj T
+	body, err := readBody(c, maxObjectBody)
+	if err != nil {
+		return obj, err
+	}
+	return obj, config.Decode(body, &obj)
+}
+
+func readBody(c echo.Context, limit int64) ([]byte, error) {
+	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
+		mt, _, _ := strings.Cut(ct, ";")
+		if mt = strings.TrimSpace(strings.ToLower(mt)); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+			return nil, echo.NewHTTPError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
+	if err != nil {
+		return nil, fmt.Errorf("read request body: %w", err)
+	}
+	return body, nil
+}
+
+func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
+
+// precondition parses If-Match and If-None-Match. An entity tag that is not
+// one of ours can never match, so it is kept as an impossible version and the
+// write fails with 412 rather than silently ignoring the condition.
+func precondition(c echo.Context) (catalog.Precondition, error) {
+	var p catalog.Precondition
+	h := c.Request().Header
+	if v := strings.TrimSpace(h.Get("If-None-Match")); v != "" {
+		if v != "*" {
+			return p, echo.NewHTTPError(http.StatusBadRequest, `only "If-None-Match: *" is supported on writes`)
+		}
+		p.IfNoneMatchAny = true
+	}
+	for _, field := range h.Values("If-Match") {
+		for _, tag := range strings.Split(field, ",") {
+			tag = strings.TrimSpace(tag)
+			if tag == "" {
+				continue
+			}
+			if tag == "*" {
+				p.IfMatchAny = true
+				continue
+			}
+			v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(tag, "W/"), `"`), 10, 64)
+			if err != nil || v < 1 {
+				v = -1
+			}
+			p.IfMatch = append(p.IfMatch, v)
+		}
+	}
+	return p, nil
+}

@@ -1,0 +1,130 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/portico-gw/portico/controlplane/internal/nodes"
+	"github.com/portico-gw/portico/shared/apiv1"
+)
+
+// Headers a data plane sends on every poll to report itself.
+const (
+	HeaderNodeID          = apiv1.HeaderNodeID
+	HeaderNodeVersion     = apiv1.HeaderNodeVersion
+	HeaderAppliedRevision = apiv1.HeaderAppliedRevision
+	HeaderRevision        = apiv1.HeaderRevision
+)
+
+// snapshot is the long poll: GET /v1/snapshot?after=REV&wait=30s answers
+// with the snapshot as soon as the revision passes REV, and 304 when the wait
+// runs out first.
+func (s *server) snapshot(c echo.Context) error {
+	after, err := intParam(c, "after", 0, 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	wait := 30 * time.Second
+	if raw := c.QueryParam("wait"); raw != "" {
+		wait, err = time.ParseDuration(raw)
+		if err != nil || wait < 0 {
+			return badParam("wait", "must be a duration such as 30s")
+		}
+		wait = min(wait, s.MaxWait)
+	}
+	req := c.Request()
+	rep := nodes.Report{
+		ID:         strings.TrimSpace(req.Header.Get(HeaderNodeID)),
+		Version:    req.Header.Get(HeaderNodeVersion),
+		RemoteAddr: c.RealIP(),
+	}
+	if rep.ID == "" || len(rep.ID) > 128 {
+		return badParam(HeaderNodeID, "header is required (at most 128 characters)")
+	}
+	rep.AppliedRevision, _ = strconv.ParseInt(req.Header.Get(HeaderAppliedRevision), 10, 64)
+	done := s.Nodes.PollStarted(rep)
+	defer done()
+
+	ctx, cancel := context.WithTimeout(req.Context(), wait)
+	defer cancel()
+	if s.Stopping != nil {
+		go func() {
+			select {
+			case <-s.Stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	p := s.Catalog.Wait(ctx, after)
+	if p == nil {
+		select {
+		case <-s.Stopping:
+			c.Response().Header().Set("Retry-After", "1")
+			return writeProblem(c, http.StatusServiceUnavailable, "shutting-down", "the control plane is shutting down")
+		default:
+		}
+		if req.Context().Err() != nil {
+			return nil // the data plane went away
+		}
+		cur := s.Catalog.Current()
+		// A data plane ahead of us after a whole wait is not a replica lagging
+		// by milliseconds: the store was replaced. Hand it what we have.
+		if after <= cur.State.Revision {
+			c.Response().Header().Set(HeaderRevision, strconv.FormatInt(cur.State.Revision, 10))
+			return c.NoContent(http.StatusNotModified)
+		}
+		p = cur
+	}
+	body, err := p.Snapshot()
+	contentEncoding := ""
+	if err == nil && acceptsGzip(req.Header.Get(echo.HeaderAcceptEncoding)) {
+		body, err = p.SnapshotGzip()
+		contentEncoding = "gzip"
+	}
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set(HeaderRevision, strconv.FormatInt(p.State.Revision, 10))
+	h.Set("ETag", etag(p.State.Revision))
+	h.Set("Cache-Control", "no-store")
+	h.Set(echo.HeaderVary, echo.HeaderAcceptEncoding)
+	if contentEncoding != "" {
+		h.Set(echo.HeaderContentEncoding, contentEncoding)
+	}
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
+}
+
+func acceptsGzip(h string) bool {
+	for _, part := range strings.Split(h, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			continue
+		}
+		q, found := strings.CutPrefix(strings.TrimSpace(params), "q=")
+		if !found {
+			return true
+		}
+		v, err := strconv.ParseFloat(q, 64)
+		return err == nil && v > 0
+	}
+	return false
+}
+
+func (s *server) dataplanes(c echo.Context) error {
+	rev := s.Catalog.Current().State.Revision
+	list := s.Nodes.List(rev)
+	converged := true
+	for _, n := range list {
+		if n.Status == "connected" && !n.Converged {
+			converged = false
+		}
+	}
+	return c.JSON(http.StatusOK, apiv1.Dataplanes{Revision: rev, Converged: converged, Nodes: list})
+}

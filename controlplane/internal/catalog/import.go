@@ -1,0 +1,127 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/portico-gw/portico/controlplane/internal/store"
+	"github.com/portico-gw/portico/shared/apiv1"
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// DiffEntry is one object that an import creates, updates or deletes.
+type DiffEntry = apiv1.DiffEntry
+
+// ImportResult answers PUT /v1/config.
+type ImportResult struct {
+	apiv1.ImportResult
+	// Config is the resulting configuration.
+	Config *config.Config
+}
+
+// Import replaces the whole configuration with desired in one revision.
+// Objects whose spec is unchanged keep their version; with dryRun nothing is
+// stored and the result says what would change. ifRevision, when not nil,
+// makes the import conditional on the current revision.
+func (c *Catalog) Import(ctx context.Context, desired *config.Config, dryRun bool, ifRevision *int64, actor Actor) (*ImportResult, error) {
+	want := desired.Clone()
+	for i := range want.Services {
+		want.Services[i].Normalize()
+	}
+	for i := range want.Routes {
+		want.Routes[i].Normalize()
+	}
+	// Validate in the submitted order so field paths point into the
+	// document the operator sent.
+	if err := want.Validate(); err != nil {
+		return nil, err
+	}
+	normalize(want)
+	res := &ImportResult{ImportResult: apiv1.ImportResult{DryRun: dryRun}}
+	m := func(cur *store.State, next *config.Config, now time.Time) (store.AuditEntry, bool, error) {
+		if ifRevision != nil && cur.Revision != *ifRevision {
+			return store.AuditEntry{}, false, fmt.Errorf("%w: configuration is at revision %d, not %d", ErrPrecondition, cur.Revision, *ifRevision)
+		}
+		rev := cur.Revision + 1
+		var changes []DiffEntry
+		next.Services = merge(Services, &cur.Config, want.Services, rev, now, &changes)
+		next.Routes = merge(Routes, &cur.Config, want.Routes, rev, now, &changes)
+		next.Consumers = merge(Consumers, &cur.Config, want.Consumers, rev, now, &changes)
+		res.Changes = changes
+		res.Summary = summarize(changes)
+		res.Revision = cur.Revision
+		if dryRun || len(changes) == 0 {
+			return store.AuditEntry{}, true, nil
+		}
+		return store.AuditEntry{Action: "import", Summary: describe(res.Summary)}, false, nil
+	}
+	change, st, err := c.apply(ctx, actor, m)
+	if err != nil {
+		return nil, err
+	}
+	res.Revision = change.Revision
+	res.Config = &st.Config
+	if res.Changes == nil {
+		res.Changes = []DiffEntry{}
+	}
+	return res, nil
+}
+
+// merge computes the imported collection of one kind: unchanged objects keep
+// their metadata, changed ones get the next version, and every difference is
+// recorded in changes.
+func merge[T any](k *Kind[T], cur *config.Config, want []T, rev int64, now time.Time, changes *[]DiffEntry) []T {
+	out := make([]T, 0, len(want))
+	seen := make(map[string]bool, len(want))
+	for _, w := range want {
+		o := k.obj(&w)
+		name := o.ObjectName()
+		seen[name] = true
+		meta := o.ObjectMeta()
+		*meta = config.Meta{Version: 1, Revision: rev, CreatedAt: now, UpdatedAt: now}
+		if i := k.index(cur, name); i >= 0 {
+			old := (*k.items(cur))[i]
+			if config.SameSpec(&old, &w) {
+				out = append(out, old)
+				continue
+			}
+			om := k.obj(&old).ObjectMeta()
+			meta.Version, meta.CreatedAt = om.Version+1, om.CreatedAt
+			*changes = append(*changes, DiffEntry{Op: "update", Kind: k.Kind, Name: name, Fields: config.ChangedFields(&old, &w)})
+		} else {
+			*changes = append(*changes, DiffEntry{Op: "create", Kind: k.Kind, Name: name})
+		}
+		out = append(out, w)
+	}
+	for _, old := range *k.items(cur) {
+		if name := k.obj(&old).ObjectName(); !seen[name] {
+			*changes = append(*changes, DiffEntry{Op: "delete", Kind: k.Kind, Name: name})
+		}
+	}
+	return out
+}
+
+func summarize(changes []DiffEntry) map[string]int {
+	s := map[string]int{"create": 0, "update": 0, "delete": 0}
+	for _, c := range changes {
+		s[c.Op]++
+	}
+	return s
+}
+
+func describe(s map[string]int) string {
+	keys := []string{"create", "update", "delete"}
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d %s", s[k], k))
+	}
+	return "import: " + strings.Join(parts, ", ")
+}
+
+// Export returns the current configuration and its revision.
+func (c *Catalog) Export() (*config.Config, int64) {
+	st := c.Current().State
+	return st.Config.Clone(), st.Revision
+}

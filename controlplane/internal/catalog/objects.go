@@ -1,0 +1,186 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/portico-gw/portico/controlplane/internal/store"
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// Kind describes one collection of objects so that create, replace, delete
+// and the conditional-request rules are written once for all of them.
+type Kind[T any] struct {
+	Kind  config.Kind
+	items func(*config.Config) *[]T
+	obj   func(*T) config.Object
+	// check validates the object against the rest of the configuration,
+	// with field paths relative to the object.
+	check func(cfg *config.Config, obj *T) error
+	// deleteCheck refuses deletes that would break references.
+	deleteCheck func(cfg *config.Config, name string) error
+}
+
+// The kinds of objects the catalog manages.
+var (
+	Services = &Kind[config.Service]{
+		Kind:        config.KindService,
+		items:       func(c *config.Config) *[]config.Service { return &c.Services },
+		obj:         func(s *config.Service) config.Object { return s },
+		deleteCheck: func(c *config.Config, name string) error { return c.CheckServiceDelete(name) },
+	}
+	Routes = &Kind[config.Route]{
+		Kind:  config.KindRoute,
+		items: func(c *config.Config) *[]config.Route { return &c.Routes },
+		obj:   func(r *config.Route) config.Object { return r },
+		check: func(c *config.Config, r *config.Route) error { return c.CheckRoute(r) },
+	}
+	Consumers = &Kind[config.Consumer]{
+		Kind:  config.KindConsumer,
+		items: func(c *config.Config) *[]config.Consumer { return &c.Consumers },
+		obj:   func(cs *config.Consumer) config.Object { return cs },
+	}
+)
+
+// Precondition carries the conditional-request headers of a write.
+type Precondition struct {
+	// IfMatch lists acceptable current versions; empty means no condition.
+	IfMatch []int64
+	// IfMatchAny is "If-Match: *": the object must exist.
+	IfMatchAny bool
+	// IfNoneMatchAny is "If-None-Match: *": the object must not exist.
+	IfNoneMatchAny bool
+}
+
+func (p Precondition) check(kind config.Kind, name string, existing *config.Meta) error {
+	switch {
+	case existing == nil && (p.IfMatchAny || len(p.IfMatch) > 0):
+		return fmt.Errorf("%w: %s %q does not exist", ErrPrecondition, kind, name)
+	case existing != nil && p.IfNoneMatchAny:
+		return fmt.Errorf("%w: %s %q already exists (version %d)", ErrPrecondition, kind, name, existing.Version)
+	case existing != nil && len(p.IfMatch) > 0 && !slices.Contains(p.IfMatch, existing.Version):
+		return fmt.Errorf("%w: %s %q is at version %d, not %v", ErrPrecondition, kind, name, existing.Version, p.IfMatch)
+	}
+	return nil
+}
+
+// List returns the objects of kind k in the current revision, by name.
+func List[T any](c *Catalog, k *Kind[T]) (items []T, revision int64) {
+	st := c.Current().State
+	return *k.items(&st.Config), st.Revision
+}
+
+// Get returns one object of kind k.
+func Get[T any](c *Catalog, k *Kind[T], name string) (T, error) {
+	var zero T
+	st := c.Current().State
+	if i := k.index(&st.Config, name); i >= 0 {
+		return (*k.items(&st.Config))[i], nil
+	}
+	return zero, fmt.Errorf("%s %q: %w", k.Kind, name, ErrNotFound)
+}
+
+func (k *Kind[T]) index(cfg *config.Config, name string) int {
+	items := *k.items(cfg)
+	for i := range items {
+		if k.obj(&items[i]).ObjectName() == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// PutMode says whether a write may replace an existing object.
+type PutMode int
+
+const (
+	// Upsert creates or replaces (PUT on the object's URL).
+	Upsert PutMode = iota
+	// CreateOnly refuses an existing name with a conflict (POST on the collection).
+	CreateOnly
+)
+
+// PutResult is what a write returns to the API.
+type PutResult[T any] struct {
+	Object  T
+	Created bool
+	Change  *Change
+}
+
+// Put validates obj and stores it under its name.
+func Put[T any](ctx context.Context, c *Catalog, k *Kind[T], obj T, mode PutMode, pre Precondition, actor Actor) (*PutResult[T], error) {
+	o := k.obj(&obj)
+	*o.ObjectMeta() = config.Meta{}
+	o.Normalize()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	name := o.ObjectName()
+	created := false
+	change, st, err := c.apply(ctx, actor, func(cur *store.State, next *config.Config, now time.Time) (store.AuditEntry, bool, error) {
+		items := k.items(next)
+		i := k.index(next, name)
+		var existing *config.Meta
+		if i >= 0 {
+			existing = k.obj(&(*items)[i]).ObjectMeta()
+		}
+		if err := pre.check(k.Kind, name, existing); err != nil {
+			return store.AuditEntry{}, false, err
+		}
+		if existing != nil && mode == CreateOnly {
+			return store.AuditEntry{}, false, config.Conflict("name", "%s %q already exists", k.Kind, name)
+		}
+		if k.check != nil {
+			if err := k.check(next, &obj); err != nil {
+				return store.AuditEntry{}, false, err
+			}
+		}
+		if existing != nil && config.SameSpec(&(*items)[i], &obj) {
+			return store.AuditEntry{}, true, nil
+		}
+		meta := o.ObjectMeta()
+		meta.Revision = cur.Revision + 1
+		meta.UpdatedAt = now
+		action := "update"
+		if existing == nil {
+			meta.Version, meta.CreatedAt = 1, now
+			*items = append(*items, obj)
+			action, created = "create", true
+		} else {
+			meta.Version, meta.CreatedAt = existing.Version+1, existing.CreatedAt
+			(*items)[i] = obj
+		}
+		return store.AuditEntry{Action: action, Kind: k.Kind, Name: name, Version: meta.Version}, false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	i := k.index(&st.Config, name)
+	return &PutResult[T]{Object: (*k.items(&st.Config))[i], Created: created, Change: change}, nil
+}
+
+// Delete removes the named object.
+func Delete[T any](ctx context.Context, c *Catalog, k *Kind[T], name string, pre Precondition, actor Actor) (*Change, error) {
+	change, _, err := c.apply(ctx, actor, func(_ *store.State, next *config.Config, _ time.Time) (store.AuditEntry, bool, error) {
+		items := k.items(next)
+		i := k.index(next, name)
+		if i < 0 {
+			return store.AuditEntry{}, false, fmt.Errorf("%s %q: %w", k.Kind, name, ErrNotFound)
+		}
+		existing := k.obj(&(*items)[i]).ObjectMeta()
+		if err := pre.check(k.Kind, name, existing); err != nil {
+			return store.AuditEntry{}, false, err
+		}
+		if k.deleteCheck != nil {
+			if err := k.deleteCheck(next, name); err != nil {
+				return store.AuditEntry{}, false, err
+			}
+		}
+		version := existing.Version
+		*items = slices.Delete(*items, i, i+1)
+		return store.AuditEntry{Action: "delete", Kind: k.Kind, Name: name, Version: version}, false, nil
+	})
+	return change, err
+}

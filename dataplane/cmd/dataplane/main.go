@@ -1,0 +1,222 @@
+// Command dataplane runs a Portico data plane: it serves client traffic
+// according to the configuration it long-polls from the control plane, and
+// keeps serving its last configuration when the control plane is away.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/portico-gw/portico/dataplane/internal/ops"
+	"github.com/portico-gw/portico/dataplane/internal/proxy"
+	"github.com/portico-gw/portico/dataplane/internal/syncer"
+	"github.com/portico-gw/portico/shared/client"
+	"github.com/portico-gw/portico/shared/envflag"
+	"github.com/portico-gw/portico/shared/snapshot"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "dataplane:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := envflag.New("dataplane")
+	cpURL := fs.String("controlplane", "PORTICO_CONTROLPLANE", "http://127.0.0.1:9000", "control plane URL")
+	token := fs.String("token", "PORTICO_DATAPLANE_TOKEN", "", "bearer token for the control plane's sync API")
+	listen := fs.String("listen", "PORTICO_LISTEN", ":8080", "traffic listener")
+	opsListen := fs.String("ops-listen", "PORTICO_OPS_LISTEN", ":8081", "operations listener (/healthz, /readyz, /metrics, /status)")
+	stateDir := fs.String("state-dir", "PORTICO_STATE_DIR", "portico-data/dataplane", "directory for the last applied snapshot (boot source when the control plane is down)")
+	nodeID := fs.String("node-id", "PORTICO_NODE_ID", "", "node id reported to the control plane (default: hostname plus a random suffix)")
+	pollWait := fs.Duration("poll-wait", "PORTICO_POLL_WAIT", 30*time.Second, "long-poll wait asked of the control plane")
+	drainDelay := fs.Duration("drain-delay", "PORTICO_DRAIN_DELAY", 0, "on SIGTERM, report not-ready this long before closing listeners (lets load balancers notice)")
+	shutdownTimeout := fs.Duration("shutdown-timeout", "PORTICO_SHUTDOWN_TIMEOUT", 30*time.Second, "how long in-flight requests may take to finish on SIGTERM")
+	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
+	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Println(version)
+		return nil
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: %w", *logLevel, err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *nodeID == "" {
+		*nodeID = defaultNodeID()
+	}
+	log = log.With("node_id", *nodeID)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	handler := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(reg)})
+
+	cp, err := client.New(*cpURL, *token, client.WithHTTPClient(&http.Client{Timeout: *pollWait + 15*time.Second}))
+	if err != nil {
+		return err
+	}
+	sy := syncer.New(syncer.Options{
+		Poller:   cp,
+		StateDir: *stateDir,
+		NodeID:   *nodeID,
+		Version:  version,
+		Wait:     *pollWait,
+		Log:      log,
+		Apply: func(s *snapshot.Snapshot) error {
+			t, err := proxy.Compile(s)
+			if err != nil {
+				return err
+			}
+			handler.Swap(t)
+			return nil
+		},
+	})
+	registerSyncMetrics(reg, sy)
+	booted, err := sy.Boot()
+	if err != nil {
+		log.Error("ignoring the saved snapshot", "err", err)
+	}
+	if booted {
+		log.Info("serving the snapshot saved in the state dir until the control plane answers",
+			"revision", sy.Applied(), "state_dir", *stateDir)
+	}
+
+	var draining atomic.Bool
+	opsHandler := ops.Handler(ops.Options{
+		Gatherer: reg,
+		Ready: func() (bool, string) {
+			switch {
+			case draining.Load():
+				return false, "draining"
+			case handler.Table() == nil:
+				return false, "no configuration loaded yet"
+			}
+			return true, ""
+		},
+		Status: func() any {
+			routes := 0
+			if t := handler.Table(); t != nil {
+				routes = t.Routes()
+			}
+			return struct {
+				NodeID  string `json:"node_id"`
+				Version string `json:"version"`
+				syncer.Status
+				Routes   int  `json:"routes"`
+				Draining bool `json:"draining"`
+			}{*nodeID, version, sy.Status(), routes, draining.Load()}
+		},
+	})
+
+	trafficLn, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	opsLn, err := net.Listen("tcp", *opsListen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *opsListen, err)
+	}
+	traffic := &http.Server{
+		Handler: handler,
+		// Header and idle limits are always on; bodies are bounded per route
+		// and may stream, so there is no whole-request read or write timeout.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	opsSrv := &http.Server{Handler: opsHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	log.Info("data plane started", "listen", trafficLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
+		"controlplane", *cpURL, "version", version)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g, gctx := errgroup.WithContext(ctx)
+	syncCtx, stopSync := context.WithCancel(context.Background())
+	defer stopSync()
+	g.Go(func() error { return sy.Run(syncCtx) })
+	g.Go(func() error { return serve(traffic, trafficLn) })
+	g.Go(func() error { return serve(opsSrv, opsLn) })
+	g.Go(func() error {
+		<-gctx.Done()
+		draining.Store(true)
+		log.Info("draining", "delay", *drainDelay)
+		time.Sleep(*drainDelay)
+		sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+		defer cancel()
+		err := traffic.Shutdown(sctx)
+		stopSync()
+		_ = opsSrv.Shutdown(sctx)
+		log.Info("stopped", "err", err)
+		return err
+	})
+	return g.Wait()
+}
+
+func serve(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "dataplane"
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
+}
+
+func registerSyncMetrics(reg prometheus.Registerer, sy *syncer.Syncer) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "portico_config_revision",
+			Help: "Configuration revision being served.",
+		}, func() float64 { return float64(sy.Applied()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "portico_controlplane_connected",
+			Help: "1 while the last poll of the control plane succeeded.",
+		}, func() float64 {
+			if sy.Status().Connected {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "portico_config_last_sync_age_seconds",
+			Help: "Seconds since the control plane last answered a poll (-1: never).",
+		}, func() float64 {
+			t := sy.Status().LastContact
+			if t.IsZero() {
+				return -1
+			}
+			return time.Since(t).Seconds()
+		}),
+	)
+}

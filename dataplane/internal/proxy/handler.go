@@ -1,0 +1,278 @@
+// Package proxy is the data plane's request path: match the request against
+// the current compiled Table (one atomic load, no lock), pick an upstream
+// target, and proxy with httputil.ReverseProxy over one shared, tuned
+// transport. A new configuration swaps the Table; requests in flight finish
+// on the one they started with.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/portico-gw/portico/dataplane/internal/router"
+	"github.com/portico-gw/portico/shared/problem"
+)
+
+// Handler proxies requests according to the current Table.
+type Handler struct {
+	table   atomic.Pointer[Table]
+	proxy   *httputil.ReverseProxy
+	log     *slog.Logger
+	metrics *Metrics
+}
+
+// Options configure a Handler.
+type Options struct {
+	Log       *slog.Logger
+	Metrics   *Metrics
+	Transport http.RoundTripper
+}
+
+// NewHandler returns a Handler with no table: it answers 503 until Swap.
+func NewHandler(o Options) *Handler {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Transport == nil {
+		o.Transport = NewTransport()
+	}
+	h := &Handler{log: o.Log, metrics: o.Metrics}
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite:        rewrite,
+		Transport:      o.Transport,
+		BufferPool:     bufferPool{},
+		ErrorHandler:   h.proxyError,
+		ModifyResponse: headersArrived,
+		ErrorLog:       slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+	}
+	return h
+}
+
+// Swap publishes a new table; it returns the previous one.
+func (h *Handler) Swap(t *Table) *Table { return h.table.Swap(t) }
+
+// Table returns the table in use, or nil before the first Swap.
+func (h *Handler) Table() *Table { return h.table.Load() }
+
+// exchange is the per-request state the proxy callbacks share.
+type exchange struct {
+	route    *Route
+	target   *Target
+	path     string // upstream path, after strip_prefix
+	timer    *time.Timer
+	timedOut atomic.Bool
+}
+
+type exchangeKey struct{}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	routeName := h.serve(rec, r)
+	if h.metrics != nil {
+		h.metrics.observe(routeName, r.Method, rec.status(), time.Since(start))
+	}
+}
+
+// serve handles one request and returns the route name for metrics.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
+	t := h.table.Load()
+	if t == nil {
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, http.StatusServiceUnavailable, "not-ready", "the gateway has no configuration yet")
+		return ""
+	}
+	path, ok := cleanPath(r.URL.Path)
+	if !ok {
+		writeProblem(w, r, http.StatusBadRequest, "bad-path", "the request path is not valid")
+		return ""
+	}
+	var m router.Match
+	if !t.router.Match(r.Host, r.Method, path, &m) {
+		writeProblem(w, r, http.StatusNotFound, "no-route", "no route matches this request")
+		return ""
+	}
+	route := t.routes[m.Route]
+	if r.ContentLength > route.MaxBodyBytes {
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(route.MaxBodyBytes, 10)+" bytes")
+		return route.Name
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, route.MaxBodyBytes)
+	}
+	target := route.Service.pick()
+	if target == nil {
+		writeProblem(w, r, http.StatusServiceUnavailable, "no-upstream", "service "+route.Service.Name+" has no available target")
+		return route.Name
+	}
+	upstreamPath := path
+	if route.StripPrefix {
+		upstreamPath = path[m.PrefixLen:]
+		if upstreamPath == "" || upstreamPath[0] != '/' {
+			upstreamPath = "/" + upstreamPath
+		}
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	ex := &exchange{route: route, target: target, path: upstreamPath}
+	// The route timeout bounds the wait for response headers only: bodies
+	// and upgraded (WebSocket) connections then live as long as both ends
+	// want. A context deadline would cut them off.
+	ex.timer = time.AfterFunc(route.Timeout, func() {
+		ex.timedOut.Store(true)
+		cancel()
+	})
+	defer ex.timer.Stop()
+	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, ex)))
+	return route.Name
+}
+
+// rewrite builds the upstream request. Rewrite (unlike Director) starts from
+// an outbound request stripped of hop-by-hop and X-Forwarded-* headers, so a
+// client cannot smuggle its own forwarding headers through.
+func rewrite(pr *httputil.ProxyRequest) {
+	ex := pr.In.Context().Value(exchangeKey{}).(*exchange)
+	u := ex.target.URL
+	out := pr.Out.URL
+	out.Scheme, out.Host = u.Scheme, u.Host
+	out.Path = u.Path + ex.path
+	out.RawPath = ""
+	out.RawQuery = pr.In.URL.RawQuery
+	pr.Out.Host = ""
+	pr.SetXForwarded()
+	ctx := withConnectTimeout(pr.Out.Context(), ex.route.Service.ConnectTimeout)
+	pr.Out = pr.Out.WithContext(ctx)
+}
+
+// headersArrived stops the route timeout: once headers are in, the body
+// streams for as long as the client reads it.
+func headersArrived(resp *http.Response) error {
+	if ex, ok := resp.Request.Context().Value(exchangeKey{}).(*exchange); ok {
+		ex.timer.Stop()
+	}
+	return nil
+}
+
+// proxyError maps upstream failures to problems: 504 when the route timeout
+// fired, 413 for a body over the limit, 502 for everything the upstream did
+// wrong, and nothing at all when the client has gone.
+func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	ex, _ := r.Context().Value(exchangeKey{}).(*exchange)
+	var mbe *http.MaxBytesError
+	switch {
+	case ex != nil && ex.timedOut.Load():
+		writeProblem(w, r, http.StatusGatewayTimeout, "upstream-timeout", "the upstream did not answer within "+ex.route.Timeout.String())
+	case errors.As(err, &mbe):
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody is left to answer. 499 is for the logs.
+		w.WriteHeader(499)
+	default:
+		detail := "the upstream failed"
+		var ne net.Error
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			detail = "the upstream refused the connection"
+		case errors.As(err, &ne) && ne.Timeout():
+			detail = "connecting to the upstream timed out"
+		case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			detail = "the upstream closed the connection"
+		}
+		addr := ""
+		if ex != nil {
+			addr = ex.target.Addr
+		}
+		h.log.Warn("upstream error", "err", err, "upstream", addr, "path", r.URL.Path)
+		writeProblem(w, r, http.StatusBadGateway, "bad-gateway", detail)
+	}
+}
+
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, slug, detail string) {
+	p := problem.New(status, slug, detail)
+	p.Instance = r.URL.Path
+	problem.Write(w, p)
+}
+
+// cleanPath normalises a decoded request path the way routes are written:
+// no empty or dot segments. The upstream receives the cleaned path, so it
+// sees exactly what the router matched. Trailing slashes are kept.
+func cleanPath(p string) (string, bool) {
+	if p == "" {
+		return "/", true
+	}
+	if p[0] != '/' {
+		return "", false
+	}
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return p, true
+	}
+	trailing := strings.HasSuffix(p, "/")
+	segs := strings.Split(p[1:], "/")
+	out := make([]string, 0, len(segs))
+	for _, s := range segs {
+		switch s {
+		case "", ".":
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+		default:
+			out = append(out, s)
+		}
+	}
+	c := "/" + strings.Join(out, "/")
+	if trailing && c != "/" {
+		c += "/"
+	}
+	return c, true
+}
+
+// bufferPool recycles the 32 KiB copy buffers of the reverse proxy.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+// recorder notes the status code for metrics. Unwrap lets
+// http.ResponseController (used by ReverseProxy to flush and to hijack for
+// WebSocket upgrades) reach the real writer.
+type recorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) status() int {
+	if r.code == 0 {
+		return http.StatusOK
+	}
+	return r.code
+}

@@ -1,0 +1,199 @@
+// Package syncer keeps a data plane's configuration in step with the control
+// plane: it long-polls for snapshots, verifies and applies each one, writes
+// it to the state dir, and at boot applies the saved one so that a data plane
+// restarted while the control plane is down still serves.
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/portico-gw/portico/shared/client"
+	"github.com/portico-gw/portico/shared/snapshot"
+)
+
+// Poller is the part of the control-plane client the syncer needs.
+type Poller interface {
+	PollSnapshot(ctx context.Context, req client.PollRequest) ([]byte, error)
+}
+
+// Applier compiles and installs a snapshot. An error leaves the previous
+// configuration serving.
+type Applier func(s *snapshot.Snapshot) error
+
+// Options configure a Syncer.
+type Options struct {
+	Poller   Poller
+	Apply    Applier
+	StateDir string // empty: applied snapshots are not persisted
+	NodeID   string
+	Version  string
+	Wait     time.Duration // long-poll wait asked of the control plane
+	Log      *slog.Logger
+	// OnApplied is called after each applied snapshot (for metrics).
+	OnApplied func(rev int64)
+}
+
+// Syncer runs the poll loop. Its Status methods are safe to call anytime.
+type Syncer struct {
+	o           Options
+	applied     atomic.Int64
+	checksum    atomic.Pointer[string]
+	source      atomic.Pointer[string]
+	lastContact atomic.Int64 // unix nanoseconds of the last answered poll
+	connected   atomic.Bool
+	// rejected is the newest revision that failed to apply; polling after
+	// it avoids fetching the same bad snapshot in a loop.
+	rejected atomic.Int64
+}
+
+// New returns a Syncer.
+func New(o Options) *Syncer {
+	if o.Wait <= 0 {
+		o.Wait = 30 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Syncer{o: o}
+}
+
+// Boot applies the snapshot saved in the state dir, if any. It returns
+// whether one was applied. A corrupt file is reported and ignored: the
+// control plane will send a good one.
+func (s *Syncer) Boot() (bool, error) {
+	if s.o.StateDir == "" {
+		return false, nil
+	}
+	raw, err := loadState(s.o.StateDir)
+	if err != nil || raw == nil {
+		return false, err
+	}
+	snap, err := snapshot.Decode(raw)
+	if err != nil {
+		return false, fmt.Errorf("state dir %s: %w", s.o.StateDir, err)
+	}
+	if err := s.install(snap, "state"); err != nil {
+		return false, fmt.Errorf("state dir %s: %w", s.o.StateDir, err)
+	}
+	return true, nil
+}
+
+func (s *Syncer) install(snap *snapshot.Snapshot, source string) error {
+	if err := s.o.Apply(snap); err != nil {
+		return err
+	}
+	s.applied.Store(snap.Revision)
+	s.checksum.Store(&snap.Checksum)
+	s.source.Store(&source)
+	if s.o.OnApplied != nil {
+		s.o.OnApplied(snap.Revision)
+	}
+	return nil
+}
+
+// Run polls until ctx ends. Errors never stop it: the data plane keeps
+// serving its last configuration and retries with jittered backoff.
+func (s *Syncer) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.pollOnce(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			continue
+		}
+		if s.connected.Swap(false) {
+			s.o.Log.Warn("lost the control plane; serving the last applied configuration",
+				"revision", s.applied.Load(), "err", err)
+		} else {
+			s.o.Log.Debug("control plane poll failed", "err", err, "backoff", backoff)
+		}
+		// Full jitter keeps a fleet of data planes from reconnecting in step.
+		sleep := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+		case <-time.After(sleep):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	return nil
+}
+
+func (s *Syncer) pollOnce(ctx context.Context) error {
+	applied := s.applied.Load()
+	raw, err := s.o.Poller.PollSnapshot(ctx, client.PollRequest{
+		After:           max(applied, s.rejected.Load()),
+		Wait:            s.o.Wait,
+		NodeID:          s.o.NodeID,
+		NodeVersion:     s.o.Version,
+		AppliedRevision: applied,
+	})
+	if err != nil {
+		return err
+	}
+	s.lastContact.Store(time.Now().UnixNano())
+	if !s.connected.Swap(true) {
+		s.o.Log.Info("connected to the control plane", "applied_revision", applied)
+	}
+	if raw == nil {
+		return nil
+	}
+	snap, err := snapshot.Decode(raw)
+	if err != nil {
+		return fmt.Errorf("poll: %w", err)
+	}
+	if snap.Revision == applied {
+		return nil
+	}
+	start := time.Now()
+	if err := s.install(snap, "controlplane"); err != nil {
+		s.rejected.Store(snap.Revision)
+		s.o.Log.Error("rejected snapshot; still serving the previous configuration",
+			"revision", snap.Revision, "serving", applied, "err", err)
+		return nil
+	}
+	s.o.Log.Info("applied snapshot", "revision", snap.Revision, "previous", applied,
+		"apply_ms", float64(time.Since(start).Microseconds())/1000)
+	if s.o.StateDir != "" {
+		if err := saveState(s.o.StateDir, raw); err != nil {
+			// Serving goes on; only a restart without a control plane suffers.
+			s.o.Log.Error("could not save the applied snapshot", "err", err)
+		}
+	}
+	return nil
+}
+
+// Status is the syncer's view for /status.
+type Status struct {
+	AppliedRevision int64     `json:"applied_revision"`
+	Checksum        string    `json:"checksum,omitempty"`
+	Source          string    `json:"source,omitempty"` // "state" or "controlplane"
+	Connected       bool      `json:"controlplane_connected"`
+	LastContact     time.Time `json:"last_contact,omitzero"`
+	RejectedRev     int64     `json:"rejected_revision,omitempty"`
+}
+
+// Status reports what is applied and how the link to the control plane is.
+func (s *Syncer) Status() Status {
+	st := Status{AppliedRevision: s.applied.Load(), Connected: s.connected.Load(), RejectedRev: s.rejected.Load()}
+	if c := s.checksum.Load(); c != nil {
+		st.Checksum = *c
+	}
+	if src := s.source.Load(); src != nil {
+		st.Source = *src
+	}
+	if n := s.lastContact.Load(); n != 0 {
+		st.LastContact = time.Unix(0, n).UTC()
+	}
+	return st
+}
+
+// Applied returns the applied revision (0 before any).
+func (s *Syncer) Applied() int64 { return s.applied.Load() }

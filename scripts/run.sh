@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make run`: a working Portico on this machine, no Docker. Starts a control
+# plane (dev mode, embedded bbolt store), one data plane and a demo upstream,
+# creates an example service and route, and prints what to try. Ctrl-C stops
+# everything. Ports can be moved with the variables below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN="${BIN:-$PWD/bin}"
+DATA="${PORTICO_RUN_DIR:-$PWD/.portico/run}"
+CP_ADDR="${CP_ADDR:-127.0.0.1:9000}"
+DP_ADDR="${DP_ADDR:-127.0.0.1:8080}"
+OPS_ADDR="${OPS_ADDR:-127.0.0.1:8081}"
+UP_ADDR="${UP_ADDR:-127.0.0.1:9001}"
+mkdir -p "$DATA"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping..."
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+wait_http() { # url, what
+  for _ in $(seq 1 100); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$2 did not come up at $1; logs are in $DATA" >&2
+  exit 1
+}
+
+"$BIN/demo-upstream" --listen "$UP_ADDR" --name demo >"$DATA/demo-upstream.log" 2>&1 &
+pids+=($!)
+"$BIN/controlplane" --dev --listen "$CP_ADDR" --store "bolt:$DATA/controlplane.db" >"$DATA/controlplane.log" 2>&1 &
+pids+=($!)
+wait_http "http://$CP_ADDR/healthz" "control plane"
+"$BIN/dataplane" --controlplane "http://$CP_ADDR" --listen "$DP_ADDR" --ops-listen "$OPS_ADDR" \
+  --state-dir "$DATA/dataplane" --node-id local-1 >"$DATA/dataplane.log" 2>&1 &
+pids+=($!)
+wait_http "http://$UP_ADDR/" "demo upstream"
+
+curl -fsS -X PUT "http://$CP_ADDR/v1/services/demo" -H 'Content-Type: application/json' \
+  -d "{\"targets\":[{\"url\":\"http://$UP_ADDR\",\"weight\":1}]}" >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/demo" -H 'Content-Type: application/json' \
+  -d '{"paths":["/demo/*"],"methods":["GET","POST"],"service":"demo","strip_prefix":true}' >/dev/null
+wait_http "http://$OPS_ADDR/readyz" "data plane"
+for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://$DP_ADDR/demo/" 2>/dev/null && break; sleep 0.1; done
+
+cat <<MSG
+
+Portico is running (dev mode: the admin API needs no token here).
+
+  control plane  http://$CP_ADDR   (admin API, OpenAPI at /v1/openapi.json)
+  data plane     http://$DP_ADDR   (traffic)   ops: http://$OPS_ADDR/status
+  demo upstream  http://$UP_ADDR
+  logs and data  $DATA
+
+Try:
+  curl -s http://$DP_ADDR/demo/hello?x=1                 # proxied to the demo upstream
+  curl -s http://$CP_ADDR/v1/routes | jq                 # routes, with versions
+  curl -s -X PUT http://$CP_ADDR/v1/routes/users -H 'Content-Type: application/json' \\
+       -d '{"paths":["/users/{id}"],"methods":["GET"],"service":"demo"}'
+  curl -s http://$DP_ADDR/users/42                       # live a few ms later
+  curl -s http://$CP_ADDR/v1/dataplanes | jq             # nodes and convergence
+  curl -s http://$CP_ADDR/v1/audit | jq                  # who changed what
+  curl -s http://$CP_ADDR/v1/config > portico.json       # export; PUT it back with ?dry_run=true
+
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}" || true
+echo "a process exited; see the logs in $DATA" >&2

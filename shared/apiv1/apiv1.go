@@ -1,0 +1,101 @@
+// Package apiv1 holds the wire types of the control plane's /v1 API that are
+// not configuration objects themselves, shared by the server and the Go
+// client so the two cannot disagree.
+package apiv1
+
+import (
+	"time"
+
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// Headers of the sync API: a data plane reports itself on every poll, and
+// every write answers with the revision it produced.
+const (
+	HeaderNodeID          = "X-Portico-Node-Id"
+	HeaderNodeVersion     = "X-Portico-Node-Version"
+	HeaderAppliedRevision = "X-Portico-Applied-Revision"
+	HeaderRevision        = "X-Portico-Revision"
+	HeaderActor           = "X-Portico-Actor"
+)
+
+// List is the body of GET on a collection.
+type List[T any] struct {
+	Revision int64 `json:"revision"`
+	Items    []T   `json:"items"`
+}
+
+// Export is GET /v1/config. Its Config can be PUT back as it is.
+type Export struct {
+	Revision int64          `json:"revision"`
+	Config   *config.Config `json:"config"`
+}
+
+// DiffEntry is one object that an import creates, updates or deletes.
+type DiffEntry struct {
+	Op   string      `json:"op"` // create, update, delete
+	Kind config.Kind `json:"kind"`
+	Name string      `json:"name"`
+	// Fields lists the top-level fields an update changes.
+	Fields []string `json:"fields,omitempty"`
+}
+
+// ImportResult answers PUT /v1/config.
+type ImportResult struct {
+	DryRun bool `json:"dry_run"`
+	// Revision is the new revision after an applied import, the current one
+	// after a dry run or an import that changed nothing.
+	Revision int64          `json:"revision"`
+	Changes  []DiffEntry    `json:"changes"`
+	Summary  map[string]int `json:"summary"`
+}
+
+// AuditEntry records one accepted change.
+type AuditEntry struct {
+	Revision int64     `json:"revision"`
+	Time     time.Time `json:"time"`
+	// Actor is the authenticated principal, followed by the name the client
+	// claimed in X-Portico-Actor if it sent one.
+	Actor      string      `json:"actor"`
+	RemoteAddr string      `json:"remote_addr,omitempty"`
+	RequestID  string      `json:"request_id,omitempty"`
+	Action     string      `json:"action"` // create, update, delete, import
+	Kind       config.Kind `json:"kind,omitempty"`
+	Name       string      `json:"name,omitempty"`
+	// Version is the object's version after the change; for a delete, the
+	// version that was deleted.
+	Version int64 `json:"version,omitempty"`
+	// Summary describes multi-object changes such as an import.
+	Summary string `json:"summary,omitempty"`
+}
+
+// AuditPage is GET /v1/audit.
+type AuditPage struct {
+	Entries []AuditEntry `json:"entries"`
+	// Next is the "after" value that continues the listing.
+	Next int64 `json:"next"`
+}
+
+// Dataplane is one data plane as the control plane sees it.
+type Dataplane struct {
+	ID              string    `json:"id"`
+	Version         string    `json:"version,omitempty"`
+	AppliedRevision int64     `json:"applied_revision"`
+	RemoteAddr      string    `json:"remote_addr,omitempty"`
+	FirstSeen       time.Time `json:"first_seen"`
+	LastSeen        time.Time `json:"last_seen"`
+	// Polling is true while the node holds an open long poll.
+	Polling bool `json:"polling"`
+	// Status is "connected" while the node polls or polled recently.
+	Status string `json:"status"`
+	// Converged: connected and running the current revision.
+	Converged bool `json:"converged"`
+}
+
+// Dataplanes is GET /v1/dataplanes.
+type Dataplanes struct {
+	Revision int64 `json:"revision"`
+	// Converged is true when every connected data plane runs Revision.
+	Converged bool        `json:"converged"`
+	Nodes     []Dataplane `json:"nodes"`
+}

@@ -1,0 +1,76 @@
+package config
+
+import (
+	"slices"
+	"strings"
+)
+
+// Sort orders every collection by name: the canonical form.
+func (c *Config) Sort() {
+	slices.SortFunc(c.Services, func(a, b Service) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(c.Routes, func(a, b Route) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(c.Consumers, func(a, b Consumer) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// Clone returns a deep copy, so that a change can be prepared without
+// touching a configuration that readers may hold.
+func (c *Config) Clone() *Config {
+	out := &Config{
+		Services:  make([]Service, len(c.Services)),
+		Routes:    make([]Route, len(c.Routes)),
+		Consumers: make([]Consumer, len(c.Consumers)),
+	}
+	for i, s := range c.Services {
+		s.Targets = slices.Clone(s.Targets)
+		out.Services[i] = s
+	}
+	for i, r := range c.Routes {
+		r.Paths = slices.Clone(r.Paths)
+		r.Methods = slices.Clone(r.Methods)
+		r.Hosts = slices.Clone(r.Hosts)
+		out.Routes[i] = r
+	}
+	for i, cs := range c.Consumers {
+		cs.Groups = slices.Clone(cs.Groups)
+		out.Consumers[i] = cs
+	}
+	return out
+}
+
+// Service returns the named service and whether it exists.
+func (c *Config) Service(name string) (*Service, bool) {
+	i, ok := slices.BinarySearchFunc(c.Services, name, func(s Service, n string) int { return strings.Compare(s.Name, n) })
+	if !ok {
+		return nil, false
+	}
+	return &c.Services[i], true
+}
+
+// Route returns the named route and whether it exists.
+func (c *Config) Route(name string) (*Route, bool) {
+	i, ok := slices.BinarySearchFunc(c.Routes, name, func(r Route, n string) int { return strings.Compare(r.Name, n) })
+	if !ok {
+		return nil, false
+	}
+	return &c.Routes[i], true
+}
+
+// Consumer returns the named consumer and whether it exists.
+func (c *Config) Consumer(name string) (*Consumer, bool) {
+	i, ok := slices.BinarySearchFunc(c.Consumers, name, func(cs Consumer, n string) int { return strings.Compare(cs.Name, n) })
+	if !ok {
+		return nil, false
+	}
+	return &c.Consumers[i], true
+}
+
+// RoutesUsing lists the routes whose traffic goes to the named service.
+func (c *Config) RoutesUsing(service string) []string {
+	var names []string
+	for _, r := range c.Routes {
+		if r.Service == service {
+			names = append(names, r.Name)
+		}
+	}
+	return names
+}

@@ -1,0 +1,118 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+)
+
+// Object is what every configuration object offers generic code (the admin
+// API and the diff): its name and the metadata the control plane maintains.
+type Object interface {
+	ObjectName() string
+	ObjectMeta() *Meta
+	Normalize()
+	Validate() error
+}
+
+var (
+	_ Object = (*Service)(nil)
+	_ Object = (*Route)(nil)
+	_ Object = (*Consumer)(nil)
+)
+
+// ObjectMeta returns the object's metadata; promoted to every object type.
+func (m *Meta) ObjectMeta() *Meta { return m }
+
+func (s *Service) ObjectName() string  { return s.Name }
+func (r *Route) ObjectName() string    { return r.Name }
+func (c *Consumer) ObjectName() string { return c.Name }
+
+// SameSpec reports whether two objects are equal apart from their metadata:
+// writing b over a would change nothing a data plane sees.
+func SameSpec(a, b any) bool { return len(ChangedFields(a, b)) == 0 }
+
+// normalizeEmpty treats nil and empty slices alike by round-tripping through
+// JSON, which is how objects travel anyway.
+func normalizeEmpty[T any](v T) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return v
+	}
+	for k, val := range m {
+		if s, ok := val.([]any); ok && len(s) == 0 {
+			delete(m, k)
+		}
+	}
+	return m
+}
+
+// ChangedFields lists the top-level fields whose values differ between two
+// objects of the same kind, ignoring metadata. It feeds the dry-run diff.
+func ChangedFields(before, after any) []string {
+	a, b := normalizeEmpty(before), normalizeEmpty(after)
+	am, ok1 := a.(map[string]any)
+	bm, ok2 := b.(map[string]any)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	for _, k := range []string{"version", "revision", "created_at", "updated_at"} {
+		delete(am, k)
+		delete(bm, k)
+	}
+	var out []string
+	for k, v := range am {
+		if !reflect.DeepEqual(v, bm[k]) {
+			out = append(out, k)
+		}
+	}
+	for k := range bm {
+		if _, ok := am[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// CheckRoute checks a route against the rest of the configuration: its
+// service must exist and no other route may match exactly the same requests.
+// Field paths are relative to the route, as the admin API reports them.
+func (c *Config) CheckRoute(r *Route) error {
+	var l errorList
+	if _, ok := c.Service(r.Service); !ok {
+		l.add("service", "service %q does not exist", r.Service)
+	}
+	mine := r.matchKeys()
+	if len(mine) > 0 {
+		taken := make(map[matchKey]string)
+		for i := range c.Routes {
+			other := &c.Routes[i]
+			if other.Name == r.Name {
+				continue
+			}
+			for _, k := range other.matchKeys() {
+				taken[k.key] = other.Name
+			}
+		}
+		for _, k := range mine {
+			if owner, ok := taken[k.key]; ok {
+				l.conflictf(fmt.Sprintf("paths[%d]", k.path), "matches exactly the same requests as route %q (%s)", owner, k.key)
+			}
+		}
+	}
+	return l.err()
+}
+
+// CheckServiceDelete refuses to delete a service that routes still use.
+func (c *Config) CheckServiceDelete(name string) error {
+	if users := c.RoutesUsing(name); len(users) > 0 {
+		return Conflict("name", "service %q is used by routes %v; delete or repoint them first", name, users)
+	}
+	return nil
+}

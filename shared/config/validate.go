@@ -1,0 +1,436 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Limits on values. They keep a single bad object from exhausting a data plane.
+const (
+	MaxNameLen        = 128
+	MaxTargets        = 1024
+	MaxPathsPerRoute  = 64
+	MaxHostsPerRoute  = 64
+	MaxPathLen        = 1024
+	MaxParamsPerPath  = 16
+	MaxRouteTimeout   = time.Hour
+	MaxConnectTimeout = time.Minute
+	MaxWeight         = 10000
+	MaxBodyBytesLimit = 1 << 30
+)
+
+// knownMethods are the methods a route may name. Extension methods are rare
+// at gateways, and a typo ("GTE") should fail loudly rather than never match.
+var knownMethods = map[string]bool{
+	"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true,
+	"DELETE": true, "OPTIONS": true, "CONNECT": true, "TRACE": true,
+}
+
+// Normalize puts values into their canonical form (methods upper case,
+// hosts lower case, default weights spelled out) so that validation,
+// matching and diffs compare like with like. The control plane applies it
+// before validating.
+func (r *Route) Normalize() {
+	for i, m := range r.Methods {
+		r.Methods[i] = strings.ToUpper(strings.TrimSpace(m))
+	}
+	for i, h := range r.Hosts {
+		r.Hosts[i] = strings.ToLower(strings.TrimSpace(h))
+	}
+}
+
+// Normalize spells out default target weights: 0 means 1.
+func (s *Service) Normalize() {
+	for i := range s.Targets {
+		if s.Targets[i].Weight == 0 {
+			s.Targets[i].Weight = 1
+		}
+	}
+}
+
+// Normalize has nothing to do for a consumer; it completes Object.
+func (c *Consumer) Normalize() {}
+
+// ValidateName checks an object name: it appears in URLs and store keys.
+func ValidateName(name string) error {
+	if msg := nameProblem(name); msg != "" {
+		return Invalid("name", "%s", msg)
+	}
+	return nil
+}
+
+func nameProblem(name string) string {
+	if name == "" {
+		return "is required"
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Sprintf("must be at most %d characters", MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			i > 0 && (c == '-' || c == '_' || c == '.')
+		if !ok {
+			return fmt.Sprintf("%q: use letters, digits, '-', '_' and '.', starting with a letter or digit", name)
+		}
+	}
+	return ""
+}
+
+// Validate checks the service on its own (not its relations to others).
+func (s *Service) Validate() error {
+	var l errorList
+	s.validate(&l, "")
+	return l.err()
+}
+
+func (s *Service) validate(l *errorList, p string) {
+	if msg := nameProblem(s.Name); msg != "" {
+		l.add(join(p, "name"), "%s", msg)
+	}
+	if len(s.Targets) == 0 {
+		l.add(join(p, "targets"), "at least one target is required")
+	}
+	if len(s.Targets) > MaxTargets {
+		l.add(join(p, "targets"), "at most %d targets", MaxTargets)
+	}
+	seen := make(map[string]int, len(s.Targets))
+	for i, t := range s.Targets {
+		tp := join(p, fmt.Sprintf("targets[%d]", i))
+		if msg := targetURLProblem(t.URL); msg != "" {
+			l.add(join(tp, "url"), "%s", msg)
+		} else if j, dup := seen[t.URL]; dup {
+			l.add(join(tp, "url"), "duplicate of targets[%d]", j)
+		} else {
+			seen[t.URL] = i
+		}
+		if t.Weight < 0 || t.Weight > MaxWeight {
+			l.add(join(tp, "weight"), "must be between 0 and %d", MaxWeight)
+		}
+	}
+	if d := s.ConnectTimeout.Std(); d < 0 || d > MaxConnectTimeout {
+		l.add(join(p, "connect_timeout"), "must be between 0 and %s", MaxConnectTimeout)
+	}
+}
+
+func targetURLProblem(raw string) string {
+	if raw == "" {
+		return "is required"
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Sprintf("not a valid URL: %v", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "scheme must be http or https"
+	case u.Host == "" || u.Hostname() == "":
+		return "a host is required"
+	case u.User != nil:
+		return "credentials in the URL are not allowed"
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return "query and fragment are not allowed"
+	case u.Path != "" && !strings.HasPrefix(u.Path, "/"):
+		return "path must start with '/'"
+	}
+	if port := u.Port(); port != "" {
+		var n int
+		if _, err := fmt.Sscanf(port, "%d", &n); err != nil || n < 1 || n > 65535 {
+			return "port must be between 1 and 65535"
+		}
+	}
+	return ""
+}
+
+// Validate checks the route on its own (not whether its service exists or
+// whether another route already matches the same requests).
+func (r *Route) Validate() error {
+	var l errorList
+	r.validate(&l, "")
+	return l.err()
+}
+
+func (r *Route) validate(l *errorList, p string) {
+	if msg := nameProblem(r.Name); msg != "" {
+		l.add(join(p, "name"), "%s", msg)
+	}
+	if len(r.Paths) == 0 {
+		l.add(join(p, "paths"), "at least one path is required")
+	}
+	if len(r.Paths) > MaxPathsPerRoute {
+		l.add(join(p, "paths"), "at most %d paths", MaxPathsPerRoute)
+	}
+	seenPath := map[string]int{}
+	for i, path := range r.Paths {
+		fp := join(p, fmt.Sprintf("paths[%d]", i))
+		shape, err := PathShape(path)
+		if err != nil {
+			l.add(fp, "%v", err)
+			continue
+		}
+		if j, dup := seenPath[shape]; dup {
+			l.add(fp, "matches the same requests as paths[%d]", j)
+		}
+		seenPath[shape] = i
+	}
+	seenMethod := map[string]bool{}
+	for i, m := range r.Methods {
+		fp := join(p, fmt.Sprintf("methods[%d]", i))
+		switch {
+		case !knownMethods[m]:
+			l.add(fp, "unknown HTTP method %q", m)
+		case seenMethod[m]:
+			l.add(fp, "duplicate method %q", m)
+		}
+		seenMethod[m] = true
+	}
+	if len(r.Hosts) > MaxHostsPerRoute {
+		l.add(join(p, "hosts"), "at most %d hosts", MaxHostsPerRoute)
+	}
+	seenHost := map[string]bool{}
+	for i, h := range r.Hosts {
+		fp := join(p, fmt.Sprintf("hosts[%d]", i))
+		if msg := hostProblem(h); msg != "" {
+			l.add(fp, "%s", msg)
+		} else if seenHost[h] {
+			l.add(fp, "duplicate host %q", h)
+		}
+		seenHost[h] = true
+	}
+	if r.Service == "" {
+		l.add(join(p, "service"), "is required")
+	} else if msg := nameProblem(r.Service); msg != "" {
+		l.add(join(p, "service"), "%s", msg)
+	}
+	if d := r.Timeout.Std(); d < 0 || d > MaxRouteTimeout {
+		l.add(join(p, "timeout"), "must be between 0 and %s", MaxRouteTimeout)
+	}
+	if r.MaxBodyBytes < 0 || r.MaxBodyBytes > MaxBodyBytesLimit {
+		l.add(join(p, "max_body_bytes"), "must be between 0 (default) and %d", MaxBodyBytesLimit)
+	}
+}
+
+// hostProblem accepts a DNS name, optionally with a leading "*." wildcard
+// label. Ports are not part of host matching.
+func hostProblem(h string) string {
+	name := strings.TrimPrefix(h, "*.")
+	if name == "" || len(name) > 253 {
+		return "must be a host name such as api.example.com or *.example.com"
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Sprintf("%q is not a valid host name", h)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Sprintf("%q is not a valid host name (lower-case letters, digits, '-' and dots)", h)
+			}
+		}
+	}
+	return ""
+}
+
+// Validate checks a consumer on its own.
+func (c *Consumer) Validate() error {
+	var l errorList
+	c.validate(&l, "")
+	return l.err()
+}
+
+func (c *Consumer) validate(l *errorList, p string) {
+	if msg := nameProblem(c.Name); msg != "" {
+		l.add(join(p, "name"), "%s", msg)
+	}
+	seen := map[string]bool{}
+	for i, g := range c.Groups {
+		fp := join(p, fmt.Sprintf("groups[%d]", i))
+		if msg := nameProblem(g); msg != "" {
+			l.add(fp, "%s", msg)
+		} else if seen[g] {
+			l.add(fp, "duplicate group %q", g)
+		}
+		seen[g] = true
+	}
+}
+
+// Validate checks a whole configuration: every object, unique names, that
+// every route names an existing service, and that no two routes match exactly
+// the same requests. Field paths are relative to the Config document.
+func (c *Config) Validate() error {
+	var l errorList
+	services := make(map[string]int, len(c.Services))
+	for i := range c.Services {
+		s := &c.Services[i]
+		p := fmt.Sprintf("services[%d]", i)
+		s.validate(&l, p)
+		if j, dup := services[s.Name]; dup {
+			l.conflictf(join(p, "name"), "duplicate service name %q (also services[%d])", s.Name, j)
+		}
+		services[s.Name] = i
+	}
+	routes := make(map[string]int, len(c.Routes))
+	claims := make(map[matchKey]claim)
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		p := fmt.Sprintf("routes[%d]", i)
+		r.validate(&l, p)
+		if j, dup := routes[r.Name]; dup {
+			l.conflictf(join(p, "name"), "duplicate route name %q (also routes[%d])", r.Name, j)
+		}
+		routes[r.Name] = i
+		if _, ok := services[r.Service]; r.Service != "" && !ok {
+			l.add(join(p, "service"), "service %q does not exist", r.Service)
+		}
+		for _, k := range r.matchKeys() {
+			if other, taken := claims[k.key]; taken && other.route != r.Name {
+				l.conflictf(join(p, fmt.Sprintf("paths[%d]", k.path)),
+					"matches exactly the same requests as route %q (%s)", other.route, k.key)
+				continue
+			}
+			claims[k.key] = claim{route: r.Name}
+		}
+	}
+	consumers := make(map[string]int, len(c.Consumers))
+	for i := range c.Consumers {
+		cs := &c.Consumers[i]
+		p := fmt.Sprintf("consumers[%d]", i)
+		cs.validate(&l, p)
+		if j, dup := consumers[cs.Name]; dup {
+			l.conflictf(join(p, "name"), "duplicate consumer name %q (also consumers[%d])", cs.Name, j)
+		}
+		consumers[cs.Name] = i
+	}
+	return l.err()
+}
+
+// matchKey identifies the set of requests one (host, method, path) triple of
+// a route matches. Two routes sharing a key would be ambiguous.
+type matchKey struct {
+	host, method, shape string
+}
+
+func (k matchKey) String() string {
+	host, method := k.host, k.method
+	if host == "" {
+		host = "any host"
+	}
+	if method == "" {
+		method = "any method"
+	}
+	return fmt.Sprintf("%s %s %s", method, host, k.shape)
+}
+
+type claim struct{ route string }
+
+type routeKey struct {
+	key  matchKey
+	path int
+}
+
+func (r *Route) matchKeys() []routeKey {
+	hosts := r.Hosts
+	if len(hosts) == 0 {
+		hosts = []string{""}
+	}
+	methods := r.Methods
+	if len(methods) == 0 {
+		methods = []string{""}
+	}
+	var keys []routeKey
+	for pi, path := range r.Paths {
+		shape, err := PathShape(path)
+		if err != nil {
+			continue
+		}
+		for _, h := range hosts {
+			for _, m := range methods {
+				keys = append(keys, routeKey{key: matchKey{host: h, method: m, shape: shape}, path: pi})
+			}
+		}
+	}
+	return keys
+}
+
+// PathShape validates a route path pattern and returns its shape: the pattern
+// with parameter names erased ("/users/{id}" → "/users/{}"), so that patterns
+// matching the same request paths compare equal.
+func PathShape(path string) (string, error) {
+	switch {
+	case path == "":
+		return "", fmt.Errorf("path is empty")
+	case path[0] != '/':
+		return "", fmt.Errorf("%q must start with '/'", path)
+	case len(path) > MaxPathLen:
+		return "", fmt.Errorf("path longer than %d bytes", MaxPathLen)
+	}
+	if path == "/" || path == "/*" {
+		return path, nil
+	}
+	segs := strings.Split(path[1:], "/")
+	var b strings.Builder
+	params := map[string]bool{}
+	for i, seg := range segs {
+		last := i == len(segs)-1
+		switch {
+		case seg == "" && last:
+			// A trailing slash is significant: "/a/" and "/a" are different paths.
+		case seg == "":
+			return "", fmt.Errorf("%q has an empty segment ('//')", path)
+		case seg == "." || seg == "..":
+			return "", fmt.Errorf("%q has a dot segment", path)
+		case seg == "*":
+			if !last {
+				return "", fmt.Errorf("%q: '*' is only allowed as the last segment (\"/prefix/*\")", path)
+			}
+		case seg[0] == '{':
+			name, ok := strings.CutSuffix(seg[1:], "}")
+			if !ok || !isIdent(name) {
+				return "", fmt.Errorf("%q: parameter segment %q must look like {name}", path, seg)
+			}
+			if params[name] {
+				return "", fmt.Errorf("%q: parameter {%s} appears twice", path, name)
+			}
+			params[name] = true
+			if len(params) > MaxParamsPerPath {
+				return "", fmt.Errorf("%q: at most %d parameters", path, MaxParamsPerPath)
+			}
+			seg = "{}"
+		default:
+			for j := 0; j < len(seg); j++ {
+				if !isPathChar(seg[j]) {
+					return "", fmt.Errorf("%q: character %q is not allowed in a path segment", path, seg[j])
+				}
+			}
+		}
+		b.WriteByte('/')
+		b.WriteString(seg)
+	}
+	return b.String(), nil
+}
+
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// isPathChar reports RFC 3986 pchar characters, minus '%', '{', '}' and '*':
+// patterns match decoded, normalised request paths, so escapes have no place
+// in them, and the others carry pattern syntax.
+func isPathChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~!$&'()+,;=:@", c) >= 0
+}
