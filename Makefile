@@ -50,7 +50,7 @@ bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/proxy/
 
 bench-propagation: consul
-	PORTICO_BENCH=1 $(GO) test -run '^TestPropagationBenchmark$$' -count 1 -v -timeout 10m ./dataplane/e2e/
+	$(GO) test -run '^$$' -bench '^BenchmarkPropagation$$' -benchtime 100x -count 1 -timeout 10m ./dataplane/e2e/
 
 ## fuzz: each fuzz target for a while (make test runs only their seed corpora).
 FUZZTIME ?= 60s

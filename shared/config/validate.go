@@ -192,7 +192,7 @@ func (r *Route) validate(l *errorList, p string) {
 	seenHost := map[string]bool{}
 	for i, h := range r.Hosts {
 		fp := join(p, fmt.Sprintf("hosts[%d]", i))
-		if msg := hostProblem(h); msg != "" {
+		if msg := HostProblem(h); msg != "" {
 			l.add(fp, "%s", msg)
 		} else if seenHost[h] {
 			l.add(fp, "duplicate host %q", h)
@@ -212,9 +212,11 @@ func (r *Route) validate(l *errorList, p string) {
 	}
 }
 
-// hostProblem accepts a DNS name, optionally with a leading "*." wildcard
-// label. Ports are not part of host matching.
-func hostProblem(h string) string {
+// HostProblem says what is wrong with a route host, or "" if it is a valid
+// lower-case DNS name, optionally with a leading "*." wildcard label. Ports
+// are not part of host matching. The data plane's router applies the same
+// rule when it compiles.
+func HostProblem(h string) string {
 	name := strings.TrimPrefix(h, "*.")
 	if name == "" || len(name) > 253 {
 		return "must be a host name such as api.example.com or *.example.com"

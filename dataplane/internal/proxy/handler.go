@@ -77,12 +77,16 @@ type exchange struct {
 type exchangeKey struct{}
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.metrics == nil {
+		h.serve(w, r)
+		return
+	}
 	start := time.Now()
+	h.metrics.inFlight.Inc()
 	rec := &recorder{ResponseWriter: w}
 	routeName := h.serve(rec, r)
-	if h.metrics != nil {
-		h.metrics.observe(routeName, r.Method, rec.status(), time.Since(start))
-	}
+	h.metrics.inFlight.Dec()
+	h.metrics.observe(routeName, r.Method, rec.status(), time.Since(start))
 }
 
 // serve handles one request and returns the route name for metrics.

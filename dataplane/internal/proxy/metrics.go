@@ -9,6 +9,7 @@ import (
 
 // Metrics are the request-path metrics of a data plane.
 type Metrics struct {
+	inFlight prometheus.Gauge
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
@@ -16,6 +17,10 @@ type Metrics struct {
 // NewMetrics registers the request metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portico_requests_in_flight",
+			Help: "Requests being handled right now.",
+		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portico_requests_total",
 			Help: "Requests handled, by route (empty when none matched), method and status code.",
@@ -26,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"route"}),
 	}
-	reg.MustRegister(m.requests, m.duration)
+	reg.MustRegister(m.inFlight, m.requests, m.duration)
 	return m
 }
 

@@ -1,0 +1,106 @@
+package router
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+)
+
+// benchRules generates n rules shaped like a multi-tenant gateway's:
+// per-service static, parameter and prefix routes, some restricted to
+// methods, some to exact or wildcard hosts.
+func benchRules(n int) []Rule {
+	rules := make([]Rule, n)
+	for i := range rules {
+		svc := fmt.Sprintf("svc%d", i)
+		switch i % 5 {
+		case 0:
+			rules[i] = Rule{Paths: []string{"/api/v1/" + svc + "/health", "/api/v1/" + svc + "/ready"}, Methods: []string{"GET", "HEAD"}}
+		case 1:
+			rules[i] = Rule{
+				Paths:   []string{"/api/v1/" + svc + "/users/{id}", "/api/v1/" + svc + "/users/{id}/orders/{order}"},
+				Methods: []string{"GET", "PUT", "DELETE"},
+			}
+		case 2:
+			rules[i] = Rule{Paths: []string{"/static/" + svc + "/*"}}
+		case 3:
+			rules[i] = Rule{Paths: []string{"/users/{id}", "/*"}, Hosts: []string{svc + ".example.com"}}
+		case 4:
+			rules[i] = Rule{Paths: []string{"/api/*"}, Hosts: []string{"*." + svc + ".example.com"}, Methods: []string{"GET"}}
+		}
+	}
+	return rules
+}
+
+type benchReq struct {
+	host, method, path string
+	hit                bool
+}
+
+// benchRequests hits rules near the end of the table (the last of each
+// kind), so that nothing benefits from being inserted first.
+func benchRequests(n int) []benchReq {
+	// last(kind) is the highest rule index i < n with i%5 == kind.
+	last := func(kind int) string { return fmt.Sprintf("svc%d", (n-1-kind)/5*5+kind) }
+	return []benchReq{
+		{"gw.example.net", "GET", "/api/v1/" + last(1) + "/users/12345/orders/987", true},
+		{"gw.example.net", "GET", "/static/" + last(2) + "/js/app.min.js", true},
+		{"gw.example.net", "GET", "/api/v1/" + last(0) + "/health", true},
+		{last(3) + ".example.com:443", "GET", "/users/42", true},
+		{"a." + last(4) + ".example.com", "GET", "/api/things/1", true},
+		{"gw.example.net", "GET", "/api/v1/nosuch/users/1", false},
+		{"gw.example.net", "POST", "/api/v1/" + last(1) + "/users/1", false},
+	}
+}
+
+func BenchmarkMatch(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			tab, err := Compile(benchRules(n))
+			if err != nil {
+				b.Fatal(err)
+			}
+			reqs := benchRequests(n)
+			var m Match
+			for _, r := range reqs {
+				if got := tab.Match(r.host, r.method, r.path, &m); got != r.hit {
+					b.Fatalf("Match(%q, %q, %q) = %v, want %v", r.host, r.method, r.path, got, r.hit)
+				}
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := &reqs[i%len(reqs)]
+				tab.Match(r.host, r.method, r.path, &m)
+				i++
+			}
+		})
+	}
+}
+
+func BenchmarkCompile(b *testing.B) {
+	for _, n := range []int{10000} {
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			rules := benchRules(n)
+			b.ReportAllocs()
+			// Retained size, as opposed to B/op, which counts garbage too.
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			tab, err := Compile(rules)
+			if err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			runtime.KeepAlive(tab)
+			for b.Loop() {
+				if _, err := Compile(rules); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// After the loop: b.Loop's timer reset drops earlier metrics.
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "table-MiB")
+		})
+	}
+}
