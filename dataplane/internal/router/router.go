@@ -65,10 +65,9 @@ import (
 const MaxParams = config.MaxParamsPerPath
 
 const (
-	// maxHostLen is the DNS limit on a name; no rule host is longer.
-	maxHostLen = 253
 	// hostWindow is how many trailing bytes of a request host take part in
-	// host matching. It covers the longest exact host (253) and the longest
+	// host matching. It covers the longest exact host (253, the DNS limit
+	// config.HostProblem enforces) and the longest
 	// wildcard suffix ("." plus 253), so a longer request host can still match
 	// a wildcard while being copied to a fixed-size stack buffer for
 	// lower-casing.

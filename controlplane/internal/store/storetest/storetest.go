@@ -1,0 +1,580 @@
+// Package storetest is the contract every store.Store backend passes. A
+// backend's test calls Run with a function that opens a fresh, empty store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/portico-gw/portico/controlplane/internal/store"
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// safety bounds any wait in the suite, so that a broken backend fails the
+// test instead of hanging it. No test relies on it elapsing.
+const safety = 30 * time.Second
+
+// Option adds optional checks to Run.
+type Option func(*options)
+
+type options struct {
+	reopen func(t *testing.T, old store.Store) store.Store
+}
+
+// WithReopen enables the durability test: reopen gets a store that Run has
+// already closed and must open the same underlying storage again (the same
+// file, the same KV prefix).
+func WithReopen(reopen func(t *testing.T, old store.Store) store.Store) Option {
+	return func(o *options) { o.reopen = reopen }
+}
+
+// Run runs the contract suite as subtests. open must return a new, empty
+// store each time it is called; Run closes every store it opens.
+func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	fresh := func(t *testing.T) store.Store {
+		t.Helper()
+		s := open(t)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"EmptyStore", testEmpty},
+		{"CommitLoad", testCommitLoad},
+		{"Conflict", testConflict},
+		{"InvalidCommit", testInvalidCommit},
+		{"Audit", testAudit},
+		{"WaitRevisionPast", testWaitPast},
+		{"WaitRevisionWakes", testWaitWakes},
+		{"WaitRevisionCancel", testWaitCancel},
+		{"WaitRevisionClose", testWaitClose},
+		{"ConcurrentWriters", testConcurrentWriters},
+		{"LargeState", testLargeState},
+		{"Closed", testClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t)) })
+	}
+	t.Run("Reopen", func(t *testing.T) {
+		if o.reopen == nil {
+			// Not a skip: the backend has no reopen to offer (say, an
+			// in-memory fake), which is a property, not a missing server.
+			t.Log("no WithReopen: durability not tested")
+			return
+		}
+		testReopen(t, fresh(t), func(old store.Store) store.Store {
+			s := o.reopen(t, old)
+			t.Cleanup(func() { s.Close() })
+			return s
+		})
+	})
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), safety)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var cmpOpts = cmp.Options{cmpopts.EquateEmpty()}
+
+// diff is cmp.Diff with a reflect.DeepEqual fast path: cmp takes seconds on
+// a 10,000-route state under the race detector, DeepEqual milliseconds.
+// (DeepEqual is stricter, so a DeepEqual match is a cmp match.)
+func diff(want, got any) string {
+	if reflect.DeepEqual(want, got) {
+		return ""
+	}
+	return cmp.Diff(want, got, cmpOpts)
+}
+
+// Sample returns a small configuration of every kind of object, as revision
+// rev would hold it, for tests that need realistic content.
+func Sample(rev int64) config.Config {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC).Add(time.Duration(rev) * time.Minute)
+	meta := config.Meta{Version: rev, Revision: rev, CreatedAt: at, UpdatedAt: at}
+	return config.Config{
+		Services: []config.Service{{
+			Name:           "users",
+			Targets:        []config.Target{{URL: "http://10.0.0.1:8080", Weight: 3}, {URL: "http://10.0.0.2:8080"}},
+			ConnectTimeout: config.Duration(2 * time.Second),
+			Meta:           meta,
+		}},
+		Routes: []config.Route{{
+			Name:         fmt.Sprintf("users-%d", rev),
+			Paths:        []string{"/users/{id}", "/users/*"},
+			Methods:      []string{"GET", "PUT"},
+			Hosts:        []string{"api.example.com", "*.example.org"},
+			Service:      "users",
+			StripPrefix:  true,
+			Timeout:      config.Duration(1500 * time.Millisecond),
+			MaxBodyBytes: 1 << 20,
+			Meta:         meta,
+		}},
+		Consumers: []config.Consumer{{Name: "ci", Groups: []string{"admin"}, Meta: meta}},
+	}
+}
+
+func entryFor(rev int64) store.AuditEntry {
+	return store.AuditEntry{
+		Revision:   rev,
+		Time:       time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(rev) * time.Second),
+		Actor:      "token:ops (claims alice)",
+		RemoteAddr: "192.0.2.1:4711",
+		RequestID:  fmt.Sprintf("req-%d", rev),
+		Action:     "update",
+		Kind:       config.KindRoute,
+		Name:       fmt.Sprintf("users-%d", rev),
+		Version:    rev,
+	}
+}
+
+// commitN commits revisions 1..n of Sample.
+func commitN(t *testing.T, s store.Store, n int64) {
+	t.Helper()
+	for rev := int64(1); rev <= n; rev++ {
+		if err := s.Commit(ctxFor(t), &store.State{Revision: rev, Config: Sample(rev)}, entryFor(rev)); err != nil {
+			t.Fatalf("commit %d: %v", rev, err)
+		}
+	}
+}
+
+func mustLoad(t *testing.T, s store.Store) *store.State {
+	t.Helper()
+	st, err := s.Load(ctxFor(t))
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	return st
+}
+
+func mustAudit(t *testing.T, s store.Store, after int64, limit int) []store.AuditEntry {
+	t.Helper()
+	es, err := s.Audit(ctxFor(t), after, limit)
+	if err != nil {
+		t.Fatalf("audit(after=%d, limit=%d): %v", after, limit, err)
+	}
+	return es
+}
+
+func revisions(es []store.AuditEntry) []int64 {
+	revs := make([]int64, len(es))
+	for i, e := range es {
+		revs[i] = e.Revision
+	}
+	return revs
+}
+
+func testEmpty(t *testing.T, s store.Store) {
+	st := mustLoad(t, s)
+	if st.Revision != 0 {
+		t.Errorf("revision = %d, want 0", st.Revision)
+	}
+	// Non-nil, so that a new store's config encodes like any other.
+	if st.Config.Services == nil || st.Config.Routes == nil || st.Config.Consumers == nil {
+		t.Errorf("empty config has nil collections: %#v", st.Config)
+	}
+	if n := len(st.Config.Services) + len(st.Config.Routes) + len(st.Config.Consumers); n != 0 {
+		t.Errorf("empty store holds %d objects", n)
+	}
+	if es := mustAudit(t, s, 0, 100); len(es) != 0 {
+		t.Errorf("audit of empty store = %v", es)
+	}
+}
+
+func testCommitLoad(t *testing.T, s store.Store) {
+	for rev := int64(1); rev <= 3; rev++ {
+		want := &store.State{Revision: rev, Config: Sample(rev)}
+		if err := s.Commit(ctxFor(t), want, entryFor(rev)); err != nil {
+			t.Fatalf("commit %d: %v", rev, err)
+		}
+		if diff := cmp.Diff(want, mustLoad(t, s), cmpOpts); diff != "" {
+			t.Fatalf("load after commit %d (-want +got):\n%s", rev, diff)
+		}
+	}
+	// A state with no objects at all comes back with empty collections.
+	empty := &store.State{Revision: 4}
+	if err := s.Commit(ctxFor(t), empty, entryFor(4)); err != nil {
+		t.Fatalf("commit 4: %v", err)
+	}
+	got := mustLoad(t, s)
+	if got.Revision != 4 || got.Config.Services == nil || got.Config.Routes == nil || got.Config.Consumers == nil {
+		t.Errorf("load of empty revision 4 = %#v, want revision 4 with empty, non-nil collections", got)
+	}
+}
+
+func testConflict(t *testing.T, s store.Store) {
+	commitN(t, s, 2)
+	before := mustLoad(t, s)
+	auditBefore := mustAudit(t, s, 0, 100)
+	for _, tc := range []struct {
+		name string
+		rev  int64
+	}{
+		{"stale", 2},
+		{"older", 1},
+		{"skipping", 4},
+		{"far ahead", 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next := &store.State{Revision: tc.rev, Config: Sample(99)}
+			err := s.Commit(ctxFor(t), next, entryFor(tc.rev))
+			if !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("commit %d over revision 2: err = %v, want ErrConflict", tc.rev, err)
+			}
+			if diff := cmp.Diff(before, mustLoad(t, s), cmpOpts); diff != "" {
+				t.Errorf("state changed by a conflicting commit (-before +after):\n%s", diff)
+			}
+			if diff := cmp.Diff(auditBefore, mustAudit(t, s, 0, 100), cmpOpts); diff != "" {
+				t.Errorf("audit changed by a conflicting commit (-before +after):\n%s", diff)
+			}
+		})
+	}
+	// The conflicts left nothing behind that would stop the right commit.
+	commitFrom(t, s, 2)
+}
+
+// commitFrom commits revision from+1 on top of revision from.
+func commitFrom(t *testing.T, s store.Store, from int64) {
+	t.Helper()
+	rev := from + 1
+	if err := s.Commit(ctxFor(t), &store.State{Revision: rev, Config: Sample(rev)}, entryFor(rev)); err != nil {
+		t.Fatalf("commit %d: %v", rev, err)
+	}
+}
+
+func testInvalidCommit(t *testing.T, s store.Store) {
+	commitN(t, s, 1)
+	for _, tc := range []struct {
+		name  string
+		next  *store.State
+		entry store.AuditEntry
+	}{
+		{"nil state", nil, entryFor(2)},
+		{"revision 0", &store.State{}, entryFor(0)},
+		{"entry revision differs", &store.State{Revision: 2}, entryFor(3)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.Commit(ctxFor(t), tc.next, tc.entry)
+			if err == nil || errors.Is(err, store.ErrConflict) {
+				t.Fatalf("err = %v, want a validation error other than ErrConflict", err)
+			}
+		})
+	}
+	if got := mustLoad(t, s).Revision; got != 1 {
+		t.Errorf("revision = %d after invalid commits, want 1", got)
+	}
+}
+
+func testAudit(t *testing.T, s store.Store) {
+	const n = 10
+	commitN(t, s, n)
+	all := mustAudit(t, s, 0, 1000)
+	want := make([]store.AuditEntry, n)
+	for i := range want {
+		want[i] = entryFor(int64(i + 1))
+	}
+	if diff := cmp.Diff(want, all, cmpOpts); diff != "" {
+		t.Fatalf("audit entries (-want +got):\n%s", diff)
+	}
+	for _, tc := range []struct {
+		after int64
+		limit int
+		want  []int64
+	}{
+		{0, 3, []int64{1, 2, 3}},
+		{0, n, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+		{4, 2, []int64{5, 6}},
+		{7, 100, []int64{8, 9, 10}},
+		{9, 1, []int64{10}},
+		{n, 5, nil},
+		{n + 100, 5, nil},
+		{-5, 2, []int64{1, 2}},
+	} {
+		t.Run(fmt.Sprintf("after=%d,limit=%d", tc.after, tc.limit), func(t *testing.T) {
+			got := revisions(mustAudit(t, s, tc.after, tc.limit))
+			if diff := cmp.Diff(tc.want, got, cmpOpts); diff != "" {
+				t.Errorf("revisions (-want +got):\n%s", diff)
+			}
+		})
+	}
+	for _, limit := range []int{0, -1} {
+		if _, err := s.Audit(ctxFor(t), 0, limit); err == nil {
+			t.Errorf("audit with limit %d: no error", limit)
+		}
+	}
+}
+
+func testWaitPast(t *testing.T, s store.Store) {
+	commitN(t, s, 2)
+	for _, after := range []int64{-1, 0, 1} {
+		rev, err := s.WaitRevision(ctxFor(t), after)
+		if err != nil || rev != 2 {
+			t.Errorf("WaitRevision(%d) = %d, %v; want 2 at once", after, rev, err)
+		}
+	}
+	// Nothing to wait for and nothing coming: only the deadline ends it.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if rev, err := s.WaitRevision(ctx, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitRevision(2) at revision 2 = %d, %v; want DeadlineExceeded", rev, err)
+	}
+}
+
+type waitResult struct {
+	rev int64
+	err error
+}
+
+// waitAsync starts WaitRevision(after) in a goroutine; the test's safety
+// context guarantees it ends.
+func waitAsync(ctx context.Context, s store.Store, after int64) <-chan waitResult {
+	ch := make(chan waitResult, 1)
+	go func() {
+		rev, err := s.WaitRevision(ctx, after)
+		ch <- waitResult{rev, err}
+	}()
+	return ch
+}
+
+func testWaitWakes(t *testing.T, s store.Store) {
+	commitN(t, s, 1)
+	woken := waitAsync(ctxFor(t), s, 1)
+	select {
+	case r := <-woken:
+		t.Fatalf("WaitRevision(1) returned %d, %v before any commit", r.rev, r.err)
+	default:
+	}
+	commitFrom(t, s, 1)
+	select {
+	case r := <-woken:
+		if r.err != nil || r.rev < 2 {
+			t.Fatalf("WaitRevision(1) = %d, %v; want >= 2", r.rev, r.err)
+		}
+	case <-time.After(safety):
+		t.Fatal("WaitRevision(1) did not wake up after commit 2")
+	}
+
+	// Several waiters, all woken by the one commit.
+	var waiters []<-chan waitResult
+	for range 4 {
+		waiters = append(waiters, waitAsync(ctxFor(t), s, 2))
+	}
+	commitFrom(t, s, 2)
+	for i, w := range waiters {
+		if r := <-w; r.err != nil || r.rev != 3 {
+			t.Errorf("waiter %d: WaitRevision(2) = %d, %v; want 3", i, r.rev, r.err)
+		}
+	}
+}
+
+func testWaitCancel(t *testing.T, s store.Store) {
+	commitN(t, s, 1)
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	res := waitAsync(ctx, s, 1)
+	cancel()
+	if r := <-res; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("WaitRevision after cancel = %d, %v; want context.Canceled", r.rev, r.err)
+	}
+	// The store is still usable.
+	commitFrom(t, s, 1)
+}
+
+func testWaitClose(t *testing.T, s store.Store) {
+	commitN(t, s, 1)
+	res := waitAsync(ctxFor(t), s, 1)
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if r := <-res; !errors.Is(r.err, store.ErrClosed) {
+		t.Fatalf("WaitRevision across Close = %d, %v; want ErrClosed", r.rev, r.err)
+	}
+}
+
+// testConcurrentWriters runs the read-modify-write loop every writer of the
+// control plane runs. Each commit adds one consumer to the state it read, so
+// a lost update shows as a missing consumer, not only as a missing revision.
+func testConcurrentWriters(t *testing.T, s store.Store) {
+	const writers, commits = 8, 20
+	ctx := ctxFor(t)
+	var wg sync.WaitGroup
+	conflicts := make([]int, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := 0; i < commits; {
+				cur, err := s.Load(ctx)
+				if err != nil {
+					t.Errorf("writer %d: load: %v", w, err)
+					return
+				}
+				next := &store.State{Revision: cur.Revision + 1, Config: *cur.Config.Clone()}
+				name := fmt.Sprintf("w%d-%02d", w, i)
+				next.Config.Consumers = append(next.Config.Consumers, config.Consumer{Name: name})
+				next.Config.Sort()
+				entry := store.AuditEntry{Revision: next.Revision, Actor: fmt.Sprintf("writer-%d", w), Action: "create", Kind: config.KindConsumer, Name: name}
+				err = s.Commit(ctx, next, entry)
+				switch {
+				case errors.Is(err, store.ErrConflict):
+					conflicts[w]++
+				case err != nil:
+					t.Errorf("writer %d: commit %d: %v", w, next.Revision, err)
+					return
+				default:
+					i++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	t.Logf("conflicts per writer: %v", conflicts)
+
+	const total = writers * commits
+	st := mustLoad(t, s)
+	if st.Revision != total {
+		t.Errorf("final revision = %d, want %d", st.Revision, total)
+	}
+	if len(st.Config.Consumers) != total {
+		t.Errorf("final state has %d consumers, want %d: updates were lost", len(st.Config.Consumers), total)
+	}
+	es := mustAudit(t, s, 0, 10*total)
+	if len(es) != total {
+		t.Fatalf("%d audit entries, want %d", len(es), total)
+	}
+	perActor := map[string]int{}
+	for i, e := range es {
+		if e.Revision != int64(i+1) {
+			t.Fatalf("audit entry %d has revision %d: revisions 1..%d must each appear once, in order", i, e.Revision, total)
+		}
+		perActor[e.Actor]++
+	}
+	for w := range writers {
+		if n := perActor[fmt.Sprintf("writer-%d", w)]; n != commits {
+			t.Errorf("writer-%d has %d audit entries, want %d", w, n, commits)
+		}
+	}
+}
+
+// LargeConfig returns a configuration of n routes (two paths each) over a
+// hundred services: several MB of JSON at n = 10,000, beyond the size limits
+// of a single value in most KV stores.
+func LargeConfig(n int) config.Config {
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	var c config.Config
+	for i := range 100 {
+		c.Services = append(c.Services, config.Service{
+			Name:    fmt.Sprintf("svc-%03d", i),
+			Targets: []config.Target{{URL: fmt.Sprintf("http://10.1.%d.1:8080", i)}, {URL: fmt.Sprintf("http://10.1.%d.2:8080", i), Weight: 2}},
+			Meta:    config.Meta{Version: 1, Revision: 1, CreatedAt: at, UpdatedAt: at},
+		})
+	}
+	for i := range n {
+		c.Routes = append(c.Routes, config.Route{
+			Name:    fmt.Sprintf("route-%05d", i),
+			Paths:   []string{fmt.Sprintf("/api/v1/tenant-%05d/items/{id}", i), fmt.Sprintf("/api/v1/tenant-%05d/static/*", i)},
+			Methods: []string{"GET", "POST"},
+			Hosts:   []string{fmt.Sprintf("t%05d.example.com", i)},
+			Service: fmt.Sprintf("svc-%03d", i%100),
+			Timeout: config.Duration(time.Duration(i%30+1) * time.Second),
+			Meta:    config.Meta{Version: int64(i%7 + 1), Revision: 1, CreatedAt: at, UpdatedAt: at.Add(time.Duration(i) * time.Millisecond)},
+		})
+	}
+	for i := range 500 {
+		c.Consumers = append(c.Consumers, config.Consumer{Name: fmt.Sprintf("consumer-%03d", i), Groups: []string{"g1", "g2"}})
+	}
+	return c
+}
+
+func testLargeState(t *testing.T, s store.Store) {
+	big := &store.State{Revision: 1, Config: LargeConfig(10_000)}
+	entry := store.AuditEntry{Revision: 1, Actor: "import", Action: "import", Summary: "10000 routes"}
+	if err := s.Commit(ctxFor(t), big, entry); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if diff := diff(big, mustLoad(t, s)); diff != "" {
+		t.Fatalf("large state (-want +got):\n%s", diff)
+	}
+	// Replace it with a changed large state, then a small one: old data must
+	// not leak into the new revision.
+	big2 := &store.State{Revision: 2, Config: *big.Config.Clone()}
+	big2.Config.Routes = big2.Config.Routes[:9_000]
+	big2.Config.Routes[42].Paths = []string{"/changed"}
+	if err := s.Commit(ctxFor(t), big2, store.AuditEntry{Revision: 2, Actor: "import", Action: "import"}); err != nil {
+		t.Fatalf("commit 2: %v", err)
+	}
+	if diff := diff(big2, mustLoad(t, s)); diff != "" {
+		t.Fatalf("large state 2 (-want +got):\n%s", diff)
+	}
+	small := &store.State{Revision: 3, Config: Sample(3)}
+	if err := s.Commit(ctxFor(t), small, entryFor(3)); err != nil {
+		t.Fatalf("commit 3: %v", err)
+	}
+	if diff := cmp.Diff(small, mustLoad(t, s), cmpOpts); diff != "" {
+		t.Fatalf("small state after large (-want +got):\n%s", diff)
+	}
+}
+
+func testClosed(t *testing.T, s store.Store) {
+	commitN(t, s, 1)
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second close: %v", err)
+	}
+	ctx := ctxFor(t)
+	if _, err := s.Load(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Load after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Commit(ctx, &store.State{Revision: 2}, store.AuditEntry{Revision: 2}); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Commit after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.WaitRevision(ctx, 0); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("WaitRevision after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.Audit(ctx, 0, 10); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Audit after Close: %v, want ErrClosed", err)
+	}
+}
+
+func testReopen(t *testing.T, s store.Store, reopen func(old store.Store) store.Store) {
+	commitN(t, s, 3)
+	want := mustLoad(t, s)
+	wantAudit := mustAudit(t, s, 0, 100)
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	s2 := reopen(s)
+	if diff := cmp.Diff(want, mustLoad(t, s2), cmpOpts); diff != "" {
+		t.Errorf("state after reopen (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantAudit, mustAudit(t, s2, 0, 100), cmpOpts); diff != "" {
+		t.Errorf("audit after reopen (-before +after):\n%s", diff)
+	}
+	if rev, err := s2.WaitRevision(ctxFor(t), 2); err != nil || rev != 3 {
+		t.Errorf("WaitRevision(2) after reopen = %d, %v; want 3", rev, err)
+	}
+	if err := s2.Commit(ctxFor(t), &store.State{Revision: 3}, entryFor(3)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("commit of revision 3 again after reopen: %v, want ErrConflict", err)
+	}
+	commitFrom(t, s2, 3)
+	if got := mustLoad(t, s2).Revision; got != 4 {
+		t.Errorf("revision = %d after commit 4, want 4", got)
+	}
+}
