@@ -21,18 +21,14 @@ import (
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
 	"github.com/portico-gw/portico/controlplane/internal/nodes"
 	"github.com/portico-gw/portico/controlplane/internal/store"
+	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/envflag"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "controlplane:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("controlplane", run) }
 
 func run(args []string) error {
 	fs := envflag.New("controlplane")
@@ -51,7 +47,7 @@ func run(args []string) error {
 		fmt.Println(version)
 		return nil
 	}
-	log, err := newLogger(*logLevel)
+	log, err := cli.NewLogger(*logLevel)
 	if err != nil {
 		return err
 	}
@@ -120,14 +116,6 @@ func run(args []string) error {
 		return srv.Shutdown(sctx)
 	})
 	return g.Wait()
-}
-
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", level, err)
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
 // redactStore keeps credentials that might sit in a store URL out of logs.

@@ -26,6 +26,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/proxy"
 	"github.com/portico-gw/portico/dataplane/internal/syncer"
 	"github.com/portico-gw/portico/shared/client"
+	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/envflag"
 	"github.com/portico-gw/portico/shared/snapshot"
 )
@@ -33,12 +34,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "dataplane:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("dataplane", run) }
 
 func run(args []string) error {
 	fs := envflag.New("dataplane")
@@ -60,11 +56,10 @@ func run(args []string) error {
 		fmt.Println(version)
 		return nil
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: %w", *logLevel, err)
+	log, err := cli.NewLogger(*logLevel)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if *nodeID == "" {
 		*nodeID = defaultNodeID()
 	}
