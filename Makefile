@@ -47,7 +47,7 @@ fmt:
 bench: bench-go bench-propagation
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/proxy/
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/
 
 bench-propagation: consul
 	$(GO) test -run '^$$' -bench '^BenchmarkPropagation$$' -benchtime 100x -count 1 -timeout 10m ./dataplane/e2e/

@@ -22,6 +22,19 @@ func (c *Config) Clone() *Config {
 	}
 	for i, s := range c.Services {
 		s.Targets = slices.Clone(s.Targets)
+		if s.Consul != nil {
+			cs := *s.Consul
+			cs.Tags = slices.Clone(cs.Tags)
+			s.Consul = &cs
+		}
+		if s.Retries != nil {
+			r := *s.Retries
+			r.OnStatuses = slices.Clone(r.OnStatuses)
+			s.Retries = &r
+		}
+		s.OutlierDetection = clonePtr(s.OutlierDetection)
+		s.CircuitBreaker = clonePtr(s.CircuitBreaker)
+		s.HealthCheck = clonePtr(s.HealthCheck)
 		out.Services[i] = s
 	}
 	for i, r := range c.Routes {
@@ -73,4 +86,12 @@ func (c *Config) RoutesUsing(service string) []string {
 		}
 	}
 	return names
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

@@ -37,13 +37,105 @@ type Meta struct {
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
-// Service is an upstream: where a route's traffic goes.
+// Service is an upstream: where a route's traffic goes, how it is spread
+// over the instances, and how failures are ridden out.
 type Service struct {
-	Name    string   `json:"name"`
+	Name string `json:"name"`
+	// Targets are static instances. Exactly one of Targets and Consul is set.
 	Targets []Target `json:"targets,omitempty"`
-	// ConnectTimeout bounds dialing one target. Zero means the default.
+	// Consul discovers the instances from Consul's health API: only
+	// instances whose checks pass receive traffic.
+	Consul *ConsulSource `json:"consul,omitempty"`
+	// LoadBalancer is round_robin (default), weighted, least_request or
+	// consistent_hash.
+	LoadBalancer string `json:"load_balancer,omitempty"`
+	// HashOn is the consistent_hash key: "header:<Name>", "cookie:<name>"
+	// or "client_ip". Requests without the key are spread round robin.
+	HashOn string `json:"hash_on,omitempty"`
+	// ConnectTimeout bounds dialing one instance. Zero means the default.
 	ConnectTimeout Duration `json:"connect_timeout,omitzero"`
+	// Timeout bounds the wait for response headers of one attempt; the
+	// route's timeout bounds the whole exchange. Zero: only the route's.
+	Timeout          Duration          `json:"timeout,omitzero"`
+	Retries          *Retries          `json:"retries,omitempty"`
+	OutlierDetection *OutlierDetection `json:"outlier_detection,omitempty"`
+	CircuitBreaker   *CircuitBreaker   `json:"circuit_breaker,omitempty"`
+	// HealthCheck actively probes static targets; Consul services rely on
+	// Consul's own checks.
+	HealthCheck *HealthCheck `json:"health_check,omitempty"`
 	Meta
+}
+
+// Load-balancing policies.
+const (
+	LBRoundRobin     = "round_robin"
+	LBWeighted       = "weighted"
+	LBLeastRequest   = "least_request"
+	LBConsistentHash = "consistent_hash"
+)
+
+// ConsulSource names a service in Consul's catalog.
+type ConsulSource struct {
+	Service string `json:"service"`
+	// Tags: only instances carrying every one of these tags.
+	Tags       []string `json:"tags,omitempty"`
+	Datacenter string   `json:"datacenter,omitempty"`
+	// Scheme used to reach the instances: http (default) or https.
+	Scheme string `json:"scheme,omitempty"`
+}
+
+// Retries retry a failed attempt on another instance. Idempotent requests
+// are retried on connection errors and on OnStatuses; any request is retried
+// when the connection was never established. Omitted: the defaults below.
+type Retries struct {
+	// Attempts counts tries including the first; 1 turns retries off.
+	Attempts int `json:"attempts,omitempty"`
+	// OnStatuses lists upstream statuses that make an idempotent request
+	// retry (e.g. 502, 503, 504). Empty: only connection failures.
+	OnStatuses []int `json:"on_statuses,omitempty"`
+	// BudgetPercent caps retries at this share of requests, so that retries
+	// cannot multiply load during an outage; MinPerSecond retries are always
+	// allowed so that a quiet service still gets them.
+	BudgetPercent int `json:"budget_percent,omitempty"`
+	MinPerSecond  int `json:"min_per_second,omitempty"`
+}
+
+// OutlierDetection takes an instance out of rotation after consecutive
+// failures (connection errors, timeouts, 5xx), for an interval that doubles
+// with each ejection up to MaxEjection, and puts it back when it recovers.
+type OutlierDetection struct {
+	Disabled            bool     `json:"disabled,omitempty"`
+	ConsecutiveFailures int      `json:"consecutive_failures,omitempty"`
+	BaseEjection        Duration `json:"base_ejection,omitzero"`
+	MaxEjection         Duration `json:"max_ejection,omitzero"`
+	// MaxEjectedPercent keeps part of the pool in service however many
+	// instances fail.
+	MaxEjectedPercent int `json:"max_ejected_percent,omitempty"`
+}
+
+// CircuitBreaker fails requests to a service at once (503) while most recent
+// requests to it failed, giving it room to recover.
+type CircuitBreaker struct {
+	Disabled bool `json:"disabled,omitempty"`
+	// The breaker opens when, within Interval, at least MinRequests
+	// requests completed and FailureRatio of them failed.
+	FailureRatio float64  `json:"failure_ratio,omitempty"`
+	MinRequests  int      `json:"min_requests,omitempty"`
+	Interval     Duration `json:"interval,omitzero"`
+	// OpenTimeout is how long it stays open before letting trial requests
+	// through (HalfOpenRequests of them).
+	OpenTimeout      Duration `json:"open_timeout,omitzero"`
+	HalfOpenRequests int      `json:"half_open_requests,omitempty"`
+}
+
+// HealthCheck probes every static target with GET Path; 2xx and 3xx are
+// healthy.
+type HealthCheck struct {
+	Path               string   `json:"path"`
+	Interval           Duration `json:"interval,omitzero"`
+	Timeout            Duration `json:"timeout,omitzero"`
+	HealthyThreshold   int      `json:"healthy_threshold,omitempty"`
+	UnhealthyThreshold int      `json:"unhealthy_threshold,omitempty"`
 }
 
 // Target is one static upstream address.
@@ -91,11 +183,33 @@ type Config struct {
 	Consumers []Consumer `json:"consumers"`
 }
 
-// Defaults applied by the data plane when a field is zero.
+// Defaults applied by the data plane when a field is zero or a policy is
+// omitted. Resilience is on by default: an operator should not have to know
+// about retries and ejection for an instance failure to go unnoticed.
 const (
 	DefaultRouteTimeout   = 30 * time.Second
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultMaxBodyBytes   = 10 << 20
+
+	DefaultRetryAttempts      = 3
+	DefaultRetryBudgetPercent = 20
+	DefaultRetryMinPerSecond  = 10
+
+	DefaultOutlierConsecutiveFailures = 5
+	DefaultOutlierBaseEjection        = 10 * time.Second
+	DefaultOutlierMaxEjection         = 5 * time.Minute
+	DefaultOutlierMaxEjectedPercent   = 50
+
+	DefaultBreakerFailureRatio     = 0.5
+	DefaultBreakerMinRequests      = 20
+	DefaultBreakerInterval         = 10 * time.Second
+	DefaultBreakerOpenTimeout      = 10 * time.Second
+	DefaultBreakerHalfOpenRequests = 3
+
+	DefaultHealthInterval           = 5 * time.Second
+	DefaultHealthTimeout            = 2 * time.Second
+	DefaultHealthHealthyThreshold   = 2
+	DefaultHealthUnhealthyThreshold = 3
 )
 
 // Duration is a time.Duration written in JSON as a Go duration string ("30s").

@@ -41,12 +41,16 @@ func (r *Route) Normalize() {
 	}
 }
 
-// Normalize spells out default target weights: 0 means 1.
+// Normalize spells out default target weights (0 means 1) and the default
+// load balancer.
 func (s *Service) Normalize() {
 	for i := range s.Targets {
 		if s.Targets[i].Weight == 0 {
 			s.Targets[i].Weight = 1
 		}
+	}
+	if s.LoadBalancer == "" {
+		s.LoadBalancer = LBRoundRobin
 	}
 }
 
@@ -90,9 +94,19 @@ func (s *Service) validate(l *errorList, p string) {
 	if msg := nameProblem(s.Name); msg != "" {
 		l.add(join(p, "name"), "%s", msg)
 	}
-	if len(s.Targets) == 0 {
-		l.add(join(p, "targets"), "at least one target is required")
+	switch {
+	case len(s.Targets) == 0 && s.Consul == nil:
+		l.add(join(p, "targets"), "at least one target (or a consul source) is required")
+	case len(s.Targets) > 0 && s.Consul != nil:
+		l.add(join(p, "consul"), "give either targets or a consul source, not both")
 	}
+	if s.Consul != nil {
+		s.Consul.validate(l, join(p, "consul"))
+		if s.HealthCheck != nil {
+			l.add(join(p, "health_check"), "Consul services are health-checked by Consul; active checks apply to static targets")
+		}
+	}
+	s.validatePolicies(l, p)
 	if len(s.Targets) > MaxTargets {
 		l.add(join(p, "targets"), "at most %d targets", MaxTargets)
 	}
@@ -435,4 +449,136 @@ func isPathChar(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("-._~!$&'()+,;=:@", c) >= 0
+}
+
+func (c *ConsulSource) validate(l *errorList, p string) {
+	if msg := nameProblem(c.Service); msg != "" {
+		l.add(join(p, "service"), "%s", msg)
+	}
+	for i, tag := range c.Tags {
+		if tag == "" || len(tag) > MaxNameLen || strings.ContainsAny(tag, " \t\r\n") {
+			l.add(join(p, fmt.Sprintf("tags[%d]", i)), "must be a non-empty tag without spaces")
+		}
+	}
+	if c.Datacenter != "" && nameProblem(c.Datacenter) != "" {
+		l.add(join(p, "datacenter"), "%s", nameProblem(c.Datacenter))
+	}
+	if c.Scheme != "" && c.Scheme != "http" && c.Scheme != "https" {
+		l.add(join(p, "scheme"), "must be http or https")
+	}
+}
+
+func (s *Service) validatePolicies(l *errorList, p string) {
+	switch s.LoadBalancer {
+	case "", LBRoundRobin, LBWeighted, LBLeastRequest:
+		if s.HashOn != "" {
+			l.add(join(p, "hash_on"), "only applies to load_balancer consistent_hash")
+		}
+	case LBConsistentHash:
+		if msg := hashOnProblem(s.HashOn); msg != "" {
+			l.add(join(p, "hash_on"), "%s", msg)
+		}
+	default:
+		l.add(join(p, "load_balancer"), "must be one of round_robin, weighted, least_request, consistent_hash")
+	}
+	if d := s.Timeout.Std(); d < 0 || d > MaxRouteTimeout {
+		l.add(join(p, "timeout"), "must be between 0 and %s", MaxRouteTimeout)
+	}
+	if r := s.Retries; r != nil {
+		rp := join(p, "retries")
+		if r.Attempts < 0 || r.Attempts > 10 {
+			l.add(join(rp, "attempts"), "must be between 1 and 10 (0: the default, %d)", DefaultRetryAttempts)
+		}
+		for i, st := range r.OnStatuses {
+			if st < 500 || st > 599 {
+				l.add(join(rp, fmt.Sprintf("on_statuses[%d]", i)), "must be a 5xx status")
+			}
+		}
+		if r.BudgetPercent < 0 || r.BudgetPercent > 100 {
+			l.add(join(rp, "budget_percent"), "must be between 0 and 100")
+		}
+		if r.MinPerSecond < 0 || r.MinPerSecond > 10000 {
+			l.add(join(rp, "min_per_second"), "must be between 0 and 10000")
+		}
+	}
+	if o := s.OutlierDetection; o != nil {
+		op := join(p, "outlier_detection")
+		if o.ConsecutiveFailures < 0 || o.ConsecutiveFailures > 1000 {
+			l.add(join(op, "consecutive_failures"), "must be between 1 and 1000")
+		}
+		if o.BaseEjection < 0 || o.BaseEjection.Std() > time.Hour {
+			l.add(join(op, "base_ejection"), "must be between 0 and 1h")
+		}
+		if o.MaxEjection < 0 || o.MaxEjection.Std() > 24*time.Hour {
+			l.add(join(op, "max_ejection"), "must be between 0 and 24h")
+		}
+		if o.MaxEjection != 0 && o.MaxEjection < o.BaseEjection {
+			l.add(join(op, "max_ejection"), "must not be shorter than base_ejection")
+		}
+		if o.MaxEjectedPercent < 0 || o.MaxEjectedPercent > 100 {
+			l.add(join(op, "max_ejected_percent"), "must be between 0 and 100")
+		}
+	}
+	if b := s.CircuitBreaker; b != nil {
+		bp := join(p, "circuit_breaker")
+		if b.FailureRatio < 0 || b.FailureRatio > 1 {
+			l.add(join(bp, "failure_ratio"), "must be between 0 and 1")
+		}
+		if b.MinRequests < 0 || b.MinRequests > 1_000_000 {
+			l.add(join(bp, "min_requests"), "must be between 1 and 1000000")
+		}
+		if b.Interval < 0 || b.Interval.Std() > time.Hour {
+			l.add(join(bp, "interval"), "must be between 0 and 1h")
+		}
+		if b.OpenTimeout < 0 || b.OpenTimeout.Std() > time.Hour {
+			l.add(join(bp, "open_timeout"), "must be between 0 and 1h")
+		}
+		if b.HalfOpenRequests < 0 || b.HalfOpenRequests > 1000 {
+			l.add(join(bp, "half_open_requests"), "must be between 1 and 1000")
+		}
+	}
+	if h := s.HealthCheck; h != nil {
+		hp := join(p, "health_check")
+		if h.Path == "" || h.Path[0] != '/' || strings.ContainsAny(h.Path, " #") {
+			l.add(join(hp, "path"), "must be an absolute path such as /healthz")
+		}
+		if h.Interval < 0 || (h.Interval != 0 && h.Interval.Std() < 100*time.Millisecond) || h.Interval.Std() > time.Hour {
+			l.add(join(hp, "interval"), "must be between 100ms and 1h")
+		}
+		if h.Timeout < 0 || h.Timeout.Std() > time.Minute {
+			l.add(join(hp, "timeout"), "must be between 0 and 1m")
+		}
+		if h.HealthyThreshold < 0 || h.HealthyThreshold > 100 {
+			l.add(join(hp, "healthy_threshold"), "must be between 1 and 100")
+		}
+		if h.UnhealthyThreshold < 0 || h.UnhealthyThreshold > 100 {
+			l.add(join(hp, "unhealthy_threshold"), "must be between 1 and 100")
+		}
+	}
+}
+
+// hashOnProblem checks a consistent-hash key: "header:<Name>",
+// "cookie:<name>" or "client_ip".
+func hashOnProblem(h string) string {
+	kind, name, _ := strings.Cut(h, ":")
+	switch {
+	case h == "client_ip":
+		return ""
+	case (kind == "header" || kind == "cookie") && name != "" && isToken(name):
+		return ""
+	}
+	return `must be "header:<Name>", "cookie:<name>" or "client_ip"`
+}
+
+// isToken reports an RFC 9110 token (header and cookie names).
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -368,3 +368,23 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// MainWithConsul is a TestMain for packages whose tests share one agent: it
+// launches the agent into *shared, runs the tests, stops the agent and
+// exits. A missing binary fails the package, like StartConsul.
+func MainWithConsul(m *testing.M, shared **Consul) {
+	c, err := LaunchConsul()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*shared = c
+	code := m.Run()
+	if err := c.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}

@@ -5,7 +5,11 @@ package testutil
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -57,5 +61,70 @@ func poll(timeout time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(min(interval, left))
 		interval = min(interval*2, 250*time.Millisecond)
+	}
+}
+
+// LoadResult counts the calls a Load made.
+type LoadResult struct {
+	Total, Failed int64
+	// FirstError is the first failure, for the test's message.
+	FirstError error
+}
+
+// Load calls fn from workers goroutines, again and again, until the returned
+// stop is called; stop waits for the workers and reports what happened.
+// Progress reports the number of calls made so far, for Eventually.
+func Load(workers int, fn func() error) (stop func() LoadResult, progress func() int64) {
+	var (
+		total, failed atomic.Int64
+		first         atomic.Pointer[error]
+		wg            sync.WaitGroup
+		done          = make(chan struct{})
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				err := fn()
+				total.Add(1)
+				if err != nil {
+					failed.Add(1)
+					first.CompareAndSwap(nil, &err)
+				}
+			}
+		}()
+	}
+	stop = func() LoadResult {
+		close(done)
+		wg.Wait()
+		r := LoadResult{Total: total.Load(), Failed: failed.Load()}
+		if e := first.Load(); e != nil {
+			r.FirstError = *e
+		}
+		return r
+	}
+	return stop, total.Load
+}
+
+// HTTPStatus is a Load function body: GET url and fail unless it answers
+// want.
+func HTTPStatus(c *http.Client, url string, want int) func() error {
+	return func() error {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return nil
 	}
 }

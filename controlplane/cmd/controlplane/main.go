@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/portico-gw/portico/controlplane/internal/nodes"
 	"github.com/portico-gw/portico/controlplane/internal/store"
 	"github.com/portico-gw/portico/shared/cli"
+	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
 )
 
@@ -38,6 +40,8 @@ func run(args []string) error {
 	dpToken := fs.String("dataplane-token", "PORTICO_DATAPLANE_TOKEN", "", "bearer token data planes use on the sync API")
 	dev := fs.Bool("dev", "PORTICO_DEV", false, "development mode: no tokens required (never in production)")
 	maxWait := fs.Duration("max-wait", "PORTICO_MAX_WAIT", 60*time.Second, "longest long-poll wait a data plane may ask for")
+	consulAddr := fs.String("consul", "CONSUL_HTTP_ADDR", "", "Consul agent to register in as portico-controlplane (off when empty)")
+	advertise := fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)")
 	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
 	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -98,6 +102,17 @@ func run(args []string) error {
 	}
 	log.Info("control plane started", "listen", ln.Addr().String(), "store", redactStore(*storeSpec),
 		"revision", cat.Current().State.Revision, "version", version)
+	if *consulAddr != "" {
+		reg, err := registration(*advertise, ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		c, err := consulreg.Client(*consulAddr)
+		if err != nil {
+			return err
+		}
+		defer consulreg.RegisterForLife(ctx, c, reg, log)()
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cat.Run(gctx) })
@@ -116,6 +131,27 @@ func run(args []string) error {
 		return srv.Shutdown(sctx)
 	})
 	return g.Wait()
+}
+
+// registration describes this control plane as portico-controlplane,
+// checked on /healthz, so data planes can find it through Consul.
+func registration(advertise, listen string) (consulreg.Registration, error) {
+	if advertise == "" {
+		advertise = listen
+	}
+	host, port, err := consulreg.AdvertiseAddr(advertise)
+	if err != nil {
+		return consulreg.Registration{}, err
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	return consulreg.Registration{
+		Name:     "portico-controlplane",
+		ID:       "portico-controlplane-" + addr,
+		Address:  host,
+		Port:     port,
+		CheckURL: "http://" + addr + "/healthz",
+		Meta:     map[string]string{"version": version},
+	}, nil
 }
 
 // redactStore keeps credentials that might sit in a store URL out of logs.

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,11 +24,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/portico-gw/portico/dataplane/internal/discovery"
 	"github.com/portico-gw/portico/dataplane/internal/ops"
 	"github.com/portico-gw/portico/dataplane/internal/proxy"
 	"github.com/portico-gw/portico/dataplane/internal/syncer"
-	"github.com/portico-gw/portico/shared/client"
+	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/cli"
+	"github.com/portico-gw/portico/shared/client"
+	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
 	"github.com/portico-gw/portico/shared/snapshot"
 )
@@ -38,7 +43,7 @@ func main() { cli.Main("dataplane", run) }
 
 func run(args []string) error {
 	fs := envflag.New("dataplane")
-	cpURL := fs.String("controlplane", "PORTICO_CONTROLPLANE", "http://127.0.0.1:9000", "control plane URL")
+	cpURL := fs.String("controlplane", "PORTICO_CONTROLPLANE", "http://127.0.0.1:9000", "control plane URL, or consul://<service> to find it through Consul")
 	token := fs.String("token", "PORTICO_DATAPLANE_TOKEN", "", "bearer token for the control plane's sync API")
 	listen := fs.String("listen", "PORTICO_LISTEN", ":8080", "traffic listener")
 	opsListen := fs.String("ops-listen", "PORTICO_OPS_LISTEN", ":8081", "operations listener (/healthz, /readyz, /metrics, /status)")
@@ -47,6 +52,8 @@ func run(args []string) error {
 	pollWait := fs.Duration("poll-wait", "PORTICO_POLL_WAIT", 30*time.Second, "long-poll wait asked of the control plane")
 	drainDelay := fs.Duration("drain-delay", "PORTICO_DRAIN_DELAY", 0, "on SIGTERM, report not-ready this long before closing listeners (lets load balancers notice)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", "PORTICO_SHUTDOWN_TIMEOUT", 30*time.Second, "how long in-flight requests may take to finish on SIGTERM")
+	consulAddr := fs.String("consul", "CONSUL_HTTP_ADDR", "", "Consul agent address for discovery and self-registration (default 127.0.0.1:8500 for discovery; registration only when set)")
+	advertise := fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)")
 	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
 	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -69,22 +76,41 @@ func run(args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handler := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(reg)})
 
-	cp, err := client.New(*cpURL, *token, client.WithHTTPClient(&http.Client{Timeout: *pollWait + 15*time.Second}))
+	consul, err := consulreg.Client(*consulAddr)
 	if err != nil {
 		return err
 	}
+	watcher := discovery.NewWatcher(consul, log, reg)
+	defer watcher.Close()
+	deps := upstream.Deps{Watcher: watcher, Log: log, Metrics: upstream.NewMetrics(reg)}
+
+	pollHTTP := &http.Client{Timeout: *pollWait + 15*time.Second}
+	var poller syncer.Poller
+	if svcName, ok := strings.CutPrefix(*cpURL, "consul://"); ok {
+		poller = &syncer.ResolvingPoller{
+			Resolve: func(ctx context.Context) ([]string, error) { return consulreg.Resolve(ctx, consul, svcName) },
+			Token:   *token, HTTP: pollHTTP, Log: log,
+		}
+	} else {
+		cp, err := client.New(*cpURL, *token, client.WithHTTPClient(pollHTTP))
+		if err != nil {
+			return err
+		}
+		poller = cp
+	}
 	sy := syncer.New(syncer.Options{
-		Poller:   cp,
+		Poller:   poller,
 		StateDir: *stateDir,
 		NodeID:   *nodeID,
 		Version:  version,
 		Wait:     *pollWait,
 		Log:      log,
 		Apply: func(s *snapshot.Snapshot) error {
-			t, err := proxy.Compile(s)
+			t, err := proxy.Compile(s, handler.Table(), deps)
 			if err != nil {
 				return err
 			}
+			t.Start()
 			handler.Swap(t)
 			return nil
 		},
@@ -113,16 +139,19 @@ func run(args []string) error {
 		},
 		Status: func() any {
 			routes := 0
+			var ups []upstream.Status
 			if t := handler.Table(); t != nil {
-				routes = t.Routes()
+				routes, ups = t.Routes(), t.Upstreams()
 			}
 			return struct {
 				NodeID  string `json:"node_id"`
 				Version string `json:"version"`
 				syncer.Status
-				Routes   int  `json:"routes"`
-				Draining bool `json:"draining"`
-			}{*nodeID, version, sy.Status(), routes, draining.Load()}
+				Routes    int                      `json:"routes"`
+				Draining  bool                     `json:"draining"`
+				Upstreams []upstream.Status        `json:"upstreams"`
+				Discovery []discovery.SourceStatus `json:"discovery"`
+			}{*nodeID, version, sy.Status(), routes, draining.Load(), ups, watcher.Status()}
 		},
 	})
 
@@ -149,6 +178,13 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *consulAddr != "" {
+		reg, err := registration(*nodeID, *advertise, trafficLn.Addr().String(), opsLn.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer consulreg.RegisterForLife(ctx, consul, reg, log)()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	syncCtx, stopSync := context.WithCancel(context.Background())
 	defer stopSync()
@@ -169,6 +205,30 @@ func run(args []string) error {
 		return err
 	})
 	return g.Wait()
+}
+
+// registration describes this data plane as portico-dataplane, checked on
+// its /readyz so that a draining or unconfigured node leaves the pool.
+func registration(nodeID, advertise, listen, opsListen string) (consulreg.Registration, error) {
+	if advertise == "" {
+		advertise = listen
+	}
+	host, port, err := consulreg.AdvertiseAddr(advertise)
+	if err != nil {
+		return consulreg.Registration{}, err
+	}
+	_, opsPort, err := consulreg.AdvertiseAddr(opsListen)
+	if err != nil {
+		return consulreg.Registration{}, err
+	}
+	return consulreg.Registration{
+		Name:     "portico-dataplane",
+		ID:       "portico-dataplane-" + nodeID,
+		Address:  host,
+		Port:     port,
+		CheckURL: fmt.Sprintf("http://%s/readyz", net.JoinHostPort(host, strconv.Itoa(opsPort))),
+		Meta:     map[string]string{"version": version, "node_id": nodeID},
+	}, nil
 }
 
 func serve(srv *http.Server, ln net.Listener) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/snapshot"
 )
@@ -19,18 +20,8 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // describe renders a compiled table as data, so golden files show exactly
-// what a configuration compiles to (defaults applied, schedules laid out).
+// what a configuration compiles to (defaults applied, pools resolved).
 func describe(t *Table) any {
-	type target struct {
-		URL    string `json:"url"`
-		Addr   string `json:"addr"`
-		Weight int    `json:"weight"`
-	}
-	type service struct {
-		ConnectTimeout string   `json:"connect_timeout"`
-		Targets        []target `json:"targets"`
-		Schedule       []uint16 `json:"schedule"`
-	}
 	type route struct {
 		Name         string `json:"name"`
 		Service      string `json:"service"`
@@ -39,20 +30,16 @@ func describe(t *Table) any {
 		MaxBodyBytes int64  `json:"max_body_bytes"`
 	}
 	out := struct {
-		Revision int64              `json:"revision"`
-		Rules    int                `json:"rules"`
-		Routes   []route            `json:"routes"`
-		Services map[string]service `json:"services"`
-	}{Revision: t.Revision, Rules: t.router.Len(), Services: map[string]service{}}
+		Revision int64                      `json:"revision"`
+		Rules    int                        `json:"rules"`
+		Routes   []route                    `json:"routes"`
+		Services map[string]upstream.Report `json:"services"`
+	}{Revision: t.Revision, Rules: t.router.Len(), Services: map[string]upstream.Report{}}
 	for _, r := range t.routes {
-		out.Routes = append(out.Routes, route{r.Name, r.Service.Name, r.StripPrefix, r.Timeout.String(), r.MaxBodyBytes})
+		out.Routes = append(out.Routes, route{r.Name, r.Upstream.Name, r.StripPrefix, r.Timeout.String(), r.MaxBodyBytes})
 	}
-	for name, s := range t.services {
-		d := service{ConnectTimeout: s.ConnectTimeout.String(), Schedule: s.schedule}
-		for _, tg := range s.targets {
-			d.Targets = append(d.Targets, target{tg.URL.String(), tg.Addr, tg.Weight})
-		}
-		out.Services[name] = d
+	for name, u := range t.upstreams {
+		out.Services[name] = u.Report()
 	}
 	return out
 }
@@ -81,7 +68,7 @@ func TestCompileGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got any
-			if tab, err := Compile(s); err != nil {
+			if tab, err := Compile(s, nil, testDeps()); err != nil {
 				got = map[string]any{"error": err.Error(), "fields": config.FieldErrors(err)}
 			} else {
 				got = describe(tab)
@@ -144,7 +131,7 @@ func BenchmarkCompile(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Compile(s); err != nil {
+				if _, err := Compile(s, nil, upstream.Deps{}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -166,7 +153,7 @@ func BenchmarkDecodeAndCompile(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := Compile(s); err != nil {
+		if _, err := Compile(s, nil, upstream.Deps{}); err != nil {
 			b.Fatal(err)
 		}
 	}

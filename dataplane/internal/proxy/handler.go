@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/dataplane/internal/router"
+	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/problem"
 )
 
@@ -45,7 +46,7 @@ func NewHandler(o Options) *Handler {
 		o.Log = slog.Default()
 	}
 	if o.Transport == nil {
-		o.Transport = NewTransport()
+		o.Transport = upstream.NewTransport(NewTransport())
 	}
 	h := &Handler{log: o.Log, metrics: o.Metrics}
 	h.proxy = &httputil.ReverseProxy{
@@ -59,22 +60,34 @@ func NewHandler(o Options) *Handler {
 	return h
 }
 
-// Swap publishes a new table; it returns the previous one.
-func (h *Handler) Swap(t *Table) *Table { return h.table.Swap(t) }
+// Swap publishes a new table (Start it first) and retires what the old one
+// held that the new one does not; it returns the previous table.
+func (h *Handler) Swap(t *Table) *Table {
+	old := h.table.Swap(t)
+	if old != nil {
+		old.Retire(t)
+	}
+	return old
+}
 
 // Table returns the table in use, or nil before the first Swap.
 func (h *Handler) Table() *Table { return h.table.Load() }
 
-// exchange is the per-request state the proxy callbacks share.
+// exchange is the per-request state the proxy callbacks and the upstream
+// transport share: one context value per request.
 type exchange struct {
+	upstream.Exchange
 	route    *Route
-	target   *Target
-	path     string // upstream path, after strip_prefix
 	timer    *time.Timer
 	timedOut atomic.Bool
 }
 
-type exchangeKey struct{}
+func (x *exchange) UpstreamExchange() *upstream.Exchange { return &x.Exchange }
+
+func exchangeFrom(ctx context.Context) *exchange {
+	x, _ := ctx.Value(upstream.ExchangeKey{}).(*exchange)
+	return x
+}
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.metrics == nil {
@@ -115,9 +128,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, route.MaxBodyBytes)
 	}
-	target := route.Service.pick()
-	if target == nil {
-		writeProblem(w, r, http.StatusServiceUnavailable, "no-upstream", "service "+route.Service.Name+" has no available target")
+	up := route.Upstream
+	done, err := up.Admit()
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		writeProblem(w, r, http.StatusServiceUnavailable, "circuit-open", "service "+up.Name+" is failing; requests are paused")
 		return route.Name
 	}
 	upstreamPath := path
@@ -129,7 +144,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	ex := &exchange{route: route, target: target, path: upstreamPath}
+	ex := &exchange{route: route, Exchange: upstream.Exchange{Upstream: up, Path: upstreamPath}}
 	// The route timeout bounds the wait for response headers only: bodies
 	// and upgraded (WebSocket) connections then live as long as both ends
 	// want. A context deadline would cut them off.
@@ -138,31 +153,31 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 		cancel()
 	})
 	defer ex.timer.Stop()
-	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, ex)))
+	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, upstream.ExchangeKey{}, ex)))
+	timedOut := ex.timedOut.Load()
+	done(ex.Failed || timedOut, !timedOut && r.Context().Err() != nil)
 	return route.Name
 }
 
 // rewrite builds the upstream request. Rewrite (unlike Director) starts from
 // an outbound request stripped of hop-by-hop and X-Forwarded-* headers, so a
 // client cannot smuggle its own forwarding headers through.
+//
+// The instance is chosen per attempt by the upstream transport, which fills
+// in scheme, host and path; Host is left empty so each attempt sends its
+// instance's host.
 func rewrite(pr *httputil.ProxyRequest) {
-	ex := pr.In.Context().Value(exchangeKey{}).(*exchange)
-	u := ex.target.URL
 	out := pr.Out.URL
-	out.Scheme, out.Host = u.Scheme, u.Host
-	out.Path = u.Path + ex.path
-	out.RawPath = ""
+	out.Scheme, out.Host = "http", "upstream.invalid"
 	out.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = ""
 	pr.SetXForwarded()
-	ctx := withConnectTimeout(pr.Out.Context(), ex.route.Service.ConnectTimeout)
-	pr.Out = pr.Out.WithContext(ctx)
 }
 
 // headersArrived stops the route timeout: once headers are in, the body
 // streams for as long as the client reads it.
 func headersArrived(resp *http.Response) error {
-	if ex, ok := resp.Request.Context().Value(exchangeKey{}).(*exchange); ok {
+	if ex := exchangeFrom(resp.Request.Context()); ex != nil {
 		ex.timer.Stop()
 	}
 	return nil
@@ -172,15 +187,26 @@ func headersArrived(resp *http.Response) error {
 // fired, 413 for a body over the limit, 502 for everything the upstream did
 // wrong, and nothing at all when the client has gone.
 func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	ex, _ := r.Context().Value(exchangeKey{}).(*exchange)
+	ex := exchangeFrom(r.Context())
+	if ex != nil {
+		ex.Failed = true
+	}
 	var mbe *http.MaxBytesError
 	switch {
 	case ex != nil && ex.timedOut.Load():
 		writeProblem(w, r, http.StatusGatewayTimeout, "upstream-timeout", "the upstream did not answer within "+ex.route.Timeout.String())
+	case errors.Is(err, upstream.ErrAttemptTimeout):
+		writeProblem(w, r, http.StatusGatewayTimeout, "upstream-timeout", "the upstream did not answer in time")
+	case errors.Is(err, upstream.ErrNoEndpoints):
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, r, http.StatusServiceUnavailable, "no-healthy-upstream", "service "+ex.Upstream.Name+" has no healthy instance")
 	case errors.As(err, &mbe):
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer. 499 is for the logs.
+		if ex != nil {
+			ex.Failed = false
+		}
 		w.WriteHeader(499)
 	default:
 		detail := "the upstream failed"
@@ -195,7 +221,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		}
 		addr := ""
 		if ex != nil {
-			addr = ex.target.Addr
+			addr = ex.Addr
 		}
 		h.log.Warn("upstream error", "err", err, "upstream", addr, "path", r.URL.Path)
 		writeProblem(w, r, http.StatusBadGateway, "bad-gateway", detail)

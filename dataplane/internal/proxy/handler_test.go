@@ -9,14 +9,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/snapshot"
+	"github.com/portico-gw/portico/shared/testutil"
 )
 
 // echoUpstream answers with what it received; tests read it back.
@@ -50,11 +51,17 @@ func compileCfg(t *testing.T, rev int64, cfg *config.Config) *Table {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab, err := Compile(s)
+	tab, err := Compile(s, nil, testDeps())
 	if err != nil {
 		t.Fatal(err)
 	}
+	tab.Start()
+	t.Cleanup(func() { tab.Retire(nil) })
 	return tab
+}
+
+func testDeps() upstream.Deps {
+	return upstream.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
 func newGateway(t *testing.T, tab *Table) (*Handler, string) {
@@ -138,7 +145,7 @@ func TestProxyRouting(t *testing.T) {
 func TestWeightedRoundRobin(t *testing.T) {
 	a, b := echoUpstream(t, "a"), echoUpstream(t, "b")
 	tab := compileCfg(t, 1, &config.Config{
-		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: a.URL, Weight: 3}, {URL: b.URL, Weight: 1}}}},
+		Services: []config.Service{{Name: "s", LoadBalancer: config.LBWeighted, Targets: []config.Target{{URL: a.URL, Weight: 3}, {URL: b.URL, Weight: 1}}}},
 		Routes:   []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
 	})
 	_, gw := newGateway(t, tab)
@@ -152,29 +159,9 @@ func TestWeightedRoundRobin(t *testing.T) {
 	}
 }
 
-func TestSmoothSchedule(t *testing.T) {
-	got := smoothSchedule([]int{5, 1, 1})
-	want := []uint16{0, 0, 1, 0, 2, 0, 0}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("schedule = %v, want %v", got, want)
-	}
-	big := smoothSchedule([]int{10000, 10000, 1})
-	if len(big) > maxSchedule+3 {
-		t.Fatalf("schedule of %d entries exceeds the bound", len(big))
-	}
-}
-
 func TestUpstreamFailures(t *testing.T) {
 	slow := echoUpstream(t, "slow")
-	dead := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		return "http://" + addr
-	}()
+	dead := deadURL(t)
 	tab := compileCfg(t, 1, &config.Config{
 		Services: []config.Service{
 			{Name: "slow", Targets: []config.Target{{URL: slow.URL}}},
@@ -314,41 +301,14 @@ func TestSwapUnderLoad(t *testing.T) {
 		slowDone <- resp.StatusCode
 	}()
 	<-arrived
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	failures := make(chan string, 100)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := http.Get(gw + "/a")
-				if err != nil {
-					failures <- err.Error()
-					return
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failures <- resp.Status
-					return
-				}
-			}
-		}()
-	}
+	stop, _ := testutil.Load(4, testutil.HTTPStatus(http.DefaultClient, gw+"/a", 200))
 	for rev := int64(2); rev < 50; rev++ {
 		h.Swap(compileCfg(t, rev, cfgWith("/a", fmt.Sprintf("/b%d", rev))))
 	}
-	close(stop)
-	wg.Wait()
+	res := stop()
 	close(release)
-	close(failures)
-	for f := range failures {
-		t.Fatalf("request failed during swaps: %s", f)
+	if res.Failed != 0 {
+		t.Fatalf("%d of %d requests failed during swaps; first: %v", res.Failed, res.Total, res.FirstError)
 	}
 	if code := <-slowDone; code != 200 {
 		t.Fatalf("in-flight request across swaps = %d, want 200", code)

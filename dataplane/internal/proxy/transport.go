@@ -1,33 +1,22 @@
 package proxy
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/portico-gw/portico/dataplane/internal/upstream"
 )
-
-type connectTimeoutKey struct{}
-
-func withConnectTimeout(ctx context.Context, d time.Duration) context.Context {
-	return context.WithValue(ctx, connectTimeoutKey{}, d)
-}
 
 // NewTransport returns the one transport every upstream shares. Keep-alive
 // pools are per host inside it; the connect timeout is per service and
-// travels in the request context, so one transport serves them all.
+// travels in the request context (upstream.DialContext), so one transport
+// serves them all.
 func NewTransport() *http.Transport {
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		Proxy: nil, // never send upstream traffic through an environment proxy
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if d, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok && d > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, d)
-				defer cancel()
-			}
-			return dialer.DialContext(ctx, network, addr)
-		},
+		Proxy:                  nil, // never send upstream traffic through an environment proxy
+		DialContext:            upstream.DialContext(dialer.DialContext),
 		MaxIdleConns:           4096,
 		MaxIdleConnsPerHost:    512,
 		IdleConnTimeout:        90 * time.Second,

@@ -1,0 +1,90 @@
+package upstream
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// Prober sends one health-check request.
+type Prober interface {
+	Do(req *http.Request) (*http.Response, error)
+}
+
+var defaultProber Prober = &http.Client{
+	// Health checks must not follow a redirect into something that is not
+	// the instance being checked.
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// healthLoop probes every static target each interval until ctx ends. An
+// instance turns unhealthy after UnhealthyThreshold failures in a row and
+// healthy again after HealthyThreshold successes: one lost probe does not
+// flap it.
+func (u *Upstream) healthLoop(ctx context.Context) {
+	defer close(u.done)
+	hc := u.Spec.HealthCheck
+	interval := orDefault(hc.Interval.Std(), config.DefaultHealthInterval)
+	timeout := orDefault(hc.Timeout.Std(), config.DefaultHealthTimeout)
+	okNeed := orDefault(hc.HealthyThreshold, config.DefaultHealthHealthyThreshold)
+	failNeed := orDefault(hc.UnhealthyThreshold, config.DefaultHealthUnhealthyThreshold)
+	prober := u.deps.Prober
+	if prober == nil {
+		prober = defaultProber
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		v := u.view.Load()
+		for _, m := range v.members {
+			ok := probe(ctx, prober, m.Scheme+"://"+m.Host+m.BasePath+hc.Path, timeout)
+			if ctx.Err() != nil {
+				return
+			}
+			u.healthResult(m, ok, okNeed, failNeed)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (u *Upstream) healthResult(m *Member, ok bool, okNeed, failNeed int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if ok {
+		m.okStreak, m.failStreak = m.okStreak+1, 0
+		if !m.EP.Healthy() && m.okStreak >= okNeed {
+			m.EP.SetHealthy(true)
+			u.deps.Log.Info("upstream instance healthy again", "service", u.Name, "instance", m.Host)
+		}
+		return
+	}
+	m.failStreak, m.okStreak = m.failStreak+1, 0
+	if m.EP.Healthy() && m.failStreak >= failNeed {
+		m.EP.SetHealthy(false)
+		u.deps.Log.Warn("upstream instance failed its health check", "service", u.Name, "instance", m.Host)
+	}
+}
+
+func probe(ctx context.Context, p Prober, url string, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("User-Agent", "portico-health-check")
+	resp, err := p.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+	return resp.StatusCode >= 200 && resp.StatusCode < 400
+}

@@ -1,0 +1,66 @@
+package upstream
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the upstream-side metrics of a data plane. A nil *Metrics
+// records nothing.
+type Metrics struct {
+	attempts     *prometheus.CounterVec
+	retries      *prometheus.CounterVec
+	ejections    *prometheus.CounterVec
+	endpoints    *prometheus.GaugeVec
+	breakerState *prometheus.GaugeVec
+}
+
+// NewMetrics registers the upstream metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portico_upstream_attempts_total",
+			Help: "Attempts sent to upstream instances, by service and result (ok, 5xx, error).",
+		}, []string{"service", "result"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portico_upstream_retries_total",
+			Help: "Attempts that were retries on another instance.",
+		}, []string{"service"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portico_upstream_ejections_total",
+			Help: "Instances ejected by passive outlier detection.",
+		}, []string{"service"}),
+		endpoints: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "portico_upstream_endpoints",
+			Help: "Instances in the service's pool (discovered or static).",
+		}, []string{"service"}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "portico_circuit_breaker_state",
+			Help: "Circuit breaker state per service: 0 closed, 1 half-open, 2 open.",
+		}, []string{"service"}),
+	}
+	reg.MustRegister(m.attempts, m.retries, m.ejections, m.endpoints, m.breakerState)
+	return m
+}
+
+func (m *Metrics) attempt(service string, err error, resp *http.Response) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	switch {
+	case err != nil:
+		result = "error"
+	case resp.StatusCode >= 500:
+		result = "5xx"
+	}
+	m.attempts.WithLabelValues(service, result).Inc()
+}
+
+func (m *Metrics) retry(service string) {
+	if m == nil {
+		return
+	}
+	m.retries.WithLabelValues(service).Inc()
+}

@@ -1,0 +1,241 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/portico-gw/portico/dataplane/internal/balancer"
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// retryPolicy is the compiled Retries.
+type retryPolicy struct {
+	attempts      int
+	onStatus      [600]bool
+	budgetPercent int
+	minPerSecond  int
+}
+
+func newRetryPolicy(r *config.Retries) retryPolicy {
+	p := retryPolicy{
+		attempts:      config.DefaultRetryAttempts,
+		budgetPercent: config.DefaultRetryBudgetPercent,
+		minPerSecond:  config.DefaultRetryMinPerSecond,
+	}
+	if r == nil {
+		return p
+	}
+	p.attempts = orDefault(r.Attempts, p.attempts)
+	p.budgetPercent = orDefault(r.BudgetPercent, p.budgetPercent)
+	p.minPerSecond = orDefault(r.MinPerSecond, p.minPerSecond)
+	for _, s := range r.OnStatuses {
+		p.onStatus[s] = true
+	}
+	return p
+}
+
+// idempotent methods may be sent twice (RFC 9110 §9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// retryBudget keeps retries to a share of traffic: each request deposits
+// budgetPercent/100 of a token, each retry spends one, and minPerSecond
+// tokens per second are granted regardless. During an outage where every
+// first attempt fails, retries then add at most budgetPercent load instead
+// of multiplying it by the attempt count.
+type retryBudget struct {
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time
+	percent float64
+	minRate float64
+	max     float64
+	now     func() time.Time
+}
+
+func newRetryBudget(p retryPolicy, now func() time.Time) *retryBudget {
+	max := float64(p.minPerSecond)*10 + 100
+	return &retryBudget{tokens: float64(p.minPerSecond), percent: float64(p.budgetPercent) / 100,
+		minRate: float64(p.minPerSecond), max: max, now: now, last: now()}
+}
+
+func (b *retryBudget) request() {
+	b.mu.Lock()
+	b.tokens = min(b.max, b.tokens+b.percent)
+	b.mu.Unlock()
+}
+
+func (b *retryBudget) spend() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
+		b.tokens = min(b.max, b.tokens+elapsed*b.minRate)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// outlierPolicy is the compiled OutlierDetection.
+type outlierPolicy struct {
+	enabled     bool
+	consecutive int32
+	base, max   time.Duration
+	maxPercent  int
+}
+
+func newOutlierPolicy(o *config.OutlierDetection) outlierPolicy {
+	p := outlierPolicy{
+		enabled:     true,
+		consecutive: config.DefaultOutlierConsecutiveFailures,
+		base:        config.DefaultOutlierBaseEjection,
+		max:         config.DefaultOutlierMaxEjection,
+		maxPercent:  config.DefaultOutlierMaxEjectedPercent,
+	}
+	if o == nil {
+		return p
+	}
+	p.enabled = !o.Disabled
+	p.consecutive = int32(orDefault(o.ConsecutiveFailures, int(p.consecutive)))
+	p.base = orDefault(o.BaseEjection.Std(), p.base)
+	p.max = orDefault(o.MaxEjection.Std(), p.max)
+	p.maxPercent = orDefault(o.MaxEjectedPercent, p.maxPercent)
+	return p
+}
+
+// record notes the outcome of one attempt on m. Enough consecutive failures
+// eject it for base·2^(n-1) (capped at max), unless that would take more
+// than maxPercent of the pool out. A success after an ejection means the
+// instance recovered: its next ejection starts from base again.
+func (u *Upstream) record(v *view, m *Member, failed bool) {
+	p := &u.outlier
+	if !p.enabled {
+		return
+	}
+	if !failed {
+		m.consecutive.Store(0)
+		if m.ejections.Load() > 0 && !m.EP.EjectedAt(u.deps.Now().UnixNano()) {
+			m.ejections.Store(0)
+		}
+		return
+	}
+	if m.consecutive.Add(1) < p.consecutive {
+		return
+	}
+	now := u.deps.Now()
+	ejected := 0
+	for _, ep := range v.set.Endpoints() {
+		if ep.EjectedAt(now.UnixNano()) {
+			ejected++
+		}
+	}
+	if (ejected+1)*100 > p.maxPercent*v.set.Len() {
+		return
+	}
+	m.consecutive.Store(0)
+	n := m.ejections.Add(1)
+	d := p.base << min(n-1, 30)
+	if d > p.max || d <= 0 {
+		d = p.max
+	}
+	m.EP.EjectUntil(now.Add(d).UnixNano())
+	if u.deps.Metrics != nil {
+		u.deps.Metrics.ejections.WithLabelValues(u.Name).Inc()
+	}
+	u.deps.Log.Warn("ejected upstream instance", "service", u.Name, "instance", m.Host, "for", d, "ejections", n)
+}
+
+// errClientGone marks outcomes that say nothing about the upstream.
+var errClientGone = errors.New("client went away")
+
+func newBreaker(name string, c *config.CircuitBreaker, m *Metrics) (*gobreaker.TwoStepCircuitBreaker[struct{}], string) {
+	if c != nil && c.Disabled {
+		return nil, "disabled"
+	}
+	ratio := config.DefaultBreakerFailureRatio
+	minReq := config.DefaultBreakerMinRequests
+	interval := config.DefaultBreakerInterval
+	open := config.DefaultBreakerOpenTimeout
+	half := config.DefaultBreakerHalfOpenRequests
+	if c != nil {
+		if c.FailureRatio > 0 {
+			ratio = c.FailureRatio
+		}
+		minReq = orDefault(c.MinRequests, minReq)
+		interval = orDefault(c.Interval.Std(), interval)
+		open = orDefault(c.OpenTimeout.Std(), open)
+		half = orDefault(c.HalfOpenRequests, half)
+	}
+	st := gobreaker.Settings{
+		Name:        name,
+		MaxRequests: uint32(half),
+		Interval:    interval,
+		// A rolling window, so the ratio is about the last Interval rather
+		// than whatever happened since the window last reset.
+		BucketPeriod: max(interval/10, time.Second),
+		Timeout:      open,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return int(c.Requests) >= minReq && float64(c.TotalFailures) >= ratio*float64(c.Requests)
+		},
+		IsExcluded: func(err error) bool { return errors.Is(err, errClientGone) },
+	}
+	if m != nil {
+		st.OnStateChange = func(name string, _, to gobreaker.State) {
+			m.breakerState.WithLabelValues(name).Set(float64(to))
+		}
+		m.breakerState.WithLabelValues(name).Set(0)
+	}
+	desc := fmt.Sprintf("ratio=%g min=%d interval=%s open=%s half_open=%d", ratio, minReq, interval, open, half)
+	return gobreaker.NewTwoStepCircuitBreaker[struct{}](st), desc
+}
+
+// ErrCircuitOpen is returned by Admit while the breaker refuses requests.
+var ErrCircuitOpen = errors.New("circuit breaker open")
+
+// Admit asks the circuit breaker for permission. done must be called with
+// the request's outcome: failed when the upstream failed it (connection
+// error, timeout, 5xx), clientGone when the client left first.
+func (u *Upstream) Admit() (done func(failed, clientGone bool), err error) {
+	if u.breaker == nil {
+		return func(bool, bool) {}, nil
+	}
+	d, err := u.breaker.Allow()
+	if err != nil {
+		return nil, ErrCircuitOpen
+	}
+	return func(failed, clientGone bool) {
+		switch {
+		case clientGone:
+			d(errClientGone)
+		case failed:
+			d(errUpstreamFailed)
+		default:
+			d(nil)
+		}
+	}, nil
+}
+
+var errUpstreamFailed = errors.New("upstream failed")
+
+// pick returns the next member for a request, or nil.
+func (v *view) pick(r *http.Request, tried *balancer.Tried, now int64) *Member {
+	ep := v.set.Pick(r, tried, now)
+	if ep == nil {
+		return nil
+	}
+	return v.members[ep]
+}

@@ -1,0 +1,196 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/portico-gw/portico/dataplane/internal/balancer"
+)
+
+// ErrNoEndpoints means the service has no instance to send the request to
+// (none discovered, or all unhealthy). The proxy answers 503 at once.
+var ErrNoEndpoints = errors.New("no healthy upstream instance")
+
+// ErrAttemptTimeout means one attempt got no response headers within the
+// service's timeout.
+var ErrAttemptTimeout = errors.New("upstream attempt timed out")
+
+// Exchange is the per-request state the transport needs and reports back.
+type Exchange struct {
+	Upstream *Upstream
+	// Path is the upstream path before the instance's base path.
+	Path string
+	// Reported by RoundTrip:
+	Attempts int
+	Addr     string // instance of the last attempt
+	Failed   bool   // the upstream failed the request (for the breaker)
+}
+
+// Exchanger gives the transport the Exchange inside whatever per-request
+// value the proxy keeps in the context under ExchangeKey.
+type Exchanger interface{ UpstreamExchange() *Exchange }
+
+// ExchangeKey is the context key of the Exchanger.
+type ExchangeKey struct{}
+
+type connectTimeoutKey struct{}
+
+// Transport sends each request to an instance of its Upstream, retrying on
+// another instance when that is safe and the retry budget allows.
+type Transport struct {
+	base http.RoundTripper
+}
+
+// NewTransport wraps the shared HTTP transport. Its DialContext must honour
+// ConnectTimeout (see DialContext).
+func NewTransport(base http.RoundTripper) *Transport { return &Transport{base: base} }
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	xv, _ := req.Context().Value(ExchangeKey{}).(Exchanger)
+	if xv == nil {
+		return t.base.RoundTrip(req)
+	}
+	x := xv.UpstreamExchange()
+	u := x.Upstream
+	u.budget.request()
+	v := u.view.Load()
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	var body *bodyGuard
+	if hasBody {
+		body = &bodyGuard{rc: req.Body}
+	}
+	safeToResend := idempotent(req.Method) && !hasBody
+	var tried balancer.Tried
+	m := v.pick(req, &tried, u.deps.Now().UnixNano())
+	if m == nil {
+		x.Failed = true
+		return nil, ErrNoEndpoints
+	}
+	for attempt := 1; ; attempt++ {
+		tried.Add(m.EP)
+		x.Attempts, x.Addr = attempt, m.Host
+		resp, err := t.attempt(req, u, m, x.Path, body)
+		if err != nil && req.Context().Err() != nil {
+			return nil, err // the client went away: nothing to learn, nobody to answer
+		}
+		failed := err != nil || resp.StatusCode >= 500
+		u.record(v, m, failed)
+		u.deps.Metrics.attempt(u.Name, err, resp)
+
+		retry := attempt < u.retry.attempts &&
+			(err != nil && (dialFailed(err) || safeToResend) ||
+				err == nil && safeToResend && u.retry.onStatus[resp.StatusCode])
+		var next *Member
+		if retry {
+			next = v.pick(req, &tried, u.deps.Now().UnixNano())
+		}
+		if next == nil || !u.budget.spend() {
+			x.Failed = failed
+			if err != nil {
+				return nil, err
+			}
+			return resp, nil
+		}
+		if resp != nil {
+			drain(resp)
+		}
+		u.deps.Metrics.retry(u.Name)
+		m = next
+	}
+}
+
+// attempt sends one try to m. The instance counts as in flight until the
+// response body is closed, which is what least_request compares.
+func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path string, body *bodyGuard) (*http.Response, error) {
+	ctx := context.WithValue(req.Context(), connectTimeoutKey{}, u.ConnectTimeout)
+	var timer *time.Timer
+	if u.AttemptTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		timer = time.AfterFunc(u.AttemptTimeout, cancel)
+	}
+	out := req.WithContext(ctx)
+	url := *req.URL
+	url.Scheme, url.Host, url.Path, url.RawPath = m.Scheme, m.Host, m.BasePath+path, ""
+	out.URL = &url
+	if body != nil {
+		out.Body = body
+	}
+	m.EP.Acquire()
+	resp, err := t.base.RoundTrip(out)
+	if timer != nil && !timer.Stop() && err != nil {
+		err = fmt.Errorf("%w after %s: %w", ErrAttemptTimeout, u.AttemptTimeout, err)
+	}
+	if err != nil {
+		m.EP.Release()
+		return nil, err
+	}
+	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		// An upgraded connection must stay writable for the tunnel.
+		resp.Body = &releaseRWBody{releaseBody{ReadCloser: rw, ep: m.EP}, rw}
+		return resp, nil
+	}
+	resp.Body = &releaseBody{ReadCloser: resp.Body, ep: m.EP}
+	return resp, nil
+}
+
+// dialFailed reports a connection that was never established: nothing was
+// sent, so any request, whatever its method or body, can go elsewhere.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// drain reads a little of a response being discarded for a retry, so that
+// a short body lets its connection be reused.
+func drain(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+}
+
+// bodyGuard lends the client's body to one attempt after another. The
+// transport closes a request body when an attempt fails; the guard ignores
+// that, and the reverse proxy closes the real body when the request is done.
+type bodyGuard struct{ rc io.ReadCloser }
+
+func (g *bodyGuard) Read(p []byte) (int, error) { return g.rc.Read(p) }
+func (g *bodyGuard) Close() error               { return nil }
+
+type releaseBody struct {
+	io.ReadCloser
+	ep   *balancer.Endpoint
+	once sync.Once
+}
+
+func (b *releaseBody) Close() error {
+	b.once.Do(b.ep.Release)
+	return b.ReadCloser.Close()
+}
+
+type releaseRWBody struct {
+	releaseBody
+	w io.Writer
+}
+
+func (b *releaseRWBody) Write(p []byte) (int, error) { return b.w.Write(p) }
+
+// DialContext wraps dial so that a connection honours the connect timeout
+// of the Upstream the request is for: one shared transport serves every
+// service, each with its own timeout.
+func DialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if d, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok && d > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return dial(ctx, network, addr)
+	}
+}
