@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test test-only lint fmt bench bench-go bench-propagation fuzz consul clean
+.PHONY: all build run test test-only lint fmt bench bench-go bench-propagation fuzz consul redis clean
 
 all: build
 
@@ -28,10 +28,14 @@ run: build
 consul:
 	@scripts/ensure-consul.sh >/dev/null
 
+## redis: install redis-server (Debian package) when missing.
+redis:
+	@scripts/ensure-redis.sh
+
 ## test: lint, then every test with the race detector against real servers.
 test: lint test-only
 
-test-only: consul
+test-only: consul redis
 	CONSUL_BIN="$$(scripts/ensure-consul.sh)" $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint:
@@ -46,10 +50,10 @@ fmt:
 ## bench: Go benchmarks (router, compile) and the admin-write → data-plane propagation run.
 bench: bench-go bench-propagation
 
-bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/
+bench-go: redis
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/ ./dataplane/internal/auth/ ./dataplane/internal/ratelimit/
 
-bench-propagation: consul
+bench-propagation: consul redis
 	$(GO) test -run '^$$' -bench '^BenchmarkPropagation$$' -benchtime 100x -count 1 -timeout 10m ./dataplane/e2e/
 
 ## fuzz: each fuzz target for a while (make test runs only their seed corpora).
@@ -59,6 +63,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeConfig$$' -fuzztime $(FUZZTIME) ./shared/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzPathShape$$' -fuzztime $(FUZZTIME) ./shared/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzSnapshotDecode$$' -fuzztime $(FUZZTIME) ./shared/snapshot/
+	$(GO) test -run '^$$' -fuzz '^FuzzClientIP$$' -fuzztime $(FUZZTIME) ./dataplane/internal/clientip/
 
 clean:
 	rm -rf $(BIN) .portico

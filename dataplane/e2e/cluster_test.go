@@ -182,13 +182,14 @@ type dataPlane struct {
 	id, url, ops, stateDir string
 }
 
-func startDataPlane(t testing.TB, id, cpURL, stateDir string) *dataPlane {
+func startDataPlane(t testing.TB, id, cpURL, stateDir string, extra ...string) *dataPlane {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	ops := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	p := start(t, id, "dataplane", "--controlplane", cpURL, "--token", dpToken,
+	args := append([]string{"--controlplane", cpURL, "--token", dpToken,
 		"--listen", addr, "--ops-listen", ops, "--state-dir", stateDir, "--node-id", id,
-		"--poll-wait", "10s", "--log-level", "warn")
+		"--poll-wait", "10s", "--log-level", "warn"}, extra...)
+	p := start(t, id, "dataplane", args...)
 	dp := &dataPlane{proc: p, id: id, url: "http://" + addr, ops: "http://" + ops, stateDir: stateDir}
 	waitHTTP(t, dp.ops+"/healthz", 200)
 	return dp

@@ -17,6 +17,9 @@ const (
 	HeaderAppliedRevision = "X-Portico-Applied-Revision"
 	HeaderRevision        = "X-Portico-Revision"
 	HeaderActor           = "X-Portico-Actor"
+	// HeaderDataplanes answers each poll with the number of connected data
+	// planes.
+	HeaderDataplanes = "X-Portico-Dataplanes"
 )
 
 // List is the body of GET on a collection.

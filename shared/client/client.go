@@ -73,9 +73,10 @@ func IfNoneMatch() WriteOption { return func(h http.Header) { h.Set("If-None-Mat
 
 // Response metadata the caller may want besides the body.
 type Response struct {
-	Status   int
-	Revision int64
-	ETag     string
+	Status     int
+	Revision   int64
+	ETag       string
+	Dataplanes int
 }
 
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any, hdr http.Header) (*Response, error) {
@@ -114,6 +115,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	defer resp.Body.Close()
 	r := &Response{Status: resp.StatusCode, ETag: resp.Header.Get("ETag")}
 	r.Revision, _ = strconv.ParseInt(resp.Header.Get(apiv1.HeaderRevision), 10, 64)
+	r.Dataplanes, _ = strconv.Atoi(resp.Header.Get(apiv1.HeaderDataplanes))
 	var rd io.Reader = io.LimitReader(resp.Body, maxResponse)
 	if resp.Header.Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(rd)
@@ -267,10 +269,18 @@ type PollRequest struct {
 	AppliedRevision int64
 }
 
-// PollSnapshot long-polls for a snapshot newer than req.After. It returns
-// the encoded snapshot (verify it with snapshot.Decode), or nil when the
-// wait ran out with nothing new.
-func (c *Client) PollSnapshot(ctx context.Context, req PollRequest) ([]byte, error) {
+// Poll is the answer to one long poll.
+type Poll struct {
+	// Snapshot is the encoded snapshot (verify it with snapshot.Decode), or
+	// nil when the wait ran out with nothing new.
+	Snapshot []byte
+	// Dataplanes is the number of data planes connected to the control
+	// plane, 0 if it did not say.
+	Dataplanes int
+}
+
+// PollSnapshot long-polls for a snapshot newer than req.After.
+func (c *Client) PollSnapshot(ctx context.Context, req PollRequest) (*Poll, error) {
 	q := url.Values{"after": {strconv.FormatInt(req.After, 10)}, "wait": {req.Wait.String()}}
 	h := http.Header{}
 	h.Set(apiv1.HeaderNodeID, req.NodeID)
@@ -284,8 +294,9 @@ func (c *Client) PollSnapshot(ctx context.Context, req PollRequest) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if r.Status == http.StatusNotModified {
-		return nil, nil
+	p := &Poll{Dataplanes: r.Dataplanes}
+	if r.Status != http.StatusNotModified {
+		p.Snapshot = raw
 	}
-	return raw, nil
+	return p, nil
 }

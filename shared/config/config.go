@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"slices"
 	"strings"
 )
@@ -10,6 +11,7 @@ func (c *Config) Sort() {
 	slices.SortFunc(c.Services, func(a, b Service) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(c.Routes, func(a, b Route) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(c.Consumers, func(a, b Consumer) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(c.Issuers, func(a, b Issuer) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // Clone returns a deep copy, so that a change can be prepared without
@@ -19,6 +21,8 @@ func (c *Config) Clone() *Config {
 		Services:  make([]Service, len(c.Services)),
 		Routes:    make([]Route, len(c.Routes)),
 		Consumers: make([]Consumer, len(c.Consumers)),
+		Issuers:   make([]Issuer, len(c.Issuers)),
+		Global:    Global{RateLimit: clonePtr(c.Global.RateLimit)},
 	}
 	for i, s := range c.Services {
 		s.Targets = slices.Clone(s.Targets)
@@ -41,11 +45,26 @@ func (c *Config) Clone() *Config {
 		r.Paths = slices.Clone(r.Paths)
 		r.Methods = slices.Clone(r.Methods)
 		r.Hosts = slices.Clone(r.Hosts)
+		r.RateLimit = clonePtr(r.RateLimit)
+		if r.Auth != nil {
+			a := *r.Auth
+			a.Issuers, a.Consumers = slices.Clone(a.Issuers), slices.Clone(a.Consumers)
+			a.Groups, a.Scopes = slices.Clone(a.Groups), slices.Clone(a.Scopes)
+			a.Claims, a.ForwardClaims = maps.Clone(a.Claims), maps.Clone(a.ForwardClaims)
+			r.Auth = &a
+		}
 		out.Routes[i] = r
 	}
 	for i, cs := range c.Consumers {
 		cs.Groups = slices.Clone(cs.Groups)
+		cs.APIKeys = slices.Clone(cs.APIKeys)
 		out.Consumers[i] = cs
+	}
+	for i, is := range c.Issuers {
+		is.Audiences = slices.Clone(is.Audiences)
+		is.Algorithms = slices.Clone(is.Algorithms)
+		is.Keys = slices.Clone(is.Keys)
+		out.Issuers[i] = is
 	}
 	return out
 }
@@ -75,6 +94,15 @@ func (c *Config) Consumer(name string) (*Consumer, bool) {
 		return nil, false
 	}
 	return &c.Consumers[i], true
+}
+
+// Issuer returns the named issuer and whether it exists.
+func (c *Config) Issuer(name string) (*Issuer, bool) {
+	i, ok := slices.BinarySearchFunc(c.Issuers, name, func(is Issuer, n string) int { return strings.Compare(is.Name, n) })
+	if !ok {
+		return nil, false
+	}
+	return &c.Issuers[i], true
 }
 
 // RoutesUsing lists the routes whose traffic goes to the named service.

@@ -22,6 +22,7 @@ const (
 	KindService  Kind = "service"
 	KindRoute    Kind = "route"
 	KindConsumer Kind = "consumer"
+	KindIssuer   Kind = "issuer"
 )
 
 // Meta is what the control plane maintains on every object. Clients may send
@@ -165,13 +166,105 @@ type Route struct {
 	// MaxBodyBytes caps the request body; 0 means the default (10 MiB).
 	// Request size limits are always on: there is no "unlimited".
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// Auth requires an authenticated (and possibly specific) consumer.
+	Auth *RouteAuth `json:"auth,omitempty"`
+	// RateLimit limits requests per key across the whole cluster; without
+	// one, the global default (if any) applies.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	// MaxInFlight caps concurrent requests on this route per data plane;
+	// 0 means no cap. Over the cap: 503 at once, or after waiting up to
+	// QueueTimeout for a slot.
+	MaxInFlight  int      `json:"max_in_flight,omitempty"`
+	QueueTimeout Duration `json:"queue_timeout,omitzero"`
 	Meta
+}
+
+// RouteAuth says who may use a route. Any enabled method may authenticate
+// the request; Consumers, Groups, Scopes and Claims then narrow who is
+// allowed (403 otherwise).
+type RouteAuth struct {
+	JWT    bool `json:"jwt,omitempty"`
+	APIKey bool `json:"api_key,omitempty"`
+	// APIKeyHeader carries the key; default X-API-Key.
+	APIKeyHeader string `json:"api_key_header,omitempty"`
+	// Issuers limits JWTs to these issuer objects; empty means any.
+	Issuers   []string `json:"issuers,omitempty"`
+	Consumers []string `json:"consumers,omitempty"`
+	// Groups: the consumer must be in at least one of them.
+	Groups []string `json:"groups,omitempty"`
+	// Scopes: the token must grant every one ("scope" or "scp" claim).
+	Scopes []string `json:"scopes,omitempty"`
+	// Claims: the token's claims must have these exact values.
+	Claims map[string]string `json:"claims,omitempty"`
+	// ForwardClaims sends claim values to the upstream in headers
+	// (claim name → header name).
+	ForwardClaims map[string]string `json:"forward_claims,omitempty"`
+}
+
+// RateLimit allows Limit requests per Window and key, counted in Redis so
+// that it holds for the cluster. Requests are spaced evenly (GCRA); Burst
+// lets that many more through at once on top.
+type RateLimit struct {
+	Limit  int      `json:"limit"`
+	Window Duration `json:"window"`
+	Burst  int      `json:"burst,omitempty"`
+	// Key: route (default: the route as a whole), ip, consumer,
+	// header:<Name> or claim:<name>.
+	Key string `json:"key,omitempty"`
+	// OnRedisError: fail_open (default: a local limiter of limit divided by
+	// the live data planes takes over) or fail_closed (429 while Redis is
+	// unavailable).
+	OnRedisError string `json:"on_redis_error,omitempty"`
+}
+
+// Rate-limit failure modes.
+const (
+	FailOpen   = "fail_open"
+	FailClosed = "fail_closed"
+)
+
+// Issuer is a trusted JWT issuer.
+type Issuer struct {
+	Name string `json:"name"`
+	// Issuer is the exact "iss" value of its tokens.
+	Issuer    string   `json:"issuer"`
+	Audiences []string `json:"audiences,omitempty"`
+	// Algorithms are the only ones accepted for this issuer ("none" never
+	// is, and HMAC is never mixed with public-key algorithms).
+	Algorithms []string `json:"algorithms"`
+	// JWKSURL or Keys (PEM public keys, JWKs, or HMAC secrets).
+	JWKSURL string   `json:"jwks_url,omitempty"`
+	Keys    []string `json:"keys,omitempty"`
+	// Leeway tolerates clock skew on exp, nbf and iat.
+	Leeway Duration `json:"leeway,omitzero"`
+	// ConsumerClaim names the consumer; default "sub".
+	ConsumerClaim string `json:"consumer_claim,omitempty"`
+	Meta
+}
+
+// APIKey is a consumer's API key as stored and shipped: only its hash.
+type APIKey struct {
+	ID string `json:"id"`
+	// Hash is "sha256:<hex>" of the key.
+	Hash string `json:"hash"`
+	// Prefix is the key's first characters, to recognise it in lists.
+	Prefix    string    `json:"prefix"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Global holds cluster-wide defaults.
+type Global struct {
+	// RateLimit applies to routes without a rate_limit of their own.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
 }
 
 // Consumer is an identified client of the gateway.
 type Consumer struct {
 	Name   string   `json:"name"`
 	Groups []string `json:"groups,omitempty"`
+	// APIKeys are managed through /v1/consumers/{name}/api-keys; a PUT of
+	// the consumer keeps them as they are.
+	APIKeys []APIKey `json:"api_keys,omitempty"`
 	Meta
 }
 
@@ -181,6 +274,8 @@ type Config struct {
 	Services  []Service  `json:"services"`
 	Routes    []Route    `json:"routes"`
 	Consumers []Consumer `json:"consumers"`
+	Issuers   []Issuer   `json:"issuers"`
+	Global    Global     `json:"global"`
 }
 
 // Defaults applied by the data plane when a field is zero or a policy is

@@ -20,6 +20,7 @@ var (
 	_ Object = (*Service)(nil)
 	_ Object = (*Route)(nil)
 	_ Object = (*Consumer)(nil)
+	_ Object = (*Issuer)(nil)
 )
 
 // ObjectMeta returns the object's metadata; promoted to every object type.
@@ -107,6 +108,44 @@ func (c *Config) CheckRoute(r *Route) error {
 		}
 	}
 	return l.err()
+}
+
+// CheckRouteAuth checks a route's references to issuers.
+func (c *Config) CheckRouteAuth(r *Route) error {
+	if r.Auth == nil {
+		return nil
+	}
+	var l errorList
+	for i, name := range r.Auth.Issuers {
+		if _, ok := c.Issuer(name); !ok {
+			l.add(fmt.Sprintf("auth.issuers[%d]", i), "issuer %q does not exist", name)
+		}
+	}
+	return l.err()
+}
+
+// CheckIssuer refuses a second issuer object for the same iss value.
+func (c *Config) CheckIssuer(is *Issuer) error {
+	for _, other := range c.Issuers {
+		if other.Name != is.Name && other.Issuer == is.Issuer {
+			return Conflict("issuer", "issuer %q already has %q", other.Name, is.Issuer)
+		}
+	}
+	return nil
+}
+
+// CheckIssuerDelete refuses to delete an issuer that routes name.
+func (c *Config) CheckIssuerDelete(name string) error {
+	var users []string
+	for _, r := range c.Routes {
+		if r.Auth != nil && slices.Contains(r.Auth.Issuers, name) {
+			users = append(users, r.Name)
+		}
+	}
+	if len(users) > 0 {
+		return Conflict("name", "issuer %q is used by routes %v", name, users)
+	}
+	return nil
 }
 
 // CheckServiceDelete refuses to delete a service that routes still use.

@@ -224,6 +224,24 @@ func (r *Route) validate(l *errorList, p string) {
 	if r.MaxBodyBytes < 0 || r.MaxBodyBytes > MaxBodyBytesLimit {
 		l.add(join(p, "max_body_bytes"), "must be between 0 (default) and %d", MaxBodyBytesLimit)
 	}
+	if r.Auth != nil {
+		r.Auth.validate(l, join(p, "auth"))
+	}
+	if r.RateLimit != nil {
+		r.RateLimit.validate(l, join(p, "rate_limit"))
+		if k := r.RateLimit.Key; (k == "consumer" || strings.HasPrefix(k, "claim:")) && r.Auth == nil {
+			l.add(join(p, "rate_limit.key"), "%q needs auth on the route to know the consumer", k)
+		}
+	}
+	if r.MaxInFlight < 0 || r.MaxInFlight > 1_000_000 {
+		l.add(join(p, "max_in_flight"), "must be between 0 (no cap) and 1000000")
+	}
+	if d := r.QueueTimeout.Std(); d < 0 || d > time.Minute {
+		l.add(join(p, "queue_timeout"), "must be between 0 and 1m")
+	}
+	if r.QueueTimeout != 0 && r.MaxInFlight == 0 {
+		l.add(join(p, "queue_timeout"), "only applies with max_in_flight")
+	}
 }
 
 // HostProblem says what is wrong with a route host, or "" if it is a valid
@@ -259,6 +277,15 @@ func (c *Consumer) Validate() error {
 func (c *Consumer) validate(l *errorList, p string) {
 	if msg := nameProblem(c.Name); msg != "" {
 		l.add(join(p, "name"), "%s", msg)
+	}
+	for i, k := range c.APIKeys {
+		kp := join(p, fmt.Sprintf("api_keys[%d]", i))
+		if !strings.HasPrefix(k.Hash, "sha256:") || len(k.Hash) != len("sha256:")+64 {
+			l.add(join(kp, "hash"), "must be sha256:<64 hex digits>; keys are created with POST /v1/consumers/{name}/api-keys")
+		}
+		if nameProblem(k.ID) != "" {
+			l.add(join(kp, "id"), "%s", nameProblem(k.ID))
+		}
 	}
 	seen := map[string]bool{}
 	for i, g := range c.Groups {
@@ -310,6 +337,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	consumers := make(map[string]int, len(c.Consumers))
+	keyHashes := map[string]string{}
 	for i := range c.Consumers {
 		cs := &c.Consumers[i]
 		p := fmt.Sprintf("consumers[%d]", i)
@@ -318,6 +346,41 @@ func (c *Config) Validate() error {
 			l.conflictf(join(p, "name"), "duplicate consumer name %q (also consumers[%d])", cs.Name, j)
 		}
 		consumers[cs.Name] = i
+		for k, key := range cs.APIKeys {
+			if owner, dup := keyHashes[key.Hash]; dup {
+				l.conflictf(join(p, fmt.Sprintf("api_keys[%d]", k)), "the same key already belongs to consumer %q", owner)
+			}
+			keyHashes[key.Hash] = cs.Name
+		}
+	}
+	issuers := make(map[string]int, len(c.Issuers))
+	issValues := map[string]string{}
+	for i := range c.Issuers {
+		is := &c.Issuers[i]
+		p := fmt.Sprintf("issuers[%d]", i)
+		is.validate(&l, p)
+		if j, dup := issuers[is.Name]; dup {
+			l.conflictf(join(p, "name"), "duplicate issuer name %q (also issuers[%d])", is.Name, j)
+		}
+		if other, dup := issValues[is.Issuer]; dup && is.Issuer != "" {
+			l.conflictf(join(p, "issuer"), "issuer %q already has %q: one object per iss value", other, is.Issuer)
+		}
+		issuers[is.Name], issValues[is.Issuer] = i, is.Name
+	}
+	for i := range c.Routes {
+		if a := c.Routes[i].Auth; a != nil {
+			for k, name := range a.Issuers {
+				if _, ok := issuers[name]; !ok {
+					l.add(fmt.Sprintf("routes[%d].auth.issuers[%d]", i, k), "issuer %q does not exist", name)
+				}
+			}
+		}
+	}
+	if rl := c.Global.RateLimit; rl != nil {
+		rl.validate(&l, "global.rate_limit")
+		if k := rl.Key; k == "consumer" || strings.HasPrefix(k, "claim:") {
+			l.add("global.rate_limit.key", "%q needs an authenticated consumer, which not every route has; use route, ip or header:<Name>", k)
+		}
 	}
 	return l.err()
 }

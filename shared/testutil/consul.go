@@ -8,12 +8,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -77,11 +74,7 @@ type Consul struct {
 	ownDir  bool // dir is removed by Close
 	dataDir string
 	ports   consulPorts
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed once cmd has been waited for
-	waitErr error         // written before exited is closed
+	proc    process
 }
 
 type consulPorts struct {
@@ -194,8 +187,20 @@ func (c *Consul) startFresh() error {
 	return err
 }
 
-// errExited marks a start whose process died before becoming ready.
-var errExited = errors.New("exited before becoming ready")
+func (c *Consul) start() error {
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return fmt.Errorf("consul agent: %w", err)
+	}
+	c.proc.name, c.proc.bin, c.proc.logPath = "consul agent on "+c.Addr, c.bin, c.LogPath
+	client := &http.Client{Timeout: 2 * time.Second}
+	// Ready means a leader and a KV write that goes through: a leader alone
+	// does not mean the KV endpoint serves writes yet.
+	return c.proc.start(c.args(), func(ctx context.Context) error { return c.probe(ctx, client) }, consulReadyTimeout)
+}
+
+// kill stops the agent hard: the point of Stop is an outage, and Raft's log
+// is fsynced, so the data survives for Restart.
+func (c *Consul) kill() error { return c.proc.kill() }
 
 func pickConsulPorts() (consulPorts, error) {
 	var ps [4]int
@@ -225,68 +230,6 @@ func (c *Consul) args() []string {
 		// second instead of several.
 		"-hcl", "performance { raft_multiplier = 1 }",
 		"-hcl", "disable_update_check = true",
-	}
-}
-
-func (c *Consul) start() error {
-	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
-		return fmt.Errorf("consul agent: %w", err)
-	}
-	logf, err := os.OpenFile(c.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("consul agent: %w", err)
-	}
-	fmt.Fprintf(logf, "==> %s %s\n", c.bin, strings.Join(c.args(), " "))
-	cmd := exec.Command(c.bin, c.args()...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so that kill reaches anything it spawns.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
-	logf.Close() // the child holds its own descriptor
-	if err != nil {
-		return fmt.Errorf("consul agent: start %s: %w", c.bin, err)
-	}
-	exited := make(chan struct{})
-	c.mu.Lock()
-	c.cmd, c.exited, c.waitErr = cmd, exited, nil
-	c.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		c.mu.Lock()
-		c.waitErr = err
-		c.mu.Unlock()
-		close(exited)
-	}()
-	if err := c.waitReady(exited); err != nil {
-		_ = c.kill()
-		return fmt.Errorf("consul agent on %s: %w\n--- tail of %s ---\n%s", c.Addr, err, c.LogPath, tail(c.LogPath, 40))
-	}
-	return nil
-}
-
-// waitReady polls until the agent has elected a leader and a KV write goes
-// through: a leader alone does not mean the KV endpoint serves writes yet.
-func (c *Consul) waitReady(exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), consulReadyTimeout)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	interval := 20 * time.Millisecond
-	for {
-		if last = c.probe(ctx, client); last == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			c.mu.Lock()
-			werr := c.waitErr
-			c.mu.Unlock()
-			return fmt.Errorf("%w: %v", errExited, werr)
-		case <-ctx.Done():
-			return fmt.Errorf("not ready after %v: %v", consulReadyTimeout, last)
-		case <-time.After(interval):
-		}
-		interval = min(interval*2, 250*time.Millisecond)
 	}
 }
 
@@ -326,34 +269,6 @@ func call(ctx context.Context, client *http.Client, method, url string, body []b
 		return "", fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return string(b), nil
-}
-
-// kill ends the agent's process group and waits for it; a stopped agent is
-// left alone.
-func (c *Consul) kill() error {
-	c.mu.Lock()
-	cmd, exited := c.cmd, c.exited
-	c.cmd, c.exited = nil, nil
-	c.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	select {
-	case <-exited:
-		return nil // already reaped: its pid may belong to someone else now
-	default:
-	}
-	// SIGKILL rather than a graceful leave: the point of Stop is an outage,
-	// and Raft's log is fsynced, so the data survives for Restart.
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("consul agent: kill process group %d: %w", cmd.Process.Pid, err)
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("consul agent: pid %d did not exit after SIGKILL", cmd.Process.Pid)
-	}
 }
 
 // tail returns the last n lines of the file at path, for failure messages.

@@ -1,5 +1,7 @@
 // Package testutil holds helpers shared by Portico's tests: free loopback
-// ports, a polling assertion, and a throwaway Consul agent (see StartConsul).
+// ports, a polling assertion, a load generator, and real servers on
+// loopback ports: a Consul agent (StartConsul) and redis-server
+// (StartRedis), both stoppable and restartable to simulate outages.
 // It uses the standard library only, so any module may import it from tests.
 package testutil
 

@@ -147,7 +147,7 @@ func TestAuthentication(t *testing.T) {
 	open := map[string]bool{"/healthz": true, "/readyz": true}
 	checked := 0
 	for _, r := range e.Routes() {
-		path := strings.ReplaceAll(r.Path, ":name", "x")
+		path := strings.ReplaceAll(strings.ReplaceAll(r.Path, ":name", "x"), ":id", "y")
 		if open[r.Path] || strings.HasSuffix(r.Path, "/*") || strings.HasPrefix(r.Method, "echo_route") {
 			continue
 		}
@@ -396,7 +396,14 @@ func TestSnapshotLongPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll := func(after int64, wait time.Duration) ([]byte, error) {
-		return dp.PollSnapshot(ctx, client.PollRequest{After: after, Wait: wait, NodeID: "dp-1", NodeVersion: "test", AppliedRevision: after})
+		p, err := dp.PollSnapshot(ctx, client.PollRequest{After: after, Wait: wait, NodeID: "dp-1", NodeVersion: "test", AppliedRevision: after})
+		if err != nil {
+			return nil, err
+		}
+		if p.Dataplanes < 1 {
+			return nil, fmt.Errorf("poll answer without %s", apiv1.HeaderDataplanes)
+		}
+		return p.Snapshot, nil
 	}
 	// Nothing newer than revision 0 yet: 304 when the wait runs out.
 	raw, err := poll(0, 50*time.Millisecond)
@@ -548,7 +555,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		if strings.HasSuffix(r.Path, "/*") || strings.HasPrefix(r.Method, "echo_route") {
 			continue
 		}
-		path := strings.ReplaceAll(r.Path, ":name", "{name}")
+		path := strings.ReplaceAll(strings.ReplaceAll(r.Path, ":name", "{name}"), ":id", "{id}")
 		seen[path+" "+r.Method] = true
 		if _, ok := doc.Paths[path][strings.ToLower(r.Method)]; !ok {
 			t.Errorf("%s %s is served but not in openapi.json", r.Method, path)

@@ -46,14 +46,7 @@ func (s *server) importConfig(c echo.Context) error {
 	if err != nil {
 		return badParam("dry_run", "must be true or false")
 	}
-	var ifRev *int64
-	if v := strings.TrimSpace(c.Request().Header.Get("If-Match")); v != "" && v != "*" {
-		rev, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
-		if err != nil || rev < 0 {
-			rev = -1 // not one of our ETags: can never match
-		}
-		ifRev = &rev
-	}
+	ifRev := revisionCondition(c)
 	res, err := s.Catalog.Import(c.Request().Context(), &cfg, dryRun, ifRev, actor(c))
 	if err != nil {
 		return err
@@ -77,4 +70,17 @@ func firstNonEmpty(v ...string) string {
 		}
 	}
 	return ""
+}
+
+// revisionCondition reads If-Match as a revision ETag (whole-config writes).
+func revisionCondition(c echo.Context) *int64 {
+	v := strings.TrimSpace(c.Request().Header.Get("If-Match"))
+	if v == "" || v == "*" {
+		return nil
+	}
+	rev, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
+	if err != nil || rev < 0 {
+		rev = -1 // not one of our ETags: can never match
+	}
+	return &rev
 }

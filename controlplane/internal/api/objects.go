@@ -112,6 +112,8 @@ func setName[T any](obj *T, name string) {
 		o.Name = name
 	case *config.Consumer:
 		o.Name = name
+	case *config.Issuer:
+		o.Name = name
 	}
 }
 

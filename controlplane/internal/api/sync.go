@@ -50,6 +50,9 @@ func (s *server) snapshot(c echo.Context) error {
 	done := s.Nodes.PollStarted(rep)
 	defer done()
 
+	// The cluster size lets data planes split a rate limit among themselves
+	// while Redis is unreachable.
+	c.Response().Header().Set(apiv1.HeaderDataplanes, strconv.Itoa(max(1, s.Nodes.Connected())))
 	ctx, cancel := context.WithTimeout(req.Context(), wait)
 	defer cancel()
 	if s.Stopping != nil {

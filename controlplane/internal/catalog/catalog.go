@@ -124,6 +124,9 @@ func normalize(cfg *config.Config) {
 	if cfg.Consumers == nil {
 		cfg.Consumers = []config.Consumer{}
 	}
+	if cfg.Issuers == nil {
+		cfg.Issuers = []config.Issuer{}
+	}
 	cfg.Sort()
 }
 

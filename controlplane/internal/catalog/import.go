@@ -49,6 +49,12 @@ func (c *Catalog) Import(ctx context.Context, desired *config.Config, dryRun boo
 		next.Services = merge(Services, &cur.Config, want.Services, rev, now, &changes)
 		next.Routes = merge(Routes, &cur.Config, want.Routes, rev, now, &changes)
 		next.Consumers = merge(Consumers, &cur.Config, want.Consumers, rev, now, &changes)
+		next.Issuers = merge(Issuers, &cur.Config, want.Issuers, rev, now, &changes)
+		if !config.SameSpec(&cur.Config.Global, &want.Global) {
+			changes = append(changes, DiffEntry{Op: "update", Kind: "global", Name: "global",
+				Fields: config.ChangedFields(&cur.Config.Global, &want.Global)})
+		}
+		next.Global = want.Global
 		res.Changes = changes
 		res.Summary = summarize(changes)
 		res.Revision = cur.Revision

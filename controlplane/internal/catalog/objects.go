@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -21,6 +22,8 @@ type Kind[T any] struct {
 	check func(cfg *config.Config, obj *T) error
 	// deleteCheck refuses deletes that would break references.
 	deleteCheck func(cfg *config.Config, name string) error
+	// keep copies fields a PUT may not change from the stored object.
+	keep func(existing, obj *T)
 }
 
 // The kinds of objects the catalog manages.
@@ -35,12 +38,24 @@ var (
 		Kind:  config.KindRoute,
 		items: func(c *config.Config) *[]config.Route { return &c.Routes },
 		obj:   func(r *config.Route) config.Object { return r },
-		check: func(c *config.Config, r *config.Route) error { return c.CheckRoute(r) },
+		check: func(c *config.Config, r *config.Route) error {
+			return errors.Join(c.CheckRoute(r), c.CheckRouteAuth(r))
+		},
 	}
 	Consumers = &Kind[config.Consumer]{
 		Kind:  config.KindConsumer,
 		items: func(c *config.Config) *[]config.Consumer { return &c.Consumers },
 		obj:   func(cs *config.Consumer) config.Object { return cs },
+		// API keys are created and revoked through their own endpoints;
+		// replacing a consumer must not drop or forge them.
+		keep: func(existing, obj *config.Consumer) { obj.APIKeys = existing.APIKeys },
+	}
+	Issuers = &Kind[config.Issuer]{
+		Kind:        config.KindIssuer,
+		items:       func(c *config.Config) *[]config.Issuer { return &c.Issuers },
+		obj:         func(is *config.Issuer) config.Object { return is },
+		check:       func(c *config.Config, is *config.Issuer) error { return c.CheckIssuer(is) },
+		deleteCheck: func(c *config.Config, name string) error { return c.CheckIssuerDelete(name) },
 	}
 )
 
@@ -131,6 +146,14 @@ func Put[T any](ctx context.Context, c *Catalog, k *Kind[T], obj T, mode PutMode
 		}
 		if existing != nil && mode == CreateOnly {
 			return store.AuditEntry{}, false, config.Conflict("name", "%s %q already exists", k.Kind, name)
+		}
+		if k.keep != nil {
+			var zero T
+			if existing != nil {
+				k.keep(&(*items)[i], &obj)
+			} else {
+				k.keep(&zero, &obj)
+			}
 		}
 		if k.check != nil {
 			if err := k.check(next, &obj); err != nil {

@@ -66,6 +66,20 @@ func (r *Registry) PollStarted(rep Report) (done func()) {
 	}
 }
 
+// Connected counts the nodes polling now or recently.
+func (r *Registry) Connected() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	n := 0
+	for _, e := range r.nodes {
+		if e.polls > 0 || now.Sub(e.LastSeen) <= r.staleAfter {
+			n++
+		}
+	}
+	return n
+}
+
 // List returns every known node sorted by id, judged against revision.
 func (r *Registry) List(revision int64) []Node {
 	r.mu.Lock()

@@ -22,11 +22,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/portico-gw/portico/dataplane/internal/auth"
+	"github.com/portico-gw/portico/dataplane/internal/clientip"
 	"github.com/portico-gw/portico/dataplane/internal/discovery"
 	"github.com/portico-gw/portico/dataplane/internal/ops"
 	"github.com/portico-gw/portico/dataplane/internal/proxy"
+	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/syncer"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/cli"
@@ -54,6 +58,9 @@ func run(args []string) error {
 	shutdownTimeout := fs.Duration("shutdown-timeout", "PORTICO_SHUTDOWN_TIMEOUT", 30*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	consulAddr := fs.String("consul", "CONSUL_HTTP_ADDR", "", "Consul agent address for discovery and self-registration (default 127.0.0.1:8500 for discovery; registration only when set)")
 	advertise := fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)")
+	redisURL := fs.String("redis", "PORTICO_REDIS_URL", "", "Redis for cluster-wide rate limits: redis://host:6379/0, rediss://..., redis://h1:6379?addr=h2:6379 (cluster), or redis://...?master_name=mymaster (Sentinel); empty: an in-process limiter")
+	redisBudget := fs.Duration("redis-budget", "PORTICO_REDIS_BUDGET", 5*time.Millisecond, "time budget of one rate-limit call to Redis; past it the local fallback decides")
+	trusted := fs.String("trusted-proxies", "PORTICO_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (e.g. the front load balancer)")
 	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
 	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -74,7 +81,23 @@ func run(args []string) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(reg)})
+	ips, err := clientip.Parse(*trusted)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	// The syncer learns the cluster size; the limiter needs it first.
+	var sy *syncer.Syncer
+	peers := func() int {
+		if sy == nil {
+			return 1
+		}
+		return sy.Peers()
+	}
+	limiter, limiterStatus, err := newLimiter(*redisURL, *redisBudget, peers, log, reg)
+	if err != nil {
+		return err
+	}
+	handler := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(reg), Limiter: limiter, ClientIP: ips})
 
 	consul, err := consulreg.Client(*consulAddr)
 	if err != nil {
@@ -82,7 +105,10 @@ func run(args []string) error {
 	}
 	watcher := discovery.NewWatcher(consul, log, reg)
 	defer watcher.Close()
-	deps := upstream.Deps{Watcher: watcher, Log: log, Metrics: upstream.NewMetrics(reg)}
+	deps := proxy.Deps{
+		Upstream: upstream.Deps{Watcher: watcher, Log: log, Metrics: upstream.NewMetrics(reg)},
+		Issuer:   auth.IssuerOptions{Log: log},
+	}
 
 	pollHTTP := &http.Client{Timeout: *pollWait + 15*time.Second}
 	var poller syncer.Poller
@@ -98,7 +124,7 @@ func run(args []string) error {
 		}
 		poller = cp
 	}
-	sy := syncer.New(syncer.Options{
+	sy = syncer.New(syncer.Options{
 		Poller:   poller,
 		StateDir: *stateDir,
 		NodeID:   *nodeID,
@@ -151,7 +177,8 @@ func run(args []string) error {
 				Draining  bool                     `json:"draining"`
 				Upstreams []upstream.Status        `json:"upstreams"`
 				Discovery []discovery.SourceStatus `json:"discovery"`
-			}{*nodeID, version, sy.Status(), routes, draining.Load(), ups, watcher.Status()}
+				RateLimit any                      `json:"rate_limit"`
+			}{*nodeID, version, sy.Status(), routes, draining.Load(), ups, watcher.Status(), limiterStatus()}
 		},
 	})
 
@@ -229,6 +256,33 @@ func registration(nodeID, advertise, listen, opsListen string) (consulreg.Regist
 		CheckURL: fmt.Sprintf("http://%s/readyz", net.JoinHostPort(host, strconv.Itoa(opsPort))),
 		Meta:     map[string]string{"version": version, "node_id": nodeID},
 	}, nil
+}
+
+// newLimiter returns the rate limiter: Redis-backed when a URL is given,
+// else in-process (and /status says so: limits then hold per data plane,
+// not for the cluster).
+func newLimiter(url string, budget time.Duration, peers func() int, log *slog.Logger, reg prometheus.Registerer) (ratelimit.Limiter, func() any, error) {
+	if url == "" {
+		log.Warn("no --redis: rate limits are counted per data plane, not for the whole cluster")
+		return ratelimit.NewLocal(time.Now), func() any {
+			return map[string]any{"backend": "memory", "note": "no Redis configured: limits hold per data plane"}
+		}, nil
+	}
+	rc, err := ratelimit.ParseRedisURL(url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--redis: %w", err)
+	}
+	// go-redis logs every failed dial to stderr during an outage; the
+	// limiter already reports outages once, so its lines go to debug.
+	redis.SetLogger(redisLog{log})
+	rl := ratelimit.NewRedis(ratelimit.Options{Client: rc, Budget: budget, Peers: peers, Log: log, Metrics: reg})
+	return rl, func() any { return rl.Status() }, nil
+}
+
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug("redis client", "msg", fmt.Sprintf(format, v...))
 }
 
 func serve(srv *http.Server, ln net.Listener) error {

@@ -131,7 +131,7 @@ func BenchmarkCompile(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Compile(s, nil, upstream.Deps{}); err != nil {
+				if _, err := Compile(s, nil, Deps{}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -153,7 +153,7 @@ func BenchmarkDecodeAndCompile(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := Compile(s, nil, upstream.Deps{}); err != nil {
+		if _, err := Compile(s, nil, Deps{}); err != nil {
 			b.Fatal(err)
 		}
 	}

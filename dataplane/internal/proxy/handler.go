@@ -20,6 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/portico-gw/portico/dataplane/internal/auth"
+	"github.com/portico-gw/portico/dataplane/internal/clientip"
+	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/router"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/problem"
@@ -31,6 +34,8 @@ type Handler struct {
 	proxy   *httputil.ReverseProxy
 	log     *slog.Logger
 	metrics *Metrics
+	limiter ratelimit.Limiter
+	ips     *clientip.Resolver
 }
 
 // Options configure a Handler.
@@ -38,6 +43,10 @@ type Options struct {
 	Log       *slog.Logger
 	Metrics   *Metrics
 	Transport http.RoundTripper
+	// Limiter decides rate limits; nil means an in-process limiter.
+	Limiter ratelimit.Limiter
+	// ClientIP says which peers' X-Forwarded-For is believed; nil: none.
+	ClientIP *clientip.Resolver
 }
 
 // NewHandler returns a Handler with no table: it answers 503 until Swap.
@@ -48,9 +57,12 @@ func NewHandler(o Options) *Handler {
 	if o.Transport == nil {
 		o.Transport = upstream.NewTransport(NewTransport())
 	}
-	h := &Handler{log: o.Log, metrics: o.Metrics}
+	if o.Limiter == nil {
+		o.Limiter = ratelimit.NewLocal(time.Now)
+	}
+	h := &Handler{log: o.Log, metrics: o.Metrics, limiter: o.Limiter, ips: o.ClientIP}
 	h.proxy = &httputil.ReverseProxy{
-		Rewrite:        rewrite,
+		Rewrite:        h.rewrite,
 		Transport:      o.Transport,
 		BufferPool:     bufferPool{},
 		ErrorHandler:   h.proxyError,
@@ -78,6 +90,7 @@ func (h *Handler) Table() *Table { return h.table.Load() }
 type exchange struct {
 	upstream.Exchange
 	route    *Route
+	identity *auth.Identity
 	timer    *time.Timer
 	timedOut atomic.Bool
 }
@@ -128,6 +141,42 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, route.MaxBodyBytes)
 	}
+	// authn → rate limit → throttle → circuit breaker → proxy.
+	var id *auth.Identity
+	if route.auth != nil {
+		var aerr *authError
+		id, aerr = route.auth.authenticate(r.Context(), t.verifier, r)
+		if aerr != nil {
+			if h.metrics != nil {
+				h.metrics.authFailures.WithLabelValues(route.Name, aerr.reason).Inc()
+			}
+			if aerr.status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", route.auth.challenge)
+			}
+			writeProblem(w, r, aerr.status, map[int]string{401: "unauthorized", 403: "forbidden"}[aerr.status], aerr.detail)
+			return route.Name
+		}
+	}
+	if rl := route.limit; rl != nil {
+		d := h.limiter.Allow(r.Context(), rl.key(r, h.ips.ClientIP(r), id), rl.policy)
+		rl.writeHeaders(w.Header(), d)
+		if !d.Allowed {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(d.RetryAfter))))
+			writeProblem(w, r, http.StatusTooManyRequests, "rate-limited", "rate limit of "+rl.header+" exceeded")
+			return route.Name
+		}
+	}
+	if th := route.throttle; th != nil {
+		if !th.acquire(r.Context()) {
+			if h.metrics != nil {
+				h.metrics.throttled.WithLabelValues(route.Name).Inc()
+			}
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, r, http.StatusServiceUnavailable, "too-many-in-flight", "the route is at its limit of "+strconv.Itoa(th.limit)+" concurrent requests")
+			return route.Name
+		}
+		defer th.release()
+	}
 	up := route.Upstream
 	done, err := up.Admit()
 	if err != nil {
@@ -144,7 +193,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	ex := &exchange{route: route, Exchange: upstream.Exchange{Upstream: up, Path: upstreamPath}}
+	ex := &exchange{route: route, identity: id, Exchange: upstream.Exchange{Upstream: up, Path: upstreamPath}}
 	// The route timeout bounds the wait for response headers only: bodies
 	// and upgraded (WebSocket) connections then live as long as both ends
 	// want. A context deadline would cut them off.
@@ -166,12 +215,26 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 // The instance is chosen per attempt by the upstream transport, which fills
 // in scheme, host and path; Host is left empty so each attempt sends its
 // instance's host.
-func rewrite(pr *httputil.ProxyRequest) {
+//
+// Identity headers are set here, on the outbound request, after the proxy
+// removed what the client's Connection header named: "Connection:
+// X-Consumer-Name" cannot strip them.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	out := pr.Out.URL
 	out.Scheme, out.Host = "http", "upstream.invalid"
 	out.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = ""
+	if h.ips.Trusts(pr.In) {
+		// A trusted proxy's forwarding chain is kept and extended.
+		pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+	}
 	pr.SetXForwarded()
+	for _, name := range identityHeaders {
+		pr.Out.Header.Del(name)
+	}
+	if ex := exchangeFrom(pr.In.Context()); ex != nil && ex.route.auth != nil {
+		ex.route.auth.setIdentity(pr.Out.Header, ex.identity)
+	}
 }
 
 // headersArrived stops the route timeout: once headers are in, the body

@@ -60,8 +60,8 @@ func compileCfg(t *testing.T, rev int64, cfg *config.Config) *Table {
 	return tab
 }
 
-func testDeps() upstream.Deps {
-	return upstream.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+func testDeps() Deps {
+	return Deps{Upstream: upstream.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 }
 
 func newGateway(t *testing.T, tab *Table) (*Handler, string) {

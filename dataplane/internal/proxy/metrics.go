@@ -9,14 +9,24 @@ import (
 
 // Metrics are the request-path metrics of a data plane.
 type Metrics struct {
-	inFlight prometheus.Gauge
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	authFailures *prometheus.CounterVec
+	throttled    *prometheus.CounterVec
+	inFlight     prometheus.Gauge
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
 }
 
 // NewMetrics registers the request metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portico_auth_failures_total",
+			Help: "Requests refused by authentication or authorization, by route and reason.",
+		}, []string{"route", "reason"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portico_throttled_total",
+			Help: "Requests refused because the route was at max_in_flight.",
+		}, []string{"route"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portico_requests_in_flight",
 			Help: "Requests being handled right now.",
@@ -31,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"route"}),
 	}
-	reg.MustRegister(m.inFlight, m.requests, m.duration)
+	reg.MustRegister(m.authFailures, m.throttled, m.inFlight, m.requests, m.duration)
 	return m
 }
 

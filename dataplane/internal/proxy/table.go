@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"time"
 
+	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/router"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
@@ -19,6 +21,15 @@ type Table struct {
 	router    *router.Table
 	routes    []*Route
 	upstreams map[string]*upstream.Upstream
+	issuers   map[string]*issuer
+	verifier  *auth.Verifier
+}
+
+// issuer is a running JWT issuer (its JWKS refresh) and the spec it was
+// built from, so an unchanged one carries over to the next table.
+type issuer struct {
+	spec config.Issuer
+	iss  *auth.Issuer
 }
 
 // Route is a compiled route.
@@ -28,6 +39,16 @@ type Route struct {
 	StripPrefix  bool
 	Timeout      time.Duration
 	MaxBodyBytes int64
+	auth         *routeAuth
+	limit        *rateLimit
+	throttle     *throttle
+	spec         config.Route
+}
+
+// Deps are the long-lived things a compiled table uses.
+type Deps struct {
+	Upstream upstream.Deps
+	Issuer   auth.IssuerOptions
 }
 
 // Compile turns a snapshot into a Table. It re-validates the configuration:
@@ -35,7 +56,7 @@ type Route struct {
 // table in service (or nil): services whose configuration did not change
 // keep their Upstream, with its breaker, budget and instance state; changed
 // ones inherit the instance state.
-func Compile(s *snapshot.Snapshot, prev *Table, deps upstream.Deps) (_ *Table, err error) {
+func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error) {
 	cfg := &s.Config
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("compile snapshot %d: %w", s.Revision, err)
@@ -45,6 +66,7 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps upstream.Deps) (_ *Table, e
 		Checksum:  s.Checksum,
 		routes:    make([]*Route, len(cfg.Routes)),
 		upstreams: make(map[string]*upstream.Upstream, len(cfg.Services)),
+		issuers:   make(map[string]*issuer, len(cfg.Issuers)),
 	}
 	defer func() {
 		if err != nil {
@@ -61,22 +83,62 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps upstream.Deps) (_ *Table, e
 			t.upstreams[svc.Name] = old
 			continue
 		}
-		u, err := upstream.Build(svc, old, deps)
+		u, err := upstream.Build(svc, old, deps.Upstream)
 		if err != nil {
 			return nil, fmt.Errorf("compile snapshot %d: %w", s.Revision, err)
 		}
 		t.upstreams[svc.Name] = u
 	}
+	for i := range cfg.Issuers {
+		spec := cfg.Issuers[i]
+		spec.Meta = config.Meta{}
+		if prev != nil {
+			if old, ok := prev.issuers[spec.Name]; ok && config.SameSpec(&old.spec, &spec) {
+				t.issuers[spec.Name] = old
+				continue
+			}
+		}
+		iss, err := auth.NewIssuer(context.Background(), &spec, deps.Issuer)
+		if err != nil {
+			return nil, fmt.Errorf("compile snapshot %d issuers[%d]: %w", s.Revision, i, err)
+		}
+		t.issuers[spec.Name] = &issuer{spec: spec, iss: iss}
+	}
+	byName := make(map[string]*auth.Issuer, len(t.issuers))
+	for name, is := range t.issuers {
+		byName[name] = is.iss
+	}
+	t.verifier = auth.NewVerifier(byName, cfg.Consumers)
+
+	prevRoutes := prev.routesByName()
 	rules := make([]router.Rule, len(cfg.Routes))
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
-		t.routes[i] = &Route{
+		rl := r.RateLimit
+		if rl == nil {
+			rl = cfg.Global.RateLimit
+		}
+		rt := &Route{
 			Name:         r.Name,
 			Upstream:     t.upstreams[r.Service],
 			StripPrefix:  r.StripPrefix,
 			Timeout:      orDefault(r.Timeout.Std(), config.DefaultRouteTimeout),
 			MaxBodyBytes: orDefault(r.MaxBodyBytes, config.DefaultMaxBodyBytes),
+			auth:         compileAuth(r.Auth),
+			limit:        compileRateLimit(r.Name, rl),
+			spec:         *r,
 		}
+		rt.spec.Meta = config.Meta{}
+		// The in-flight cap counts requests across revisions: a new table
+		// must not open a fresh set of slots while old requests still hold
+		// theirs.
+		if old := prevRoutes[r.Name]; old != nil && old.throttle != nil &&
+			old.spec.MaxInFlight == r.MaxInFlight && old.spec.QueueTimeout == r.QueueTimeout {
+			rt.throttle = old.throttle
+		} else {
+			rt.throttle = newThrottle(r.MaxInFlight, r.QueueTimeout.Std())
+		}
+		t.routes[i] = rt
 		rules[i] = router.Rule{Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts}
 	}
 	rt, err := router.Compile(rules)
@@ -95,8 +157,8 @@ func (t *Table) Start() {
 	}
 }
 
-// Retire stops the Upstreams of t that next does not use. Requests still
-// running on t finish on the endpoint sets they hold.
+// Retire stops the Upstreams and issuers of t that next does not use.
+// Requests still running on t finish on the endpoint sets they hold.
 func (t *Table) Retire(next *Table) {
 	for name, u := range t.upstreams {
 		if next != nil && next.upstreams[name] == u {
@@ -104,6 +166,24 @@ func (t *Table) Retire(next *Table) {
 		}
 		u.Retire()
 	}
+	for name, is := range t.issuers {
+		if next != nil && next.issuers[name] == is {
+			continue
+		}
+		is.iss.Close()
+	}
+}
+
+// routesByName indexes the routes of t (nil for a nil table).
+func (t *Table) routesByName() map[string]*Route {
+	if t == nil {
+		return nil
+	}
+	m := make(map[string]*Route, len(t.routes))
+	for _, r := range t.routes {
+		m[r.Name] = r
+	}
+	return m
 }
 
 // Upstreams reports the state of every service's pool, for /status.

@@ -24,7 +24,7 @@ type ResolvingPoller struct {
 }
 
 // PollSnapshot implements Poller. It is called from one goroutine.
-func (p *ResolvingPoller) PollSnapshot(ctx context.Context, req client.PollRequest) ([]byte, error) {
+func (p *ResolvingPoller) PollSnapshot(ctx context.Context, req client.PollRequest) (*client.Poll, error) {
 	if p.cur == nil {
 		urls, err := p.Resolve(ctx)
 		if err != nil {
@@ -42,10 +42,10 @@ func (p *ResolvingPoller) PollSnapshot(ctx context.Context, req client.PollReque
 			p.Log.Info("polling control plane found through Consul", "url", p.url)
 		}
 	}
-	raw, err := p.cur.PollSnapshot(ctx, req)
+	poll, err := p.cur.PollSnapshot(ctx, req)
 	if err != nil && client.StatusOf(err) == 0 {
 		// No HTTP answer at all: this instance may be gone.
 		p.cur = nil
 	}
-	return raw, err
+	return poll, err
 }

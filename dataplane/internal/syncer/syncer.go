@@ -18,7 +18,7 @@ import (
 
 // Poller is the part of the control-plane client the syncer needs.
 type Poller interface {
-	PollSnapshot(ctx context.Context, req client.PollRequest) ([]byte, error)
+	PollSnapshot(ctx context.Context, req client.PollRequest) (*client.Poll, error)
 }
 
 // Applier compiles and installs a snapshot. An error leaves the previous
@@ -49,6 +49,8 @@ type Syncer struct {
 	// rejected is the newest revision that failed to apply; polling after
 	// it avoids fetching the same bad snapshot in a loop.
 	rejected atomic.Int64
+	// peers is the cluster size the control plane last reported.
+	peers atomic.Int64
 }
 
 // New returns a Syncer.
@@ -128,7 +130,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 
 func (s *Syncer) pollOnce(ctx context.Context) error {
 	applied := s.applied.Load()
-	raw, err := s.o.Poller.PollSnapshot(ctx, client.PollRequest{
+	poll, err := s.o.Poller.PollSnapshot(ctx, client.PollRequest{
 		After:           max(applied, s.rejected.Load()),
 		Wait:            s.o.Wait,
 		NodeID:          s.o.NodeID,
@@ -138,6 +140,10 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if poll.Dataplanes > 0 {
+		s.peers.Store(int64(poll.Dataplanes))
+	}
+	raw := poll.Snapshot
 	s.lastContact.Store(time.Now().UnixNano())
 	if !s.connected.Swap(true) {
 		s.o.Log.Info("connected to the control plane", "applied_revision", applied)
@@ -178,11 +184,12 @@ type Status struct {
 	Connected       bool      `json:"controlplane_connected"`
 	LastContact     time.Time `json:"last_contact,omitzero"`
 	RejectedRev     int64     `json:"rejected_revision,omitempty"`
+	ClusterSize     int       `json:"cluster_size"`
 }
 
 // Status reports what is applied and how the link to the control plane is.
 func (s *Syncer) Status() Status {
-	st := Status{AppliedRevision: s.applied.Load(), Connected: s.connected.Load(), RejectedRev: s.rejected.Load()}
+	st := Status{AppliedRevision: s.applied.Load(), Connected: s.connected.Load(), RejectedRev: s.rejected.Load(), ClusterSize: s.Peers()}
 	if c := s.checksum.Load(); c != nil {
 		st.Checksum = *c
 	}
@@ -194,6 +201,10 @@ func (s *Syncer) Status() Status {
 	}
 	return st
 }
+
+// Peers returns the number of data planes in the cluster as last reported
+// by the control plane (at least 1).
+func (s *Syncer) Peers() int { return int(max(s.peers.Load(), 1)) }
 
 // Applied returns the applied revision (0 before any).
 func (s *Syncer) Applied() int64 { return s.applied.Load() }

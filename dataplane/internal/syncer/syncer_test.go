@@ -67,7 +67,7 @@ type answer struct {
 	err error
 }
 
-func (s *scripted) PollSnapshot(ctx context.Context, req client.PollRequest) ([]byte, error) {
+func (s *scripted) PollSnapshot(ctx context.Context, req client.PollRequest) (*client.Poll, error) {
 	select {
 	case s.asked <- req:
 	case <-ctx.Done():
@@ -75,7 +75,10 @@ func (s *scripted) PollSnapshot(ctx context.Context, req client.PollRequest) ([]
 	}
 	select {
 	case a := <-s.answers:
-		return a.raw, a.err
+		if a.err != nil {
+			return nil, a.err
+		}
+		return &client.Poll{Snapshot: a.raw, Dataplanes: 3}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -125,7 +128,7 @@ func TestSyncerAppliesRejectsAndPersists(t *testing.T) {
 	}
 	step(3, 3, answer{})
 	st := sy.Status()
-	if st.AppliedRevision != 3 || st.RejectedRev != 2 || !st.Connected || st.Source != "controlplane" {
+	if st.AppliedRevision != 3 || st.RejectedRev != 2 || !st.Connected || st.Source != "controlplane" || st.ClusterSize != 3 {
 		t.Fatalf("status = %+v", st)
 	}
 	// What was applied last is on disk, and a fresh syncer boots from it.

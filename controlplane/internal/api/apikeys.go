@@ -1,0 +1,82 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/portico-gw/portico/controlplane/internal/catalog"
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// createdKey is the one response that ever contains a key in clear.
+type createdKey struct {
+	ID        string    `json:"id"`
+	Key       string    `json:"key"`
+	Prefix    string    `json:"prefix"`
+	CreatedAt time.Time `json:"created_at"`
+	Note      string    `json:"note"`
+}
+
+func (s *server) listAPIKeys(c echo.Context) error {
+	cs, err := catalog.Get(s.Catalog, catalog.Consumers, c.Param("name"))
+	if err != nil {
+		return err
+	}
+	keys := cs.APIKeys
+	if keys == nil {
+		keys = []config.APIKey{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"consumer": cs.Name, "api_keys": keys})
+}
+
+func (s *server) createAPIKey(c echo.Context) error {
+	key, rec, ch, err := s.Catalog.CreateAPIKey(c.Request().Context(), c.Param("name"), actor(c))
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set("X-Portico-Revision", strconv.FormatInt(ch.Revision, 10))
+	h.Set("Cache-Control", "no-store")
+	h.Set(echo.HeaderLocation, c.Request().URL.Path+"/"+rec.ID)
+	return c.JSON(http.StatusCreated, createdKey{ID: rec.ID, Key: key, Prefix: rec.Prefix, CreatedAt: rec.CreatedAt,
+		Note: "store this key now: Portico keeps only its hash and cannot show it again"})
+}
+
+func (s *server) deleteAPIKey(c echo.Context) error {
+	ch, err := s.Catalog.DeleteAPIKey(c.Request().Context(), c.Param("name"), c.Param("id"), actor(c))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(ch.Revision, 10))
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *server) getGlobal(c echo.Context) error {
+	g, rev := s.Catalog.Global()
+	c.Response().Header().Set("ETag", etag(rev))
+	c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(rev, 10))
+	return c.JSON(http.StatusOK, g)
+}
+
+func (s *server) putGlobal(c echo.Context) error {
+	body, err := readBody(c, maxObjectBody)
+	if err != nil {
+		return err
+	}
+	var g config.Global
+	if err := config.Decode(body, &g); err != nil {
+		return err
+	}
+	ifRev := revisionCondition(c)
+	ch, err := s.Catalog.PutGlobal(c.Request().Context(), g, ifRev, actor(c))
+	if err != nil {
+		return err
+	}
+	cur, rev := s.Catalog.Global()
+	c.Response().Header().Set("ETag", etag(rev))
+	c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(ch.Revision, 10))
+	return c.JSON(http.StatusOK, cur)
+}

@@ -1,0 +1,93 @@
+package api
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/portico-gw/portico/shared/config"
+)
+
+func TestIssuers(t *testing.T) {
+	s := newTestServer(t, false)
+	rsa := `{"issuer":"https://id.example.com","audiences":["portico"],"algorithms":["RS256"],"jwks_url":"https://id.example.com/jwks"}`
+	s.mustStatus(t, 201, "PUT", "/v1/issuers/corp", rsa)
+	tests := []struct {
+		name, body, field string
+		status            int
+	}{
+		{"alg none", `{"issuer":"x","algorithms":["none"],"keys":["k"]}`, "algorithms[0]", 422},
+		{"hmac mixed with rsa", `{"issuer":"x","algorithms":["HS256","RS256"],"keys":["0123456789abcdef0123456789abcdef"]}`, "algorithms", 422},
+		{"short hmac secret", `{"issuer":"x","algorithms":["HS256"],"keys":["short"]}`, "keys[0]", 422},
+		{"no keys", `{"issuer":"x","algorithms":["RS256"]}`, "keys", 422},
+		{"keys and jwks", `{"issuer":"x","algorithms":["RS256"],"keys":["k"],"jwks_url":"https://x/j"}`, "jwks_url", 422},
+		{"same iss twice", `{"issuer":"https://id.example.com","algorithms":["RS256"],"jwks_url":"https://x/j"}`, "issuer", 409},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, body := s.mustStatus(t, tt.status, "PUT", "/v1/issuers/other", tt.body)
+			if !strings.Contains(string(body), `"field":"`+tt.field+`"`) {
+				t.Fatalf("problem does not name %s: %s", tt.field, body)
+			}
+		})
+	}
+	s.mustStatus(t, 201, "PUT", "/v1/services/svc", svcBody)
+	s.mustStatus(t, 422, "PUT", "/v1/routes/r", `{"paths":["/r"],"service":"svc","auth":{"jwt":true,"issuers":["ghost"]}}`)
+	s.mustStatus(t, 422, "PUT", "/v1/routes/r", `{"paths":["/r"],"service":"svc","auth":{}}`)
+	s.mustStatus(t, 422, "PUT", "/v1/routes/r", `{"paths":["/r"],"service":"svc","rate_limit":{"limit":10,"window":"1m","key":"consumer"}}`)
+	s.mustStatus(t, 201, "PUT", "/v1/routes/r", `{"paths":["/r"],"service":"svc","auth":{"jwt":true,"issuers":["corp"],"scopes":["orders:read"]},
+		"rate_limit":{"limit":10,"window":"1m","key":"claim:sub","on_redis_error":"fail_closed"},"max_in_flight":5,"queue_timeout":"1s"}`)
+	s.mustStatus(t, 409, "DELETE", "/v1/issuers/corp", "")
+}
+
+func TestAPIKeys(t *testing.T) {
+	s := newTestServer(t, false)
+	s.mustStatus(t, 404, "POST", "/v1/consumers/alice/api-keys", "")
+	s.mustStatus(t, 201, "PUT", "/v1/consumers/alice", `{"groups":["staff"]}`)
+	h, body := s.mustStatus(t, 201, "POST", "/v1/consumers/alice/api-keys", "")
+	var created struct{ ID, Key, Prefix string }
+	if err := json.Unmarshal(body, &created); err != nil || !strings.HasPrefix(created.Key, "pk_") || h.Get("Cache-Control") != "no-store" {
+		t.Fatalf("created key: %s (%v) headers %v", body, err, h)
+	}
+	// From now on only the hash exists: not in the consumer, the list, the
+	// export or the snapshot.
+	for _, path := range []string{"/v1/consumers/alice", "/v1/consumers/alice/api-keys", "/v1/config", "/v1/audit"} {
+		_, body := s.mustStatus(t, 200, "GET", path, "")
+		if strings.Contains(string(body), created.Key) {
+			t.Fatalf("%s shows the key in clear", path)
+		}
+		if path == "/v1/consumers/alice" && !strings.Contains(string(body), created.Prefix) {
+			t.Fatalf("consumer does not list the key's prefix: %s", body)
+		}
+	}
+	// Replacing the consumer keeps its keys, whatever the body says.
+	s.mustStatus(t, 200, "PUT", "/v1/consumers/alice", `{"groups":["staff","ops"],"api_keys":[]}`)
+	_, body = s.mustStatus(t, 200, "GET", "/v1/consumers/alice", "")
+	var cs config.Consumer
+	if err := json.Unmarshal(body, &cs); err != nil || len(cs.APIKeys) != 1 || cs.APIKeys[0].ID != created.ID {
+		t.Fatalf("PUT dropped or forged keys: %s", body)
+	}
+	s.mustStatus(t, 201, "POST", "/v1/consumers/alice/api-keys", "")
+	s.mustStatus(t, 204, "DELETE", "/v1/consumers/alice/api-keys/"+created.ID, "")
+	s.mustStatus(t, 404, "DELETE", "/v1/consumers/alice/api-keys/"+created.ID, "")
+	_, body = s.mustStatus(t, 200, "GET", "/v1/consumers/alice/api-keys", "")
+	if strings.Contains(string(body), created.ID) || strings.Count(string(body), `"id"`) != 1 {
+		t.Fatalf("after revoking: %s", body)
+	}
+}
+
+func TestGlobal(t *testing.T) {
+	s := newTestServer(t, false)
+	h, _ := s.mustStatus(t, 200, "PUT", "/v1/global", `{"rate_limit":{"limit":100,"window":"1s","key":"ip"}}`)
+	if h.Get("X-Portico-Revision") != "1" {
+		t.Fatalf("revision %s", h.Get("X-Portico-Revision"))
+	}
+	_, body := s.mustStatus(t, 200, "GET", "/v1/global", "")
+	if !strings.Contains(string(body), `"limit":100`) {
+		t.Fatal(string(body))
+	}
+	s.mustStatus(t, 422, "PUT", "/v1/global", `{"rate_limit":{"limit":100,"window":"1s","key":"consumer"}}`)
+	s.mustStatus(t, 422, "PUT", "/v1/global", `{"rate_limit":{"limit":0,"window":"1ms"}}`)
+	s.mustStatus(t, 412, "PUT", "/v1/global", `{}`, "If-Match", `"7"`)
+	s.mustStatus(t, 200, "PUT", "/v1/global", `{}`, "If-Match", `"1"`)
+}

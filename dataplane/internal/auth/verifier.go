@@ -1,0 +1,222 @@
+package auth
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/portico-gw/portico/shared/apikey"
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// MaxTokenBytes bounds a bearer token. Real tokens are well under 2 KiB; the
+// bound is checked before any decoding.
+const MaxTokenBytes = 8 << 10
+
+// Identity methods.
+const (
+	MethodJWT    = "jwt"
+	MethodAPIKey = "api_key"
+)
+
+// Identity is a verified caller. It belongs to the request: the slices and
+// the claims map are its own.
+type Identity struct {
+	// Consumer is the consumer's name; "" if a valid JWT names no known
+	// consumer.
+	Consumer string
+	// Groups are the consumer's groups.
+	Groups []string
+	// Method is MethodJWT or MethodAPIKey.
+	Method string
+	// Issuer is the issuer object's name, for a JWT.
+	Issuer string
+	// Claims are the verified JWT claims (nil for an API key).
+	Claims map[string]any
+	// Scopes come from "scope" (space-separated) or, without it, "scp"
+	// (space-separated string or array of strings).
+	Scopes []string
+}
+
+type consumer struct {
+	name   string
+	groups []string
+}
+
+// Verifier holds every issuer and the API-key index of one configuration
+// revision. It is immutable and safe for concurrent use.
+type Verifier struct {
+	// byIss maps an "iss" value to the issuer objects that trust it, sorted
+	// by name so that the choice among several is deterministic.
+	byIss     map[string][]*Issuer
+	consumers map[string]*consumer
+	// apiKeys maps a key's hash to its consumer; nil marks a hash that two
+	// consumers claim, which authenticates neither.
+	apiKeys map[string]*consumer
+}
+
+// NewVerifier indexes issuers (keyed by name; nil values are skipped) and the
+// consumers' API keys. The Verifier does not own the issuers: closing them
+// is the caller's, once no Verifier uses them.
+func NewVerifier(issuers map[string]*Issuer, consumers []config.Consumer) *Verifier {
+	v := &Verifier{
+		byIss:     make(map[string][]*Issuer, len(issuers)),
+		consumers: make(map[string]*consumer, len(consumers)),
+		apiKeys:   make(map[string]*consumer),
+	}
+	for _, is := range issuers {
+		if is != nil {
+			v.byIss[is.iss] = append(v.byIss[is.iss], is)
+		}
+	}
+	for _, list := range v.byIss {
+		slices.SortFunc(list, func(a, b *Issuer) int { return strings.Compare(a.name, b.name) })
+	}
+	for i := range consumers {
+		c := &consumer{name: consumers[i].Name, groups: slices.Clone(consumers[i].Groups)}
+		v.consumers[c.name] = c
+		for _, k := range consumers[i].APIKeys {
+			if other, dup := v.apiKeys[k.Hash]; dup && (other == nil || other.name != c.name) {
+				// Cannot happen with keys from apikey.New; if a snapshot says
+				// otherwise, refusing the key beats guessing its owner.
+				v.apiKeys[k.Hash] = nil
+				continue
+			}
+			v.apiKeys[k.Hash] = c
+		}
+	}
+	return v
+}
+
+// VerifyJWT checks a bearer token (without the "Bearer " prefix). allowed
+// lists the issuer names a route accepts; empty means any.
+func (v *Verifier) VerifyJWT(ctx context.Context, token string, allowed []string) (*Identity, error) {
+	if token == "" {
+		return nil, ErrMissing
+	}
+	if len(token) > MaxTokenBytes {
+		return nil, fail(ErrMalformed, "token larger than 8 KiB")
+	}
+	iss, err := peekIssuer(token)
+	if err != nil {
+		return nil, err
+	}
+	candidates := v.byIss[iss]
+	if len(candidates) == 0 {
+		return nil, ErrUnknownIssuer
+	}
+	var best error
+	for _, is := range candidates {
+		if len(allowed) > 0 && !slices.Contains(allowed, is.name) {
+			continue
+		}
+		claims, err := is.verify(ctx, token)
+		if err != nil {
+			// Report the candidate that got furthest: "expired" from the
+			// issuer whose key verified says more than "signature" from one
+			// whose key did not.
+			if best == nil || (signatureLevel(best) && !signatureLevel(err)) {
+				best = err
+			}
+			continue
+		}
+		return v.identity(is, claims), nil
+	}
+	if best == nil {
+		return nil, ErrIssuerNotAllowed
+	}
+	return nil, best
+}
+
+// signatureLevel reports a failure before the signature was verified.
+func signatureLevel(err error) bool {
+	return errors.Is(err, ErrSignature) || errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrAlgorithm)
+}
+
+// peekIssuer reads "iss" from the unverified payload. Only the choice of
+// issuer depends on it, and that issuer's parser then requires the verified
+// iss to be equal.
+func peekIssuer(token string) (string, error) {
+	_, rest, ok1 := strings.Cut(token, ".")
+	payload, sig, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.Contains(sig, ".") {
+		return "", fail(ErrMalformed, "not a JWS compact token")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return "", fail(ErrMalformed, "payload is not base64url")
+	}
+	var p struct {
+		Iss string `json:"iss"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return "", fail(ErrMalformed, "payload is not a JSON object with a string iss")
+	}
+	if p.Iss == "" {
+		return "", fail(ErrUnknownIssuer, "no iss claim")
+	}
+	return p.Iss, nil
+}
+
+func (v *Verifier) identity(is *Issuer, claims jwt.MapClaims) *Identity {
+	id := &Identity{
+		Method: MethodJWT,
+		Issuer: is.name,
+		Claims: claims,
+		Scopes: scopes(claims),
+	}
+	if name, ok := claims[is.consumerClaim].(string); ok {
+		if c := v.consumers[name]; c != nil {
+			id.Consumer = c.name
+			id.Groups = slices.Clone(c.groups)
+		}
+	}
+	return id
+}
+
+// scopes prefers "scope" (RFC 8693, RFC 9068) and uses "scp" only without
+// it: a union would let a token grant more than either claim says. Entries
+// of the wrong type are dropped, which can only grant less.
+func scopes(claims jwt.MapClaims) []string {
+	if s, ok := claims["scope"]; ok {
+		str, _ := s.(string)
+		return strings.Fields(str)
+	}
+	switch s := claims["scp"].(type) {
+	case string:
+		return strings.Fields(s)
+	case []any:
+		out := make([]string, 0, len(s))
+		for _, e := range s {
+			if str, ok := e.(string); ok && str != "" {
+				out = append(out, str)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// VerifyAPIKey looks a key up by its hash.
+func (v *Verifier) VerifyAPIKey(key string) (*Identity, error) {
+	if key == "" {
+		return nil, ErrMissing
+	}
+	if !apikey.LooksLikeKey(key) {
+		return nil, ErrMalformed
+	}
+	// A plain map lookup, not a constant-time compare: what it compares is
+	// the SHA-256 of the presented key, which the caller controls only
+	// through a preimage-resistant hash. Timing can at most reveal how a
+	// digest of the attacker's own choosing relates to stored digests, which
+	// gives no way to steer the next guess toward a stored key.
+	c := v.apiKeys[apikey.Hash(key)]
+	if c == nil {
+		return nil, ErrInvalidKey
+	}
+	return &Identity{Consumer: c.name, Groups: slices.Clone(c.groups), Method: MethodAPIKey}, nil
+}

@@ -1,0 +1,426 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultBudget bounds one Redis call: a local Redis answers in well under a
+// millisecond, and a decision that waits longer than this costs more than a
+// less exact local one.
+const DefaultBudget = 5 * time.Millisecond
+
+// Breaker defaults.
+const (
+	DefaultBreakerFailures = 3
+	DefaultBreakerCooldown = time.Second
+)
+
+// gcraScript decides one request. KEYS[1] is the bucket; ARGV[1] the
+// emission interval and ARGV[2] the tolerance, both in microseconds. It
+// returns {allowed, remaining, reset µs, retry-after µs, server time µs}.
+//
+// Times are integral microseconds since the epoch (about 2^51), exact in Lua's
+// doubles; the TAT is written with %.0f so that it is stored as plain digits
+// however a server version formats Lua numbers. Microseconds cap a key at a
+// million decisions a second, far beyond what one Redis key serves anyway.
+// replicate_commands makes Redis 3.2 and 4 accept a write after TIME; from 5
+// on that is the default and the call does nothing.
+var gcraScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local allow_at = tat - tolerance
+if now < allow_at then
+  return {0, 0, tat - now, allow_at - now, now}
+end
+local new_tat = tat + interval
+local ttl = new_tat - now
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(ttl / 1000))
+return {1, math.floor((now - new_tat + tolerance) / interval) + 1, ttl, 0, now}
+`)
+
+// BreakerOptions sets when RedisLimiter stops calling Redis.
+type BreakerOptions struct {
+	// Failures is the number of consecutive failed calls that open the
+	// breaker; default 3. The streak must also last Failures×Budget, so
+	// that many requests failing together in one brief hiccup do not.
+	Failures int
+	// Cooldown is how long an open breaker skips Redis before a probe in
+	// the background checks whether it is back; default 1s.
+	Cooldown time.Duration
+}
+
+// Options configure a RedisLimiter.
+type Options struct {
+	// Client reaches Redis. For Budget to hold it must honour context
+	// deadlines (ContextTimeoutEnabled, as ParseRedisURL sets); with a
+	// client that does not, each call runs in a goroutine the decision
+	// stops waiting for.
+	Client redis.UniversalClient
+	// Budget bounds each Redis call; default DefaultBudget.
+	Budget  time.Duration
+	Breaker BreakerOptions
+	// Peers returns the number of live data planes (at least 1): while
+	// Redis is unavailable each one allows its share, Limit/Peers(). Nil
+	// means 1.
+	Peers func() int
+	// Log receives one warning per outage and one message on recovery;
+	// default slog.Default().
+	Log *slog.Logger
+	// Metrics registers the limiter's metrics; nil records none.
+	Metrics prometheus.Registerer
+	// Now is the clock for the breaker and the local fallback; default
+	// time.Now. Redis decisions always use the Redis server's clock.
+	Now func() time.Time
+}
+
+// RedisLimiter counts decisions in Redis so that a limit holds for the whole
+// cluster, and falls back to local decisions while Redis is unavailable.
+// It does not own Options.Client: closing it is the caller's business.
+type RedisLimiter struct {
+	client  redis.UniversalClient
+	budget  time.Duration
+	guarded bool // the client ignores deadlines: enforce Budget around it
+	peers   func() int
+	log     *slog.Logger
+	now     func() time.Time
+	local   *LocalLimiter
+	metrics *metrics
+	br      breaker
+}
+
+// NewRedis returns a limiter deciding in Redis through o.Client.
+func NewRedis(o Options) *RedisLimiter {
+	if o.Client == nil {
+		panic("ratelimit: NewRedis without a Redis client")
+	}
+	if o.Budget <= 0 {
+		o.Budget = DefaultBudget
+	}
+	if o.Breaker.Failures <= 0 {
+		o.Breaker.Failures = DefaultBreakerFailures
+	}
+	if o.Breaker.Cooldown <= 0 {
+		o.Breaker.Cooldown = DefaultBreakerCooldown
+	}
+	if o.Peers == nil {
+		o.Peers = func() int { return 1 }
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r := &RedisLimiter{
+		client:  o.Client,
+		budget:  o.Budget,
+		guarded: !honoursDeadlines(o.Client),
+		peers:   o.Peers,
+		log:     o.Log,
+		now:     o.Now,
+		local:   NewLocal(o.Now),
+		metrics: newMetrics(o.Metrics),
+	}
+	r.br = breaker{
+		failures: o.Breaker.Failures,
+		cooldown: o.Breaker.Cooldown,
+		// Long enough for a hiccup to pass, short enough that a dead
+		// Redis is skipped within a few budgets (15ms by default).
+		span: time.Duration(o.Breaker.Failures) * o.Budget,
+		up:   true,
+	}
+	r.metrics.setUp(true)
+	if r.guarded {
+		r.log.Warn("rate limiter: the Redis client ignores context deadlines; calls that overrun the budget keep running in the background (set ContextTimeoutEnabled)")
+	}
+	return r
+}
+
+// honoursDeadlines reports whether c applies a context's deadline to its
+// socket I/O; go-redis does so only with ContextTimeoutEnabled.
+func honoursDeadlines(c redis.UniversalClient) bool {
+	switch c := c.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
+}
+
+// Allow decides one request for key under p. It never waits for Redis
+// longer than the budget and never fails.
+func (r *RedisLimiter) Allow(ctx context.Context, key string, p Policy) Decision {
+	d, _ := r.allow(ctx, key, p)
+	return d
+}
+
+// allow is Allow that also returns the Redis server's time of a Redis
+// decision in microseconds (0 otherwise), for tests that check admissions
+// on the one clock every data plane shares.
+func (r *RedisLimiter) allow(ctx context.Context, key string, p Policy) (Decision, int64) {
+	g, ok := compile(p, time.Microsecond)
+	if !ok {
+		return unlimited(SourceRedis), 0
+	}
+	switch r.br.admit(r.now()) {
+	case useRedis:
+		// A request whose client has gone needs no round trip, and its
+		// cancellation says nothing about Redis.
+		if ctx.Err() != nil {
+			break
+		}
+		d, at, err := r.call(ctx, key, g)
+		if err == nil {
+			r.record(nil)
+			d.Limit = p.Limit
+			r.metrics.decision(d)
+			return d, at
+		}
+		if ctx.Err() == nil {
+			r.record(err)
+		}
+	case startProbe:
+		r.probe()
+	}
+	d := r.fallback(key, p)
+	r.metrics.decision(d)
+	return d, 0
+}
+
+// fallback decides without Redis: this data plane's share of the limit, or
+// a refusal for fail_closed policies.
+func (r *RedisLimiter) fallback(key string, p Policy) Decision {
+	if p.FailClosed {
+		return Decision{Limit: p.Limit, Reset: time.Second, RetryAfter: time.Second, Source: SourceLocal}
+	}
+	peers := max(r.peers(), 1)
+	share := p
+	share.Limit = max(1, p.Limit/peers)
+	share.Burst = p.Burst / peers
+	return r.local.allow(key, share, SourceLocal)
+}
+
+// call runs the script once within the budget.
+func (r *RedisLimiter) call(ctx context.Context, key string, g gcra) (Decision, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.budget)
+	defer cancel()
+	start := time.Now()
+	var (
+		v   []int64
+		err error
+	)
+	if r.guarded {
+		v, err = r.runGuarded(ctx, key, g)
+	} else {
+		v, err = r.run(ctx, key, g)
+	}
+	r.metrics.observe(time.Since(start))
+	if err != nil {
+		return Decision{}, 0, err
+	}
+	if len(v) != 5 {
+		return Decision{}, 0, fmt.Errorf("rate limit script: %d values in reply, want 5", len(v))
+	}
+	return Decision{
+		Allowed:    v[0] == 1,
+		Remaining:  int(max(v[1], 0)),
+		Reset:      time.Duration(v[2]) * time.Microsecond,
+		RetryAfter: time.Duration(v[3]) * time.Microsecond,
+		Source:     SourceRedis,
+	}, v[4], nil
+}
+
+func (r *RedisLimiter) run(ctx context.Context, key string, g gcra) ([]int64, error) {
+	keys := []string{"rl:{" + key + "}"}
+	v, err := gcraScript.Run(ctx, r.client, keys, g.interval.Microseconds(), g.tolerance.Microseconds()).Int64Slice()
+	if err != nil {
+		// Without the key: it may hold a client's address, and the error
+		// ends up in logs and on /status.
+		return nil, fmt.Errorf("rate limit script: %w", err)
+	}
+	return v, nil
+}
+
+// runGuarded stops waiting for a client that ignores ctx. The abandoned call
+// ends when the client's own read and write timeouts expire; the breaker
+// keeps such calls down to a few per outage.
+func (r *RedisLimiter) runGuarded(ctx context.Context, key string, g gcra) ([]int64, error) {
+	type reply struct {
+		v   []int64
+		err error
+	}
+	done := make(chan reply, 1)
+	go func() {
+		v, err := r.run(ctx, key, g)
+		done <- reply{v, err}
+	}()
+	select {
+	case rep := <-done:
+		return rep.v, rep.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("rate limit script: %w", ctx.Err())
+	}
+}
+
+// probe checks in the background whether Redis is back, so that no request
+// waits for the check. It first loads the script with time to spare, which
+// also dials and greets a fresh connection and spares the first decisions
+// a NOSCRIPT after a restart; then one PING must answer within the budget,
+// so that a Redis that is up but slow keeps the breaker open instead of
+// closing it for requests to time out again. With a client that honours
+// deadlines the goroutine ends within the cool-down plus the budget, and
+// there is never more than one.
+func (r *RedisLimiter) probe() {
+	go func() {
+		err := r.check()
+		if err != nil {
+			r.metrics.redisError()
+		}
+		if r.br.probed(err, r.now()) == cameUp {
+			r.metrics.setUp(true)
+			r.log.Info("rate limiter: Redis available again, deciding in Redis")
+		}
+	}()
+}
+
+func (r *RedisLimiter) check() error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.br.cooldown)
+	err := gcraScript.Load(ctx, r.client).Err()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("rate limit probe: load script: %w", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), r.budget)
+	defer cancel()
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("rate limit probe: ping within %v: %w", r.budget, err)
+	}
+	return nil
+}
+
+// record feeds a decision call's outcome to the breaker, and logs and
+// publishes an outage when it begins.
+func (r *RedisLimiter) record(err error) {
+	if err != nil {
+		r.metrics.redisError()
+	}
+	if r.br.done(err, r.now()) == wentDown {
+		r.metrics.setUp(false)
+		r.log.Warn("rate limiter: Redis unavailable, deciding locally until it recovers",
+			"error", err, "cooldown", r.br.cooldown)
+	}
+}
+
+// Status reports the Redis backend's state for /status. LastError is the
+// most recent failure, kept after recovery for diagnosis.
+func (r *RedisLimiter) Status() Status {
+	r.br.mu.Lock()
+	defer r.br.mu.Unlock()
+	return Status{Backend: SourceRedis, RedisUp: r.br.up, LastError: r.br.lastErr}
+}
+
+// breaker keeps a failing Redis out of the request path. Closed (up), every
+// decision goes to Redis; failures consecutive failures spread over at least
+// span open it, and then no decision does. Once per cooldown a background
+// probe checks Redis, and only a successful probe closes it again: a late
+// success of a call that was in flight when it opened must not make it flap.
+type breaker struct {
+	failures int
+	cooldown time.Duration
+	// span is how long a streak of failures must last to open the breaker.
+	// Concurrent requests share a hiccup (a GC pause, a cold connection
+	// pool after recovery): without it, one slow moment seen by a handful
+	// of requests at once would look like a handful of failures.
+	span time.Duration
+
+	mu          sync.Mutex
+	consecutive int
+	streakStart time.Time // first failure of the current streak
+	up          bool
+	openUntil   time.Time // no probe before this
+	probing     bool
+	lastErr     string
+}
+
+type admission int
+
+const (
+	useRedis admission = iota
+	useLocal
+	startProbe // use local, and start the probe
+)
+
+type transition int
+
+const (
+	unchanged transition = iota
+	wentDown
+	cameUp
+)
+
+// admit tells a decision where to go.
+func (b *breaker) admit(now time.Time) admission {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.up:
+		return useRedis
+	case b.probing || now.Before(b.openUntil):
+		return useLocal
+	}
+	b.probing = true
+	return startProbe
+}
+
+// done records the outcome of a decision call.
+func (b *breaker) done(err error, now time.Time) transition {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil {
+		if b.up {
+			b.consecutive = 0
+		}
+		return unchanged
+	}
+	if b.consecutive == 0 {
+		b.streakStart = now
+	}
+	b.consecutive++
+	b.lastErr = err.Error()
+	if b.up && b.consecutive >= b.failures && now.Sub(b.streakStart) >= b.span {
+		b.up = false
+		b.openUntil = now.Add(b.cooldown)
+		return wentDown
+	}
+	return unchanged
+}
+
+// probed records the outcome of a probe.
+func (b *breaker) probed(err error, now time.Time) transition {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probing = false
+	if err != nil {
+		b.lastErr = err.Error()
+		b.openUntil = now.Add(b.cooldown)
+		return unchanged
+	}
+	b.consecutive = 0
+	b.up = true
+	return cameUp
+}
