@@ -190,14 +190,9 @@ func TestConsulDiscovery(t *testing.T) {
 	}
 
 	// Consul goes away: the last known instances keep serving, and /status
-	// says Consul is unreachable.
-	consul.Stop()
-	for i := range 50 {
-		if by, code := servedBy(url); code != 200 || by != "users-a" {
-			t.Fatalf("request %d during the Consul outage: %d from %q", i, code, by)
-		}
-	}
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	// says Consul is unreachable. First make sure the data plane has seen
+	// the deregistration above, so "last known" means users-a alone.
+	discoveryStatus := func() (reachable bool, instances int) {
 		var st struct {
 			Discovery []struct {
 				Reachable bool `json:"consul_reachable"`
@@ -205,8 +200,24 @@ func TestConsulDiscovery(t *testing.T) {
 			} `json:"discovery"`
 		}
 		_, body := get(opsURL + "/status")
-		return json.Unmarshal([]byte(body), &st) == nil && len(st.Discovery) == 1 &&
-			!st.Discovery[0].Reachable && st.Discovery[0].Instances == 1
+		if json.Unmarshal([]byte(body), &st) != nil || len(st.Discovery) != 1 {
+			return false, -1
+		}
+		return st.Discovery[0].Reachable, st.Discovery[0].Instances
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		ok, n := discoveryStatus()
+		return ok && n == 1
+	}, "the data plane seeing users-c deregistered")
+	consul.Stop()
+	for i := range 50 {
+		if by, code := servedBy(url); code != 200 || by != "users-a" {
+			t.Fatalf("request %d during the Consul outage: %d from %q", i, code, by)
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		ok, n := discoveryStatus()
+		return !ok && n == 1
 	}, "/status shows Consul unreachable with the last known instance kept")
 
 	// Consul returns: a new instance is picked up.

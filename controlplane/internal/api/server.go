@@ -12,6 +12,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
 	"github.com/portico-gw/portico/controlplane/internal/nodes"
@@ -34,6 +36,9 @@ type Options struct {
 	// Stopping is closed when the server begins a graceful shutdown, so
 	// that long polls end at once with 503 instead of holding it up.
 	Stopping <-chan struct{}
+	// Metrics and Gatherer serve /metrics; nil: no metrics.
+	Metrics  *Metrics
+	Gatherer prometheus.Gatherer
 }
 
 // Limits on request bodies: one object is small; a whole config may hold
@@ -59,6 +64,7 @@ func New(o Options) *echo.Echo {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RequestID())
 	e.Use(s.accessLog)
+	e.Use(s.observe)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 			s.Log.Error("panic in handler", "err", err, "path", c.Path(), "stack", string(stack))
@@ -68,6 +74,11 @@ func New(o Options) *echo.Echo {
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
+	if o.Gatherer != nil {
+		// Like the probes, metrics carry no secrets and need no token, so
+		// Prometheus can scrape them without one.
+		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})))
+	}
 
 	admin := e.Group("/v1", s.requireToken("admin", o.AdminToken))
 	registerKind(s, admin, "/services", catalog.Services)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portico-gw/portico/controlplane/internal/nodes"
 	"github.com/portico-gw/portico/shared/apiv1"
@@ -47,6 +49,9 @@ func (s *server) snapshot(c echo.Context) error {
 		return badParam(HeaderNodeID, "header is required (at most 128 characters)")
 	}
 	rep.AppliedRevision, _ = strconv.ParseInt(req.Header.Get(HeaderAppliedRevision), 10, 64)
+	span := trace.SpanFromContext(req.Context())
+	span.SetAttributes(attribute.String("portico.node_id", rep.ID), attribute.Int64("portico.after", after),
+		attribute.Int64("portico.applied_revision", rep.AppliedRevision))
 	done := s.Nodes.PollStarted(rep)
 	defer done()
 
@@ -93,6 +98,7 @@ func (s *server) snapshot(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	span.SetAttributes(attribute.Int64("portico.revision", p.State.Revision))
 	h := c.Response().Header()
 	h.Set(HeaderRevision, strconv.FormatInt(p.State.Revision, 10))
 	h.Set("ETag", etag(p.State.Revision))

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"golang.org/x/time/rate"
@@ -122,7 +124,10 @@ func boundedClient(base *http.Client) *http.Client {
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
-	c.Transport = limitedTransport{base: rt}
+	// Every fetch is a client span (JWKS refreshes show in traces, with the
+	// global tracer provider telemetry.Setup installs).
+	c.Transport = otelhttp.NewTransport(limitedTransport{base: rt},
+		otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "JWKS fetch" }))
 	if c.CheckRedirect == nil {
 		c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 3 {

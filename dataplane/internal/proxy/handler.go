@@ -36,6 +36,7 @@ type Handler struct {
 	metrics *Metrics
 	limiter ratelimit.Limiter
 	ips     *clientip.Resolver
+	obs     observer
 }
 
 // Options configure a Handler.
@@ -47,6 +48,8 @@ type Options struct {
 	Limiter ratelimit.Limiter
 	// ClientIP says which peers' X-Forwarded-For is believed; nil: none.
 	ClientIP *clientip.Resolver
+	// Tracing, access logs and analytics; see observe.go.
+	Observe ObserveOptions
 }
 
 // NewHandler returns a Handler with no table: it answers 503 until Swap.
@@ -54,13 +57,14 @@ func NewHandler(o Options) *Handler {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	obs := newObserver(o.Observe)
 	if o.Transport == nil {
-		o.Transport = upstream.NewTransport(NewTransport())
+		o.Transport = upstream.NewTransport(NewTransport(), obs.tracerProvider, obs.prop)
 	}
 	if o.Limiter == nil {
 		o.Limiter = ratelimit.NewLocal(time.Now)
 	}
-	h := &Handler{log: o.Log, metrics: o.Metrics, limiter: o.Limiter, ips: o.ClientIP}
+	h := &Handler{log: o.Log, metrics: o.Metrics, limiter: o.Limiter, ips: o.ClientIP, obs: obs}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      o.Transport,
@@ -102,41 +106,29 @@ func exchangeFrom(ctx context.Context) *exchange {
 	return x
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.metrics == nil {
-		h.serve(w, r)
-		return
-	}
-	start := time.Now()
-	h.metrics.inFlight.Inc()
-	rec := &recorder{ResponseWriter: w}
-	routeName := h.serve(rec, r)
-	h.metrics.inFlight.Dec()
-	h.metrics.observe(routeName, r.Method, rec.status(), time.Since(start))
-}
-
-// serve handles one request and returns the route name for metrics.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
+// serve handles one request and notes what happened in o.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 	t := h.table.Load()
 	if t == nil {
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, r, http.StatusServiceUnavailable, "not-ready", "the gateway has no configuration yet")
-		return ""
+		return
 	}
 	path, ok := cleanPath(r.URL.Path)
 	if !ok {
 		writeProblem(w, r, http.StatusBadRequest, "bad-path", "the request path is not valid")
-		return ""
+		return
 	}
 	var m router.Match
 	if !t.router.Match(r.Host, r.Method, path, &m) {
 		writeProblem(w, r, http.StatusNotFound, "no-route", "no route matches this request")
-		return ""
+		return
 	}
 	route := t.routes[m.Route]
+	o.route, o.pattern, o.service = route.Name, route.spec.Paths[m.Path], route.Upstream.Name
 	if r.ContentLength > route.MaxBodyBytes {
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(route.MaxBodyBytes, 10)+" bytes")
-		return route.Name
+		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, route.MaxBodyBytes)
@@ -153,17 +145,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 			if aerr.status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", route.auth.challenge)
 			}
+			o.authFailure = aerr.reason
 			writeProblem(w, r, aerr.status, map[int]string{401: "unauthorized", 403: "forbidden"}[aerr.status], aerr.detail)
-			return route.Name
+			return
 		}
+	}
+	if id != nil {
+		o.consumer = id.Consumer
 	}
 	if rl := route.limit; rl != nil {
 		d := h.limiter.Allow(r.Context(), rl.key(r, h.ips.ClientIP(r), id), rl.policy)
 		rl.writeHeaders(w.Header(), d)
+		o.ratelimit = "allowed"
 		if !d.Allowed {
+			o.ratelimit = "refused"
 			w.Header().Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(d.RetryAfter))))
 			writeProblem(w, r, http.StatusTooManyRequests, "rate-limited", "rate limit of "+rl.header+" exceeded")
-			return route.Name
+			return
 		}
 	}
 	if th := route.throttle; th != nil {
@@ -173,7 +171,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 			}
 			w.Header().Set("Retry-After", "1")
 			writeProblem(w, r, http.StatusServiceUnavailable, "too-many-in-flight", "the route is at its limit of "+strconv.Itoa(th.limit)+" concurrent requests")
-			return route.Name
+			return
 		}
 		defer th.release()
 	}
@@ -182,7 +180,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	if err != nil {
 		w.Header().Set("Retry-After", "5")
 		writeProblem(w, r, http.StatusServiceUnavailable, "circuit-open", "service "+up.Name+" is failing; requests are paused")
-		return route.Name
+		return
 	}
 	upstreamPath := path
 	if route.StripPrefix {
@@ -205,7 +203,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, upstream.ExchangeKey{}, ex)))
 	timedOut := ex.timedOut.Load()
 	done(ex.Failed || timedOut, !timedOut && r.Context().Err() != nil)
-	return route.Name
+	o.upstream, o.attempts = ex.Addr, ex.Attempts
 }
 
 // rewrite builds the upstream request. Rewrite (unlike Director) starts from
@@ -344,7 +342,8 @@ func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 // WebSocket upgrades) reach the real writer.
 type recorder struct {
 	http.ResponseWriter
-	code int
+	code  int
+	bytes int64
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -358,7 +357,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
-	return r.ResponseWriter.Write(b)
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

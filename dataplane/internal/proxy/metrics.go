@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,8 +32,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portico_requests_total",
-			Help: "Requests handled, by route (empty when none matched), method and status code.",
-		}, []string{"route", "method", "code"}),
+			Help: "Requests handled, by route (empty when none matched), method and status class (2xx...5xx).",
+		}, []string{"route", "method", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portico_request_duration_seconds",
 			Help:    "Time from request arrival to the end of the response, by route.",
@@ -46,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func (m *Metrics) observe(route, method string, code int, d time.Duration) {
-	m.requests.WithLabelValues(route, methodLabel(method), strconv.Itoa(code)).Inc()
+	m.requests.WithLabelValues(route, methodLabel(method), statusClass(code)).Inc()
 	m.duration.WithLabelValues(route).Observe(d.Seconds())
 }
 
@@ -57,4 +56,18 @@ func methodLabel(m string) string {
 		return m
 	}
 	return "OTHER"
+}
+
+func statusClass(code int) string {
+	switch {
+	case code >= 500:
+		return "5xx"
+	case code >= 400:
+		return "4xx"
+	case code >= 300:
+		return "3xx"
+	case code >= 200:
+		return "2xx"
+	}
+	return "1xx"
 }

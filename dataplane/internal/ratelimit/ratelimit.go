@@ -74,17 +74,17 @@ type Policy struct {
 
 // NewPolicy compiles a validated config.RateLimit.
 //
-// The burst gets a tolerance of 0.5% of the limit on top. With strict
-// spacing, a request that arrives a little after its slot loses that slot
-// for good, and network and scheduling jitter then keep a busy key
-// measurably below its limit; the tolerance absorbs that jitter while any
-// window of length Window still admits at most Limit + 0.5% + 1 (+Burst),
-// within 1% of the limit from a limit of 200 on.
+// The burst gets a tolerance of 1% of the limit, less the one request GCRA
+// always lets through at once. With strict spacing, a request that arrives
+// a little after its slot loses that slot for good, and network and
+// scheduling jitter then keep a busy key measurably below its limit; the
+// tolerance absorbs that much jitter (1% of the window) while any window of
+// length Window still admits at most 1.01×Limit (+Burst).
 func NewPolicy(rl config.RateLimit) Policy {
 	return Policy{
 		Limit:      rl.Limit,
 		Window:     rl.Window.Std(),
-		Burst:      rl.Burst + rl.Limit/200,
+		Burst:      rl.Burst + max(0, rl.Limit/100-1),
 		FailClosed: rl.OnRedisError == config.FailClosed,
 	}
 }

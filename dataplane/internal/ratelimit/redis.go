@@ -7,6 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -164,6 +169,10 @@ func honoursDeadlines(c redis.UniversalClient) bool {
 
 // Allow decides one request for key under p. It never waits for Redis
 // longer than the budget and never fails.
+// tracer makes a span per Redis decision (the key is not recorded: it may
+// hold a client address).
+var tracer = otel.Tracer("github.com/portico-gw/portico/dataplane/ratelimit")
+
 func (r *RedisLimiter) Allow(ctx context.Context, key string, p Policy) Decision {
 	d, _ := r.allow(ctx, key, p)
 	return d
@@ -184,7 +193,16 @@ func (r *RedisLimiter) allow(ctx context.Context, key string, p Policy) (Decisio
 		if ctx.Err() != nil {
 			break
 		}
-		d, at, err := r.call(ctx, key, g)
+		sctx, span := tracer.Start(ctx, "ratelimit redis", trace.WithSpanKind(trace.SpanKindClient))
+		d, at, err := r.call(sctx, key, g)
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("db.system", "redis"), attribute.Bool("portico.ratelimit.allowed", d.Allowed))
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, "redis call failed")
+			}
+		}
+		span.End()
 		if err == nil {
 			r.record(nil)
 			d.Limit = p.Limit

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -9,6 +10,7 @@ import (
 // Metrics are the upstream-side metrics of a data plane. A nil *Metrics
 // records nothing.
 type Metrics struct {
+	latency      *prometheus.HistogramVec
 	attempts     *prometheus.CounterVec
 	retries      *prometheus.CounterVec
 	ejections    *prometheus.CounterVec
@@ -19,6 +21,11 @@ type Metrics struct {
 // NewMetrics registers the upstream metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "portico_upstream_duration_seconds",
+			Help:    "Time from sending an attempt to the upstream's response headers, by service.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"service"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portico_upstream_attempts_total",
 			Help: "Attempts sent to upstream instances, by service and result (ok, 5xx, error).",
@@ -40,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Circuit breaker state per service: 0 closed, 1 half-open, 2 open.",
 		}, []string{"service"}),
 	}
-	reg.MustRegister(m.attempts, m.retries, m.ejections, m.endpoints, m.breakerState)
+	reg.MustRegister(m.latency, m.attempts, m.retries, m.ejections, m.endpoints, m.breakerState)
 	return m
 }
 
@@ -56,6 +63,13 @@ func (m *Metrics) attempt(service string, err error, resp *http.Response) {
 		result = "5xx"
 	}
 	m.attempts.WithLabelValues(service, result).Inc()
+}
+
+func (m *Metrics) upstreamLatency(service string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.latency.WithLabelValues(service).Observe(d.Seconds())
 }
 
 func (m *Metrics) retry(service string) {

@@ -10,6 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/portico-gw/portico/dataplane/internal/balancer"
 )
 
@@ -44,12 +50,24 @@ type connectTimeoutKey struct{}
 // Transport sends each request to an instance of its Upstream, retrying on
 // another instance when that is safe and the retry budget allows.
 type Transport struct {
-	base http.RoundTripper
+	base   http.RoundTripper
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
 }
 
 // NewTransport wraps the shared HTTP transport. Its DialContext must honour
-// ConnectTimeout (see DialContext).
-func NewTransport(base http.RoundTripper) *Transport { return &Transport{base: base} }
+// ConnectTimeout (see DialContext). Each attempt gets a client span from tp
+// and carries the trace context (prop) to the upstream, so retries show as
+// sibling spans and the upstream's own spans join the trace.
+func NewTransport(base http.RoundTripper, tp trace.TracerProvider, prop propagation.TextMapPropagator) *Transport {
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	return &Transport{base: base, tracer: tp.Tracer("github.com/portico-gw/portico/dataplane/upstream"), prop: prop}
+}
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -76,7 +94,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	for attempt := 1; ; attempt++ {
 		tried.Add(m.EP)
 		x.Attempts, x.Addr = attempt, m.Host
-		resp, err := t.attempt(req, u, m, x.Path, body)
+		resp, err := t.attempt(req, u, m, x.Path, body, attempt)
 		if err != nil && req.Context().Err() != nil {
 			return nil, err // the client went away: nothing to learn, nobody to answer
 		}
@@ -108,8 +126,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // attempt sends one try to m. The instance counts as in flight until the
 // response body is closed, which is what least_request compares.
-func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path string, body *bodyGuard) (*http.Response, error) {
+func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path string, body *bodyGuard, n int) (*http.Response, error) {
 	ctx := context.WithValue(req.Context(), connectTimeoutKey{}, u.ConnectTimeout)
+	ctx, span := t.tracer.Start(ctx, req.Method, trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	start := time.Now()
 	var timer *time.Timer
 	if u.AttemptTimeout > 0 {
 		var cancel context.CancelFunc
@@ -123,10 +144,32 @@ func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path stri
 	if body != nil {
 		out.Body = body
 	}
+	// Attempts run one after another, so writing the trace context into
+	// the shared header map cannot race with an earlier attempt.
+	t.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
 	m.EP.Acquire()
 	resp, err := t.base.RoundTrip(out)
 	if timer != nil && !timer.Stop() && err != nil {
 		err = fmt.Errorf("%w after %s: %w", ErrAttemptTimeout, u.AttemptTimeout, err)
+	}
+	u.deps.Metrics.upstreamLatency(u.Name, time.Since(start))
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("http.request.method", req.Method),
+			attribute.String("server.address", m.Host),
+			attribute.String("url.full", url.String()),
+			attribute.String("portico.service", u.Name),
+			attribute.Int("portico.attempt", n),
+		)
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		} else {
+			span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+			if resp.StatusCode >= 500 {
+				span.SetStatus(codes.Error, resp.Status)
+			}
+		}
 	}
 	if err != nil {
 		m.EP.Release()

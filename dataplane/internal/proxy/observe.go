@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ObserveOptions configure tracing, access logs and analytics.
+type ObserveOptions struct {
+	// TracerProvider and Propagator default to the globals, which
+	// telemetry.Setup installs (a no-op provider when no exporter is
+	// configured: trace context still passes through to upstreams).
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+	// AccessLog receives one line per request; nil: no access log.
+	AccessLog *slog.Logger
+	// AccessLogSample is the share of successful requests logged (0..1);
+	// requests answered with 4xx or 5xx are always logged.
+	AccessLogSample float64
+	// Analytics counts per-route traffic for the control plane.
+	Analytics interface {
+		Observe(route string, status int, d time.Duration)
+	}
+}
+
+type observer struct {
+	ObserveOptions
+	tracerProvider trace.TracerProvider
+	tracer         trace.Tracer
+	prop           propagation.TextMapPropagator
+}
+
+func newObserver(o ObserveOptions) observer {
+	tp, prop := o.TracerProvider, o.Propagator
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	if prop == nil {
+		prop = otel.GetTextMapPropagator()
+	}
+	return observer{ObserveOptions: o, tracerProvider: tp, tracer: tp.Tracer("github.com/portico-gw/portico/dataplane"), prop: prop}
+}
+
+// outcome is what serve found out about a request, for the span, the
+// access log, metrics and analytics.
+type outcome struct {
+	route, pattern, service string
+	consumer                string
+	upstream                string
+	attempts                int
+	ratelimit               string // "", "allowed", "refused"
+	authFailure             string
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx := h.obs.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := h.obs.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+	r = r.WithContext(ctx)
+	if h.metrics != nil {
+		h.metrics.inFlight.Inc()
+	}
+	rec := &recorder{ResponseWriter: w}
+	var o outcome
+	h.serve(rec, r, &o)
+	status, elapsed := rec.status(), time.Since(start)
+	if h.metrics != nil {
+		h.metrics.inFlight.Dec()
+		h.metrics.observe(o.route, r.Method, status, elapsed)
+	}
+	if span.IsRecording() {
+		h.endSpan(span, r, &o, status)
+	}
+	span.End()
+	if h.obs.Analytics != nil {
+		h.obs.Analytics.Observe(o.route, status, elapsed)
+	}
+	if l := h.obs.AccessLog; l != nil && (status >= 400 || h.obs.AccessLogSample >= 1 || rand.Float64() < h.obs.AccessLogSample) {
+		h.accessLog(l, r, &o, status, rec.bytes, elapsed, span.SpanContext())
+	}
+}
+
+// endSpan names the server span after the matched route (HTTP semantic
+// conventions: "{method} {http.route}") and records the outcome.
+func (h *Handler) endSpan(span trace.Span, r *http.Request, o *outcome, status int) {
+	if o.pattern != "" {
+		span.SetName(r.Method + " " + o.pattern)
+	}
+	span.SetAttributes(
+		attribute.String("http.request.method", r.Method),
+		attribute.String("url.path", r.URL.Path),
+		attribute.String("url.scheme", scheme(r)),
+		attribute.String("server.address", r.Host),
+		attribute.String("client.address", h.ips.ClientIP(r)),
+		attribute.String("user_agent.original", r.UserAgent()),
+		attribute.Int("http.response.status_code", status),
+	)
+	if o.pattern != "" {
+		span.SetAttributes(attribute.String("http.route", o.pattern),
+			attribute.String("portico.route", o.route), attribute.String("portico.service", o.service))
+	}
+	if o.consumer != "" {
+		span.SetAttributes(attribute.String("portico.consumer", o.consumer))
+	}
+	if o.ratelimit != "" {
+		span.SetAttributes(attribute.String("portico.ratelimit", o.ratelimit))
+	}
+	if o.authFailure != "" {
+		span.SetAttributes(attribute.String("portico.auth.failure", o.authFailure))
+	}
+	if o.attempts > 1 {
+		span.SetAttributes(attribute.Int("portico.upstream.attempts", o.attempts))
+	}
+	// Server spans are errors on 5xx only: a 4xx is the client's doing.
+	if status >= 500 {
+		span.SetStatus(codes.Error, strconv.Itoa(status))
+		span.SetAttributes(attribute.String("error.type", strconv.Itoa(status)))
+	}
+}
+
+// accessLog writes one JSON line per request. It never logs headers,
+// cookies, credentials or the query string (which may carry tokens).
+func (h *Handler) accessLog(l *slog.Logger, r *http.Request, o *outcome, status int, bytes int64, d time.Duration, sc trace.SpanContext) {
+	attrs := make([]slog.Attr, 0, 16)
+	if sc.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.String("host", r.Host),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.Int64("bytes", bytes),
+		slog.String("client_ip", h.ips.ClientIP(r)),
+		slog.String("route", o.route),
+		slog.String("service", o.service),
+		slog.String("upstream", o.upstream),
+	)
+	if o.attempts > 1 {
+		attrs = append(attrs, slog.Int("attempts", o.attempts))
+	}
+	if o.consumer != "" {
+		attrs = append(attrs, slog.String("consumer", o.consumer))
+	}
+	if o.ratelimit != "" {
+		attrs = append(attrs, slog.String("ratelimit", o.ratelimit))
+	}
+	if o.authFailure != "" {
+		attrs = append(attrs, slog.String("auth_failure", o.authFailure))
+	}
+	l.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+}
+
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
