@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test test-only lint fmt bench bench-go bench-propagation fuzz consul redis clean
+.PHONY: all build run test test-only lint fmt bench bench-go bench-propagation fuzz consul redis jaeger clean
 
 all: build
 
@@ -28,6 +28,10 @@ run: build
 consul:
 	@scripts/ensure-consul.sh >/dev/null
 
+## jaeger: build (once) or reuse the Jaeger all-in-one the trace export test sends to.
+jaeger:
+	@scripts/ensure-jaeger.sh >/dev/null
+
 ## redis: install redis-server (Debian package) when missing.
 redis:
 	@scripts/ensure-redis.sh
@@ -35,8 +39,8 @@ redis:
 ## test: lint, then every test with the race detector against real servers.
 test: lint test-only
 
-test-only: consul redis
-	CONSUL_BIN="$$(scripts/ensure-consul.sh)" $(GO) test -race -count=1 -timeout 15m $(PKGS)
+test-only: consul redis jaeger
+	CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint:
 	@out="$$(gofmt -l shared controlplane dataplane)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

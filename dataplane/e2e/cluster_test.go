@@ -61,6 +61,7 @@ type proc struct {
 	t      testing.TB
 	name   string
 	args   []string
+	env    []string // added to the test's environment
 	log    string
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -68,7 +69,13 @@ type proc struct {
 
 func start(t testing.TB, name, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, args: args, log: filepath.Join(t.TempDir(), name+".log")}
+	return startEnv(t, nil, name, bin, args...)
+}
+
+// startEnv is start with extra environment variables ("K=V").
+func startEnv(t testing.TB, env []string, name, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, args: args, env: env, log: filepath.Join(t.TempDir(), name+".log")}
 	p.bin(bin)
 	t.Cleanup(func() {
 		p.kill()
@@ -87,6 +94,7 @@ func (p *proc) bin(bin string) {
 	}
 	defer f.Close()
 	p.cmd = exec.Command(filepath.Join(binDir, bin), p.args...)
+	p.cmd.Env = append(os.Environ(), p.env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -184,12 +192,17 @@ type dataPlane struct {
 
 func startDataPlane(t testing.TB, id, cpURL, stateDir string, extra ...string) *dataPlane {
 	t.Helper()
+	return startDataPlaneEnv(t, nil, id, cpURL, stateDir, extra...)
+}
+
+func startDataPlaneEnv(t testing.TB, env []string, id, cpURL, stateDir string, extra ...string) *dataPlane {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	ops := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	args := append([]string{"--controlplane", cpURL, "--token", dpToken,
 		"--listen", addr, "--ops-listen", ops, "--state-dir", stateDir, "--node-id", id,
 		"--poll-wait", "10s", "--log-level", "warn"}, extra...)
-	p := start(t, id, "dataplane", args...)
+	p := startEnv(t, env, id, "dataplane", args...)
 	dp := &dataPlane{proc: p, id: id, url: "http://" + addr, ops: "http://" + ops, stateDir: stateDir}
 	waitHTTP(t, dp.ops+"/healthz", 200)
 	return dp

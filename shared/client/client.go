@@ -300,3 +300,17 @@ func (c *Client) PollSnapshot(ctx context.Context, req PollRequest) (*Poll, erro
 	}
 	return p, nil
 }
+
+// Report sends a data plane's traffic counters (the analytics heartbeat).
+func (c *Client) Report(ctx context.Context, rep apiv1.Report) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/report", nil, rep, nil, nil)
+	return err
+}
+
+// Analytics returns cluster-wide traffic per route and per data plane over
+// the last window (1m to 1h).
+func (c *Client) Analytics(ctx context.Context, window time.Duration) (*apiv1.Analytics, error) {
+	var a apiv1.Analytics
+	_, err := c.do(ctx, http.MethodGet, "/v1/analytics", url.Values{"window": {window.String()}}, nil, &a, nil)
+	return &a, err
+}

@@ -57,6 +57,18 @@ func (s *Set) Duration(name, env string, def time.Duration, u string) *time.Dura
 	return s.FlagSet.Duration(name, def, usage(u, env))
 }
 
+// Float64 defines a floating-point flag.
+func (s *Set) Float64(name, env string, def float64, u string) *float64 {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("env %s=%q: want a number", env, v))
+		}
+		def = f
+	}
+	return s.FlagSet.Float64(name, def, usage(u, env))
+}
+
 // Parse parses args and reports the first bad environment value.
 func (s *Set) Parse(args []string) error {
 	if len(s.errs) > 0 {

@@ -18,6 +18,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/portico-gw/portico/controlplane/internal/analytics"
 	"github.com/portico-gw/portico/controlplane/internal/api"
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
 	"github.com/portico-gw/portico/controlplane/internal/nodes"
@@ -25,6 +29,7 @@ import (
 	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
+	"github.com/portico-gw/portico/shared/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -65,19 +70,36 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	st, err := store.Open(ctx, *storeSpec)
+	shutdownTracing, err := telemetry.Setup(ctx, "portico-controlplane", version)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	raw, err := store.Open(ctx, *storeSpec)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
-	defer st.Close()
+	defer raw.Close()
+	st := store.Instrument(raw, reg)
 	cat, err := catalog.New(ctx, st, log)
 	if err != nil {
 		return err
 	}
 	stopping := make(chan struct{})
+	registry := nodes.NewRegistry(*maxWait+15*time.Second, time.Hour)
 	handler := api.New(api.Options{
 		Catalog:        cat,
-		Nodes:          nodes.NewRegistry(*maxWait+15*time.Second, time.Hour),
+		Nodes:          registry,
+		Metrics:        api.NewMetrics(reg, cat, registry),
+		Gatherer:       reg,
+		Analytics:      analytics.NewAggregator(time.Hour, 10*time.Second, time.Now),
 		AdminToken:     *adminToken,
 		DataplaneToken: *dpToken,
 		Dev:            *dev,

@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/portico-gw/portico/controlplane/internal/analytics"
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
 	"github.com/portico-gw/portico/controlplane/internal/nodes"
 	"github.com/portico-gw/portico/controlplane/internal/store"
@@ -56,7 +57,8 @@ func newTestServer(t *testing.T, dev bool) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Catalog: cat, Nodes: nodes.NewRegistry(time.Minute, time.Hour), Log: log, Dev: dev, MaxWait: 5 * time.Second}
+	o := Options{Catalog: cat, Nodes: nodes.NewRegistry(time.Minute, time.Hour), Log: log, Dev: dev, MaxWait: 5 * time.Second,
+		Analytics: analytics.NewAggregator(time.Hour, 10*time.Second, time.Now)}
 	if !dev {
 		o.AdminToken, o.DataplaneToken = adminToken, dpToken
 	}
@@ -143,8 +145,9 @@ const svcBody = `{"targets":[{"url":"http://127.0.0.1:9001","weight":1}]}`
 
 func TestAuthentication(t *testing.T) {
 	s := newTestServer(t, false)
-	e := New(Options{Catalog: s.cat, Nodes: nodes.NewRegistry(time.Minute, time.Hour), AdminToken: "x", DataplaneToken: "y"})
-	open := map[string]bool{"/healthz": true, "/readyz": true}
+	e := New(Options{Catalog: s.cat, Nodes: nodes.NewRegistry(time.Minute, time.Hour), AdminToken: "x", DataplaneToken: "y",
+		Analytics: analytics.NewAggregator(time.Hour, 10*time.Second, time.Now)})
+	open := map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 	checked := 0
 	for _, r := range e.Routes() {
 		path := strings.ReplaceAll(strings.ReplaceAll(r.Path, ":name", "x"), ":id", "y")
@@ -549,7 +552,8 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	if err := json.Unmarshal(openapiDoc, &doc); err != nil {
 		t.Fatal(err)
 	}
-	e := New(Options{Catalog: nil, Nodes: nodes.NewRegistry(time.Minute, time.Hour), AdminToken: "x", DataplaneToken: "y"})
+	e := New(Options{Catalog: nil, Nodes: nodes.NewRegistry(time.Minute, time.Hour), AdminToken: "x", DataplaneToken: "y",
+		Analytics: analytics.NewAggregator(time.Hour, 10*time.Second, time.Now)})
 	seen := map[string]bool{}
 	for _, r := range e.Routes() {
 		if strings.HasSuffix(r.Path, "/*") || strings.HasPrefix(r.Method, "echo_route") {

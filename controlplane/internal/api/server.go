@@ -36,6 +36,8 @@ type Options struct {
 	// Stopping is closed when the server begins a graceful shutdown, so
 	// that long polls end at once with 503 instead of holding it up.
 	Stopping <-chan struct{}
+	// Analytics aggregates the data planes' reports; nil: no analytics.
+	Analytics Aggregator
 	// Metrics and Gatherer serve /metrics; nil: no metrics.
 	Metrics  *Metrics
 	Gatherer prometheus.Gatherer
@@ -97,6 +99,10 @@ func New(o Options) *echo.Echo {
 	admin.GET("/openapi.json", s.openapi)
 
 	e.GET("/v1/snapshot", s.snapshot, s.requireToken("dataplane", o.DataplaneToken))
+	if o.Analytics != nil {
+		e.POST("/v1/report", s.report, s.requireToken("dataplane", o.DataplaneToken))
+		admin.GET("/analytics", s.analytics)
+	}
 	return e
 }
 

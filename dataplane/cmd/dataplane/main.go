@@ -25,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/portico-gw/portico/dataplane/internal/analytics"
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/clientip"
 	"github.com/portico-gw/portico/dataplane/internal/discovery"
@@ -33,11 +34,13 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/syncer"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
+	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
 	"github.com/portico-gw/portico/shared/snapshot"
+	"github.com/portico-gw/portico/shared/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -61,6 +64,9 @@ func run(args []string) error {
 	redisURL := fs.String("redis", "PORTICO_REDIS_URL", "", "Redis for cluster-wide rate limits: redis://host:6379/0, rediss://..., redis://h1:6379?addr=h2:6379 (cluster), or redis://...?master_name=mymaster (Sentinel); empty: an in-process limiter")
 	redisBudget := fs.Duration("redis-budget", "PORTICO_REDIS_BUDGET", 5*time.Millisecond, "time budget of one rate-limit call to Redis; past it the local fallback decides")
 	trusted := fs.String("trusted-proxies", "PORTICO_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (e.g. the front load balancer)")
+	accessLog := fs.String("access-log", "PORTICO_ACCESS_LOG", "stdout", "access log: stdout, stderr or off (one JSON line per request)")
+	accessSample := fs.Float64("access-log-sample", "PORTICO_ACCESS_LOG_SAMPLE", 1, "share of 1xx-3xx requests logged (0..1); 4xx and 5xx are always logged")
+	reportEvery := fs.Duration("report-interval", "PORTICO_REPORT_INTERVAL", 10*time.Second, "how often traffic counters go to the control plane (cluster analytics)")
 	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
 	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -79,6 +85,17 @@ func run(args []string) error {
 	}
 	log = log.With("node_id", *nodeID)
 
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	shutdownTracing, err := telemetry.Setup(ctx, "portico-dataplane", version)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ips, err := clientip.Parse(*trusted)
@@ -97,7 +114,20 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	handler := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(reg), Limiter: limiter, ClientIP: ips})
+	access, err := accessLogger(*accessLog)
+	if err != nil {
+		return err
+	}
+	if *accessSample < 0 || *accessSample > 1 {
+		return fmt.Errorf("--access-log-sample %v: want a share between 0 and 1", *accessSample)
+	}
+	recorder := analytics.NewRecorder(*nodeID, time.Now)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "portico_analytics_dropped_requests_total",
+		Help: "Requests whose analytics counters were dropped because the control plane was unreachable for too long.",
+	}, func() float64 { return float64(recorder.Dropped()) }))
+	handler := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(reg), Limiter: limiter, ClientIP: ips,
+		Observe: proxy.ObserveOptions{AccessLog: access, AccessLogSample: *accessSample, Analytics: recorder}})
 
 	consul, err := consulreg.Client(*consulAddr)
 	if err != nil {
@@ -111,18 +141,22 @@ func run(args []string) error {
 	}
 
 	pollHTTP := &http.Client{Timeout: *pollWait + 15*time.Second}
-	var poller syncer.Poller
+	var (
+		poller syncer.Poller
+		report func(context.Context, apiv1.Report) error
+	)
 	if svcName, ok := strings.CutPrefix(*cpURL, "consul://"); ok {
-		poller = &syncer.ResolvingPoller{
+		rp := &syncer.ResolvingPoller{
 			Resolve: func(ctx context.Context) ([]string, error) { return consulreg.Resolve(ctx, consul, svcName) },
 			Token:   *token, HTTP: pollHTTP, Log: log,
 		}
+		poller, report = rp, rp.Report
 	} else {
 		cp, err := client.New(*cpURL, *token, client.WithHTTPClient(pollHTTP))
 		if err != nil {
 			return err
 		}
-		poller = cp
+		poller, report = cp, cp.Report
 	}
 	sy = syncer.New(syncer.Options{
 		Poller:   poller,
@@ -203,8 +237,6 @@ func run(args []string) error {
 	log.Info("data plane started", "listen", trafficLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
 		"controlplane", *cpURL, "version", version)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if *consulAddr != "" {
 		reg, err := registration(*nodeID, *advertise, trafficLn.Addr().String(), opsLn.Addr().String())
 		if err != nil {
@@ -216,6 +248,10 @@ func run(args []string) error {
 	syncCtx, stopSync := context.WithCancel(context.Background())
 	defer stopSync()
 	g.Go(func() error { return sy.Run(syncCtx) })
+	g.Go(func() error {
+		recorder.Run(syncCtx, *reportEvery, report)
+		return nil
+	})
 	g.Go(func() error { return serve(traffic, trafficLn) })
 	g.Go(func() error { return serve(opsSrv, opsLn) })
 	g.Go(func() error {
@@ -277,6 +313,19 @@ func newLimiter(url string, budget time.Duration, peers func() int, log *slog.Lo
 	redis.SetLogger(redisLog{log})
 	rl := ratelimit.NewRedis(ratelimit.Options{Client: rc, Budget: budget, Peers: peers, Log: log, Metrics: reg})
 	return rl, func() any { return rl.Status() }, nil
+}
+
+// accessLogger returns the access log's destination, or nil for "off".
+func accessLogger(dest string) (*slog.Logger, error) {
+	switch dest {
+	case "stdout":
+		return slog.New(slog.NewJSONHandler(os.Stdout, nil)), nil
+	case "stderr":
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil)), nil
+	case "off", "":
+		return nil, nil
+	}
+	return nil, fmt.Errorf("--access-log %q: want stdout, stderr or off", dest)
 }
 
 type redisLog struct{ log *slog.Logger }

@@ -123,7 +123,7 @@ func spansByKind(spans []sdktrace.ReadOnlySpan, kind trace.SpanKind) []sdktrace.
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
