@@ -5,12 +5,23 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"time"
 )
 
 // Main runs run with the command-line arguments and exits 1, printing the
-// error, if it fails.
+// error, if it fails. "<binary> probe <url>" is handled here for every
+// binary: container images have no shell or curl, so health checks call the
+// binary itself.
 func Main(name string, run func(args []string) error) {
+	if len(os.Args) == 3 && os.Args[1] == "probe" {
+		if err := Probe(os.Args[2]); err != nil {
+			fmt.Fprintf(os.Stderr, "%s probe: %v\n", name, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
@@ -25,4 +36,18 @@ func NewLogger(level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level %q: %w", level, err)
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// Probe GETs url and succeeds on a 2xx answer within two seconds.
+func Probe(url string) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	return nil
 }

@@ -9,24 +9,35 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/portico-gw/portico/shared/cli"
+	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
 )
 
-func main() {
+func main() { cli.Main("demo-upstream", run) }
+
+func run(args []string) error {
 	fs := envflag.New("demo-upstream")
 	listen := fs.String("listen", "DEMO_LISTEN", "127.0.0.1:9001", "address to listen on")
 	name := fs.String("name", "DEMO_NAME", "demo", "name reported in responses")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "demo-upstream:", err)
-		os.Exit(2)
+	consulAddr := fs.String("consul", "CONSUL_HTTP_ADDR", "", "register in Consul under --service with an HTTP check (off when empty)")
+	service := fs.String("service", "DEMO_SERVICE", "", "Consul service name (default: --name)")
+	tags := fs.String("tags", "DEMO_TAGS", "", "comma-separated Consul tags")
+	advertise := fs.String("advertise", "DEMO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil && d > 0 {
 			select {
@@ -51,15 +62,43 @@ func main() {
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	log := slog.Default()
+	if *consulAddr != "" {
+		c, err := consulreg.Client(*consulAddr)
+		if err != nil {
+			return err
+		}
+		host, port, err := consulreg.AdvertiseAddr(orDefault(*advertise, *listen))
+		if err != nil {
+			return err
+		}
+		svc := orDefault(*service, *name)
+		var tagList []string
+		if *tags != "" {
+			tagList = strings.Split(*tags, ",")
+		}
+		addr := net.JoinHostPort(host, strconv.Itoa(port))
+		defer consulreg.RegisterForLife(ctx, c, consulreg.Registration{
+			Name: svc, ID: svc + "-" + addr, Address: host, Port: port, Tags: tagList,
+			CheckURL: "http://" + addr + "/healthz", Interval: 2 * time.Second,
+		}, log)()
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	slog.Info("demo upstream listening", "addr", *listen, "name", *name)
+	log.Info("demo upstream listening", "addr", *listen, "name", *name)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintln(os.Stderr, "demo-upstream:", err)
-		os.Exit(1)
+		return err
 	}
+	return nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
