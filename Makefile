@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test test-only lint fmt bench bench-go bench-propagation fuzz consul redis jaeger clean
+.PHONY: all build run test test-only lint fmt bench bench-go bench-propagation fuzz consul redis jaeger haproxy cluster cluster-down clean
 
 all: build
 
@@ -36,10 +36,14 @@ jaeger:
 redis:
 	@scripts/ensure-redis.sh
 
+## haproxy: install haproxy (Debian package) when missing; the twin tests and make cluster run it.
+haproxy:
+	@scripts/ensure-haproxy.sh
+
 ## test: lint, then every test with the race detector against real servers.
 test: lint test-only
 
-test-only: consul redis jaeger
+test-only: consul redis jaeger haproxy
 	CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint:
@@ -50,6 +54,15 @@ lint:
 
 fmt:
 	gofmt -w shared controlplane dataplane
+
+## cluster: a local twin of a production deployment on loopback: Consul, Redis, two
+## control planes, DATAPLANES data planes (default 2) behind HAProxy on :8080, demo services.
+## scripts/cluster.sh scale N adds or removes data planes; make cluster-down stops it all.
+cluster: build
+	@scripts/cluster.sh up $(DATAPLANES)
+
+cluster-down:
+	@scripts/cluster.sh down
 
 ## bench: Go benchmarks (router, compile) and the admin-write → data-plane propagation run.
 bench: bench-go bench-propagation

@@ -79,6 +79,7 @@ type Consul struct {
 
 type consulPorts struct {
 	http, server, serfLAN, serfWAN int
+	dns                            int // 0: no DNS interface (see StartConsulWithDNS)
 }
 
 // StartConsul starts a fresh agent, waits until it has a leader and accepts
@@ -216,7 +217,7 @@ func pickConsulPorts() (consulPorts, error) {
 
 func (c *Consul) args() []string {
 	itoa := strconv.Itoa
-	return []string{
+	args := []string{
 		"agent", "-server", "-bootstrap-expect", "1",
 		"-node", "portico-test", "-data-dir", c.dataDir,
 		"-bind", "127.0.0.1", "-advertise", "127.0.0.1", "-client", "127.0.0.1",
@@ -224,13 +225,14 @@ func (c *Consul) args() []string {
 		"-server-port", itoa(c.ports.server),
 		"-serf-lan-port", itoa(c.ports.serfLAN),
 		"-serf-wan-port", itoa(c.ports.serfWAN),
-		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-log-level", "warn",
 		// Dev-mode Raft timings: a single node elects itself in well under a
 		// second instead of several.
 		"-hcl", "performance { raft_multiplier = 1 }",
 		"-hcl", "disable_update_check = true",
 	}
+	return append(args, c.dnsArgs()...)
 }
 
 func (c *Consul) probe(ctx context.Context, client *http.Client) error {

@@ -1,6 +1,6 @@
 // Package testutil holds helpers shared by Portico's tests: free loopback
 // ports, a polling assertion, a load generator, and real servers on
-// loopback ports: a Consul agent (StartConsul) and redis-server
+// loopback ports: a Consul agent (StartConsul, StartConsulWithDNS) and redis-server
 // (StartRedis), both stoppable and restartable to simulate outages, and a
 // Jaeger all-in-one (StartJaeger) to receive and query traces.
 // It uses the standard library only, so any module may import it from tests.

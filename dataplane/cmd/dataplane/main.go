@@ -237,12 +237,15 @@ func run(args []string) error {
 	log.Info("data plane started", "listen", trafficLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
 		"controlplane", *cpURL, "version", version)
 
+	// deregister leaves Consul when draining starts, so that load balancers
+	// that follow Consul stop sending before the listeners close.
+	var deregister = func() {}
 	if *consulAddr != "" {
 		reg, err := registration(*nodeID, *advertise, trafficLn.Addr().String(), opsLn.Addr().String())
 		if err != nil {
 			return err
 		}
-		defer consulreg.RegisterForLife(ctx, consul, reg, log)()
+		deregister = consulreg.RegisterForLife(ctx, consul, reg, log)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	syncCtx, stopSync := context.WithCancel(context.Background())
@@ -257,6 +260,7 @@ func run(args []string) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
+		deregister()
 		log.Info("draining", "delay", *drainDelay)
 		time.Sleep(*drainDelay)
 		sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)

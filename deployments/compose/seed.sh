@@ -1,0 +1,107 @@
+#!/bin/sh
+# Loads the demo configuration through the admin API (docker-compose.yml,
+# service seed; runs in the curl image, so POSIX sh and curl only).
+#
+# Every object is written with PUT and its full spec, and an unchanged spec is
+# a no-op for the control plane (same version, no new revision): running this
+# again, as every `docker compose up` does, changes nothing. The API key is the
+# exception, as a key is shown only when created: one is created only while
+# the consumer has none.
+set -eu
+
+: "${PORTICO_URL:?}" "${PORTICO_ADMIN_TOKEN:?}" "${PORTICO_JWT_SECRET:?}"
+
+# The secret is written into JSON below without escaping, so it must not
+# contain quotes or backslashes; hex or base64 (openssl rand) never does.
+case "${PORTICO_JWT_SECRET}" in
+*[!A-Za-z0-9+/=._~-]*)
+  echo "seed: PORTICO_JWT_SECRET may only contain letters, digits and + / = . _ ~ - (use openssl rand -hex 32)" >&2
+  exit 1
+  ;;
+esac
+if [ "${#PORTICO_JWT_SECRET}" -lt 32 ]; then
+  echo "seed: PORTICO_JWT_SECRET must be at least 32 characters (HS256 keys are refused below 32 bytes)" >&2
+  exit 1
+fi
+
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+
+# call METHOD PATH: sends stdin as the JSON body when METHOD is PUT, fails
+# the job (printing the problem+json answer) on anything but 2xx.
+call() {
+  if [ "$1" = PUT ]; then
+    set -- "$@" -H 'Content-Type: application/json' --data-binary @-
+  fi
+  method=$1 path=$2
+  shift 2
+  code="$(curl -sS -o "$out" -w '%{http_code}' -X "$method" \
+    -H "Authorization: Bearer ${PORTICO_ADMIN_TOKEN}" -H 'X-Portico-Actor: compose-seed' \
+    "$@" "${PORTICO_URL}${path}")"
+  case "$code" in
+  2??) echo "seed: $method $path -> $code" >&2 ;;
+  *)
+    echo "seed: $method $path -> $code" >&2
+    cat "$out" >&2
+    echo >&2
+    exit 1
+    ;;
+  esac
+}
+
+# Services: the passing instances of the Consul services the demo containers
+# register, restricted to the v1 tag.
+call PUT /v1/services/users <<'EOF'
+{"consul":{"service":"users","tags":["v1"]},"load_balancer":"round_robin",
+ "connect_timeout":"1s","timeout":"5s"}
+EOF
+call PUT /v1/services/orders <<'EOF'
+{"consul":{"service":"orders","tags":["v1"]},"load_balancer":"least_request",
+ "connect_timeout":"1s","timeout":"5s"}
+EOF
+
+# HS256 issuer: tokens signed with PORTICO_JWT_SECRET, iss "portico-demo",
+# aud "portico"; "sub" names the consumer.
+call PUT /v1/issuers/demo <<EOF
+{"issuer":"portico-demo","audiences":["portico"],"algorithms":["HS256"],
+ "keys":["${PORTICO_JWT_SECRET}"],"leeway":"30s","consumer_claim":"sub"}
+EOF
+
+call PUT /v1/consumers/alice <<'EOF'
+{"groups":["staff","beta"]}
+EOF
+
+# /public/* has no limit of its own: the global default below applies.
+call PUT /v1/routes/public <<'EOF'
+{"paths":["/public/*"],"methods":["GET","HEAD"],"service":"users","strip_prefix":true}
+EOF
+# /users/*: any authenticated consumer, limited per consumer.
+call PUT /v1/routes/users <<'EOF'
+{"paths":["/users/*"],"service":"users",
+ "auth":{"api_key":true,"jwt":true,"issuers":["demo"],"forward_claims":{"sub":"X-User-Id"}},
+ "rate_limit":{"limit":60,"window":"1m","burst":10,"key":"consumer"}}
+EOF
+# /orders/*: staff only, and at most 20 requests in flight per data plane.
+call PUT /v1/routes/orders <<'EOF'
+{"paths":["/orders/*"],"service":"orders",
+ "auth":{"api_key":true,"jwt":true,"issuers":["demo"],"groups":["staff"]},
+ "max_in_flight":20,"queue_timeout":"1s"}
+EOF
+
+# Cluster-wide default for routes without a limit: per client address,
+# counted in Redis across every data plane.
+call PUT /v1/global <<'EOF'
+{"rate_limit":{"limit":300,"window":"1m","burst":30,"key":"ip","on_redis_error":"fail_open"}}
+EOF
+
+call GET /v1/consumers/alice/api-keys
+if grep -q '"id"' "$out"; then
+  echo "seed: alice already has an API key (keys are shown once; revoke it and run the seed again for a new one)"
+else
+  call POST /v1/consumers/alice/api-keys
+  key="$(sed -n 's/.*"key" *: *"\([^"]*\)".*/\1/p' "$out")"
+  echo "seed: alice's API key, shown this once: ${key}"
+  echo "seed: try  curl -H 'X-API-Key: ${key}' http://localhost:8080/orders/1"
+fi
+echo "seed: JWTs for /users and /orders: HS256 with PORTICO_JWT_SECRET, iss portico-demo, aud portico, sub alice, with exp"
+echo "seed: done; try  curl http://localhost:8080/public/hello"
