@@ -1,6 +1,11 @@
 package e2e
 
-import "github.com/portico-gw/portico/shared/config"
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/portico-gw/portico/shared/config"
+)
 
 func svc(urls ...string) config.Service {
 	s := config.Service{}
@@ -12,4 +17,9 @@ func svc(urls ...string) config.Service {
 
 func route(path, service string) config.Route {
 	return config.Route{Paths: []string{path}, Service: service, StripPrefix: true}
+}
+
+func jsonDecode(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
 }

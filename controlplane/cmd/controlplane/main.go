@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,8 @@ func run(args []string) error {
 	dpToken := fs.String("dataplane-token", "PORTICO_DATAPLANE_TOKEN", "", "bearer token data planes use on the sync API")
 	dev := fs.Bool("dev", "PORTICO_DEV", false, "development mode: no tokens required (never in production)")
 	maxWait := fs.Duration("max-wait", "PORTICO_MAX_WAIT", 60*time.Second, "longest long-poll wait a data plane may ask for")
+	tlsCert := fs.String("tls-cert", "PORTICO_TLS_CERT", "", "PEM certificate (chain) to serve the admin and sync APIs over HTTPS")
+	tlsKey := fs.String("tls-key", "PORTICO_TLS_KEY", "", "PEM private key of --tls-cert")
 	consulAddr := fs.String("consul", "CONSUL_HTTP_ADDR", "", "Consul agent to register in as portico-controlplane (off when empty)")
 	advertise := fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)")
 	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -62,6 +65,9 @@ func run(args []string) error {
 	}
 	if !*dev && (*adminToken == "" || *dpToken == "") {
 		return errors.New("--admin-token and --dataplane-token are required (or PORTICO_ADMIN_TOKEN and PORTICO_DATAPLANE_TOKEN); use --dev only on a development machine")
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
 	}
 	if *dev {
 		log.Warn("DEV MODE: the admin and sync APIs accept requests WITHOUT A TOKEN; never expose this control plane")
@@ -138,6 +144,17 @@ func run(args []string) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cat.Run(gctx) })
+	if *tlsCert != "" {
+		// Loaded once at start: a bad pair fails here, not at the first
+		// handshake.
+		pair, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		log.Info("serving the admin and sync APIs over TLS")
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve: %w", err)

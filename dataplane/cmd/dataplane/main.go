@@ -6,6 +6,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -52,6 +54,7 @@ func run(args []string) error {
 	fs := envflag.New("dataplane")
 	cpURL := fs.String("controlplane", "PORTICO_CONTROLPLANE", "http://127.0.0.1:9000", "control plane URL, or consul://<service> to find it through Consul")
 	token := fs.String("token", "PORTICO_DATAPLANE_TOKEN", "", "bearer token for the control plane's sync API")
+	cpCA := fs.String("controlplane-ca", "PORTICO_CONTROLPLANE_CA", "", "PEM CA bundle to verify an https control plane (default: the system roots)")
 	listen := fs.String("listen", "PORTICO_LISTEN", ":8080", "traffic listener")
 	opsListen := fs.String("ops-listen", "PORTICO_OPS_LISTEN", ":8081", "operations listener (/healthz, /readyz, /metrics, /status)")
 	stateDir := fs.String("state-dir", "PORTICO_STATE_DIR", "portico-data/dataplane", "directory for the last applied snapshot (boot source when the control plane is down)")
@@ -141,6 +144,19 @@ func run(args []string) error {
 	}
 
 	pollHTTP := &http.Client{Timeout: *pollWait + 15*time.Second}
+	if *cpCA != "" {
+		pem, err := os.ReadFile(*cpCA)
+		if err != nil {
+			return fmt.Errorf("--controlplane-ca: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--controlplane-ca %s: no PEM certificate in it", *cpCA)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+		pollHTTP.Transport = tr
+	}
 	var (
 		poller syncer.Poller
 		report func(context.Context, apiv1.Report) error
