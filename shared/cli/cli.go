@@ -3,11 +3,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/portico-gw/portico/shared/telemetry"
 )
 
 // Main runs run with the command-line arguments and exits 1, printing the
@@ -50,4 +53,18 @@ func Probe(url string) error {
 		return fmt.Errorf("%s answered %s", url, resp.Status)
 	}
 	return nil
+}
+
+// Tracing sets tracing up from the OTEL_* variables (see telemetry.Setup)
+// and returns the function that flushes it at exit, within five seconds.
+func Tracing(ctx context.Context, service, version string) (flush func(), err error) {
+	shutdown, err := telemetry.Setup(ctx, service, version)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(sctx)
+	}, nil
 }

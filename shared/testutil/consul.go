@@ -26,10 +26,17 @@ const consulReadyTimeout = 30 * time.Second
 // ${PORTICO_CACHE:-$HOME/.cache/portico}/consul-${CONSUL_VERSION:-v1.14.0}.
 // The lookup mirrors the script so that both always agree.
 func ConsulBinary() (string, error) {
-	const hint = "run scripts/ensure-consul.sh (or make test) to build it, or point CONSUL_BIN at a consul binary"
-	if p := os.Getenv("CONSUL_BIN"); p != "" {
+	return cachedBinary("consul agent", "CONSUL_BIN", "CONSUL_VERSION", "consul", DefaultConsulVersion,
+		"run scripts/ensure-consul.sh (or make test) to build it, or point CONSUL_BIN at a consul binary")
+}
+
+// cachedBinary finds a server binary the way the ensure-*.sh scripts cache
+// it: $<binEnv> if set, else ${PORTICO_CACHE:-$HOME/.cache/portico}/
+// <name>-${<versionEnv>:-def}. Mirroring the scripts keeps both in step.
+func cachedBinary(what, binEnv, versionEnv, name, def, hint string) (string, error) {
+	if p := os.Getenv(binEnv); p != "" {
 		if !isExecutable(p) {
-			return "", fmt.Errorf("consul agent: CONSUL_BIN=%s is not an executable file; %s", p, hint)
+			return "", fmt.Errorf("%s: %s=%s is not an executable file; %s", what, binEnv, p, hint)
 		}
 		return p, nil
 	}
@@ -37,17 +44,17 @@ func ConsulBinary() (string, error) {
 	if cache == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("consul agent: no CONSUL_BIN and no home directory (%v); %s", err, hint)
+			return "", fmt.Errorf("%s: no %s and no home directory (%v); %s", what, binEnv, err, hint)
 		}
 		cache = filepath.Join(home, ".cache", "portico")
 	}
-	version := os.Getenv("CONSUL_VERSION")
+	version := os.Getenv(versionEnv)
 	if version == "" {
-		version = DefaultConsulVersion
+		version = def
 	}
-	p := filepath.Join(cache, "consul-"+version)
+	p := filepath.Join(cache, name+"-"+version)
 	if !isExecutable(p) {
-		return "", fmt.Errorf("consul agent: %s not found and CONSUL_BIN not set; %s", p, hint)
+		return "", fmt.Errorf("%s: %s not found and %s not set; %s", what, p, binEnv, hint)
 	}
 	return p, nil
 }

@@ -30,30 +30,8 @@ const jaegerReadyTimeout = 60 * time.Second
 // ${PORTICO_CACHE:-$HOME/.cache/portico}/jaeger-${JAEGER_VERSION:-v1.76.0}.
 // The lookup mirrors the script so that both always agree.
 func JaegerBinary() (string, error) {
-	const hint = "run scripts/ensure-jaeger.sh (or make test) to build it, or point JAEGER_BIN at a jaeger binary"
-	if p := os.Getenv("JAEGER_BIN"); p != "" {
-		if !isExecutable(p) {
-			return "", fmt.Errorf("jaeger: JAEGER_BIN=%s is not an executable file; %s", p, hint)
-		}
-		return p, nil
-	}
-	cache := os.Getenv("PORTICO_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("jaeger: no JAEGER_BIN and no home directory (%v); %s", err, hint)
-		}
-		cache = filepath.Join(home, ".cache", "portico")
-	}
-	version := os.Getenv("JAEGER_VERSION")
-	if version == "" {
-		version = DefaultJaegerVersion
-	}
-	p := filepath.Join(cache, "jaeger-"+version)
-	if !isExecutable(p) {
-		return "", fmt.Errorf("jaeger: %s not found and JAEGER_BIN not set; %s", p, hint)
-	}
-	return p, nil
+	return cachedBinary("jaeger", "JAEGER_BIN", "JAEGER_VERSION", "jaeger", DefaultJaegerVersion,
+		"run scripts/ensure-jaeger.sh (or make test) to build it, or point JAEGER_BIN at a jaeger binary")
 }
 
 // Jaeger is a Jaeger v2 all-in-one (an OpenTelemetry collector with Jaeger's

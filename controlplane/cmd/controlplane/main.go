@@ -30,7 +30,6 @@ import (
 	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
-	"github.com/portico-gw/portico/shared/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -76,15 +75,11 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	shutdownTracing, err := telemetry.Setup(ctx, "portico-controlplane", version)
+	flushTraces, err := cli.Tracing(ctx, "portico-controlplane", version)
 	if err != nil {
-		return fmt.Errorf("tracing: %w", err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdownTracing(sctx)
-	}()
+	defer flushTraces()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -42,7 +42,6 @@ import (
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
 	"github.com/portico-gw/portico/shared/snapshot"
-	"github.com/portico-gw/portico/shared/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -90,15 +89,11 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	shutdownTracing, err := telemetry.Setup(ctx, "portico-dataplane", version)
+	flushTraces, err := cli.Tracing(ctx, "portico-dataplane", version)
 	if err != nil {
-		return fmt.Errorf("tracing: %w", err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdownTracing(sctx)
-	}()
+	defer flushTraces()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ips, err := clientip.Parse(*trusted)
