@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test test-only lint fmt bench bench-go bench-propagation fuzz consul redis jaeger haproxy cluster cluster-down clean
+.PHONY: fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation fuzz soak consul redis jaeger haproxy cluster cluster-down clean
 
 all: build
 
@@ -41,7 +41,7 @@ haproxy:
 	@scripts/ensure-haproxy.sh
 
 ## test: lint, then every test with the race detector against real servers.
-test: lint test-only
+test: lint test-only fuzz-short
 
 test-only: consul redis jaeger haproxy
 	CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" $(GO) test -race -count=1 -timeout 15m $(PKGS)
@@ -73,14 +73,26 @@ bench-go: redis
 bench-propagation: consul redis
 	$(GO) test -run '^$$' -bench '^BenchmarkPropagation$$' -benchtime 100x -count 1 -timeout 10m ./dataplane/e2e/
 
-## fuzz: each fuzz target for a while (make test runs only their seed corpora).
+## fuzz: each fuzz target for a while; make test runs them for 3 s each
+## (fuzz-short) on top of their seed corpora in testdata/.
 FUZZTIME ?= 60s
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) ./dataplane/internal/router/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeConfig$$' -fuzztime $(FUZZTIME) ./shared/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzPathShape$$' -fuzztime $(FUZZTIME) ./shared/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzSnapshotDecode$$' -fuzztime $(FUZZTIME) ./shared/snapshot/
 	$(GO) test -run '^$$' -fuzz '^FuzzClientIP$$' -fuzztime $(FUZZTIME) ./dataplane/internal/clientip/
+	$(GO) test -run '^$$' -fuzz '^FuzzRateLimitKey$$' -fuzztime $(FUZZTIME) ./dataplane/internal/proxy/
+	$(GO) test -run '^$$' -fuzz '^FuzzJWTHeader$$' -fuzztime $(FUZZTIME) ./dataplane/internal/auth/
+
+## soak: mixed load and config churn through two data planes for
+## PORTICO_SOAK_DURATION (default 10m, under the 20m timeout), checking that
+## goroutines and RSS stay flat. Not part of make test.
+soak: redis
+	$(GO) test -tags soak -run TestSoak -timeout 20m -v ./dataplane/e2e/
 
 clean:
 	rm -rf $(BIN) .portico

@@ -245,8 +245,9 @@ func headersArrived(resp *http.Response) error {
 }
 
 // proxyError maps upstream failures to problems: 504 when the route timeout
-// fired, 413 for a body over the limit, 502 for everything the upstream did
-// wrong, and nothing at all when the client has gone.
+// fired, 413 for a body over the limit, 400 for a body that could not be
+// read, 502 for everything the upstream did wrong, and nothing at all when
+// the client has gone.
 func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	ex := exchangeFrom(r.Context())
 	if ex != nil {
@@ -262,7 +263,17 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, r, http.StatusServiceUnavailable, "no-healthy-upstream", "service "+ex.Upstream.Name+" has no healthy instance")
 	case errors.As(err, &mbe):
+		// The client's doing: counting it against the service would let
+		// oversized uploads open the breaker for everyone.
+		if ex != nil {
+			ex.Failed = false
+		}
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
+	case errors.Is(err, upstream.ErrClientBody):
+		if ex != nil {
+			ex.Failed = false
+		}
+		writeProblem(w, r, http.StatusBadRequest, "bad-body", "the request body could not be read")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer. 499 is for the logs.
 		if ex != nil {

@@ -71,6 +71,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.metrics.inFlight.Inc()
 	}
 	rec := &recorder{ResponseWriter: w}
+	if len(r.TransferEncoding) > 0 {
+		// net/http honours Transfer-Encoding over a Content-Length sent
+		// with it and then drops the Content-Length, so the handler cannot
+		// tell such a request apart. RFC 9112 §6.1 requires closing the
+		// connection after it; closing after every request with a
+		// Transfer-Encoding does that, and a smuggled tail behind the body
+		// is never read as a request. Chunked uploads are rare; the cost is
+		// one reconnect each.
+		rec.Header().Set("Connection", "close")
+	}
 	var o outcome
 	h.serve(rec, r, &o)
 	status, elapsed := rec.status(), time.Since(start)

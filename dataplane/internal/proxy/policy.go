@@ -204,7 +204,10 @@ func (rl *rateLimit) key(r *http.Request, clientIP string, id *auth.Identity) st
 	case "claim":
 		if id != nil {
 			if v, ok := id.Claims[rl.name]; ok {
-				return rl.prefix + fmt.Sprint(v)
+				// "c:" keeps claim values out of the "ip:" buckets of callers
+				// without the claim: a token whose claim reads "ip:<addr>"
+				// must not spend that address's budget.
+				return rl.prefix + "c:" + fmt.Sprint(v)
 			}
 		}
 		return rl.prefix + "ip:" + clientIP

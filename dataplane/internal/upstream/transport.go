@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -26,6 +27,11 @@ var ErrNoEndpoints = errors.New("no healthy upstream instance")
 // ErrAttemptTimeout means one attempt got no response headers within the
 // service's timeout.
 var ErrAttemptTimeout = errors.New("upstream attempt timed out")
+
+// ErrClientBody wraps an attempt that failed because the client's request
+// body could not be read (broken chunked framing, a body over the route's
+// limit): the client's fault, not the instance's.
+var ErrClientBody = errors.New("reading the client's request body failed")
 
 // Exchange is the per-request state the transport needs and reports back.
 type Exchange struct {
@@ -97,6 +103,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := t.attempt(req, u, m, x.Path, body, attempt)
 		if err != nil && req.Context().Err() != nil {
 			return nil, err // the client went away: nothing to learn, nobody to answer
+		}
+		if err != nil && body != nil && body.failed.Load() {
+			// Charging the instance (or, through x.Failed, the breaker) would
+			// let any client eject instances and open the breaker with
+			// malformed uploads; and no other instance would do better.
+			x.Failed = false
+			return nil, fmt.Errorf("%w: %w", ErrClientBody, err)
 		}
 		failed := err != nil || resp.StatusCode >= 500
 		u.record(v, m, failed)
@@ -201,10 +214,24 @@ func drain(resp *http.Response) {
 // bodyGuard lends the client's body to one attempt after another. The
 // transport closes a request body when an attempt fails; the guard ignores
 // that, and the reverse proxy closes the real body when the request is done.
-type bodyGuard struct{ rc io.ReadCloser }
+// It also notes a failed read, which tells a client's broken body apart
+// from an upstream's failure.
+type bodyGuard struct {
+	rc io.ReadCloser
+	// failed is atomic: the transport may still be reading the body when
+	// RoundTrip has returned a response.
+	failed atomic.Bool
+}
 
-func (g *bodyGuard) Read(p []byte) (int, error) { return g.rc.Read(p) }
-func (g *bodyGuard) Close() error               { return nil }
+func (g *bodyGuard) Read(p []byte) (int, error) {
+	n, err := g.rc.Read(p)
+	if err != nil && err != io.EOF {
+		g.failed.Store(true)
+	}
+	return n, err
+}
+
+func (g *bodyGuard) Close() error { return nil }
 
 type releaseBody struct {
 	io.ReadCloser
