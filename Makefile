@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation fuzz soak consul redis jaeger haproxy cluster cluster-down clean
+.PHONY: fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-load fuzz soak consul redis jaeger haproxy cluster cluster-down clean
 
 all: build
 
@@ -69,6 +69,12 @@ bench: bench-go bench-propagation
 
 bench-go: redis
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/ ./dataplane/internal/auth/ ./dataplane/internal/ratelimit/
+
+## bench-load: side-by-side load benchmark on loopback (wrk against the upstream, nginx,
+## HAProxy, a bare Go reverse proxy, Portico; Traefik/Caddy when cached). Not in make test.
+## ROUNDS, DURATION, CONNS, SCENARIOS tune it; see docs/PERFORMANCE.md.
+bench-load: build
+	@scripts/bench-load.sh
 
 bench-propagation: consul redis
 	$(GO) test -run '^$$' -bench '^BenchmarkPropagation$$' -benchtime 100x -count 1 -timeout 10m ./dataplane/e2e/

@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# `make bench-load`: a side-by-side HTTP load benchmark on loopback. Starts a
+# tiny Go upstream and, in front of it, nginx, HAProxy, a bare Go
+# httputil.ReverseProxy, Portico (control plane in dev mode + one data plane)
+# and, when prebuilt binaries are cached, Traefik and Caddy. Then it runs wrk
+# against each target in interleaved rounds and prints one table: req/s
+# (median of rounds), p50/p99 latency, proxy CPU µs per request (from
+# /proc/<pid>/stat), peak RSS (VmHWM) and ratios. Everything is stopped at exit.
+# Not part of `make test`. See docs/PERFORMANCE.md.
+#
+# Knobs: ROUNDS (2), DURATION (5s, at most 10s), CONNS (64), THREADS (2),
+# SCENARIOS ("plain" or "plain routes10k"), BENCH_DIR (kept when set).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+ROUNDS="${ROUNDS:-2}"
+DURATION="${DURATION:-5s}"
+CONNS="${CONNS:-64}"
+THREADS="${THREADS:-2}"
+SCENARIOS="${SCENARIOS:-plain}"
+ROUTES="${ROUTES:-10000}"
+BIN="${BIN:-$ROOT/bin}"
+CACHE="${PORTICO_CACHE:-${HOME}/.cache/portico}"
+case "${DURATION}" in
+  [1-9]s | 10s) ;;
+  *) echo "DURATION must be 1s..10s (load runs are bounded)" >&2; exit 2 ;;
+esac
+
+# --- tools ---------------------------------------------------------------
+PATH="$PATH:/usr/sbin:/sbin"
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v haproxy >/dev/null || need+=(haproxy)
+if ((${#need[@]})); then
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  echo "installing ${need[*]} (Debian packages) for the load benchmark" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  # The packages start system-wide servers; nothing here uses them.
+  $SUDO systemctl disable --now nginx haproxy >/dev/null 2>&1 || true
+  $SUDO service nginx stop >/dev/null 2>&1 || true
+  $SUDO service haproxy stop >/dev/null 2>&1 || true
+fi
+for t in wrk nginx haproxy curl; do
+  command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
+done
+for b in controlplane dataplane; do
+  [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: run make build" >&2; exit 1; }
+done
+
+if [[ -n "${BENCH_DIR:-}" ]]; then
+  DIR="$BENCH_DIR"
+  mkdir -p "$DIR"
+else
+  DIR="$(mktemp -d /tmp/portico-bench.XXXXXX)"
+fi
+go build -trimpath -o "$DIR/bench-upstream" ./dataplane/cmd/bench-upstream
+go build -trimpath -o "$DIR/bench-stdlibproxy" ./dataplane/cmd/bench-stdlibproxy
+
+# --- process management -----------------------------------------------------
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n "${BENCH_DIR:-}" ]] || rm -rf "$DIR"
+}
+trap cleanup INT TERM EXIT
+
+used_ports=" "
+# Ports are picked below the kernel's ephemeral range, so that no outgoing
+# connection (wrk, the proxies' upstream pools) can already hold them.
+read -r EPH_LO _ </proc/sys/net/ipv4/ip_local_port_range
+PORT_LO=10000
+((EPH_LO - PORT_LO >= 2000)) || PORT_LO=$((EPH_LO - 2000))
+free_port() { # prints a loopback port nobody listens on (and we did not hand out)
+  local p
+  while :; do
+    p=$((PORT_LO + RANDOM % (EPH_LO - PORT_LO)))
+    [[ "$used_ports" == *" $p "* ]] && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      used_ports+="$p "
+      echo "$p"
+      return
+    fi
+  done
+}
+
+wait_http() { # url, what
+  for _ in $(seq 1 150); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$2 did not come up at $1; logs are in $DIR (set BENCH_DIR to keep them)" >&2
+  exit 1
+}
+
+render() { # template, out, listen, upstream
+  sed -e "s|@LISTEN@|$3|g" -e "s|@UPSTREAM@|$4|g" -e "s|@DIR@|$DIR|g" "$1" >"$2"
+}
+
+# proc_pids <pid>: the pid and its direct children (nginx master + workers).
+proc_pids() {
+  echo "$1"
+  pgrep -P "$1" 2>/dev/null || true
+}
+cpu_ticks() { # utime+stime of a process tree (fields 14 and 15 of /proc/<pid>/stat)
+  local sum=0 p f
+  for p in $(proc_pids "$1"); do
+    f="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
+    f="${f##*) }" # the command name may hold spaces; fields restart after ")"
+    read -r -a a <<<"$f"
+    sum=$((sum + a[11] + a[12]))
+  done
+  echo "$sum"
+}
+peak_rss_kib() {
+  local sum=0 p v
+  for p in $(proc_pids "$1"); do
+    v="$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null)" || continue
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+TICK="$(getconf CLK_TCK)"
+
+# --- targets -----------------------------------------------------------------
+names=() urls=() tpids=()
+add_target() { names+=("$1"); urls+=("$2"); tpids+=("$3"); }
+
+UP_PORT="$(free_port)"
+UP="127.0.0.1:$UP_PORT"
+"$DIR/bench-upstream" --listen "$UP" >"$DIR/upstream.log" 2>&1 &
+UP_PID=$!
+pids+=("$UP_PID")
+wait_http "http://$UP/" "bench upstream"
+add_target direct "http://$UP/bench/x" "$UP_PID"
+
+NG_PORT="$(free_port)"
+render deployments/bench/nginx.conf "$DIR/nginx.conf" "127.0.0.1:$NG_PORT" "$UP"
+nginx -c "$DIR/nginx.conf" -p "$DIR" >"$DIR/nginx.log" 2>&1 &
+pids+=($!)
+add_target nginx "http://127.0.0.1:$NG_PORT/bench/x" "$!"
+wait_http "http://127.0.0.1:$NG_PORT/" "nginx"
+
+HA_PORT="$(free_port)"
+render deployments/bench/haproxy.cfg "$DIR/haproxy.cfg" "127.0.0.1:$HA_PORT" "$UP"
+haproxy -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
+pids+=($!)
+add_target haproxy "http://127.0.0.1:$HA_PORT/bench/x" "$!"
+wait_http "http://127.0.0.1:$HA_PORT/" "haproxy"
+
+SP_PORT="$(free_port)"
+"$DIR/bench-stdlibproxy" --listen "127.0.0.1:$SP_PORT" --upstream "http://$UP" >"$DIR/stdlibproxy.log" 2>&1 &
+pids+=($!)
+add_target go-stdlib "http://127.0.0.1:$SP_PORT/bench/x" "$!"
+wait_http "http://127.0.0.1:$SP_PORT/" "stdlib proxy"
+
+CP="127.0.0.1:$(free_port)"
+DP="127.0.0.1:$(free_port)"
+OPS="127.0.0.1:$(free_port)"
+"$BIN/controlplane" --dev --listen "$CP" --store "bolt:$DIR/controlplane.db" --log-level warn >"$DIR/controlplane.log" 2>&1 &
+pids+=($!)
+wait_http "http://$CP/healthz" "control plane"
+"$BIN/dataplane" --controlplane "http://$CP" --listen "$DP" --ops-listen "$OPS" --state-dir "$DIR/dataplane" \
+  --node-id bench-1 --access-log off --log-level warn >"$DIR/dataplane.log" 2>&1 &
+DP_PID=$!
+pids+=("$DP_PID")
+curl -fsS -X PUT "http://$CP/v1/services/bench" -H 'Content-Type: application/json' \
+  -d "{\"targets\":[{\"url\":\"http://$UP\",\"weight\":1}]}" >/dev/null
+curl -fsS -X PUT "http://$CP/v1/routes/bench" -H 'Content-Type: application/json' \
+  -d '{"paths":["/bench/*"],"service":"bench"}' >/dev/null
+wait_http "http://$OPS/readyz" "data plane"
+wait_http "http://$DP/bench/x" "portico route"
+add_target portico "http://$DP/bench/x" "$DP_PID"
+
+# Traefik and Caddy: only when prebuilt (see docs/PERFORMANCE.md); never built here.
+skipped=()
+first_exe() { # glob prefix: newest executable match
+  local f best=""
+  for f in "$1"*; do [[ -x "$f" && ! -d "$f" ]] && best="$f"; done
+  echo "$best"
+}
+TRAEFIK="$(first_exe "$CACHE/traefik-")"
+if [[ -n "$TRAEFIK" ]]; then
+  TR_PORT="$(free_port)"
+  render deployments/bench/traefik-dynamic.yml "$DIR/traefik-dynamic.yml" "127.0.0.1:$TR_PORT" "$UP"
+  sed -e "s|@LISTEN@|127.0.0.1:$TR_PORT|g" -e "s|@DIR@|$DIR|g" deployments/bench/traefik.yml >"$DIR/traefik.yml"
+  "$TRAEFIK" --configfile="$DIR/traefik.yml" >"$DIR/traefik.log" 2>&1 &
+  pids+=($!)
+  add_target traefik "http://127.0.0.1:$TR_PORT/bench/x" "$!"
+  wait_http "http://127.0.0.1:$TR_PORT/bench/x" "traefik"
+else
+  skipped+=(traefik)
+fi
+CADDY="$(first_exe "$CACHE/caddy-")"
+if [[ -n "$CADDY" ]]; then
+  CA_PORT="$(free_port)"
+  render deployments/bench/Caddyfile "$DIR/Caddyfile" "127.0.0.1:$CA_PORT" "$UP"
+  "$CADDY" run --config "$DIR/Caddyfile" --adapter caddyfile >"$DIR/caddy.log" 2>&1 &
+  pids+=($!)
+  add_target caddy "http://127.0.0.1:$CA_PORT/bench/x" "$!"
+  wait_http "http://127.0.0.1:$CA_PORT/bench/x" "caddy"
+else
+  skipped+=(caddy)
+fi
+
+# --- measuring -----------------------------------------------------------------
+# to_ms <wrk duration like 512.00us / 1.20ms / 2.00s>
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+    printf "%.3f", n }'
+}
+
+RES="$DIR/results.tsv" # scenario target round rps p50ms p99ms requests cpu_ticks rss_kib
+: >"$RES"
+
+run_one() { # scenario, index, round
+  local name="${names[$2]}" url="${urls[$2]}" pid="${tpids[$2]}" out c0 c1 rps p50 p99 reqs
+  c0="$(cpu_ticks "$pid")"
+  out="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$url" 2>&1)" || {
+    echo "wrk failed against $name: $out" >&2
+    return 1
+  }
+  c1="$(cpu_ticks "$pid")"
+  if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
+    echo "warning: $name: $(grep 'Non-2xx\|Socket errors' <<<"$out" | tr -s ' ')" >&2
+  fi
+  rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+  reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
+  p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
+  p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$name" "$3" "$rps" "$p50" "$p99" "$reqs" \
+    "$((c1 - c0))" "$(peak_rss_kib "$pid")" >>"$RES"
+  printf '  %-10s round %d: %10.0f req/s  p50 %s ms  p99 %s ms\n' "$name" "$3" "$rps" "$p50" "$p99" >&2
+}
+
+report() { # scenario
+  echo
+  echo "scenario: $1   (wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS rounds, median req/s; $(nproc) cores)"
+  awk -F'\t' -v sc="$1" -v tick="$TICK" -v order="${names[*]}" '
+    function median(list, n,   a, i, j, t) {
+      n = split(list, a, " ")
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    $1 == sc {
+      rps[$2] = rps[$2] " " $4; p50[$2] = p50[$2] " " $5; p99[$2] = p99[$2] " " $6
+      req[$2] += $7; cpu[$2] += $8; if ($9 > rss[$2]) rss[$2] = $9
+    }
+    END {
+      n = split(order, t, " ")
+      for (i = 1; i <= n; i++) if (t[i] in rps) { r[t[i]] = median(rps[t[i]]) }
+      best = ""; for (i = 1; i <= n; i++) {
+        x = t[i]; if ((x == "go-stdlib" || x == "traefik" || x == "caddy") && (x in r) && (best == "" || r[x] > r[best])) best = x
+      }
+      printf "%-10s %10s %9s %9s %11s %9s %8s %8s\n", "target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "vs dir", "vs nginx"
+      for (i = 1; i <= n; i++) {
+        x = t[i]; if (!(x in r)) continue
+        cpr = req[x] ? cpu[x] / tick * 1e6 / req[x] : 0
+        printf "%-10s %10.0f %9.3f %9.3f %11.1f %9.1f %8.2f %8s\n", x, r[x], median(p50[x]), median(p99[x]), cpr, rss[x] / 1024, \
+          r[x] / r["direct"], ("nginx" in r) ? sprintf("%.2f", r[x] / r["nginx"]) : "-"
+      }
+      if (("portico" in r) && best != "")
+        printf "portico vs best Go peer (%s): %.2f x req/s\n", best, r["portico"] / r[best]
+      print "(direct: the upstream alone, CPU/RSS are the upstream'"'"'s; proxies: CPU and RSS of the proxy only)"
+    }' "$RES"
+}
+
+run_scenario() { # scenario
+  echo "== scenario $1 ==" >&2
+  local round i
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for i in "${!names[@]}"; do run_one "$1" "$i" "$round"; done
+  done
+}
+
+# Scenario routes10k: ROUTES extra routes loaded through PUT /v1/config, traffic on
+# one of them; only Portico is measured (the others do not have a route table).
+load_routes() {
+  local cfg="$DIR/config.json" ver
+  curl -fsS "http://$CP/v1/config" -o "$DIR/config.orig.json"
+  python3 - "$DIR/config.orig.json" "$cfg" "$ROUTES" <<'PY'
+import json, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+doc = json.load(open(src))
+cfg = doc["config"] if "config" in doc else doc  # the export wraps it with its revision
+routes = cfg.get("routes") or []
+proto = next(r for r in routes if r.get("name") == "bench")
+for i in range(n):
+    r = {k: v for k, v in proto.items() if k not in ("version", "revision", "created_at", "updated_at")}
+    r["name"] = "r%05d" % i
+    r["paths"] = ["/svc%05d/items/{id}" % i]
+    routes.append(r)
+cfg["routes"] = routes
+json.dump(doc, open(dst, "w"))
+PY
+  curl -fsS -X PUT "http://$CP/v1/config" -H 'Content-Type: application/json' --data-binary "@$cfg" >/dev/null
+  ver="$(printf '/svc%05d/items/42' $((ROUTES / 2)))"
+  wait_http "http://$DP$ver" "route $ver"
+  names=(direct portico) urls=("http://$UP$ver" "http://$DP$ver") tpids=("$UP_PID" "$DP_PID")
+}
+
+for sc in $SCENARIOS; do
+  case "$sc" in
+    plain) run_scenario plain; report plain >>"$DIR/report.txt" ;;
+    routes10k)
+      command -v python3 >/dev/null || { echo "skipped: routes10k (needs python3)"; continue; }
+      load_routes
+      run_scenario routes10k
+      report routes10k >>"$DIR/report.txt"
+      ;;
+    *) echo "unknown scenario $sc" >&2; exit 2 ;;
+  esac
+done
+
+cat "$DIR/report.txt"
+for s in "${skipped[@]}"; do echo "skipped: $s (not built; see docs/PERFORMANCE.md)"; done
