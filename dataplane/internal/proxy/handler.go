@@ -142,11 +142,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 			if h.metrics != nil {
 				h.metrics.authFailures.WithLabelValues(route.Name, aerr.reason).Inc()
 			}
+			slug := "forbidden"
 			if aerr.status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", route.auth.challenge)
+				slug = "unauthorized"
 			}
 			o.authFailure = aerr.reason
-			writeProblem(w, r, aerr.status, map[int]string{401: "unauthorized", 403: "forbidden"}[aerr.status], aerr.detail)
+			writeProblem(w, r, aerr.status, slug, aerr.detail)
 			return
 		}
 	}
@@ -154,7 +156,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 		o.consumer = id.Consumer
 	}
 	if rl := route.limit; rl != nil {
-		d := h.limiter.Allow(r.Context(), rl.key(r, h.ips.ClientIP(r), id), rl.policy)
+		d := h.limiter.Allow(r.Context(), rl.key(r, o.ip(h.ips, r), id), rl.policy)
 		rl.writeHeaders(w.Header(), d)
 		o.ratelimit = "allowed"
 		if !d.Allowed {

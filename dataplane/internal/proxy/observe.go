@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/portico-gw/portico/dataplane/internal/clientip"
 )
 
 // ObserveOptions configure tracing, access logs and analytics.
@@ -60,6 +62,16 @@ type outcome struct {
 	attempts                int
 	ratelimit               string // "", "allowed", "refused"
 	authFailure             string
+	clientIP                string // resolved once, on first use
+}
+
+// ip returns the request's client address, resolving it (a parse, and an
+// X-Forwarded-For walk behind trusted proxies) at most once per request.
+func (o *outcome) ip(ips *clientip.Resolver, r *http.Request) string {
+	if o.clientIP == "" {
+		o.clientIP = ips.ClientIP(r)
+	}
+	return o.clientIP
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -111,7 +123,7 @@ func (h *Handler) endSpan(span trace.Span, r *http.Request, o *outcome, status i
 		attribute.String("url.path", r.URL.Path),
 		attribute.String("url.scheme", scheme(r)),
 		attribute.String("server.address", r.Host),
-		attribute.String("client.address", h.ips.ClientIP(r)),
+		attribute.String("client.address", o.ip(h.ips, r)),
 		attribute.String("user_agent.original", r.UserAgent()),
 		attribute.Int("http.response.status_code", status),
 	)
@@ -152,7 +164,7 @@ func (h *Handler) accessLog(l *slog.Logger, r *http.Request, o *outcome, status 
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.Int64("bytes", bytes),
-		slog.String("client_ip", h.ips.ClientIP(r)),
+		slog.String("client_ip", o.ip(h.ips, r)),
 		slog.String("route", o.route),
 		slog.String("service", o.service),
 		slog.String("upstream", o.upstream),

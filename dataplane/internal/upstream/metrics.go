@@ -51,30 +51,51 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) attempt(service string, err error, resp *http.Response) {
+// serviceMetrics are one service's series, resolved once when its Upstream
+// is built: attempts are counted per request, and a label lookup hashes the
+// labels and takes the vector's lock each time. The zero value records
+// nothing (no Metrics configured).
+type serviceMetrics struct {
+	ok, fiveXX, failed prometheus.Counter
+	retries            prometheus.Counter
+	latency            prometheus.Observer
+}
+
+func (m *Metrics) forService(service string) serviceMetrics {
 	if m == nil {
+		return serviceMetrics{}
+	}
+	return serviceMetrics{
+		ok:      m.attempts.WithLabelValues(service, "ok"),
+		fiveXX:  m.attempts.WithLabelValues(service, "5xx"),
+		failed:  m.attempts.WithLabelValues(service, "error"),
+		retries: m.retries.WithLabelValues(service),
+		latency: m.latency.WithLabelValues(service),
+	}
+}
+
+func (sm serviceMetrics) observeLatency(d time.Duration) {
+	if sm.latency != nil {
+		sm.latency.Observe(d.Seconds())
+	}
+}
+
+func (sm serviceMetrics) attempt(err error, resp *http.Response) {
+	if sm.ok == nil {
 		return
 	}
-	result := "ok"
 	switch {
 	case err != nil:
-		result = "error"
+		sm.failed.Inc()
 	case resp.StatusCode >= 500:
-		result = "5xx"
+		sm.fiveXX.Inc()
+	default:
+		sm.ok.Inc()
 	}
-	m.attempts.WithLabelValues(service, result).Inc()
 }
 
-func (m *Metrics) upstreamLatency(service string, d time.Duration) {
-	if m == nil {
-		return
+func (sm serviceMetrics) retry() {
+	if sm.retries != nil {
+		sm.retries.Inc()
 	}
-	m.latency.WithLabelValues(service).Observe(d.Seconds())
-}
-
-func (m *Metrics) retry(service string) {
-	if m == nil {
-		return
-	}
-	m.retries.WithLabelValues(service).Inc()
 }

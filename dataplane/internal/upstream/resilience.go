@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -53,41 +53,59 @@ func idempotent(method string) bool {
 // tokens per second are granted regardless. During an outage where every
 // first attempt fails, retries then add at most budgetPercent load instead
 // of multiplying it by the attempt count.
+//
+// Every request deposits, so the balance is atomic (in millionths of a
+// token) rather than behind a mutex: no lock on the request path.
 type retryBudget struct {
-	mu      sync.Mutex
-	tokens  float64
-	last    time.Time
-	percent float64
-	minRate float64
-	max     float64
+	micro   atomic.Int64 // balance, in millionths of a token
+	last    atomic.Int64 // unix nanoseconds of the last time-based refill
+	deposit int64        // per request
+	perSec  int64        // time-based refill per second
+	max     int64
 	now     func() time.Time
 }
 
+const microToken = 1_000_000
+
 func newRetryBudget(p retryPolicy, now func() time.Time) *retryBudget {
-	max := float64(p.minPerSecond)*10 + 100
-	return &retryBudget{tokens: float64(p.minPerSecond), percent: float64(p.budgetPercent) / 100,
-		minRate: float64(p.minPerSecond), max: max, now: now, last: now()}
+	b := &retryBudget{
+		deposit: int64(p.budgetPercent) * microToken / 100,
+		perSec:  int64(p.minPerSecond) * microToken,
+		max:     (int64(p.minPerSecond)*10 + 100) * microToken,
+		now:     now,
+	}
+	b.micro.Store(int64(p.minPerSecond) * microToken)
+	b.last.Store(now().UnixNano())
+	return b
 }
 
-func (b *retryBudget) request() {
-	b.mu.Lock()
-	b.tokens = min(b.max, b.tokens+b.percent)
-	b.mu.Unlock()
+// add credits n micro-tokens, never beyond the cap.
+func (b *retryBudget) add(n int64) {
+	for {
+		cur := b.micro.Load()
+		next := min(b.max, cur+n)
+		if next == cur || b.micro.CompareAndSwap(cur, next) {
+			return
+		}
+	}
 }
+
+func (b *retryBudget) request() { b.add(b.deposit) }
 
 func (b *retryBudget) spend() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := b.now()
-	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-		b.tokens = min(b.max, b.tokens+elapsed*b.minRate)
-		b.last = now
+	now := b.now().UnixNano()
+	if prev := b.last.Load(); now > prev && b.last.CompareAndSwap(prev, now) {
+		b.add(int64(float64(now-prev) / float64(time.Second) * float64(b.perSec)))
 	}
-	if b.tokens < 1 {
-		return false
+	for {
+		cur := b.micro.Load()
+		if cur < microToken {
+			return false
+		}
+		if b.micro.CompareAndSwap(cur, cur-microToken) {
+			return true
+		}
 	}
-	b.tokens--
-	return true
 }
 
 // outlierPolicy is the compiled OutlierDetection.

@@ -51,8 +51,6 @@ type Exchanger interface{ UpstreamExchange() *Exchange }
 // ExchangeKey is the context key of the Exchanger.
 type ExchangeKey struct{}
 
-type connectTimeoutKey struct{}
-
 // Transport sends each request to an instance of its Upstream, retrying on
 // another instance when that is safe and the retry budget allows.
 type Transport struct {
@@ -113,7 +111,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		failed := err != nil || resp.StatusCode >= 500
 		u.record(v, m, failed)
-		u.deps.Metrics.attempt(u.Name, err, resp)
+		u.metrics.attempt(err, resp)
 
 		retry := attempt < u.retry.attempts &&
 			(err != nil && (dialFailed(err) || safeToResend) ||
@@ -132,7 +130,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if resp != nil {
 			drain(resp)
 		}
-		u.deps.Metrics.retry(u.Name)
+		u.metrics.retry()
 		m = next
 	}
 }
@@ -140,8 +138,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // attempt sends one try to m. The instance counts as in flight until the
 // response body is closed, which is what least_request compares.
 func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path string, body *bodyGuard, n int) (*http.Response, error) {
-	ctx := context.WithValue(req.Context(), connectTimeoutKey{}, u.ConnectTimeout)
-	ctx, span := t.tracer.Start(ctx, req.Method, trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := t.tracer.Start(req.Context(), req.Method, trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
 	start := time.Now()
 	var timer *time.Timer
@@ -165,7 +162,7 @@ func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path stri
 	if timer != nil && !timer.Stop() && err != nil {
 		err = fmt.Errorf("%w after %s: %w", ErrAttemptTimeout, u.AttemptTimeout, err)
 	}
-	u.deps.Metrics.upstreamLatency(u.Name, time.Since(start))
+	u.metrics.observeLatency(time.Since(start))
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("http.request.method", req.Method),
@@ -256,10 +253,14 @@ func (b *releaseRWBody) Write(p []byte) (int, error) { return b.w.Write(p) }
 // service, each with its own timeout.
 func DialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if d, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok && d > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, d)
-			defer cancel()
+		// The exchange is in the context already; reading the timeout from it
+		// spares a context value per attempt.
+		if xv, ok := ctx.Value(ExchangeKey{}).(Exchanger); ok {
+			if d := xv.UpstreamExchange().Upstream.ConnectTimeout; d > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, d)
+				defer cancel()
+			}
 		}
 		return dial(ctx, network, addr)
 	}

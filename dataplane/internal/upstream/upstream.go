@@ -64,6 +64,7 @@ type Upstream struct {
 	// breakerDesc is the effective breaker policy, for Report.
 	breakerDesc string
 	deps        Deps
+	metrics     serviceMetrics
 
 	view atomic.Pointer[view]
 	// mu guards members and rebuilding the view (discovery callbacks and
@@ -124,6 +125,7 @@ func Build(svc *config.Service, prev *Upstream, deps Deps) (*Upstream, error) {
 		members:        map[string]*Member{},
 	}
 	u.budget = newRetryBudget(u.retry, deps.Now)
+	u.metrics = deps.Metrics.forService(svc.Name)
 	u.breaker, u.breakerDesc = newBreaker(svc.Name, svc.CircuitBreaker, deps.Metrics)
 	if prev != nil {
 		prev.mu.Lock()
