@@ -29,6 +29,7 @@ import (
 	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/snapshot"
+	"github.com/portico-gw/portico/shared/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -435,10 +436,10 @@ func TestSnapshotLongPoll(t *testing.T) {
 		raw, err := poll(1, 5*time.Second)
 		done <- result{raw, err}
 	}()
-	testutilEventually(t, func() bool {
+	testutil.Eventually(t, 5*time.Second, func() bool {
 		d, _ := s.admin.Dataplanes(ctx)
 		return len(d.Nodes) == 1 && d.Nodes[0].Polling
-	})
+	}, "the poll registered")
 	if _, _, err := s.admin.Routes().Put(ctx, "r", config.Route{Paths: []string{"/r"}, Service: "users"}); err != nil {
 		t.Fatal(err)
 	}
@@ -574,16 +575,5 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 				t.Errorf("openapi.json documents %s %s, which is not served", strings.ToUpper(method), path)
 			}
 		}
-	}
-}
-
-func testutilEventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

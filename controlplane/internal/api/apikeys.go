@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
+	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/config"
 )
 
@@ -38,7 +39,7 @@ func (s *server) createAPIKey(c echo.Context) error {
 		return err
 	}
 	h := c.Response().Header()
-	h.Set("X-Portico-Revision", strconv.FormatInt(ch.Revision, 10))
+	h.Set(apiv1.HeaderRevision, strconv.FormatInt(ch.Revision, 10))
 	h.Set("Cache-Control", "no-store")
 	h.Set(echo.HeaderLocation, c.Request().URL.Path+"/"+rec.ID)
 	return c.JSON(http.StatusCreated, createdKey{ID: rec.ID, Key: key, Prefix: rec.Prefix, CreatedAt: rec.CreatedAt,
@@ -50,14 +51,14 @@ func (s *server) deleteAPIKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(ch.Revision, 10))
+	c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(ch.Revision, 10))
 	return c.NoContent(http.StatusNoContent)
 }
 
 func (s *server) getGlobal(c echo.Context) error {
 	g, rev := s.Catalog.Global()
 	c.Response().Header().Set("ETag", etag(rev))
-	c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(rev, 10))
+	c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(rev, 10))
 	return c.JSON(http.StatusOK, g)
 }
 
@@ -75,8 +76,9 @@ func (s *server) putGlobal(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cur, rev := s.Catalog.Global()
-	c.Response().Header().Set("ETag", etag(rev))
-	c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(ch.Revision, 10))
-	return c.JSON(http.StatusOK, cur)
+	// The answer describes the revision this write produced (or the one it
+	// found unchanged), not whatever is current by the time we answer.
+	c.Response().Header().Set("ETag", etag(ch.Revision))
+	c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(ch.Revision, 10))
+	return c.JSON(http.StatusOK, g)
 }

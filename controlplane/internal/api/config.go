@@ -14,7 +14,7 @@ import (
 func (s *server) exportConfig(c echo.Context) error {
 	cfg, rev := s.Catalog.Export()
 	c.Response().Header().Set("ETag", etag(rev))
-	c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(rev, 10))
+	c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(rev, 10))
 	return c.JSON(http.StatusOK, apiv1.Export{Revision: rev, Config: cfg})
 }
 
@@ -52,7 +52,7 @@ func (s *server) importConfig(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("ETag", etag(res.Revision))
-	c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(res.Revision, 10))
+	c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(res.Revision, 10))
 	return c.JSON(http.StatusOK, res.ImportResult)
 }
 
@@ -78,9 +78,6 @@ func revisionCondition(c echo.Context) *int64 {
 	if v == "" || v == "*" {
 		return nil
 	}
-	rev, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
-	if err != nil || rev < 0 {
-		rev = -1 // not one of our ETags: can never match
-	}
+	rev := parseETag(v, 0)
 	return &rev
 }

@@ -29,22 +29,22 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 		if err != nil {
 			return err
 		}
-		if err := config.ValidateName(nameOf(k, &obj)); err != nil {
+		if err := config.ValidateName(nameOf(&obj)); err != nil {
 			return err
 		}
 		res, err := catalog.Put(c.Request().Context(), s.Catalog, k, obj, catalog.CreateOnly, catalog.Precondition{}, actor(c))
 		if err != nil {
 			return err
 		}
-		c.Response().Header().Set(echo.HeaderLocation, c.Request().URL.Path+"/"+nameOf(k, &res.Object))
-		return writeObject(c, k, http.StatusCreated, res.Object, res.Change.Revision)
+		c.Response().Header().Set(echo.HeaderLocation, c.Request().URL.Path+"/"+nameOf(&res.Object))
+		return writeObject(c, http.StatusCreated, res.Object, res.Change.Revision)
 	})
 	g.GET(path+"/:name", func(c echo.Context) error {
 		obj, err := catalog.Get(s.Catalog, k, c.Param("name"))
 		if err != nil {
 			return err
 		}
-		return writeObject(c, k, http.StatusOK, obj, s.Catalog.Current().State.Revision)
+		return writeObject(c, http.StatusOK, obj, s.Catalog.Current().State.Revision)
 	})
 	g.PUT(path+"/:name", func(c echo.Context) error {
 		pre, err := precondition(c)
@@ -56,7 +56,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 			return err
 		}
 		name := c.Param("name")
-		switch body := nameOf(k, &obj); {
+		switch body := nameOf(&obj); {
 		case body == "":
 			setName(&obj, name)
 		case body != name:
@@ -73,7 +73,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 		if res.Created {
 			status = http.StatusCreated
 		}
-		return writeObject(c, k, status, res.Object, res.Change.Revision)
+		return writeObject(c, status, res.Object, res.Change.Revision)
 	})
 	g.DELETE(path+"/:name", func(c echo.Context) error {
 		pre, err := precondition(c)
@@ -84,23 +84,23 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 		if err != nil {
 			return err
 		}
-		c.Response().Header().Set("X-Portico-Revision", strconv.FormatInt(change.Revision, 10))
+		c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(change.Revision, 10))
 		return c.NoContent(http.StatusNoContent)
 	})
 }
 
-func writeObject[T any](c echo.Context, k *catalog.Kind[T], status int, obj T, rev int64) error {
+func writeObject[T any](c echo.Context, status int, obj T, rev int64) error {
 	h := c.Response().Header()
-	h.Set("ETag", etag(metaOf(k, &obj).Version))
-	h.Set("X-Portico-Revision", strconv.FormatInt(rev, 10))
+	h.Set("ETag", etag(metaOf(&obj).Version))
+	h.Set(apiv1.HeaderRevision, strconv.FormatInt(rev, 10))
 	return c.JSON(status, obj)
 }
 
-func nameOf[T any](_ *catalog.Kind[T], obj *T) string {
+func nameOf[T any](obj *T) string {
 	return any(obj).(config.Object).ObjectName()
 }
 
-func metaOf[T any](_ *catalog.Kind[T], obj *T) *config.Meta {
+func metaOf[T any](obj *T) *config.Meta {
 	return any(obj).(config.Object).ObjectMeta()
 }
 
@@ -165,12 +165,20 @@ func precondition(c echo.Context) (catalog.Precondition, error) {
 				p.IfMatchAny = true
 				continue
 			}
-			v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(tag, "W/"), `"`), 10, 64)
-			if err != nil || v < 1 {
-				v = -1
-			}
-			p.IfMatch = append(p.IfMatch, v)
+			p.IfMatch = append(p.IfMatch, parseETag(tag, 1))
 		}
 	}
 	return p, nil
+}
+
+// parseETag reads one of our entity tags ("3" or W/"3"): an object version
+// (lowest 1) or a configuration revision (lowest 0). Anything else comes
+// back as -1, which matches nothing, so the write fails with 412 instead
+// of the condition being ignored.
+func parseETag(tag string, lowest int64) int64 {
+	v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(tag, "W/"), `"`), 10, 64)
+	if err != nil || v < lowest {
+		return -1
+	}
+	return v
 }

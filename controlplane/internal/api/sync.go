@@ -15,14 +15,6 @@ import (
 	"github.com/portico-gw/portico/shared/apiv1"
 )
 
-// Headers a data plane sends on every poll to report itself.
-const (
-	HeaderNodeID          = apiv1.HeaderNodeID
-	HeaderNodeVersion     = apiv1.HeaderNodeVersion
-	HeaderAppliedRevision = apiv1.HeaderAppliedRevision
-	HeaderRevision        = apiv1.HeaderRevision
-)
-
 // snapshot is the long poll: GET /v1/snapshot?after=REV&wait=30s answers
 // with the snapshot as soon as the revision passes REV, and 304 when the wait
 // runs out first.
@@ -41,14 +33,14 @@ func (s *server) snapshot(c echo.Context) error {
 	}
 	req := c.Request()
 	rep := nodes.Report{
-		ID:         strings.TrimSpace(req.Header.Get(HeaderNodeID)),
-		Version:    req.Header.Get(HeaderNodeVersion),
+		ID:         strings.TrimSpace(req.Header.Get(apiv1.HeaderNodeID)),
+		Version:    req.Header.Get(apiv1.HeaderNodeVersion),
 		RemoteAddr: c.RealIP(),
 	}
 	if rep.ID == "" || len(rep.ID) > 128 {
-		return badParam(HeaderNodeID, "header is required (at most 128 characters)")
+		return badParam(apiv1.HeaderNodeID, "header is required (at most 128 characters)")
 	}
-	rep.AppliedRevision, _ = strconv.ParseInt(req.Header.Get(HeaderAppliedRevision), 10, 64)
+	rep.AppliedRevision, _ = strconv.ParseInt(req.Header.Get(apiv1.HeaderAppliedRevision), 10, 64)
 	span := trace.SpanFromContext(req.Context())
 	span.SetAttributes(attribute.String("portico.node_id", rep.ID), attribute.Int64("portico.after", after),
 		attribute.Int64("portico.applied_revision", rep.AppliedRevision))
@@ -84,7 +76,7 @@ func (s *server) snapshot(c echo.Context) error {
 		// A data plane ahead of us after a whole wait is not a replica lagging
 		// by milliseconds: the store was replaced. Hand it what we have.
 		if after <= cur.State.Revision {
-			c.Response().Header().Set(HeaderRevision, strconv.FormatInt(cur.State.Revision, 10))
+			c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(cur.State.Revision, 10))
 			return c.NoContent(http.StatusNotModified)
 		}
 		p = cur
@@ -100,7 +92,7 @@ func (s *server) snapshot(c echo.Context) error {
 	}
 	span.SetAttributes(attribute.Int64("portico.revision", p.State.Revision))
 	h := c.Response().Header()
-	h.Set(HeaderRevision, strconv.FormatInt(p.State.Revision, 10))
+	h.Set(apiv1.HeaderRevision, strconv.FormatInt(p.State.Revision, 10))
 	h.Set("ETag", etag(p.State.Revision))
 	h.Set("Cache-Control", "no-store")
 	h.Set(echo.HeaderVary, echo.HeaderAcceptEncoding)

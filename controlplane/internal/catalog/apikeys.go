@@ -70,7 +70,11 @@ func bump(m *config.Meta, rev int64, now time.Time) {
 // Global returns the cluster-wide defaults and the revision.
 func (c *Catalog) Global() (config.Global, int64) {
 	st := c.Current().State
-	g := st.Config.Clone().Global
+	g := st.Config.Global
+	if g.RateLimit != nil {
+		rl := *g.RateLimit
+		g.RateLimit = &rl
+	}
 	return g, st.Revision
 }
 

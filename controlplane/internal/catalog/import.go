@@ -50,9 +50,8 @@ func (c *Catalog) Import(ctx context.Context, desired *config.Config, dryRun boo
 		next.Routes = merge(Routes, &cur.Config, want.Routes, rev, now, &changes)
 		next.Consumers = merge(Consumers, &cur.Config, want.Consumers, rev, now, &changes)
 		next.Issuers = merge(Issuers, &cur.Config, want.Issuers, rev, now, &changes)
-		if !config.SameSpec(&cur.Config.Global, &want.Global) {
-			changes = append(changes, DiffEntry{Op: "update", Kind: "global", Name: "global",
-				Fields: config.ChangedFields(&cur.Config.Global, &want.Global)})
+		if f := config.ChangedFields(&cur.Config.Global, &want.Global); len(f) > 0 {
+			changes = append(changes, DiffEntry{Op: "update", Kind: "global", Name: "global", Fields: f})
 		}
 		next.Global = want.Global
 		res.Changes = changes
@@ -89,13 +88,14 @@ func merge[T any](k *Kind[T], cur *config.Config, want []T, rev int64, now time.
 		*meta = config.Meta{Version: 1, Revision: rev, CreatedAt: now, UpdatedAt: now}
 		if i := k.index(cur, name); i >= 0 {
 			old := (*k.items(cur))[i]
-			if config.SameSpec(&old, &w) {
+			fields := config.ChangedFields(&old, &w)
+			if len(fields) == 0 {
 				out = append(out, old)
 				continue
 			}
 			om := k.obj(&old).ObjectMeta()
 			meta.Version, meta.CreatedAt = om.Version+1, om.CreatedAt
-			*changes = append(*changes, DiffEntry{Op: "update", Kind: k.Kind, Name: name, Fields: config.ChangedFields(&old, &w)})
+			*changes = append(*changes, DiffEntry{Op: "update", Kind: k.Kind, Name: name, Fields: fields})
 		} else {
 			*changes = append(*changes, DiffEntry{Op: "create", Kind: k.Kind, Name: name})
 		}

@@ -73,11 +73,16 @@ func (r *Registry) Connected() int {
 	now := r.now()
 	n := 0
 	for _, e := range r.nodes {
-		if e.polls > 0 || now.Sub(e.LastSeen) <= r.staleAfter {
+		if r.connected(e, now) {
 			n++
 		}
 	}
 	return n
+}
+
+// connected: polling now, or heard from within staleAfter.
+func (r *Registry) connected(e *entry, now time.Time) bool {
+	return e.polls > 0 || now.Sub(e.LastSeen) <= r.staleAfter
 }
 
 // List returns every known node sorted by id, judged against revision.
@@ -89,7 +94,7 @@ func (r *Registry) List(revision int64) []Node {
 	for id, e := range r.nodes {
 		n := e.Node
 		n.Polling = e.polls > 0
-		connected := n.Polling || now.Sub(n.LastSeen) <= r.staleAfter
+		connected := r.connected(e, now)
 		if !connected && now.Sub(n.LastSeen) > r.forgetAfter {
 			delete(r.nodes, id)
 			continue

@@ -31,6 +31,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/shared/apikey"
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/testutil"
 )
 
 // Keys are generated once per test binary: RSA generation dominates the run
@@ -661,17 +662,10 @@ func TestJWKSRotation(t *testing.T) {
 		}
 	}
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		_, err = v.VerifyJWT(ctx, k2, nil)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("rotated key never verified: %v", err)
-	}
+		return err == nil
+	}, "the rotated key verifying")
 	if waited := time.Since(spent); waited < rate-50*time.Millisecond {
 		t.Errorf("rotated key verified after %v, before the refresh interval %v", waited, rate)
 	}
@@ -745,12 +739,17 @@ func TestJWKSServerDown(t *testing.T) {
 		if _, err := v.VerifyJWT(context.Background(), good, nil); err != nil {
 			t.Fatalf("%s: last good key lost: %v", what, err)
 		}
-		// An unknown kid's refresh fails too, and must not wipe the set.
-		time.Sleep(15 * time.Millisecond)
+		// An unknown kid's refresh fails too, and must not wipe the set:
+		// retry the bogus kid until it has actually triggered a refresh
+		// (the refresh is rate limited), refused every time.
 		bogus := sign(t, jwt.SigningMethodES256, k.ec256, "bogus", realClaims())
-		if _, err := v.VerifyJWT(context.Background(), bogus, nil); !errors.Is(err, auth.ErrUnknownKey) {
-			t.Fatalf("%s: bogus kid: %v", what, err)
-		}
+		before := srv.fetches.Load()
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			if _, err := v.VerifyJWT(context.Background(), bogus, nil); !errors.Is(err, auth.ErrUnknownKey) {
+				t.Fatalf("%s: bogus kid: %v", what, err)
+			}
+			return srv.fetches.Load() > before
+		}, what+": an unknown-kid refresh")
 		if _, err := v.VerifyJWT(context.Background(), good, nil); err != nil {
 			t.Fatalf("%s: last good key lost after unknown-kid refresh: %v", what, err)
 		}
@@ -764,7 +763,10 @@ func TestJWKSServerDown(t *testing.T) {
 	srv.fail(http.StatusOK, []byte(`{"keys":[{"kty":"RSA","kid":"k1","n":"AQAB"}]}`))
 	check("invalid key in the set")
 	srv.Close() // connection refused from now on
-	time.Sleep(100 * time.Millisecond)
+	failures := strings.Count(logs.String(), "JWKS fetch failed")
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return strings.Count(logs.String(), "JWKS fetch failed") > failures
+	}, "a refresh failing against the closed server")
 	if _, err := v.VerifyJWT(context.Background(), good, nil); err != nil {
 		t.Fatalf("server gone: last good key lost: %v", err)
 	}
@@ -839,13 +841,7 @@ func TestNewIssuerContext(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, cond, "waiting for "+what)
 }
 
 type syncBuffer struct {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/portico-gw/portico/shared/apikey"
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/testutil"
 )
 
 // The data plane under hostile HTTP/1.1: every test speaks raw bytes over
@@ -59,6 +60,9 @@ func trafficServer(t *testing.T, h http.Handler, readHeaderTimeout time.Duration
 // seen is what a hostile-test upstream recorded of the requests it got.
 type seen struct {
 	hits atomic.Int64
+	// done counts handlers that finished, so a test can wait for all of
+	// them rather than sleep.
+	done atomic.Int64
 	// posted counts POSTs whose body the upstream read to its end.
 	posted atomic.Int64
 	mu     sync.Mutex
@@ -80,6 +84,7 @@ func recordingUpstream(t *testing.T, name string) (*httptest.Server, *seen) {
 	s := &seen{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		defer s.done.Add(1)
 		body, err := io.ReadAll(r.Body)
 		if err == nil && r.Method == http.MethodPost {
 			s.posted.Add(1)
@@ -277,7 +282,8 @@ func TestHostileChunkFraming(t *testing.T) {
 		}
 	}
 	// Upstream handlers may still be running after the gateway answered.
-	time.Sleep(100 * time.Millisecond)
+	testutil.Eventually(t, 10*time.Second, func() bool { return env.pub.done.Load() == env.pub.hits.Load() },
+		"upstream handlers finishing")
 	if n := env.pub.posted.Load(); n != 0 {
 		t.Fatalf("the upstream read %d broken bodies to their end", n)
 	}
