@@ -134,7 +134,7 @@ func run(args []string) error {
 	watcher := discovery.NewWatcher(consul, log, reg)
 	defer watcher.Close()
 	deps := proxy.Deps{
-		Upstream: upstream.Deps{Watcher: watcher, Log: log, Metrics: upstream.NewMetrics(reg)},
+		Upstream: upstream.Deps{Watcher: watcher, Log: log, Metrics: upstream.NewMetrics(reg), ClientIP: ips.ClientIP},
 		Issuer:   auth.IssuerOptions{Log: log},
 	}
 

@@ -112,6 +112,11 @@ func (e *Endpoint) Available(nowUnixNano int64) bool {
 type Policy struct {
 	Kind   string // config.LB*; "" or unknown means round_robin
 	HashOn string // consistent_hash key: "header:<Name>", "cookie:<name>" or "client_ip"
+	// ClientIP gives the client address for client_ip hashing; nil means
+	// the TCP peer. Behind a trusted load balancer the peer is the load
+	// balancer, so the data plane passes its X-Forwarded-For-aware
+	// resolver here: every client would otherwise hash to one instance.
+	ClientIP func(*http.Request) string
 }
 
 // triedCap is the config's maximum number of attempts (retries.attempts
@@ -216,10 +221,11 @@ type Set struct {
 	// the weights are equal, since the smooth order is then the list order.
 	schedule []uint32
 
-	key     keySource
-	keyName string   // canonical header name or cookie name
-	ring    []uint64 // sorted point hashes
-	owner   []uint32 // owner[i] is the endpoint index of ring[i]
+	key      keySource
+	keyName  string // canonical header name or cookie name
+	clientIP func(*http.Request) string
+	ring     []uint64 // sorted point hashes
+	owner    []uint32 // owner[i] is the endpoint index of ring[i]
 
 	// next is bumped by every round-robin and weighted pick from every
 	// core; padding keeps it off the cache line of the read-only fields
@@ -257,6 +263,7 @@ func NewSet(eps []*Endpoint, p Policy) *Set {
 	case config.LBConsistentHash:
 		s.kind = kindConsistentHash
 		s.key, s.keyName = parseHashOn(p.HashOn)
+		s.clientIP = p.ClientIP
 		s.ring, s.owner = buildRing(s.eps, s.weights)
 	default:
 		s.kind = kindRoundRobin
@@ -454,7 +461,11 @@ func (s *Set) hashKey(r *http.Request) (string, bool) {
 	case keyCookie:
 		v = cookieValue(r.Header["Cookie"], s.keyName)
 	case keyClientIP:
-		v = hostOnly(r.RemoteAddr)
+		if s.clientIP != nil {
+			v = s.clientIP(r)
+		} else {
+			v = hostOnly(r.RemoteAddr)
+		}
 	}
 	return v, v != ""
 }

@@ -429,6 +429,17 @@ func TestHashKey(t *testing.T) {
 	}
 }
 
+// With a resolver (the data plane's X-Forwarded-For-aware one), client_ip
+// hashes the client behind a trusted proxy, not the proxy.
+func TestHashKeyClientIPResolver(t *testing.T) {
+	s := NewSet(endpoints(3), Policy{Kind: config.LBConsistentHash, HashOn: "client_ip",
+		ClientIP: func(r *http.Request) string { return r.Header.Get("X-Forwarded-For") }})
+	r := &http.Request{Header: http.Header{"X-Forwarded-For": {"198.51.100.9"}}, RemoteAddr: "10.0.0.1:4000"}
+	if got, ok := s.hashKey(r); !ok || got != "198.51.100.9" {
+		t.Fatalf("key = %q, %v; want the resolved client", got, ok)
+	}
+}
+
 // TestKeySourcesAgree checks the keys end to end: the ring depends only on
 // the endpoints, so a value must land on the same endpoint whichever part
 // of the request carries it.

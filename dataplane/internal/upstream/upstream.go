@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -47,6 +48,9 @@ type Deps struct {
 	Prober Prober
 	// Now is the clock (tests replace it).
 	Now func() time.Time
+	// ClientIP resolves the client address for consistent_hash on
+	// client_ip (X-Forwarded-For from trusted proxies); nil: the TCP peer.
+	ClientIP func(*http.Request) string
 }
 
 // Upstream is a compiled service with its live state.
@@ -118,7 +122,7 @@ func Build(svc *config.Service, prev *Upstream, deps Deps) (*Upstream, error) {
 		Spec:           spec,
 		ConnectTimeout: orDefault(svc.ConnectTimeout.Std(), config.DefaultConnectTimeout),
 		AttemptTimeout: svc.Timeout.Std(),
-		policy:         balancer.Policy{Kind: svc.LoadBalancer, HashOn: svc.HashOn},
+		policy:         balancer.Policy{Kind: svc.LoadBalancer, HashOn: svc.HashOn, ClientIP: deps.ClientIP},
 		retry:          newRetryPolicy(svc.Retries),
 		outlier:        newOutlierPolicy(svc.OutlierDetection),
 		deps:           deps,
