@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portico-gw/portico/dataplane/internal/promreg"
+
 	"github.com/hashicorp/consul/api"
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/prometheus/client_golang/prometheus"
@@ -534,34 +536,19 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	return &metrics{
-		instances: registerCollector(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		instances: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "portico_discovery_instances",
 			Help: "Passing instances of a Consul source, as last answered.",
 		}, []string{"source"})),
-		up: registerCollector(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		up: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "portico_discovery_consul_up",
 			Help: "1 if the last Consul query for the source succeeded, else 0.",
 		}, []string{"source"})),
-		errors: registerCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		errors: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portico_discovery_errors_total",
 			Help: "Failed Consul queries, by source.",
 		}, []string{"source"})),
 	}
-}
-
-// registerCollector reuses a collector already registered under the same name, so a
-// second Watcher on one registry (e.g. after a reload) does not panic.
-func registerCollector[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(fmt.Sprintf("discovery: register metrics: %v", err))
-	}
-	return c
 }
 
 func (m *metrics) delete(key string) {

@@ -1,9 +1,9 @@
 package ratelimit
 
 import (
-	"errors"
-	"fmt"
 	"time"
+
+	"github.com/portico-gw/portico/dataplane/internal/promreg"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -27,20 +27,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return nil
 	}
-	decisions := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	decisions := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portico_ratelimit_decisions_total",
 		Help: "Rate-limit decisions by result (allowed, refused) and source (redis, or local while Redis is unavailable).",
 	}, []string{"result", "source"}))
 	m := &metrics{
-		errors: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		errors: promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "portico_ratelimit_redis_errors_total",
 			Help: "Rate-limit calls to Redis that failed or overran their time budget.",
 		})),
-		up: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		up: promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portico_ratelimit_redis_up",
 			Help: "1 while rate-limit decisions go to Redis, 0 while the breaker keeps them local.",
 		})),
-		seconds: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		seconds: promreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "portico_ratelimit_redis_seconds",
 			Help:    "Duration of rate-limit calls to Redis, failed ones included.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
@@ -52,20 +52,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 	}
 	return m
-}
-
-// register reuses a collector already registered under the same name, so a
-// limiter rebuilt on the same registry (after a reload) does not panic.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(fmt.Sprintf("ratelimit: register metrics: %v", err))
-	}
-	return c
 }
 
 func (m *metrics) decision(d Decision) {
