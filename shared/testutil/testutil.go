@@ -131,3 +131,40 @@ func HTTPStatus(c *http.Client, url string, want int) func() error {
 		return nil
 	}
 }
+
+// Clock is a settable clock for tests, safe for concurrent use: pass Now
+// where code takes a func() time.Time, and move it with Add.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock reading start.
+func NewClock(start time.Time) *Clock { return &Clock{t: start} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Add moves the clock by d.
+func (c *Clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// RefusedAddr returns a loopback "host:port" where nothing listens, so
+// connections to it are refused at once: a dead instance for tests.
+func RefusedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

@@ -9,32 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-gw/portico/shared/testutil"
+
 	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/config"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // newTest returns an aggregator with 1h retention and 10s buckets, started
 // 3s into a bucket, with the clock then moved an hour on so that windows are
 // not cut short by the start.
-func newTest() (*Aggregator, *fakeClock) {
-	clk := &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 3, 0, time.UTC)}
+func newTest() (*Aggregator, *testutil.Clock) {
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 3, 0, time.UTC))
 	a := NewAggregator(time.Hour, 10*time.Second, clk.Now)
 	clk.Add(time.Hour)
 	return a, clk
@@ -166,7 +151,7 @@ func TestWindows(t *testing.T) {
 }
 
 func TestWindowStartsAtCollection(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	a := NewAggregator(time.Hour, 10*time.Second, clk.Now)
 	clk.Add(2 * time.Minute)
 	mustAdd(t, a, report("dp", clk.Now(), rc("r", 120, 0, 0, time.Millisecond)))
@@ -259,7 +244,7 @@ func TestInvalidReports(t *testing.T) {
 }
 
 func TestMemoryBounded(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	a := NewAggregator(time.Minute, 10*time.Second, clk.Now)
 	held := func() int {
 		a.mu.RLock()

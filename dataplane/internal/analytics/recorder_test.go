@@ -12,28 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-gw/portico/shared/testutil"
+
 	"github.com/portico-gw/portico/shared/apiv1"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
 func byRoute(rep apiv1.Report) map[string]apiv1.RouteCounters {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,16 +15,7 @@ import (
 )
 
 // deadURL is a loopback address where nothing listens.
-func deadURL(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
-}
+func deadURL(t *testing.T) string { return "http://" + testutil.RefusedAddr(t) }
 
 // counting is an upstream that counts requests and answers with status().
 type counting struct {

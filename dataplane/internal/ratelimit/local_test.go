@@ -6,28 +6,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portico-gw/portico/shared/testutil"
 )
 
-// fakeClock is a settable clock for tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newFakeClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 func TestLocalGCRA(t *testing.T) {

@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -159,7 +158,7 @@ func commandCalls(t *testing.T, c redis.UniversalClient) map[string]int {
 // TestBreaker drives the breaker with a fake clock against a port nobody
 // listens on, counting the commands that reach the client.
 func TestBreaker(t *testing.T) {
-	client := newClient(t, "redis://"+refusedAddr(t)+"/0")
+	client := newClient(t, "redis://"+testutil.RefusedAddr(t)+"/0")
 	var calls atomic.Int64
 	client.AddHook(countHook{&calls})
 	clock := newFakeClock()
@@ -243,18 +242,6 @@ func TestBreaker(t *testing.T) {
 	}
 }
 
-// refusedAddr returns a loopback address that refuses connections at once.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // countHook counts the commands a client processes.
 type countHook struct{ n *atomic.Int64 }
 
@@ -283,7 +270,7 @@ func TestFallbackShare(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			client := newClient(t, "redis://"+refusedAddr(t)+"/0")
+			client := newClient(t, "redis://"+testutil.RefusedAddr(t)+"/0")
 			// The real clock lets the breaker open after its span; the
 			// windows are long enough for no refill to matter meanwhile.
 			lim := NewRedis(Options{Client: client, Peers: func() int { return tc.peers }, Log: slog.New(&logRecorder{})})

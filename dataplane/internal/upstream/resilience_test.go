@@ -4,16 +4,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-gw/portico/shared/testutil"
+
 	"github.com/portico-gw/portico/shared/config"
 )
 
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time { return c.t }
-
 func TestRetryBudget(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	b := newRetryBudget(newRetryPolicy(&config.Retries{BudgetPercent: 20, MinPerSecond: 2}), clock.now)
+	clock := testutil.NewClock(time.Unix(1000, 0))
+	b := newRetryBudget(newRetryPolicy(&config.Retries{BudgetPercent: 20, MinPerSecond: 2}), clock.Now)
 	spent := 0
 	for range 100 {
 		b.request()
@@ -28,7 +26,7 @@ func TestRetryBudget(t *testing.T) {
 	if b.spend() {
 		t.Fatal("budget not exhausted")
 	}
-	clock.t = clock.t.Add(time.Second)
+	clock.Add(time.Second)
 	allowed := 0
 	for range 5 {
 		if b.spend() {
@@ -54,14 +52,14 @@ func TestOutlierBackoff(t *testing.T) {
 // take out more than max_ejected_percent of the pool, and start from the
 // base again once the instance has recovered.
 func TestOutlierEjectionGrowsAndResets(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := testutil.NewClock(time.Unix(1000, 0))
 	u, err := Build(&config.Service{
 		Name: "s",
 		Targets: []config.Target{{URL: "http://10.0.0.1:80"}, {URL: "http://10.0.0.2:80"},
 			{URL: "http://10.0.0.3:80"}, {URL: "http://10.0.0.4:80"}},
 		OutlierDetection: &config.OutlierDetection{ConsecutiveFailures: 2, BaseEjection: config.Duration(time.Second),
 			MaxEjection: config.Duration(3 * time.Second), MaxEjectedPercent: 50},
-	}, nil, Deps{Now: clock.now})
+	}, nil, Deps{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +72,7 @@ func TestOutlierEjectionGrowsAndResets(t *testing.T) {
 	}
 	ejectedFor := func(m *Member) time.Duration {
 		for d := time.Duration(0); d <= 10*time.Second; d += 100 * time.Millisecond {
-			if !m.EP.EjectedAt(clock.t.Add(d).UnixNano()) {
+			if !m.EP.EjectedAt(clock.Now().Add(d).UnixNano()) {
 				return d
 			}
 		}
@@ -85,7 +83,7 @@ func TestOutlierEjectionGrowsAndResets(t *testing.T) {
 		failTwice(m)
 		d := ejectedFor(m)
 		got = append(got, d)
-		clock.t = clock.t.Add(d)
+		clock.Add(d)
 	}
 	want := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second}
 	for i := range want {
@@ -102,7 +100,7 @@ func TestOutlierEjectionGrowsAndResets(t *testing.T) {
 	// m is ejected; one more may go (2 of 4 = 50%), a third may not.
 	failTwice(v.members[eps[1]])
 	failTwice(v.members[eps[2]])
-	if !eps[1].EjectedAt(clock.t.UnixNano()) || eps[2].EjectedAt(clock.t.UnixNano()) {
+	if !eps[1].EjectedAt(clock.Now().UnixNano()) || eps[2].EjectedAt(clock.Now().UnixNano()) {
 		t.Fatal("max_ejected_percent not honoured")
 	}
 }
