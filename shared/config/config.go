@@ -14,6 +14,23 @@ func (c *Config) Sort() {
 	slices.SortFunc(c.Issuers, func(a, b Issuer) int { return strings.Compare(a.Name, b.Name) })
 }
 
+// Normalize puts every object into its canonical form (see the objects'
+// Normalize methods).
+func (c *Config) Normalize() {
+	for i := range c.Services {
+		c.Services[i].Normalize()
+	}
+	for i := range c.Routes {
+		c.Routes[i].Normalize()
+	}
+	for i := range c.Consumers {
+		c.Consumers[i].Normalize()
+	}
+	for i := range c.Issuers {
+		c.Issuers[i].Normalize()
+	}
+}
+
 // Clone returns a deep copy, so that a change can be prepared without
 // touching a configuration that readers may hold.
 func (c *Config) Clone() *Config {

@@ -27,12 +27,7 @@ type ImportResult struct {
 // makes the import conditional on the current revision.
 func (c *Catalog) Import(ctx context.Context, desired *config.Config, dryRun bool, ifRevision *int64, actor Actor) (*ImportResult, error) {
 	want := desired.Clone()
-	for i := range want.Services {
-		want.Services[i].Normalize()
-	}
-	for i := range want.Routes {
-		want.Routes[i].Normalize()
-	}
+	want.Normalize()
 	// Validate in the submitted order so field paths point into the
 	// document the operator sent.
 	if err := want.Validate(); err != nil {
