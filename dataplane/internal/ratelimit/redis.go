@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -146,6 +147,7 @@ func NewRedis(o Options) *RedisLimiter {
 		span: time.Duration(o.Breaker.Failures) * o.Budget,
 		up:   true,
 	}
+	r.br.healthy.Store(true)
 	r.metrics.setUp(true)
 	if r.guarded {
 		r.log.Warn("rate limiter: the Redis client ignores context deadlines; calls that overrun the budget keep running in the background (set ContextTimeoutEnabled)")
@@ -193,7 +195,7 @@ func (r *RedisLimiter) allow(ctx context.Context, key string, p Policy) (Decisio
 		if ctx.Err() != nil {
 			break
 		}
-		sctx, span := tracer.Start(ctx, "ratelimit redis", trace.WithSpanKind(trace.SpanKindClient))
+		sctx, span := tracer.Start(ctx, "ratelimit redis", clientSpan...)
 		d, at, err := r.call(sctx, key, g)
 		if span.IsRecording() {
 			span.SetAttributes(attribute.String("db.system", "redis"), attribute.Bool("portico.ratelimit.allowed", d.Allowed))
@@ -373,6 +375,10 @@ type breaker struct {
 	openUntil   time.Time // no probe before this
 	probing     bool
 	lastErr     string
+	// healthy mirrors "up with no failure streak" for the common case:
+	// every Redis decision asks admit and reports to done, and while Redis
+	// is healthy neither needs the mutex.
+	healthy atomic.Bool
 }
 
 type admission int
@@ -393,6 +399,9 @@ const (
 
 // admit tells a decision where to go.
 func (b *breaker) admit(now time.Time) admission {
+	if b.healthy.Load() {
+		return useRedis
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
@@ -407,14 +416,19 @@ func (b *breaker) admit(now time.Time) admission {
 
 // done records the outcome of a decision call.
 func (b *breaker) done(err error, now time.Time) transition {
+	if err == nil && b.healthy.Load() {
+		return unchanged
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err == nil {
 		if b.up {
 			b.consecutive = 0
+			b.healthy.Store(true)
 		}
 		return unchanged
 	}
+	b.healthy.Store(false)
 	if b.consecutive == 0 {
 		b.streakStart = now
 	}
@@ -440,5 +454,10 @@ func (b *breaker) probed(err error, now time.Time) transition {
 	}
 	b.consecutive = 0
 	b.up = true
+	b.healthy.Store(true)
 	return cameUp
 }
+
+// clientSpan is built once: a span option made per call is an allocation per
+// request, traced or not.
+var clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}

@@ -138,7 +138,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // attempt sends one try to m. The instance counts as in flight until the
 // response body is closed, which is what least_request compares.
 func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path string, body *bodyGuard, n int) (*http.Response, error) {
-	ctx, span := t.tracer.Start(req.Context(), req.Method, trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := t.tracer.Start(req.Context(), req.Method, clientSpan...)
 	defer span.End()
 	start := time.Now()
 	var timer *time.Timer
@@ -265,3 +265,7 @@ func DialContext(dial func(ctx context.Context, network, addr string) (net.Conn,
 		return dial(ctx, network, addr)
 	}
 }
+
+// clientSpan is built once: a span option made per call is an allocation per
+// request, traced or not.
+var clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
