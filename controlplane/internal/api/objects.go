@@ -58,7 +58,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 		name := c.Param("name")
 		switch body := nameOf(&obj); {
 		case body == "":
-			setName(&obj, name)
+			k.SetName(&obj, name)
 		case body != name:
 			return config.Invalid("name", "%q does not match the name in the URL (%q)", body, name)
 		}
@@ -102,19 +102,6 @@ func nameOf[T any](obj *T) string {
 
 func metaOf[T any](obj *T) *config.Meta {
 	return any(obj).(config.Object).ObjectMeta()
-}
-
-func setName[T any](obj *T, name string) {
-	switch o := any(obj).(type) {
-	case *config.Service:
-		o.Name = name
-	case *config.Route:
-		o.Name = name
-	case *config.Consumer:
-		o.Name = name
-	case *config.Issuer:
-		o.Name = name
-	}
 }
 
 // decodeObject strictly decodes one object from the request body.
