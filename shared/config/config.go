@@ -56,6 +56,11 @@ func (c *Config) Clone() *Config {
 		s.OutlierDetection = clonePtr(s.OutlierDetection)
 		s.CircuitBreaker = clonePtr(s.CircuitBreaker)
 		s.HealthCheck = clonePtr(s.HealthCheck)
+		if s.GRPC != nil {
+			g := *s.GRPC
+			g.DescriptorSet = slices.Clone(g.DescriptorSet)
+			s.GRPC = &g
+		}
 		out.Services[i] = s
 	}
 	for i, r := range c.Routes {
@@ -63,6 +68,20 @@ func (c *Config) Clone() *Config {
 		r.Methods = slices.Clone(r.Methods)
 		r.Hosts = slices.Clone(r.Hosts)
 		r.RateLimit = clonePtr(r.RateLimit)
+		r.Query, r.RequestHeaders, r.ResponseHeaders = r.Query.clone(), r.RequestHeaders.clone(), r.ResponseHeaders.clone()
+		if r.CORS != nil {
+			cors := *r.CORS
+			cors.AllowOrigins, cors.AllowMethods = slices.Clone(cors.AllowOrigins), slices.Clone(cors.AllowMethods)
+			cors.AllowHeaders, cors.ExposeHeaders = slices.Clone(cors.AllowHeaders), slices.Clone(cors.ExposeHeaders)
+			r.CORS = &cors
+		}
+		if r.Cache != nil {
+			rc := *r.Cache
+			rc.KeyHeaders, rc.KeyQuery = slices.Clone(rc.KeyHeaders), slices.Clone(rc.KeyQuery)
+			r.Cache = &rc
+		}
+		r.Aggregate = slices.Clone(r.Aggregate)
+		r.GRPC = clonePtr(r.GRPC)
 		if r.Auth != nil {
 			a := *r.Auth
 			a.Issuers, a.Consumers = slices.Clone(a.Issuers), slices.Clone(a.Consumers)
@@ -125,9 +144,9 @@ func (c *Config) Issuer(name string) (*Issuer, bool) {
 // RoutesUsing lists the routes whose traffic goes to the named service.
 func (c *Config) RoutesUsing(service string) []string {
 	var names []string
-	for _, r := range c.Routes {
-		if r.Service == service {
-			names = append(names, r.Name)
+	for i := range c.Routes {
+		if slices.Contains(c.Routes[i].Backends(), service) {
+			names = append(names, c.Routes[i].Name)
 		}
 	}
 	return names

@@ -64,6 +64,10 @@ type Service struct {
 	// HealthCheck actively probes static targets; Consul services rely on
 	// Consul's own checks.
 	HealthCheck *HealthCheck `json:"health_check,omitempty"`
+	// Protocol is http (default) or grpc: a gRPC service is reached over
+	// HTTP/2 (h2c for http:// targets) by routes that name a method.
+	Protocol string       `json:"protocol,omitempty"`
+	GRPC     *ServiceGRPC `json:"grpc,omitempty"`
 	Meta
 }
 
@@ -156,10 +160,32 @@ type Route struct {
 	Methods []string `json:"methods,omitempty"`
 	// Hosts limits the route to these hosts ("api.example.com" or
 	// "*.example.com"); empty means any host.
-	Hosts   []string `json:"hosts,omitempty"`
-	Service string   `json:"service"`
+	Hosts []string `json:"hosts,omitempty"`
+	// Service receives the traffic. An aggregating route leaves it empty
+	// and names its services in Aggregate.
+	Service string `json:"service,omitempty"`
 	// StripPrefix removes the matched prefix of a "/*" path before proxying.
 	StripPrefix bool `json:"strip_prefix,omitempty"`
+	// Rewrite replaces the upstream path with a template of the route's
+	// {param}s and, for "/*" paths, {*}: the rest of the path.
+	Rewrite string `json:"rewrite,omitempty"`
+	// Query edits the query string sent upstream.
+	Query *Edits `json:"query,omitempty"`
+	// RequestHeaders and ResponseHeaders edit headers on the way in and out.
+	RequestHeaders  *Edits `json:"request_headers,omitempty"`
+	ResponseHeaders *Edits `json:"response_headers,omitempty"`
+	// CORS answers preflights at the gateway and adds the CORS headers.
+	CORS *CORS `json:"cors,omitempty"`
+	// Cache caches GET and HEAD responses.
+	Cache *RouteCache `json:"cache,omitempty"`
+	// Aggregate fans one request out to several services in parallel and
+	// merges their JSON. AggregateRequireAll fails the request (502) when
+	// any backend fails, instead of answering with what arrived.
+	Aggregate           []AggregateBackend `json:"aggregate,omitempty"`
+	AggregateRequireAll bool               `json:"aggregate_require_all,omitempty"`
+	// GRPC maps the route to a unary method of its (protocol grpc) service:
+	// the JSON body, path and query parameters become the request message.
+	GRPC *RouteGRPC `json:"grpc,omitempty"`
 	// Timeout bounds the whole upstream exchange up to the response headers.
 	// Zero means the default (30s).
 	Timeout Duration `json:"timeout,omitzero"`

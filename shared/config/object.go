@@ -86,8 +86,19 @@ func ChangedFields(before, after any) []string {
 // Field paths are relative to the route, as the admin API reports them.
 func (c *Config) CheckRoute(r *Route) error {
 	var l errorList
-	if _, ok := c.Service(r.Service); !ok {
-		l.add("service", "service %q does not exist", r.Service)
+	if r.Service != "" {
+		if svc, ok := c.Service(r.Service); !ok {
+			l.add("service", "service %q does not exist", r.Service)
+		} else {
+			checkRouteProtocol(&l, "", r, svc)
+		}
+	}
+	for i, b := range r.Aggregate {
+		if svc, ok := c.Service(b.Service); !ok {
+			l.add(fmt.Sprintf("aggregate[%d].service", i), "service %q does not exist", b.Service)
+		} else if svc.Protocol == ProtocolGRPC {
+			l.add(fmt.Sprintf("aggregate[%d].service", i), "service %q speaks gRPC; aggregation calls HTTP services", b.Service)
+		}
 	}
 	mine := r.matchKeys()
 	if len(mine) > 0 {

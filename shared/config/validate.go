@@ -39,6 +39,14 @@ func (r *Route) Normalize() {
 	for i, h := range r.Hosts {
 		r.Hosts[i] = strings.ToLower(strings.TrimSpace(h))
 	}
+	for i := range r.Aggregate {
+		r.Aggregate[i].Method = strings.ToUpper(strings.TrimSpace(r.Aggregate[i].Method))
+	}
+	if r.CORS != nil {
+		for i, m := range r.CORS.AllowMethods {
+			r.CORS.AllowMethods[i] = strings.ToUpper(strings.TrimSpace(m))
+		}
+	}
 }
 
 // Normalize spells out default target weights (0 means 1) and the default
@@ -51,6 +59,9 @@ func (s *Service) Normalize() {
 	}
 	if s.LoadBalancer == "" {
 		s.LoadBalancer = LBRoundRobin
+	}
+	if s.Protocol == ProtocolHTTP {
+		s.Protocol = ""
 	}
 }
 
@@ -107,6 +118,7 @@ func (s *Service) validate(l *errorList, p string) {
 		}
 	}
 	s.validatePolicies(l, p)
+	s.validateProtocol(l, p)
 	if len(s.Targets) > MaxTargets {
 		l.add(join(p, "targets"), "at most %d targets", MaxTargets)
 	}
@@ -213,10 +225,12 @@ func (r *Route) validate(l *errorList, p string) {
 		}
 		seenHost[h] = true
 	}
-	if r.Service == "" {
-		l.add(join(p, "service"), "is required")
-	} else if msg := nameProblem(r.Service); msg != "" {
-		l.add(join(p, "service"), "%s", msg)
+	switch {
+	case r.Service == "" && len(r.Aggregate) == 0:
+		l.add(join(p, "service"), "is required (or aggregate)")
+	case r.Service == "":
+	case nameProblem(r.Service) != "":
+		l.add(join(p, "service"), "%s", nameProblem(r.Service))
 	}
 	if d := r.Timeout.Std(); d < 0 || d > MaxRouteTimeout {
 		l.add(join(p, "timeout"), "must be between 0 and %s", MaxRouteTimeout)
@@ -242,6 +256,7 @@ func (r *Route) validate(l *errorList, p string) {
 	if r.QueueTimeout != 0 && r.MaxInFlight == 0 {
 		l.add(join(p, "queue_timeout"), "only applies with max_in_flight")
 	}
+	r.validateTraffic(l, p)
 }
 
 // HostProblem says what is wrong with a route host, or "" if it is a valid
@@ -324,8 +339,17 @@ func (c *Config) Validate() error {
 			l.conflictf(join(p, "name"), "duplicate route name %q (also routes[%d])", r.Name, j)
 		}
 		routes[r.Name] = i
-		if _, ok := services[r.Service]; r.Service != "" && !ok {
+		if j, ok := services[r.Service]; r.Service != "" && !ok {
 			l.add(join(p, "service"), "service %q does not exist", r.Service)
+		} else if ok {
+			checkRouteProtocol(&l, p, r, &c.Services[j])
+		}
+		for k, b := range r.Aggregate {
+			if j, ok := services[b.Service]; !ok {
+				l.add(join(p, fmt.Sprintf("aggregate[%d].service", k)), "service %q does not exist", b.Service)
+			} else if c.Services[j].Protocol == ProtocolGRPC {
+				l.add(join(p, fmt.Sprintf("aggregate[%d].service", k)), "service %q speaks gRPC; aggregation calls HTTP services", b.Service)
+			}
 		}
 		for _, k := range r.matchKeys() {
 			if other, taken := claims[k.key]; taken && other.route != r.Name {

@@ -257,3 +257,33 @@ func (v *view) pick(r *http.Request, tried *balancer.Tried, now int64) *Member {
 	}
 	return v.members[ep]
 }
+
+// Picked is an instance chosen for a call that does not go through
+// Transport (gRPC). Done must be called once with the call's outcome so
+// that outlier detection and least_request see it like any HTTP attempt.
+type Picked struct {
+	Scheme, Host, BasePath string
+	u                      *Upstream
+	v                      *view
+	m                      *Member
+}
+
+// Pick chooses an instance for r, skipping those in tried (a retry on
+// another instance passes the same Tried again).
+func (u *Upstream) Pick(r *http.Request, tried *balancer.Tried) (*Picked, error) {
+	v := u.view.Load()
+	m := v.pick(r, tried, u.deps.Now().UnixNano())
+	if m == nil {
+		return nil, ErrNoEndpoints
+	}
+	tried.Add(m.EP)
+	m.EP.Acquire()
+	return &Picked{Scheme: m.Scheme, Host: m.Host, BasePath: m.BasePath, u: u, v: v, m: m}, nil
+}
+
+// Done reports the outcome of the call: failed when the instance failed it
+// (unreachable, timed out, or an error of its own making).
+func (p *Picked) Done(failed bool) {
+	p.m.EP.Release()
+	p.u.record(p.v, p.m, failed)
+}
