@@ -23,6 +23,7 @@ const (
 	MaxCacheEntryBytes   = 64 << 20
 	MaxEdits             = 64
 	DefaultCacheEntry    = 1 << 20
+	DefaultCORSMaxAge    = 5 * time.Minute
 )
 
 // AggregateBackend is one call of an aggregating route. Path is a template:

@@ -6,7 +6,9 @@ package problem
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/portico-gw/portico/shared/config"
@@ -24,6 +26,36 @@ type Problem struct {
 	Detail   string              `json:"detail,omitempty"`
 	Instance string              `json:"instance,omitempty"`
 	Errors   []config.FieldError `json:"errors,omitempty"`
+	// Extensions are further members (RFC 9457 §3.2), written after the
+	// standard ones; names that collide with those are ignored.
+	Extensions map[string]any `json:"-"`
+}
+
+// MarshalJSON writes the standard members, then the extensions in name
+// order.
+func (p *Problem) MarshalJSON() ([]byte, error) {
+	type plain Problem
+	body, err := json.Marshal((*plain)(p))
+	if err != nil || len(p.Extensions) == 0 {
+		return body, err
+	}
+	body = body[:len(body)-1]
+	for _, k := range slices.Sorted(maps.Keys(p.Extensions)) {
+		switch k {
+		case "type", "title", "status", "detail", "instance", "errors":
+			continue
+		}
+		kb, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		vb, err := json.Marshal(p.Extensions[k])
+		if err != nil {
+			return nil, fmt.Errorf("problem extension %s: %w", k, err)
+		}
+		body = append(append(append(append(body, ','), kb...), ':'), vb...)
+	}
+	return append(body, '}'), nil
 }
 
 // Error makes a Problem usable as a Go error on the client side.
@@ -56,7 +88,7 @@ func TypeURI(slug string) string { return "urn:portico:problem:" + slug }
 func Write(w http.ResponseWriter, p *Problem) {
 	body, err := json.Marshal(p)
 	if err != nil {
-		// Problem holds only strings and ints; this cannot fail.
+		// Only an extension that cannot be encoded fails here.
 		body = []byte(`{"type":"about:blank","title":"Internal Server Error","status":500}`)
 	}
 	h := w.Header()

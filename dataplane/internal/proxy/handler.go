@@ -97,6 +97,9 @@ type exchange struct {
 	identity *auth.Identity
 	timer    *time.Timer
 	timedOut atomic.Bool
+	// lookup resolves {param}s for header and query edits; nil when the
+	// route's edits have none.
+	lookup func(string) string
 }
 
 func (x *exchange) UpstreamExchange() *upstream.Exchange { return &x.Exchange }
@@ -107,7 +110,7 @@ func exchangeFrom(ctx context.Context) *exchange {
 }
 
 // serve handles one request and notes what happened in o.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
+func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 	t := h.table.Load()
 	if t == nil {
 		w.Header().Set("Retry-After", "1")
@@ -120,12 +123,32 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 		return
 	}
 	var m router.Match
-	if !t.router.Match(r.Host, r.Method, path, &m) {
+	matched := t.router.Match(r.Host, r.Method, path, &m)
+	preflight := false
+	if !matched && isPreflight(r) {
+		// A preflight asks about the method the browser will send; the
+		// route may not accept OPTIONS itself.
+		matched = t.router.Match(r.Host, r.Header.Get("Access-Control-Request-Method"), path, &m)
+		preflight = matched
+	}
+	if !matched {
 		writeProblem(w, r, http.StatusNotFound, "no-route", "no route matches this request")
 		return
 	}
 	route := t.routes[m.Route]
-	o.route, o.pattern, o.service = route.Name, route.spec.Paths[m.Path], route.Upstream.Name
+	o.route, o.pattern, o.service = route.Name, route.spec.Paths[m.Path], route.service()
+	if route.hasResponseHook() {
+		w.hook = &responseHook{route: route, lookup: paramLookup(&m, path), origin: r.Header.Get("Origin")}
+	}
+	if route.cors != nil && (preflight || isPreflight(r)) {
+		w.hook = nil // the preflight answer is complete as it is
+		route.cors.preflight(w, r)
+		return
+	}
+	if preflight {
+		writeProblem(w, r, http.StatusNotFound, "no-route", "no route matches this request")
+		return
+	}
 	if r.ContentLength > route.MaxBodyBytes {
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(route.MaxBodyBytes, 10)+" bytes")
 		return
@@ -133,7 +156,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, route.MaxBodyBytes)
 	}
-	// authn → rate limit → throttle → circuit breaker → proxy.
+	// authn → rate limit → throttle → (aggregate | circuit breaker → proxy).
 	var id *auth.Identity
 	if route.auth != nil {
 		var aerr *authError
@@ -177,6 +200,25 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 		}
 		defer th.release()
 	}
+	if route.aggregate != nil {
+		h.serveAggregate(w, r, route, &m, path, id)
+		return
+	}
+	h.forward(w, r, route, &m, path, id, o)
+}
+
+// service names the route's service for metrics and logs; an aggregating
+// route has several.
+func (r *Route) service() string {
+	if r.Upstream != nil {
+		return r.Upstream.Name
+	}
+	return "aggregate"
+}
+
+// forward sends the request to the route's service through the reverse
+// proxy.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, id *auth.Identity, o *outcome) {
 	up := route.Upstream
 	done, err := up.Admit()
 	if err != nil {
@@ -185,7 +227,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 		return
 	}
 	upstreamPath := path
-	if route.StripPrefix {
+	switch {
+	case route.rewrite != nil:
+		upstreamPath = route.rewrite.expand(paramLookup(m, path), nil)
+	case route.StripPrefix:
 		upstreamPath = path[m.PrefixLen:]
 		if upstreamPath == "" || upstreamPath[0] != '/' {
 			upstreamPath = "/" + upstreamPath
@@ -194,6 +239,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	ex := &exchange{route: route, identity: id, Exchange: upstream.Exchange{Upstream: up, Path: upstreamPath}}
+	if (route.query != nil && route.query.params) || (route.reqEdits != nil && route.reqEdits.params) {
+		ex.lookup = paramLookup(m, path)
+	}
 	// The route timeout bounds the wait for response headers only: bodies
 	// and upgraded (WebSocket) connections then live as long as both ends
 	// want. A context deadline would cut them off.
@@ -232,7 +280,17 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	for _, name := range identityHeaders {
 		pr.Out.Header.Del(name)
 	}
-	if ex := exchangeFrom(pr.In.Context()); ex != nil && ex.route.auth != nil {
+	ex := exchangeFrom(pr.In.Context())
+	if ex == nil {
+		return
+	}
+	if e := ex.route.reqEdits; e != nil {
+		e.applyHeaders(pr.Out.Header, ex.lookup)
+	}
+	if e := ex.route.query; e != nil {
+		out.RawQuery = e.applyQuery(out.RawQuery, ex.lookup)
+	}
+	if ex.route.auth != nil {
 		ex.route.auth.setIdentity(pr.Out.Header, ex.identity)
 	}
 }
@@ -357,18 +415,28 @@ type recorder struct {
 	http.ResponseWriter
 	code  int
 	bytes int64
+	// hook edits the response headers just before they are written.
+	hook *responseHook
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 {
+		if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+			// Informational answers (103 Early Hints) precede the real one.
+			r.ResponseWriter.WriteHeader(code)
+			return
+		}
 		r.code = code
+		if r.hook != nil {
+			r.hook.apply(r.Header())
+		}
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
 	if r.code == 0 {
-		r.code = http.StatusOK
+		r.WriteHeader(http.StatusOK)
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)

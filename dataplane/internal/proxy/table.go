@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/portico-gw/portico/dataplane/internal/auth"
@@ -43,7 +44,18 @@ type Route struct {
 	limit        *rateLimit
 	throttle     *throttle
 	spec         config.Route
+	// Transformations (transform.go) and the other ways of answering
+	// (aggregate.go); nil when the route does not use them.
+	rewrite   *tmpl
+	query     *edits
+	reqEdits  *edits
+	respEdits *edits
+	cors      *cors
+	aggregate *aggregate
 }
+
+// hasResponseHook says whether responses on the route are edited.
+func (r *Route) hasResponseHook() bool { return r.respEdits != nil || r.cors != nil }
 
 // Deps are the long-lived things a compiled table uses.
 type Deps struct {
@@ -118,15 +130,25 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		if rl == nil {
 			rl = cfg.Global.RateLimit
 		}
+		timeout := orDefault(r.Timeout.Std(), config.DefaultRouteTimeout)
 		rt := &Route{
 			Name:         r.Name,
 			Upstream:     t.upstreams[r.Service],
 			StripPrefix:  r.StripPrefix,
-			Timeout:      orDefault(r.Timeout.Std(), config.DefaultRouteTimeout),
+			Timeout:      timeout,
 			MaxBodyBytes: orDefault(r.MaxBodyBytes, config.DefaultMaxBodyBytes),
 			auth:         compileAuth(r.Auth),
 			limit:        compileRateLimit(r.Name, rl),
 			spec:         *r,
+			query:        compileEdits(r.Query, func(s string) string { return s }),
+			reqEdits:     compileEdits(r.RequestHeaders, http.CanonicalHeaderKey),
+			respEdits:    compileEdits(r.ResponseHeaders, http.CanonicalHeaderKey),
+			cors:         compileCORS(r.CORS, r.Methods),
+			aggregate:    compileAggregate(r, t.upstreams, timeout),
+		}
+		if r.Rewrite != "" {
+			tp := compileTmpl(r.Rewrite)
+			rt.rewrite = &tp
 		}
 		rt.spec.Meta = config.Meta{}
 		// The in-flight cap counts requests across revisions: a new table
