@@ -82,3 +82,18 @@ func (s *server) putGlobal(c echo.Context) error {
 	c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(ch.Revision, 10))
 	return c.JSON(http.StatusOK, g)
 }
+
+// purgeRouteCache empties a route's response cache on every data plane (and
+// in the shared Redis cache) by moving the route to a new revision; it
+// answers with the route as it now is.
+func (s *server) purgeRouteCache(c echo.Context) error {
+	pre, err := precondition(c)
+	if err != nil {
+		return err
+	}
+	r, ch, err := s.Catalog.PurgeRouteCache(c.Request().Context(), c.Param("name"), pre, actor(c))
+	if err != nil {
+		return err
+	}
+	return writeObject(c, http.StatusOK, r, ch.Revision)
+}

@@ -90,6 +90,7 @@ func New(o Options) *echo.Echo {
 	admin.GET("/consumers/:name/api-keys", s.listAPIKeys)
 	admin.POST("/consumers/:name/api-keys", s.createAPIKey)
 	admin.DELETE("/consumers/:name/api-keys/:id", s.deleteAPIKey)
+	admin.POST("/routes/:name/cache/purge", s.purgeRouteCache)
 	admin.GET("/global", s.getGlobal)
 	admin.PUT("/global", s.putGlobal)
 	admin.GET("/config", s.exportConfig)
