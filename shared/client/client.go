@@ -226,6 +226,17 @@ func (o Objects[T]) Delete(ctx context.Context, name string, opts ...WriteOption
 	return o.c.do(ctx, http.MethodDelete, o.path+"/"+url.PathEscape(name), nil, nil, nil, headers(opts))
 }
 
+// PurgeRouteCache empties the route's response cache on every data plane
+// and in Redis; it returns the route at its new version.
+func (c *Client) PurgeRouteCache(ctx context.Context, route string, opts ...WriteOption) (*config.Route, *Response, error) {
+	var r config.Route
+	resp, err := c.do(ctx, http.MethodPost, "/v1/routes/"+url.PathEscape(route)+"/cache/purge", nil, nil, &r, headers(opts))
+	if err != nil {
+		return nil, resp, err
+	}
+	return &r, resp, nil
+}
+
 // ExportConfig returns the whole configuration.
 func (c *Client) ExportConfig(ctx context.Context) (*apiv1.Export, error) {
 	var e apiv1.Export
