@@ -69,6 +69,18 @@ func (s *Set) Float64(name, env string, def float64, u string) *float64 {
 	return s.FlagSet.Float64(name, def, usage(u, env))
 }
 
+// Int64 defines an integer flag.
+func (s *Set) Int64(name, env string, def int64, u string) *int64 {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("env %s=%q: want an integer", env, v))
+		}
+		def = n
+	}
+	return s.FlagSet.Int64(name, def, usage(u, env))
+}
+
 // Parse parses args and reports the first bad environment value.
 func (s *Set) Parse(args []string) error {
 	if len(s.errs) > 0 {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/portico-gw/portico/dataplane/internal/analytics"
 	"github.com/portico-gw/portico/dataplane/internal/auth"
+	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/clientip"
 	"github.com/portico-gw/portico/dataplane/internal/discovery"
 	"github.com/portico-gw/portico/dataplane/internal/ops"
@@ -65,6 +66,8 @@ func run(args []string) error {
 	advertise := fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)")
 	redisURL := fs.String("redis", "PORTICO_REDIS_URL", "", "Redis for cluster-wide rate limits: redis://host:6379/0, rediss://..., redis://h1:6379?addr=h2:6379 (cluster), or redis://...?master_name=mymaster (Sentinel); empty: an in-process limiter")
 	redisBudget := fs.Duration("redis-budget", "PORTICO_REDIS_BUDGET", 5*time.Millisecond, "time budget of one rate-limit call to Redis; past it the local fallback decides")
+	cacheSize := fs.Int64("cache-size", "PORTICO_CACHE_SIZE", cache.DefaultMemoryBytes, "bytes of responses the in-memory cache of this data plane may hold (LRU)")
+	cacheBudget := fs.Duration("cache-redis-budget", "PORTICO_CACHE_REDIS_BUDGET", 50*time.Millisecond, "time budget of one call to the shared Redis cache; past it the request goes on as a miss")
 	trusted := fs.String("trusted-proxies", "PORTICO_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (e.g. the front load balancer)")
 	accessLog := fs.String("access-log", "PORTICO_ACCESS_LOG", "stdout", "access log: stdout, stderr or off (one JSON line per request)")
 	accessSample := fs.Float64("access-log-sample", "PORTICO_ACCESS_LOG_SAMPLE", 1, "share of 1xx-3xx requests logged (0..1); 4xx and 5xx are always logged")
@@ -108,10 +111,25 @@ func run(args []string) error {
 		}
 		return sy.Peers()
 	}
-	limiter, limiterStatus, err := newLimiter(*redisURL, *redisBudget, peers, log, reg)
-	if err != nil {
-		return err
+	if *cacheSize <= 0 {
+		return fmt.Errorf("--cache-size %d: want a positive number of bytes", *cacheSize)
 	}
+	var rc redis.UniversalClient
+	if *redisURL != "" {
+		if rc, err = ratelimit.ParseRedisURL(*redisURL); err != nil {
+			return fmt.Errorf("--redis: %w", err)
+		}
+		// go-redis logs every failed dial to stderr during an outage; the
+		// limiter and the cache already report outages once, so its lines
+		// go to debug.
+		redis.SetLogger(redisLog{log})
+	}
+	limiter, limiterStatus := newLimiter(rc, *redisBudget, peers, log, reg)
+	copts := cache.Options{Memory: cache.NewMemory(*cacheSize), Log: log, Registerer: reg}
+	if rc != nil {
+		copts.Redis = cache.NewRedis(rc, *cacheBudget)
+	}
+	respCache := cache.New(copts)
 	access, err := accessLogger(*accessLog)
 	if err != nil {
 		return err
@@ -124,7 +142,7 @@ func run(args []string) error {
 		Name: "portico_analytics_dropped_requests_total",
 		Help: "Requests whose analytics counters were dropped because the control plane was unreachable for too long.",
 	}, func() float64 { return float64(recorder.Dropped()) }))
-	handler := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(reg), Limiter: limiter, ClientIP: ips,
+	handler := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(reg), Limiter: limiter, ClientIP: ips, Cache: respCache,
 		Observe: proxy.ObserveOptions{AccessLog: access, AccessLogSample: *accessSample, Analytics: recorder}})
 
 	consul, err := consulreg.Client(*consulAddr)
@@ -312,22 +330,15 @@ func registration(nodeID, advertise, listen, opsListen string) (consulreg.Regist
 // newLimiter returns the rate limiter: Redis-backed when a URL is given,
 // else in-process (and /status says so: limits then hold per data plane,
 // not for the cluster).
-func newLimiter(url string, budget time.Duration, peers func() int, log *slog.Logger, reg prometheus.Registerer) (ratelimit.Limiter, func() any, error) {
-	if url == "" {
+func newLimiter(rc redis.UniversalClient, budget time.Duration, peers func() int, log *slog.Logger, reg prometheus.Registerer) (ratelimit.Limiter, func() any) {
+	if rc == nil {
 		log.Warn("no --redis: rate limits are counted per data plane, not for the whole cluster")
 		return ratelimit.NewLocal(time.Now), func() any {
 			return map[string]any{"backend": "memory", "note": "no Redis configured: limits hold per data plane"}
-		}, nil
+		}
 	}
-	rc, err := ratelimit.ParseRedisURL(url)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--redis: %w", err)
-	}
-	// go-redis logs every failed dial to stderr during an outage; the
-	// limiter already reports outages once, so its lines go to debug.
-	redis.SetLogger(redisLog{log})
 	rl := ratelimit.NewRedis(ratelimit.Options{Client: rc, Budget: budget, Peers: peers, Log: log, Metrics: reg})
-	return rl, func() any { return rl.Status() }, nil
+	return rl, func() any { return rl.Status() }
 }
 
 // accessLogger returns the access log's destination, or nil for "off".

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/dataplane/internal/auth"
+	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/clientip"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/router"
@@ -37,6 +38,7 @@ type Handler struct {
 	limiter ratelimit.Limiter
 	ips     *clientip.Resolver
 	obs     observer
+	cache   *cache.Cache
 }
 
 // Options configure a Handler.
@@ -50,6 +52,9 @@ type Options struct {
 	ClientIP *clientip.Resolver
 	// Tracing, access logs and analytics; see observe.go.
 	Observe ObserveOptions
+	// Cache holds cached responses; nil: an in-memory cache of the default
+	// size, without metrics.
+	Cache *cache.Cache
 }
 
 // NewHandler returns a Handler with no table: it answers 503 until Swap.
@@ -64,7 +69,10 @@ func NewHandler(o Options) *Handler {
 	if o.Limiter == nil {
 		o.Limiter = ratelimit.NewLocal(time.Now)
 	}
-	h := &Handler{log: o.Log, metrics: o.Metrics, limiter: o.Limiter, ips: o.ClientIP, obs: obs}
+	if o.Cache == nil {
+		o.Cache = cache.New(cache.Options{Memory: cache.NewMemory(cache.DefaultMemoryBytes), Log: o.Log})
+	}
+	h := &Handler{log: o.Log, metrics: o.Metrics, limiter: o.Limiter, ips: o.ClientIP, obs: obs, cache: o.Cache}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      o.Transport,
@@ -200,11 +208,31 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 		}
 		defer th.release()
 	}
-	if route.aggregate != nil {
-		h.serveAggregate(w, r, route, &m, path, id)
+	if route.cache != nil {
+		h.serveCached(w, r, route, m, path, id, o)
 		return
 	}
-	h.forward(w, r, route, &m, path, id, o)
+	h.answer(w, r, route, &m, path, id, o)
+}
+
+// answer produces the route's response: merged from several services, or
+// from its one service.
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, id *auth.Identity, o *outcome) {
+	if route.aggregate != nil {
+		h.serveAggregate(w, r, route, m, path, id)
+		return
+	}
+	h.forward(w, r, route, m, path, id, o)
+}
+
+// serveCached answers from the route's cache or through answer. m is taken
+// by value: the closure makes it escape, and only cached routes should pay
+// for a heap copy.
+func (h *Handler) serveCached(w *recorder, r *http.Request, route *Route, m router.Match, path string, id *auth.Identity, o *outcome) {
+	h.cache.Serve(w, r, route.cache, o.consumer, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.answer(w, r, route, &m, path, id, o)
+	}))
+	o.cache = w.Header().Get(cache.StatusHeader)
 }
 
 // service names the route's service for metrics and logs; an aggregating

@@ -61,6 +61,7 @@ type outcome struct {
 	upstream                string
 	attempts                int
 	ratelimit               string // "", "allowed", "refused"
+	cache                   string // "", "HIT", "MISS", "BYPASS"
 	authFailure             string
 	clientIP                string // resolved once, on first use
 }
@@ -137,6 +138,9 @@ func (h *Handler) endSpan(span trace.Span, r *http.Request, o *outcome, status i
 	if o.ratelimit != "" {
 		span.SetAttributes(attribute.String("portico.ratelimit", o.ratelimit))
 	}
+	if o.cache != "" {
+		span.SetAttributes(attribute.String("portico.cache", o.cache))
+	}
 	if o.authFailure != "" {
 		span.SetAttributes(attribute.String("portico.auth.failure", o.authFailure))
 	}
@@ -177,6 +181,9 @@ func (h *Handler) accessLog(l *slog.Logger, r *http.Request, o *outcome, status 
 	}
 	if o.ratelimit != "" {
 		attrs = append(attrs, slog.String("ratelimit", o.ratelimit))
+	}
+	if o.cache != "" {
+		attrs = append(attrs, slog.String("cache", o.cache))
 	}
 	if o.authFailure != "" {
 		attrs = append(attrs, slog.String("auth_failure", o.authFailure))

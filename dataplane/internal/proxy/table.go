@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/dataplane/internal/auth"
+	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/router"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
@@ -52,6 +53,7 @@ type Route struct {
 	respEdits *edits
 	cors      *cors
 	aggregate *aggregate
+	cache     *cache.Policy
 }
 
 // hasResponseHook says whether responses on the route are edited.
@@ -145,6 +147,9 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 			respEdits:    compileEdits(r.ResponseHeaders, http.CanonicalHeaderKey),
 			cors:         compileCORS(r.CORS, r.Methods),
 			aggregate:    compileAggregate(r, t.upstreams, timeout),
+			// The route's revision moves on every change and on a purge,
+			// so it keys away every entry cached before.
+			cache: cache.Compile(r.Name, r.Revision, r.Cache),
 		}
 		if r.Rewrite != "" {
 			tp := compileTmpl(r.Rewrite)

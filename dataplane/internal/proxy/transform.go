@@ -79,13 +79,16 @@ func (t *tmpl) expand(lookup func(string) string, esc func(string) string) strin
 }
 
 // paramLookup resolves placeholders from a route match: {name} is a path
-// parameter, {*} the rest of a "/*" path without its leading slash.
+// parameter, {*} the rest of a "/*" path without its leading slash. It
+// copies what it needs, so that the caller's Match stays on the stack of
+// requests that never call it.
 func paramLookup(m *router.Match, path string) func(string) string {
+	params, rest := m.Params, strings.TrimPrefix(path[m.PrefixLen:], "/")
 	return func(name string) string {
 		if name == "*" {
-			return strings.TrimPrefix(path[m.PrefixLen:], "/")
+			return rest
 		}
-		v, _ := m.Params.Get(name)
+		v, _ := params.Get(name)
 		return v
 	}
 }
