@@ -9,7 +9,8 @@
 # Not part of `make test`. See docs/PERFORMANCE.md.
 #
 # Knobs: ROUNDS (2), DURATION (5s, at most 10s), CONNS (64), THREADS (2),
-# SCENARIOS ("plain" or "plain routes10k"), BENCH_DIR (kept when set).
+# SCENARIOS (any of "plain full routes10k propagation"; default "plain full"),
+# BENCH_DIR (kept when set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -18,7 +19,7 @@ ROUNDS="${ROUNDS:-2}"
 DURATION="${DURATION:-5s}"
 CONNS="${CONNS:-64}"
 THREADS="${THREADS:-2}"
-SCENARIOS="${SCENARIOS:-plain}"
+SCENARIOS="${SCENARIOS:-plain full}"
 ROUTES="${ROUTES:-10000}"
 BIN="${BIN:-$ROOT/bin}"
 CACHE="${PORTICO_CACHE:-${HOME}/.cache/portico}"
@@ -128,8 +129,8 @@ peak_rss_kib() {
 TICK="$(getconf CLK_TCK)"
 
 # --- targets -----------------------------------------------------------------
-names=() urls=() tpids=()
-add_target() { names+=("$1"); urls+=("$2"); tpids+=("$3"); }
+names=() urls=() tpids=() hdrs=()
+add_target() { names+=("$1"); urls+=("$2"); tpids+=("$3"); hdrs+=("${4:-}"); }
 
 UP_PORT="$(free_port)"
 UP="127.0.0.1:$UP_PORT"
@@ -223,7 +224,9 @@ RES="$DIR/results.tsv" # scenario target round rps p50ms p99ms requests cpu_tick
 run_one() { # scenario, index, round
   local name="${names[$2]}" url="${urls[$2]}" pid="${tpids[$2]}" out c0 c1 rps p50 p99 reqs
   c0="$(cpu_ticks "$pid")"
-  out="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$url" 2>&1)" || {
+  local hdr=()
+  [[ -n "${hdrs[$2]:-}" ]] && hdr=(-H "${hdrs[$2]}")
+  out="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url" 2>&1)" || {
     echo "wrk failed against $name: $out" >&2
     return 1
   }
@@ -237,7 +240,7 @@ run_one() { # scenario, index, round
   p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$name" "$3" "$rps" "$p50" "$p99" "$reqs" \
     "$((c1 - c0))" "$(peak_rss_kib "$pid")" >>"$RES"
-  printf '  %-10s round %d: %10.0f req/s  p50 %s ms  p99 %s ms\n' "$name" "$3" "$rps" "$p50" "$p99" >&2
+  printf '  %-12s round %d: %10.0f req/s  p50 %s ms  p99 %s ms\n' "$name" "$3" "$rps" "$p50" "$p99" >&2
 }
 
 report() { # scenario
@@ -259,12 +262,12 @@ report() { # scenario
       best = ""; for (i = 1; i <= n; i++) {
         x = t[i]; if ((x == "go-stdlib" || x == "traefik" || x == "caddy") && (x in r) && (best == "" || r[x] > r[best])) best = x
       }
-      printf "%-10s %10s %9s %9s %11s %9s %8s %8s\n", "target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "vs dir", "vs nginx"
+      printf "%-12s %10s %9s %9s %11s %9s %8s %8s\n", "target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "vs dir", "vs nginx"
       for (i = 1; i <= n; i++) {
         x = t[i]; if (!(x in r)) continue
         cpr = req[x] ? cpu[x] / tick * 1e6 / req[x] : 0
-        printf "%-10s %10.0f %9.3f %9.3f %11.1f %9.1f %8.2f %8s\n", x, r[x], median(p50[x]), median(p99[x]), cpr, rss[x] / 1024, \
-          r[x] / r["direct"], ("nginx" in r) ? sprintf("%.2f", r[x] / r["nginx"]) : "-"
+        printf "%-12s %10.0f %9.3f %9.3f %11.1f %9.1f %8s %8s\n", x, r[x], median(p50[x]), median(p99[x]), cpr, rss[x] / 1024, \
+          ("direct" in r) ? sprintf("%.2f", r[x] / r["direct"]) : "-", ("nginx" in r) ? sprintf("%.2f", r[x] / r["nginx"]) : "-"
       }
       if (("portico" in r) && best != "")
         printf "portico vs best Go peer (%s): %.2f x req/s\n", best, r["portico"] / r[best]
@@ -303,12 +306,79 @@ PY
   curl -fsS -X PUT "http://$CP/v1/config" -H 'Content-Type: application/json' --data-binary "@$cfg" >/dev/null
   ver="$(printf '/svc%05d/items/42' $((ROUTES / 2)))"
   wait_http "http://$DP$ver" "route $ver"
-  names=(direct portico) urls=("http://$UP$ver" "http://$DP$ver") tpids=("$UP_PID" "$DP_PID")
+  names=(direct portico) urls=("http://$UP$ver" "http://$DP$ver") tpids=("$UP_PID" "$DP_PID") hdrs=("" "")
+}
+
+# Scenario full (issue 7's scenario 2): a second data plane with Redis and
+# tracing at 1% (OTLP/HTTP to the bench upstream, which discards it), a route
+# with JWT (HS256) authentication and a Redis rate limit per consumer set
+# high enough never to refuse. Measured side by side with the first data
+# plane's plain route, in the same rounds, so the CPU ratio compares like
+# with like.
+start_full() {
+  bash scripts/ensure-redis.sh
+  local rport dp2 ops2 secret token
+  rport="$(free_port)"
+  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >"$DIR/redis.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  secret="bench-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  curl -fsS -X PUT "http://$CP/v1/issuers/bench" -H 'Content-Type: application/json' \
+    -d "{\"issuer\":\"https://bench.invalid\",\"algorithms\":[\"HS256\"],\"keys\":[\"$secret\"]}" >/dev/null
+  curl -fsS -X PUT "http://$CP/v1/consumers/bench" -H 'Content-Type: application/json' -d '{}' >/dev/null
+  curl -fsS -X PUT "http://$CP/v1/routes/full" -H 'Content-Type: application/json' \
+    -d '{"paths":["/full/*"],"service":"bench","auth":{"jwt":true},"rate_limit":{"limit":1000000000,"window":"1m","key":"consumer"}}' >/dev/null
+  token="$(python3 - "$secret" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"iss": "https://bench.invalid", "sub": "bench", "exp": int(time.time()) + 3600}).encode())
+sig = hmac.new(sys.argv[1].encode(), (head + "." + body).encode(), hashlib.sha256).digest()
+print(head + "." + body + "." + b64(sig))
+PY
+)"
+  dp2="127.0.0.1:$(free_port)"
+  ops2="127.0.0.1:$(free_port)"
+  OTEL_SERVICE_NAME=portico-bench OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 \
+    OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_EXPORTER_OTLP_ENDPOINT="http://$UP" \
+    "$BIN/dataplane" --controlplane "http://$CP" --listen "$dp2" --ops-listen "$ops2" --state-dir "$DIR/dataplane2" \
+    --node-id bench-2 --access-log off --log-level warn --redis "redis://127.0.0.1:$rport" >"$DIR/dataplane2.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  wait_http "http://$ops2/readyz" "data plane 2"
+  curl -fsS -o /dev/null -H "Authorization: Bearer $token" "http://$dp2/full/x" ||
+    { echo "the full-chain route does not answer 200; see $DIR/dataplane2.log" >&2; exit 1; }
+  names=(portico portico-full) urls=("http://$DP/bench/x" "http://$dp2/full/x") tpids=("$DP_PID" "$pid")
+  hdrs=("" "Authorization: Bearer $token")
+}
+
+report_full() {
+  awk -F'\t' -v tick="$TICK" '
+    $1 == "full" { req[$2] += $7; cpu[$2] += $8 }
+    END {
+      if (req["portico"] && req["portico-full"]) {
+        a = cpu["portico"] / tick * 1e6 / req["portico"]; b = cpu["portico-full"] / tick * 1e6 / req["portico-full"]
+        printf "full chain (JWT + Redis rate limit + 1%% tracing) vs plain route: %.2f x CPU per request (target <= 1.25)\n", b / a
+      }
+    }' "$RES"
 }
 
 for sc in $SCENARIOS; do
   case "$sc" in
     plain) run_scenario plain; report plain >>"$DIR/report.txt" ;;
+    full)
+      command -v python3 >/dev/null || { echo "skipped: full (needs python3)"; continue; }
+      saved_names=("${names[@]}") saved_urls=("${urls[@]}") saved_tpids=("${tpids[@]}") saved_hdrs=("${hdrs[@]}")
+      start_full
+      run_scenario full
+      { report full; report_full; } >>"$DIR/report.txt"
+      names=("${saved_names[@]}") urls=("${saved_urls[@]}") tpids=("${saved_tpids[@]}") hdrs=("${saved_hdrs[@]}")
+      ;;
+    propagation)
+      echo "== scenario propagation (make bench-propagation) ==" >&2
+      { echo; echo "scenario: propagation (an admin write until all of 10 data planes serve it)"
+        make -C "$ROOT" --no-print-directory bench-propagation 2>&1 | grep -E '^Benchmark' ; } >>"$DIR/report.txt"
+      ;;
     routes10k)
       command -v python3 >/dev/null || { echo "skipped: routes10k (needs python3)"; continue; }
       load_routes

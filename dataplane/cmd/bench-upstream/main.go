@@ -1,11 +1,14 @@
 // Command bench-upstream is the upstream of `make bench-load`: it answers
 // every request with a fixed "ok" body as fast as net/http allows, with
 // keep-alive, so that the proxies in front of it are what the benchmark
-// measures. Not for anything else.
+// measures. It also accepts OTLP/HTTP trace exports (POST /v1/traces) and
+// discards them, so that the traced scenario pays the data plane's whole
+// exporting cost without running a collector. Not for anything else.
 package main
 
 import (
 	"flag"
+	"io"
 	"log"
 	"net/http"
 	"strconv"
@@ -17,8 +20,15 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:9101", "address to listen on")
 	flag.Parse()
 	length := strconv.Itoa(len(body))
-	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hdr := w.Header()
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" {
+			// An empty ExportTraceServiceResponse: everything accepted.
+			_, _ = io.Copy(io.Discard, r.Body)
+			hdr["Content-Type"] = []string{"application/x-protobuf"}
+			hdr["Content-Length"] = []string{"0"}
+			return
+		}
 		hdr["Content-Type"] = []string{"text/plain"}
 		hdr["Content-Length"] = []string{length}
 		_, _ = w.Write(body)
