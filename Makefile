@@ -19,6 +19,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/controlplane ./controlplane/cmd/controlplane
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/dataplane ./dataplane/cmd/dataplane
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/demo-upstream ./dataplane/cmd/demo-upstream
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/demo-grpc ./dataplane/cmd/demo-grpc
 
 ## run: control plane (dev mode, embedded store) + one data plane + a demo upstream.
 run: build

@@ -419,8 +419,14 @@ func (s *Service) validateProtocol(l *errorList, p string) {
 			l.add(join(p, "grpc"), "only applies with protocol grpc")
 		}
 	case ProtocolGRPC:
-		if s.GRPC != nil && len(s.GRPC.DescriptorSet) > 8<<20 {
+		switch {
+		case s.GRPC == nil || len(s.GRPC.DescriptorSet) == 0:
+		case len(s.GRPC.DescriptorSet) > 8<<20:
 			l.add(join(p, "grpc.descriptor_set"), "at most 8 MiB")
+		default:
+			if _, err := descriptorMethods(s.GRPC.DescriptorSet); err != nil {
+				l.add(join(p, "grpc.descriptor_set"), "%v", err)
+			}
 		}
 	default:
 		l.add(join(p, "protocol"), "must be http or grpc")
@@ -436,6 +442,7 @@ func checkRouteProtocol(l *errorList, p string, r *Route, svc *Service) {
 	case !grpcSvc && r.GRPC != nil:
 		l.add(join(p, "grpc"), "service %q does not speak gRPC (protocol grpc)", svc.Name)
 	}
+	checkGRPCMethod(l, p, r, svc)
 }
 
 func (e *Edits) clone() *Edits {

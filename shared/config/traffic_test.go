@@ -6,6 +6,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 func trafficConfig() *Config {
@@ -90,6 +93,60 @@ func TestTrafficValidate(t *testing.T) {
 			}
 			if !slices.Contains(fields, tt.field) {
 				t.Fatalf("Validate() reported fields %v, want %q among them", fields, tt.field)
+			}
+		})
+	}
+}
+
+func descriptorSet(t *testing.T) []byte {
+	t.Helper()
+	str := func(s string) *string { return &s }
+	set := &descriptorpb.FileDescriptorSet{File: []*descriptorpb.FileDescriptorProto{{
+		Name: str("shop.proto"), Package: str("shop.v1"), Syntax: str("proto3"),
+		MessageType: []*descriptorpb.DescriptorProto{{Name: str("Req")}},
+		Service: []*descriptorpb.ServiceDescriptorProto{{Name: str("Orders"), Method: []*descriptorpb.MethodDescriptorProto{
+			{Name: str("GetOrder"), InputType: str(".shop.v1.Req"), OutputType: str(".shop.v1.Req")},
+			{Name: str("Watch"), InputType: str(".shop.v1.Req"), OutputType: str(".shop.v1.Req"), ServerStreaming: proto.Bool(true)},
+		}}},
+	}}}
+	b, err := proto.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDescriptorSetChecks(t *testing.T) {
+	set := descriptorSet(t)
+	tests := []struct {
+		name   string
+		set    []byte
+		method string
+		field  string
+	}{
+		{"method in the set", set, "shop.v1.Orders/GetOrder", ""},
+		{"method missing", set, "shop.v1.Orders/Cancel", "routes[3].grpc.method"},
+		{"streaming method", set, "shop.v1.Orders/Watch", "routes[3].grpc.method"},
+		{"garbage set", []byte("not a descriptor set"), "shop.v1.Orders/GetOrder", "services[2].grpc.descriptor_set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := trafficConfig()
+			c.Services[2].GRPC = &ServiceGRPC{DescriptorSet: tt.set}
+			c.Routes[3].GRPC.Method = tt.method
+			err := c.Validate()
+			if tt.field == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var fields []string
+			for _, f := range FieldErrors(err) {
+				fields = append(fields, f.Field)
+			}
+			if !slices.Contains(fields, tt.field) {
+				t.Fatalf("fields %v, want %s (%v)", fields, tt.field, err)
 			}
 		})
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/clientip"
 	"github.com/portico-gw/portico/dataplane/internal/discovery"
+	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
 	"github.com/portico-gw/portico/dataplane/internal/ops"
 	"github.com/portico-gw/portico/dataplane/internal/proxy"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
@@ -151,9 +152,12 @@ func run(args []string) error {
 	}
 	watcher := discovery.NewWatcher(consul, log, reg)
 	defer watcher.Close()
+	grpcPool := grpcjson.NewPool(grpcjson.PoolOptions{})
+	defer grpcPool.Close()
 	deps := proxy.Deps{
 		Upstream: upstream.Deps{Watcher: watcher, Log: log, Metrics: upstream.NewMetrics(reg), ClientIP: ips.ClientIP},
 		Issuer:   auth.IssuerOptions{Log: log},
+		GRPC:     grpcPool,
 	}
 
 	pollHTTP := &http.Client{Timeout: *pollWait + 15*time.Second}

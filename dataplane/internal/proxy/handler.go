@@ -218,11 +218,37 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 // answer produces the route's response: merged from several services, or
 // from its one service.
 func (h *Handler) answer(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, id *auth.Identity, o *outcome) {
-	if route.aggregate != nil {
+	switch {
+	case route.aggregate != nil:
 		h.serveAggregate(w, r, route, m, path, id)
-		return
+	case route.grpc != nil:
+		serveGRPC(w, r, route, m, id)
+	default:
+		h.forward(w, r, route, m, path, id, o)
 	}
-	h.forward(w, r, route, m, path, id, o)
+}
+
+// serveGRPC translates the request into a call of the route's gRPC method
+// (which asks the service's breaker itself), bounded by the route timeout.
+func serveGRPC(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, id *auth.Identity) {
+	params := make(map[string]string, m.Params.Len())
+	for i := range m.Params.Len() {
+		k, v := m.Params.At(i)
+		params[k] = v
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), route.Timeout)
+	defer cancel()
+	r = r.WithContext(ctx)
+	// The identity travels as metadata, like the headers an HTTP upstream
+	// gets; nothing the client sent under those names does.
+	r.Header = r.Header.Clone()
+	for _, name := range identityHeaders {
+		r.Header.Del(name)
+	}
+	if route.auth != nil {
+		route.auth.setIdentity(r.Header, id)
+	}
+	route.grpc.Serve(w, r, params)
 }
 
 // serveCached answers from the route's cache or through answer. m is taken

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/snapshot"
@@ -61,7 +62,7 @@ func compileCfg(t *testing.T, rev int64, cfg *config.Config) *Table {
 }
 
 func testDeps() Deps {
-	return Deps{Upstream: upstream.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	return Deps{Upstream: upstream.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, GRPC: grpcjson.NewPool(grpcjson.PoolOptions{})}
 }
 
 func newGateway(t *testing.T, tab *Table) (*Handler, string) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/cache"
+	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
 	"github.com/portico-gw/portico/dataplane/internal/router"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
@@ -54,6 +55,7 @@ type Route struct {
 	cors      *cors
 	aggregate *aggregate
 	cache     *cache.Policy
+	grpc      *grpcjson.Method
 }
 
 // hasResponseHook says whether responses on the route are edited.
@@ -63,6 +65,9 @@ func (r *Route) hasResponseHook() bool { return r.respEdits != nil || r.cors != 
 type Deps struct {
 	Upstream upstream.Deps
 	Issuer   auth.IssuerOptions
+	// GRPC holds the connections of gRPC routes; needed when a route
+	// names a gRPC method.
+	GRPC *grpcjson.Pool
 }
 
 // Compile turns a snapshot into a Table. It re-validates the configuration:
@@ -155,6 +160,11 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 			tp := compileTmpl(r.Rewrite)
 			rt.rewrite = &tp
 		}
+		if r.GRPC != nil {
+			if rt.grpc, err = compileGRPC(cfg, r, rt.Upstream, prevRoutes[r.Name], deps.GRPC); err != nil {
+				return nil, fmt.Errorf("compile snapshot %d routes[%d]: %w", s.Revision, i, err)
+			}
+		}
 		rt.spec.Meta = config.Meta{}
 		// The in-flight cap counts requests across revisions: a new table
 		// must not open a fresh set of slots while old requests still hold
@@ -199,6 +209,24 @@ func (t *Table) Retire(next *Table) {
 		}
 		is.iss.Close()
 	}
+}
+
+// compileGRPC builds a route's gRPC method, or keeps the previous table's
+// when neither the route's method nor its service changed, so that the
+// descriptors it learned through reflection carry over.
+func compileGRPC(cfg *config.Config, r *config.Route, up *upstream.Upstream, prev *Route, pool *grpcjson.Pool) (*grpcjson.Method, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("route %q names a gRPC method but the data plane has no gRPC pool", r.Name)
+	}
+	if prev != nil && prev.grpc != nil && prev.Upstream == up && prev.spec.GRPC != nil && prev.spec.GRPC.Method == r.GRPC.Method {
+		return prev.grpc, nil
+	}
+	svc, _ := cfg.Service(r.Service)
+	var set []byte
+	if svc.GRPC != nil {
+		set = svc.GRPC.DescriptorSet
+	}
+	return grpcjson.NewMethod(svc.Name, r.GRPC.Method, set, up, pool)
 }
 
 // routesByName indexes the routes of t (nil for a nil table).

@@ -1,0 +1,65 @@
+// Command demo-grpc is a small gRPC microservice for trying Portico's
+// JSON-to-gRPC translation and for end-to-end tests: shop.v1.Orders (see
+// internal/demoshop) with gRPC server reflection, so a route only needs
+// the method name.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"google.golang.org/grpc"
+
+	"github.com/portico-gw/portico/dataplane/internal/demoshop"
+	"github.com/portico-gw/portico/shared/cli"
+	"github.com/portico-gw/portico/shared/envflag"
+)
+
+func main() { cli.Main("demo-grpc", run) }
+
+func run(args []string) error {
+	fs := envflag.New("demo-grpc")
+	listen := fs.String("listen", "DEMO_GRPC_LISTEN", "127.0.0.1:9090", "address to listen on (plaintext HTTP/2)")
+	reflect := fs.Bool("reflection", "DEMO_GRPC_REFLECTION", true, "serve gRPC server reflection (v1 and v1alpha)")
+	descriptors := fs.String("write-descriptor-set", "DEMO_GRPC_WRITE_DESCRIPTOR_SET", "", "write the service's FileDescriptorSet to this file and exit (for services configured without reflection)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *descriptors != "" {
+		set, err := demoshop.DescriptorSet()
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(*descriptors, set, 0o644)
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := grpc.NewServer()
+	mode := demoshop.ReflectNone
+	if *reflect {
+		mode = demoshop.ReflectV1
+	}
+	if err := demoshop.Register(srv, demoshop.Options{Reflection: mode}); err != nil {
+		return err
+	}
+	if *reflect {
+		// Older clients ask v1alpha; serve both.
+		if err := demoshop.RegisterReflectionV1Alpha(srv); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		srv.GracefulStop()
+	}()
+	fmt.Fprintf(os.Stderr, "demo-grpc: shop.v1.Orders on %s (reflection %v)\n", ln.Addr(), *reflect)
+	return srv.Serve(ln)
+}
