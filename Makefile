@@ -69,7 +69,7 @@ cluster-down:
 bench: bench-go bench-propagation
 
 bench-go: redis
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/ ./dataplane/internal/auth/ ./dataplane/internal/ratelimit/
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/ ./dataplane/internal/auth/ ./dataplane/internal/ratelimit/ ./dataplane/internal/cache/ ./dataplane/internal/grpcjson/
 
 ## bench-load: side-by-side load benchmark on loopback (wrk against the upstream, nginx,
 ## HAProxy, a bare Go reverse proxy, Portico; Traefik/Caddy when cached). Not in make test.
@@ -98,6 +98,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClientIP$$' -fuzztime $(FUZZTIME) ./dataplane/internal/clientip/
 	$(GO) test -run '^$$' -fuzz '^FuzzRateLimitKey$$' -fuzztime $(FUZZTIME) ./dataplane/internal/proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzJWTHeader$$' -fuzztime $(FUZZTIME) ./dataplane/internal/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) ./dataplane/internal/cache/
+	$(GO) test -run '^$$' -fuzz '^FuzzQueryParams$$' -fuzztime $(FUZZTIME) ./dataplane/internal/grpcjson/
 
 ## soak: mixed load and config churn through two data planes for
 ## PORTICO_SOAK_DURATION (default 10m, under the 20m timeout), checking that

@@ -45,7 +45,7 @@ func echoUpstream(t *testing.T, name string) *httptest.Server {
 	return srv
 }
 
-func compileCfg(t *testing.T, rev int64, cfg *config.Config) *Table {
+func compileCfg(t testing.TB, rev int64, cfg *config.Config) *Table {
 	t.Helper()
 	cfg.Sort()
 	s, _, err := snapshot.Encode(rev, cfg, time.Now())
@@ -65,7 +65,7 @@ func testDeps() Deps {
 	return Deps{Upstream: upstream.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, GRPC: grpcjson.NewPool(grpcjson.PoolOptions{})}
 }
 
-func newGateway(t *testing.T, tab *Table) (*Handler, string) {
+func newGateway(t testing.TB, tab *Table) (*Handler, string) {
 	t.Helper()
 	h := NewHandler(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(prometheus.NewRegistry())})
 	if tab != nil {
