@@ -22,12 +22,29 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // describe renders a compiled table as data, so golden files show exactly
 // what a configuration compiles to (defaults applied, pools resolved).
 func describe(t *Table) any {
+	type backend struct {
+		Service  string `json:"service"`
+		Method   string `json:"method"`
+		Path     string `json:"path"`
+		Query    string `json:"query,omitempty"`
+		Key      string `json:"key,omitempty"`
+		Timeout  string `json:"timeout"`
+		Required bool   `json:"required,omitempty"`
+	}
 	type route struct {
-		Name         string `json:"name"`
-		Service      string `json:"service"`
-		StripPrefix  bool   `json:"strip_prefix"`
-		Timeout      string `json:"timeout"`
-		MaxBodyBytes int64  `json:"max_body_bytes"`
+		Name         string    `json:"name"`
+		Service      string    `json:"service"`
+		StripPrefix  bool      `json:"strip_prefix"`
+		Timeout      string    `json:"timeout"`
+		MaxBodyBytes int64     `json:"max_body_bytes"`
+		Rewrite      string    `json:"rewrite,omitempty"`
+		Query        string    `json:"query,omitempty"`
+		ReqHeaders   string    `json:"request_headers,omitempty"`
+		RespHeaders  string    `json:"response_headers,omitempty"`
+		CORS         string    `json:"cors,omitempty"`
+		Aggregate    []backend `json:"aggregate,omitempty"`
+		CacheRoute   string    `json:"cache_route,omitempty"`
+		GRPC         string    `json:"grpc,omitempty"`
 	}
 	out := struct {
 		Revision int64                      `json:"revision"`
@@ -36,12 +53,38 @@ func describe(t *Table) any {
 		Services map[string]upstream.Report `json:"services"`
 	}{Revision: t.Revision, Rules: t.router.Len(), Services: map[string]upstream.Report{}}
 	for _, r := range t.routes {
-		out.Routes = append(out.Routes, route{r.Name, r.Upstream.Name, r.StripPrefix, r.Timeout.String(), r.MaxBodyBytes})
+		d := route{Name: r.Name, Service: r.service(), StripPrefix: r.StripPrefix, Timeout: r.Timeout.String(), MaxBodyBytes: r.MaxBodyBytes,
+			Query: goSyntax(r.query), ReqHeaders: goSyntax(r.reqEdits), RespHeaders: goSyntax(r.respEdits), CORS: goSyntax(r.cors)}
+		if r.rewrite != nil {
+			d.Rewrite = fmt.Sprintf("%+v", r.rewrite.parts)
+		}
+		if a := r.aggregate; a != nil {
+			for _, b := range a.backends {
+				d.Aggregate = append(d.Aggregate, backend{b.up.Name, b.method, fmt.Sprintf("%+v", b.path.parts),
+					fmt.Sprintf("%+v", b.query.parts), b.key, b.timeout.String(), b.required})
+			}
+		}
+		if r.cache != nil {
+			d.CacheRoute = r.cache.Route()
+		}
+		if r.grpc != nil {
+			d.GRPC = r.grpc.FullMethod()
+		}
+		out.Routes = append(out.Routes, d)
 	}
 	for name, u := range t.upstreams {
 		out.Services[name] = u.Report()
 	}
 	return out
+}
+
+// goSyntax prints a compiled part in Go syntax ("" for nil): maps print
+// sorted, so the output is stable.
+func goSyntax[T any](p *T) string {
+	if p == nil {
+		return ""
+	}
+	return fmt.Sprintf("%+v", *p)
 }
 
 // TestCompileGolden: testdata/compile/<case>.in.json (a configuration) →
