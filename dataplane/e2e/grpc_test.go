@@ -81,6 +81,10 @@ func TestGRPCTranslation(t *testing.T) {
 		GRPC: &config.RouteGRPC{Method: "shop.v1.Orders/Refund"}}); err == nil || !strings.Contains(err.Error(), "grpc.method") {
 		t.Errorf("a method missing from the descriptor set: %v", err)
 	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		d, err := cp.admin.Dataplanes(ctx)
+		return err == nil && d.Converged && len(d.Nodes) == 1
+	}, "the data plane at the latest revision")
 	waitHTTP(t, dp.url+"/v1/orders/1", 200)
 
 	tests := []struct {
