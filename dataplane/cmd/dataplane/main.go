@@ -74,6 +74,7 @@ func run(args []string) error {
 	accessSample := fs.Float64("access-log-sample", "PORTICO_ACCESS_LOG_SAMPLE", 1, "share of 1xx-3xx requests logged (0..1); 4xx and 5xx are always logged")
 	reportEvery := fs.Duration("report-interval", "PORTICO_REPORT_INTERVAL", 10*time.Second, "how often traffic counters go to the control plane (cluster analytics)")
 	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
+	pprofOn := fs.Bool("ops-pprof", "PORTICO_OPS_PPROF", false, "serve the Go profiler under /debug/pprof/ on the ops listener")
 	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -221,6 +222,7 @@ func run(args []string) error {
 	var draining atomic.Bool
 	opsHandler := ops.Handler(ops.Options{
 		Gatherer: reg,
+		Pprof:    *pprofOn,
 		Ready: func() (bool, string) {
 			switch {
 			case draining.Load():

@@ -69,6 +69,7 @@ type Issuer struct {
 	keys          keySource
 	closeOnce     sync.Once
 	stop          context.CancelFunc
+	now           func() time.Time // the parser's clock
 }
 
 // NewIssuer prepares the verification of spec's tokens. For a JWKS issuer it
@@ -105,6 +106,7 @@ func NewIssuer(ctx context.Context, spec *config.Issuer, o IssuerOptions) (*Issu
 		audiences:     slices.Clone(spec.Audiences),
 		consumerClaim: spec.ConsumerClaim,
 		stop:          func() {},
+		now:           time.Now,
 	}
 	if is.consumerClaim == "" {
 		is.consumerClaim = "sub"
@@ -122,6 +124,7 @@ func NewIssuer(ctx context.Context, spec *config.Issuer, o IssuerOptions) (*Issu
 	}
 	if o.Now != nil {
 		opts = append(opts, jwt.WithTimeFunc(o.Now))
+		is.now = o.Now
 	}
 	is.parser = jwt.NewParser(opts...)
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/portico-gw/portico/shared/apikey"
@@ -23,8 +24,8 @@ const (
 	MethodAPIKey = "api_key"
 )
 
-// Identity is a verified caller. It belongs to the request: the slices and
-// the claims map are its own.
+// Identity is a verified caller. It is shared by every request that sends
+// the same token (see cache.go) and must not be modified.
 type Identity struct {
 	// Consumer is the consumer's name; "" if a valid JWT names no known
 	// consumer.
@@ -57,6 +58,7 @@ type Verifier struct {
 	// apiKeys maps a key's hash to its consumer; nil marks a hash that two
 	// consumers claim, which authenticates neither.
 	apiKeys map[string]*consumer
+	tokens  tokenCache
 }
 
 // NewVerifier indexes issuers (keyed by name; nil values are skipped) and the
@@ -101,6 +103,9 @@ func (v *Verifier) VerifyJWT(ctx context.Context, token string, allowed []string
 	if len(token) > MaxTokenBytes {
 		return nil, fail(ErrMalformed, "token larger than 8 KiB")
 	}
+	if id, ok := v.tokens.get(token); ok && (len(allowed) == 0 || slices.Contains(allowed, id.Issuer)) {
+		return id, nil
+	}
 	iss, err := peekIssuer(token)
 	if err != nil {
 		return nil, err
@@ -124,7 +129,13 @@ func (v *Verifier) VerifyJWT(ctx context.Context, token string, allowed []string
 			}
 			continue
 		}
-		return v.identity(is, claims), nil
+		id := v.identity(is, claims)
+		var exp time.Time
+		if e, err := claims.GetExpirationTime(); err == nil && e != nil {
+			exp = e.Time
+		}
+		v.tokens.put(token, id, is, exp)
+		return id, nil
 	}
 	if best == nil {
 		return nil, ErrIssuerNotAllowed

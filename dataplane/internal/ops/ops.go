@@ -6,6 +6,7 @@ package ops
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,6 +20,9 @@ type Options struct {
 	// Status returns the JSON document of /status.
 	Status   func() any
 	Gatherer prometheus.Gatherer
+	// Pprof serves the Go profiler under /debug/pprof/ (off by default: a
+	// profile reveals internals and costs CPU while it runs).
+	Pprof bool
 }
 
 // Handler returns the ops endpoints.
@@ -38,6 +42,13 @@ func Handler(o Options) http.Handler {
 		writeJSON(w, http.StatusOK, o.Status())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	if o.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -97,13 +97,14 @@ type Options struct {
 type RedisLimiter struct {
 	client  redis.UniversalClient
 	budget  time.Duration
-	guarded bool // the client ignores deadlines: enforce Budget around it
+	guarded bool // the client ignores deadlines (said once, at start)
 	peers   func() int
 	log     *slog.Logger
 	now     func() time.Time
 	local   *LocalLimiter
 	metrics *metrics
 	br      breaker
+	batch   *batcher
 }
 
 // NewRedis returns a limiter deciding in Redis through o.Client.
@@ -139,6 +140,7 @@ func NewRedis(o Options) *RedisLimiter {
 		local:   NewLocal(o.Now),
 		metrics: newMetrics(o.Metrics),
 	}
+	r.batch = newBatcher(o.Client, o.Budget)
 	r.br = breaker{
 		failures: o.Breaker.Failures,
 		cooldown: o.Breaker.Cooldown,
@@ -150,7 +152,7 @@ func NewRedis(o Options) *RedisLimiter {
 	r.br.healthy.Store(true)
 	r.metrics.setUp(true)
 	if r.guarded {
-		r.log.Warn("rate limiter: the Redis client ignores context deadlines; calls that overrun the budget keep running in the background (set ContextTimeoutEnabled)")
+		r.log.Warn("rate limiter: the Redis client ignores context deadlines; decisions still wait at most the budget, but a stalled pipeline holds its worker until the client's own timeouts (set ContextTimeoutEnabled)")
 	}
 	return r
 }
@@ -235,20 +237,10 @@ func (r *RedisLimiter) fallback(key string, p Policy) Decision {
 	return r.local.allow(key, share, SourceLocal)
 }
 
-// call runs the script once within the budget.
+// call decides once in Redis within the budget, through the batcher.
 func (r *RedisLimiter) call(ctx context.Context, key string, g gcra) (Decision, int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.budget)
-	defer cancel()
 	start := time.Now()
-	var (
-		v   []int64
-		err error
-	)
-	if r.guarded {
-		v, err = r.runGuarded(ctx, key, g)
-	} else {
-		v, err = r.run(ctx, key, g)
-	}
+	v, err := r.batch.do(ctx, key, g, r.budget)
 	r.metrics.observe(time.Since(start))
 	if err != nil {
 		return Decision{}, 0, err
@@ -263,38 +255,6 @@ func (r *RedisLimiter) call(ctx context.Context, key string, g gcra) (Decision, 
 		RetryAfter: time.Duration(v[3]) * time.Microsecond,
 		Source:     SourceRedis,
 	}, v[4], nil
-}
-
-func (r *RedisLimiter) run(ctx context.Context, key string, g gcra) ([]int64, error) {
-	keys := []string{"rl:{" + key + "}"}
-	v, err := gcraScript.Run(ctx, r.client, keys, g.interval.Microseconds(), g.tolerance.Microseconds()).Int64Slice()
-	if err != nil {
-		// Without the key: it may hold a client's address, and the error
-		// ends up in logs and on /status.
-		return nil, fmt.Errorf("rate limit script: %w", err)
-	}
-	return v, nil
-}
-
-// runGuarded stops waiting for a client that ignores ctx. The abandoned call
-// ends when the client's own read and write timeouts expire; the breaker
-// keeps such calls down to a few per outage.
-func (r *RedisLimiter) runGuarded(ctx context.Context, key string, g gcra) ([]int64, error) {
-	type reply struct {
-		v   []int64
-		err error
-	}
-	done := make(chan reply, 1)
-	go func() {
-		v, err := r.run(ctx, key, g)
-		done <- reply{v, err}
-	}()
-	select {
-	case rep := <-done:
-		return rep.v, rep.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("rate limit script: %w", ctx.Err())
-	}
 }
 
 // probe checks in the background whether Redis is back, so that no request
