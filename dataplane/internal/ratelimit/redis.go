@@ -197,16 +197,22 @@ func (r *RedisLimiter) allow(ctx context.Context, key string, p Policy) (Decisio
 		if ctx.Err() != nil {
 			break
 		}
-		sctx, span := tracer.Start(ctx, "ratelimit redis", clientSpan...)
+		// Only a recorded request gets a span for its decision (see
+		// upstream.Transport for why).
+		var span trace.Span
+		sctx := ctx
+		if trace.SpanFromContext(ctx).IsRecording() {
+			sctx, span = tracer.Start(ctx, "ratelimit redis", clientSpan...)
+		}
 		d, at, err := r.call(sctx, key, g)
-		if span.IsRecording() {
+		if span != nil {
 			span.SetAttributes(attribute.String("db.system", "redis"), attribute.Bool("portico.ratelimit.allowed", d.Allowed))
 			if err != nil {
 				span.RecordError(err)
 				span.SetStatus(codes.Error, "redis call failed")
 			}
+			span.End()
 		}
-		span.End()
 		if err == nil {
 			r.record(nil)
 			d.Limit = p.Limit

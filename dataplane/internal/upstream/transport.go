@@ -138,8 +138,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // attempt sends one try to m. The instance counts as in flight until the
 // response body is closed, which is what least_request compares.
 func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path string, body *bodyGuard, n int) (*http.Response, error) {
-	ctx, span := t.tracer.Start(req.Context(), req.Method, clientSpan...)
-	defer span.End()
+	// A request whose span is not recorded (not sampled, or no tracing)
+	// gets no attempt span either: creating one would cost an allocation
+	// per attempt for nothing, and the trace context sent upstream is the
+	// request's own.
+	ctx := req.Context()
+	var span trace.Span
+	if trace.SpanFromContext(ctx).IsRecording() {
+		ctx, span = t.tracer.Start(ctx, req.Method, clientSpan...)
+		defer span.End()
+	}
 	start := time.Now()
 	var timer *time.Timer
 	if u.AttemptTimeout > 0 {
@@ -163,7 +171,7 @@ func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path stri
 		err = fmt.Errorf("%w after %s: %w", ErrAttemptTimeout, u.AttemptTimeout, err)
 	}
 	u.metrics.observeLatency(time.Since(start))
-	if span.IsRecording() {
+	if span != nil {
 		span.SetAttributes(
 			attribute.String("http.request.method", req.Method),
 			attribute.String("server.address", m.Host),
