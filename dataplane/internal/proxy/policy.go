@@ -168,6 +168,7 @@ type rateLimit struct {
 	// counts each route separately.
 	prefix string
 	header string // RateLimit-Policy value
+	limit  string // RateLimit-Limit value of the policy's own limit
 }
 
 func compileRateLimit(route string, rl *config.RateLimit) *rateLimit {
@@ -184,6 +185,7 @@ func compileRateLimit(route string, rl *config.RateLimit) *rateLimit {
 		kind:   kind, name: name,
 		prefix: route + "|" + orDefault(rl.Key, "route") + "|",
 		header: strconv.Itoa(rl.Limit) + ";w=" + strconv.Itoa(int(w/time.Second)),
+		limit:  strconv.Itoa(rl.Limit),
 	}
 }
 
@@ -217,11 +219,20 @@ func (rl *rateLimit) key(r *http.Request, clientIP string, id *auth.Identity) st
 
 // writeHeaders sets the RateLimit-* fields (draft-ietf-httpapi-ratelimit-
 // headers) on every answer of a limited route.
+// writeHeaders sets the four RateLimit headers with one allocation for
+// their values: they go on every answer of a limited route.
 func (rl *rateLimit) writeHeaders(h http.Header, d ratelimit.Decision) {
-	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
-	h.Set("RateLimit-Remaining", strconv.Itoa(max(d.Remaining, 0)))
-	h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(d.Reset)))
-	h.Set("RateLimit-Policy", rl.header)
+	limit := rl.limit
+	if d.Limit != rl.policy.Limit {
+		limit = strconv.Itoa(d.Limit)
+	}
+	v := [...]string{limit, strconv.Itoa(max(d.Remaining, 0)), strconv.Itoa(ceilSeconds(d.Reset)), rl.header}
+	vals := v[:]
+	// Canonical keys written directly: Set would canonicalise each again.
+	h["Ratelimit-Limit"] = vals[0:1:1]
+	h["Ratelimit-Remaining"] = vals[1:2:2]
+	h["Ratelimit-Reset"] = vals[2:3:3]
+	h["Ratelimit-Policy"] = vals[3:4:4]
 }
 
 func ceilSeconds(d time.Duration) int {
