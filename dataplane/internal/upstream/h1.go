@@ -1,0 +1,334 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// H1 is a lean HTTP/1.1 client for the common case of a gateway: an
+// idempotent request without a body (GET, HEAD, OPTIONS) to a plain-http
+// upstream. net/http's Transport gives every keep-alive connection a read
+// goroutine and a write goroutine and hands each request and response
+// between them and the caller over channels; under load those hand-offs
+// (scheduler, select, wake-ups) cost about a tenth of a proxied request's
+// CPU. H1 writes the request and reads the response head on the calling
+// goroutine, with the standard library's own wire format (Request.Write,
+// http.ReadResponse), and keeps idle connections per host.
+//
+// Everything else — bodies, upgrades, TLS, other methods — goes to the
+// fallback Transport unchanged, so HTTP semantics there are net/http's.
+type H1 struct {
+	fallback http.RoundTripper
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	maxIdlePerHost int
+	idleTimeout    time.Duration
+	readBuf        int
+	writeBuf       int
+
+	mu        sync.Mutex
+	idle      map[string][]*h1conn // by host:port, most recent last
+	lastSweep time.Time
+}
+
+// H1Options configure an H1. Zero values take the defaults in brackets.
+type H1Options struct {
+	// Dial opens connections; it must honour the context (connect timeout).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// MaxIdlePerHost [512] and IdleTimeout [90s] bound kept-alive
+	// connections, as in http.Transport.
+	MaxIdlePerHost int
+	IdleTimeout    time.Duration
+	// ReadBufferSize and WriteBufferSize [32 KiB] size each connection's
+	// buffers.
+	ReadBufferSize, WriteBufferSize int
+}
+
+// NewH1 returns an H1 sending what it does not handle to fallback.
+func NewH1(fallback http.RoundTripper, o H1Options) *H1 {
+	if o.Dial == nil {
+		d := &net.Dialer{KeepAlive: 30 * time.Second}
+		o.Dial = d.DialContext
+	}
+	return &H1{
+		fallback:       fallback,
+		dial:           o.Dial,
+		maxIdlePerHost: orDefault(o.MaxIdlePerHost, 512),
+		idleTimeout:    orDefault(o.IdleTimeout, 90*time.Second),
+		readBuf:        orDefault(o.ReadBufferSize, 32<<10),
+		writeBuf:       orDefault(o.WriteBufferSize, 32<<10),
+		idle:           map[string][]*h1conn{},
+	}
+}
+
+type h1conn struct {
+	net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	lr        *headLimit
+	host      string
+	idleSince time.Time
+}
+
+// maxResponseHead bounds a response's status line and headers, like
+// http.Transport's MaxResponseHeaderBytes: an upstream cannot make the
+// gateway buffer without end.
+const maxResponseHead = 1 << 20
+
+// headLimit is the connection as the buffered reader sees it: while a
+// response head is read it allows at most maxResponseHead bytes.
+type headLimit struct {
+	c      net.Conn
+	remain int64 // < 0: no limit (reading a body)
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.remain < 0 {
+		return l.c.Read(p)
+	}
+	if l.remain == 0 {
+		return 0, fmt.Errorf("upstream response head larger than %d bytes", maxResponseHead)
+	}
+	if int64(len(p)) > l.remain {
+		p = p[:l.remain]
+	}
+	n, err := l.c.Read(p)
+	l.remain -= int64(n)
+	return n, err
+}
+
+// eligible says whether H1 sends req itself.
+func eligible(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		return false
+	}
+	return req.URL.Scheme == "http" &&
+		(req.Body == nil || req.Body == http.NoBody) && req.ContentLength == 0 &&
+		len(req.TransferEncoding) == 0 &&
+		req.Header.Get("Upgrade") == "" && !req.Close
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *H1) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !eligible(req) {
+		return t.fallback.RoundTrip(req)
+	}
+	ctx := req.Context()
+	host := req.URL.Host
+	if req.URL.Port() == "" {
+		host = net.JoinHostPort(req.URL.Hostname(), "80")
+	}
+	for retried := false; ; retried = true {
+		pc, reused, err := t.conn(ctx, host)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
+			}
+			return nil, err
+		}
+		resp, err := t.exchange(ctx, pc, req)
+		if err == nil {
+			return resp, nil
+		}
+		// A kept-alive connection the server had closed fails at once
+		// with nothing read: the request (idempotent, bodiless) is sent
+		// again on a fresh one, as net/http does.
+		if reused && !retried && ctx.Err() == nil && staleConn(err) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
+		return nil, err
+	}
+}
+
+// exchange sends req on pc and reads the response head. The connection is
+// the response body's until it is read to the end or closed.
+func (t *H1) exchange(ctx context.Context, pc *h1conn, req *http.Request) (*http.Response, error) {
+	// Cancelling the request (client gone, route or attempt timeout) must
+	// unblock a read or write in progress: an expired deadline does that.
+	stop := context.AfterFunc(ctx, func() { _ = pc.SetDeadline(time.Unix(1, 0)) })
+	if err := req.Write(pc.bw); err != nil {
+		stop()
+		pc.Close()
+		return nil, err
+	}
+	if err := pc.bw.Flush(); err != nil {
+		stop()
+		pc.Close()
+		return nil, err
+	}
+	var resp *http.Response
+	pc.lr.remain = maxResponseHead
+	// Waiting for the first byte apart from the parse tells a connection
+	// that was dead before it answered anything (io.EOF, reset: safe to
+	// send again) from one that died mid-response (ReadResponse reports
+	// both as io.ErrUnexpectedEOF).
+	if _, err := pc.br.Peek(1); err != nil {
+		stop()
+		pc.Close()
+		return nil, err
+	}
+	for {
+		var err error
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			stop()
+			pc.Close()
+			return nil, err
+		}
+		// Informational answers (100, 103) precede the real one; 101
+		// cannot happen without an Upgrade header, which goes elsewhere.
+		if resp.StatusCode < 100 || resp.StatusCode > 199 {
+			break
+		}
+	}
+	pc.lr.remain = -1
+	keep := !resp.Close
+	if resp.Body == http.NoBody {
+		t.release(pc, stop, keep)
+		return resp, nil
+	}
+	resp.Body = &h1body{rc: resp.Body, pc: pc, t: t, stop: stop, keep: keep}
+	return resp, nil
+}
+
+// staleConn reports an error of a connection that was already dead: the
+// peer closed or reset it before answering anything.
+func staleConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// conn returns an idle connection to host, or dials one.
+func (t *H1) conn(ctx context.Context, host string) (*h1conn, bool, error) {
+	now := time.Now()
+	t.mu.Lock()
+	list := t.idle[host]
+	for len(list) > 0 {
+		pc := list[len(list)-1]
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+		if now.Sub(pc.idleSince) < t.idleTimeout {
+			t.idle[host] = list
+			t.mu.Unlock()
+			return pc, true, nil
+		}
+		pc.Close()
+	}
+	t.idle[host] = list
+	t.mu.Unlock()
+	c, err := t.dial(ctx, "tcp", host)
+	if err != nil {
+		return nil, false, err
+	}
+	lr := &headLimit{c: c, remain: -1}
+	return &h1conn{Conn: c, br: bufio.NewReaderSize(lr, t.readBuf), bw: bufio.NewWriterSize(c, t.writeBuf), lr: lr, host: host}, false, nil
+}
+
+// release returns pc to the idle pool, unless it cannot carry another
+// request: the response asked to close, or the cancellation deadline may
+// already be on it.
+func (t *H1) release(pc *h1conn, stop func() bool, keep bool) {
+	if !stop() || !keep {
+		pc.Close()
+		return
+	}
+	now := time.Now()
+	pc.idleSince = now
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.lastSweep) > t.idleTimeout/2 {
+		t.sweepLocked(now)
+	}
+	list := t.idle[pc.host]
+	if len(list) >= t.maxIdlePerHost {
+		pc.Close()
+		return
+	}
+	t.idle[pc.host] = append(list, pc)
+}
+
+// sweepLocked closes connections idle for longer than the timeout, so that
+// hosts no longer used (instances gone from discovery) do not keep sockets.
+func (t *H1) sweepLocked(now time.Time) {
+	t.lastSweep = now
+	for host, list := range t.idle {
+		kept := list[:0]
+		for _, pc := range list {
+			if now.Sub(pc.idleSince) < t.idleTimeout {
+				kept = append(kept, pc)
+			} else {
+				pc.Close()
+			}
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(t.idle, host)
+		} else {
+			t.idle[host] = kept
+		}
+	}
+}
+
+// CloseIdleConnections closes every idle connection (and the fallback's).
+func (t *H1) CloseIdleConnections() {
+	t.mu.Lock()
+	for host, list := range t.idle {
+		for _, pc := range list {
+			pc.Close()
+		}
+		delete(t.idle, host)
+	}
+	t.mu.Unlock()
+	if c, ok := t.fallback.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// h1body gives the connection back once the body is read to the end; a
+// body closed early closes the connection (what is left unread would
+// otherwise be taken for the next response).
+type h1body struct {
+	rc   io.ReadCloser
+	pc   *h1conn
+	t    *H1
+	stop func() bool
+	keep bool
+	done bool
+}
+
+func (b *h1body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.done = true
+		b.t.release(b.pc, b.stop, b.keep)
+	} else if err != nil {
+		b.done = true
+		b.stop()
+		b.pc.Close()
+	}
+	return n, err
+}
+
+func (b *h1body) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	b.stop()
+	return b.pc.Close()
+}
