@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"reflect"
-	"slices"
 	"testing"
 	"time"
 
@@ -77,23 +76,7 @@ func TestTrafficValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := trafficConfig()
 			tt.mutate(c)
-			err := c.Validate()
-			if tt.kind == nil {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if !errors.Is(err, tt.kind) {
-				t.Fatalf("Validate() = %v, want %v", err, tt.kind)
-			}
-			var fields []string
-			for _, f := range FieldErrors(err) {
-				fields = append(fields, f.Field)
-			}
-			if !slices.Contains(fields, tt.field) {
-				t.Fatalf("Validate() reported fields %v, want %q among them", fields, tt.field)
-			}
+			checkValidation(t, c.Validate(), tt.kind, tt.field)
 		})
 	}
 }
@@ -134,20 +117,11 @@ func TestDescriptorSetChecks(t *testing.T) {
 			c := trafficConfig()
 			c.Services[2].GRPC = &ServiceGRPC{DescriptorSet: tt.set}
 			c.Routes[3].GRPC.Method = tt.method
-			err := c.Validate()
-			if tt.field == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
+			var kind error
+			if tt.field != "" {
+				kind = ErrInvalid
 			}
-			var fields []string
-			for _, f := range FieldErrors(err) {
-				fields = append(fields, f.Field)
-			}
-			if !slices.Contains(fields, tt.field) {
-				t.Fatalf("fields %v, want %s (%v)", fields, tt.field, err)
-			}
+			checkValidation(t, c.Validate(), kind, tt.field)
 		})
 	}
 }

@@ -77,26 +77,32 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()
 			tt.mutate(c)
-			err := c.Validate()
-			if tt.kind == nil {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if !errors.Is(err, tt.kind) {
-				t.Fatalf("Validate() = %v, want %v", err, tt.kind)
-			}
-			var fields []string
-			for _, f := range FieldErrors(err) {
-				fields = append(fields, f.Field)
-				if f.Field == tt.field {
-					return
-				}
-			}
-			t.Fatalf("Validate() reported fields %v, want %q among them (err: %v)", fields, tt.field, err)
+			checkValidation(t, c.Validate(), tt.kind, tt.field)
 		})
 	}
+}
+
+// checkValidation fails unless err is nil (kind nil) or of kind and
+// reports field among its fields.
+func checkValidation(t *testing.T, err, kind error, field string) {
+	t.Helper()
+	if kind == nil {
+		if err != nil {
+			t.Fatalf("Validate() = %v, want nil", err)
+		}
+		return
+	}
+	if !errors.Is(err, kind) {
+		t.Fatalf("Validate() = %v, want %v", err, kind)
+	}
+	var fields []string
+	for _, f := range FieldErrors(err) {
+		fields = append(fields, f.Field)
+		if f.Field == field {
+			return
+		}
+	}
+	t.Fatalf("Validate() reported fields %v, want %q among them (err: %v)", fields, field, err)
 }
 
 func TestCheckRoute(t *testing.T) {

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/portico-gw/portico/dataplane/internal/redisconn"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -118,7 +120,7 @@ func run(args []string) error {
 	}
 	var rc redis.UniversalClient
 	if *redisURL != "" {
-		if rc, err = ratelimit.ParseRedisURL(*redisURL); err != nil {
+		if rc, err = redisconn.ParseURL(*redisURL); err != nil {
 			return fmt.Errorf("--redis: %w", err)
 		}
 		// go-redis logs every failed dial to stderr during an outage; the

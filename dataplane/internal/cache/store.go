@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/portico-gw/portico/dataplane/internal/redisconn"
 )
 
 // Store holds encoded entries. Values handed to Set and returned by Get are
@@ -157,19 +159,7 @@ func NewRedis(c redis.UniversalClient, budget time.Duration) *Redis {
 	if budget <= 0 {
 		budget = 50 * time.Millisecond
 	}
-	return &Redis{client: c, budget: budget, guarded: !honoursDeadlines(c)}
-}
-
-func honoursDeadlines(c redis.UniversalClient) bool {
-	switch c := c.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled
-	}
-	return false
+	return &Redis{client: c, budget: budget, guarded: !redisconn.HonoursDeadlines(c)}
 }
 
 // do runs fn within the budget. A client that does not apply context

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-gw/portico/dataplane/internal/redisconn"
+
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,7 +28,7 @@ func BenchmarkServe(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
 	defer up.Close()
 	redis := testutil.StartRedis(b)
-	rc, err := ratelimit.ParseRedisURL(redis.URL())
+	rc, err := redisconn.ParseURL(redis.URL())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,13 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-gw/portico/dataplane/internal/redisconn"
+
 	"github.com/redis/go-redis/v9"
 )
 
 // newClient returns a client for url that the test closes.
 func newClient(t testing.TB, url string) redis.UniversalClient {
 	t.Helper()
-	c, err := ParseRedisURL(url)
+	c, err := redisconn.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
 	}

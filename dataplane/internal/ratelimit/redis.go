@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/portico-gw/portico/dataplane/internal/redisconn"
 )
 
 // DefaultBudget bounds one Redis call: a local Redis answers in well under a
@@ -133,7 +135,7 @@ func NewRedis(o Options) *RedisLimiter {
 	r := &RedisLimiter{
 		client:  o.Client,
 		budget:  o.Budget,
-		guarded: !honoursDeadlines(o.Client),
+		guarded: !redisconn.HonoursDeadlines(o.Client),
 		peers:   o.Peers,
 		log:     o.Log,
 		now:     o.Now,
@@ -155,20 +157,6 @@ func NewRedis(o Options) *RedisLimiter {
 		r.log.Warn("rate limiter: the Redis client ignores context deadlines; decisions still wait at most the budget, but a stalled pipeline holds its worker until the client's own timeouts (set ContextTimeoutEnabled)")
 	}
 	return r
-}
-
-// honoursDeadlines reports whether c applies a context's deadline to its
-// socket I/O; go-redis does so only with ContextTimeoutEnabled.
-func honoursDeadlines(c redis.UniversalClient) bool {
-	switch c := c.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled
-	}
-	return false
 }
 
 // Allow decides one request for key under p. It never waits for Redis

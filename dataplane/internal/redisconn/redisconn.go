@@ -1,4 +1,6 @@
-package ratelimit
+// Package redisconn builds the data plane's one Redis client from --redis,
+// shared by the rate limiter and the response cache.
+package redisconn
 
 import (
 	"errors"
@@ -9,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ParseRedisURL returns a client for the Redis deployment a URL names. The
+// ParseURL returns a client for the Redis deployment a URL names. The
 // scheme chooses the kind:
 //
 //	redis://[[user]:password@]host[:port][/db][?option=value...]
@@ -33,11 +35,11 @@ import (
 // pool_size=20, ...); unknown ones are an error. The port defaults to 6379.
 //
 // Whatever the URL says, the client applies context deadlines to its I/O
-// (ContextTimeoutEnabled), since that is how RedisLimiter keeps every call
+// (ContextTimeoutEnabled), since that is how the rate limiter and the cache keep every call
 // within its budget. Unless max_retries is given it does not retry either: a
 // retry cannot fit in a budget of milliseconds, and retrying a decision whose
 // reply was lost would count the request twice.
-func ParseRedisURL(u string) (redis.UniversalClient, error) {
+func ParseURL(u string) (redis.UniversalClient, error) {
 	scheme, rest, ok := strings.Cut(u, "://")
 	if !ok {
 		return nil, errors.New("redis URL: no scheme (want redis://, rediss://, redis-sentinel://, redis-cluster:// or unix://)")
@@ -104,4 +106,19 @@ func redact(err error) error {
 		err = ue.Err
 	}
 	return fmt.Errorf("redis URL: %w", err)
+}
+
+// HonoursDeadlines reports whether c applies a context's deadline to its
+// socket I/O; go-redis does so only with ContextTimeoutEnabled (ParseURL
+// always sets it).
+func HonoursDeadlines(c redis.UniversalClient) bool {
+	switch c := c.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
 }
