@@ -29,14 +29,14 @@ func TestHitMissExpiry(t *testing.T) {
 		t.Errorf("Content-Type = %q, want the stored one", got)
 	}
 
-	e.clock.Advance(59 * time.Second)
+	e.clock.Add(59 * time.Second)
 	res = e.get(p, "/a")
 	e.expect(res, "HIT", "call 1", 1)
 	if got := res.header.Get("Age"); got != "59" {
 		t.Errorf("Age = %q, want 59", got)
 	}
 
-	e.clock.Advance(time.Second)
+	e.clock.Add(time.Second)
 	e.expect(e.get(p, "/a"), "MISS", "call 2", 2)
 	e.expect(e.get(p, "/a"), "HIT", "call 2", 2)
 	e.expect(e.get(p, "/b"), "MISS", "call 3", 3)
@@ -72,9 +72,9 @@ func TestFreshnessLifetime(t *testing.T) {
 			if got := res.header.Get("Age"); got != tc.age {
 				t.Errorf("Age = %q, want %q", got, tc.age)
 			}
-			e.clock.Advance(tc.lifetime - time.Second)
+			e.clock.Add(tc.lifetime - time.Second)
 			e.expect(e.get(p, "/"), "HIT", "call 1", 1)
-			e.clock.Advance(time.Second)
+			e.clock.Add(time.Second)
 			e.expect(e.get(p, "/"), "MISS", "call 2", 2)
 		})
 	}
@@ -213,7 +213,7 @@ func TestIfNoneMatch(t *testing.T) {
 	e.up.respond = withHeaders(http.StatusOK, "Etag", `"v1"`, "Cache-Control", "max-age=60", "X-Other", "1")
 	p := policy(config.RouteCache{})
 	e.expect(e.get(p, "/"), "MISS", "call 1", 1)
-	e.clock.Advance(3 * time.Second)
+	e.clock.Add(3 * time.Second)
 	for _, tc := range []struct {
 		inm    string
 		status int
@@ -323,7 +323,7 @@ func TestRequestCacheControl(t *testing.T) {
 	e := newEnv(t, Options{})
 	p := policy(config.RouteCache{})
 	e.expect(e.get(p, "/"), "MISS", "call 1", 1)
-	e.clock.Advance(10 * time.Second)
+	e.clock.Add(10 * time.Second)
 	e.expect(e.get(p, "/", "Cache-Control", "max-age=20"), "HIT", "call 1", 1)
 	e.expect(e.get(p, "/", "Cache-Control", "max-age=5"), "MISS", "call 2", 2)
 	e.expect(e.get(p, "/", "Cache-Control", "no-cache"), "MISS", "call 3", 3)
@@ -511,7 +511,7 @@ func TestVaryRecordOutlivesShortVariant(t *testing.T) {
 	p := policy(config.RouteCache{TTL: config.Duration(time.Minute)})
 	e.expect(e.get(p, "/", "X-Lang", "long"), "MISS", "long 1", 1)
 	e.expect(e.get(p, "/", "X-Lang", "short"), "MISS", "short 2", 2)
-	e.clock.Advance(10 * time.Second)
+	e.clock.Add(10 * time.Second)
 	e.expect(e.get(p, "/", "X-Lang", "long"), "HIT", "long 1", 2)
 	e.expect(e.get(p, "/", "X-Lang", "short"), "MISS", "short 3", 3)
 }

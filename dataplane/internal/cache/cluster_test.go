@@ -42,7 +42,7 @@ func redisPolicy() *Policy {
 
 // plane is a data plane's cache on a shared Redis: its own memory, clock
 // shared with the other planes, and its own Redis client.
-func plane(t *testing.T, srv *testutil.Redis, clk *clock, up *upstream, o Options) *env {
+func plane(t *testing.T, srv *testutil.Redis, clk *testutil.Clock, up *upstream, o Options) *env {
 	t.Helper()
 	o.Redis = NewRedis(newRedisClient(t, srv.Addr), time.Second)
 	o.Now = clk.Now
@@ -57,7 +57,7 @@ func TestTwoDataPlanesShareRedis(t *testing.T) {
 	a, b := plane(t, srv, clk, up, Options{}), plane(t, srv, clk, up, Options{})
 	p := redisPolicy()
 	a.expect(a.get(p, "/x"), "MISS", "call 1", 1)
-	clk.Advance(5 * time.Second)
+	clk.Add(5 * time.Second)
 	res := b.get(p, "/x")
 	b.expect(res, "HIT", "call 1", 1)
 	if got := res.header.Get("Age"); got != "5" {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,26 +13,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/testutil"
 )
 
 // clock is a settable time for freshness tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock is the tests' clock, at a fixed start.
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // upstream is a handler that counts its calls and answers with respond;
@@ -69,7 +55,7 @@ func withHeaders(status int, kv ...string) func(w http.ResponseWriter, r *http.R
 // env is one data plane's cache in a test.
 type env struct {
 	t     testing.TB
-	clock *clock
+	clock *testutil.Clock
 	mem   *Memory
 	cache *Cache
 	up    *upstream

@@ -54,7 +54,7 @@ func TestMemoryLRU(t *testing.T) {
 	if has("d") || m.Bytes() != 20 {
 		t.Fatalf("an oversized value: has %v, Bytes %d", has("d"), m.Bytes())
 	}
-	clk.Advance(time.Minute)
+	clk.Add(time.Minute)
 	if has("e") {
 		t.Fatal("an expired entry was returned")
 	}
