@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: a working Portico on this machine, no Docker. Starts a control
-# plane (dev mode, embedded bbolt store), one data plane and a demo upstream,
-# creates an example service and route, and prints what to try. Ctrl-C stops
+# plane (dev mode, embedded bbolt store), one data plane, a demo upstream and
+# a demo gRPC service, creates example services and routes (a plain one,
+# a cached one, an aggregating one, a JSON-to-gRPC one), and prints what to
+# try. Ctrl-C stops
 # everything. Ports can be moved with the variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,7 @@ CP_ADDR="${CP_ADDR:-127.0.0.1:9000}"
 DP_ADDR="${DP_ADDR:-127.0.0.1:8080}"
 OPS_ADDR="${OPS_ADDR:-127.0.0.1:8081}"
 UP_ADDR="${UP_ADDR:-127.0.0.1:9001}"
+GRPC_ADDR="${GRPC_ADDR:-127.0.0.1:9090}"
 mkdir -p "$DATA"
 
 pids=()
@@ -35,6 +38,8 @@ wait_http() { # url, what
 
 "$BIN/demo-upstream" --listen "$UP_ADDR" --name demo >"$DATA/demo-upstream.log" 2>&1 &
 pids+=($!)
+"$BIN/demo-grpc" --listen "$GRPC_ADDR" >"$DATA/demo-grpc.log" 2>&1 &
+pids+=($!)
 "$BIN/controlplane" --dev --listen "$CP_ADDR" --store "bolt:$DATA/controlplane.db" >"$DATA/controlplane.log" 2>&1 &
 pids+=($!)
 wait_http "http://$CP_ADDR/healthz" "control plane"
@@ -47,6 +52,14 @@ curl -fsS -X PUT "http://$CP_ADDR/v1/services/demo" -H 'Content-Type: applicatio
   -d "{\"targets\":[{\"url\":\"http://$UP_ADDR\",\"weight\":1}]}" >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/demo" -H 'Content-Type: application/json' \
   -d '{"paths":["/demo/*"],"methods":["GET","POST"],"service":"demo","strip_prefix":true}' >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/cached" -H 'Content-Type: application/json' \
+  -d '{"paths":["/cached/*"],"methods":["GET"],"service":"demo","rewrite":"/{*}","cache":{"ttl":"30s"}}' >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/profile" -H 'Content-Type: application/json' \
+  -d '{"paths":["/profile/{id}"],"methods":["GET"],"aggregate":[{"service":"demo","path":"/users/{id}","key":"user"},{"service":"demo","path":"/orders?user={id}","key":"orders"}]}' >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/services/shop" -H 'Content-Type: application/json' \
+  -d "{\"protocol\":\"grpc\",\"targets\":[{\"url\":\"http://$GRPC_ADDR\"}]}" >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/order" -H 'Content-Type: application/json' \
+  -d '{"paths":["/shop/orders/{id}"],"methods":["GET"],"service":"shop","grpc":{"method":"shop.v1.Orders/GetOrder"}}' >/dev/null
 wait_http "http://$OPS_ADDR/readyz" "data plane"
 for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://$DP_ADDR/demo/" 2>/dev/null && break; sleep 0.1; done
 
@@ -56,11 +69,16 @@ Portico is running (dev mode: the admin API needs no token here).
 
   control plane  http://$CP_ADDR   (admin API, OpenAPI at /v1/openapi.json)
   data plane     http://$DP_ADDR   (traffic)   ops: http://$OPS_ADDR/status
-  demo upstream  http://$UP_ADDR
+  demo upstream  http://$UP_ADDR     demo gRPC  $GRPC_ADDR (shop.v1.Orders, reflection)
   logs and data  $DATA
 
 Try:
   curl -s http://$DP_ADDR/demo/hello?x=1                 # proxied to the demo upstream
+  curl -si http://$DP_ADDR/cached/hello | grep -i cache   # MISS, then HIT (30 s)
+  curl -s -X POST http://$CP_ADDR/v1/routes/cached/cache/purge >/dev/null   # purge it
+  curl -s http://$DP_ADDR/profile/7 | jq                 # two calls merged into one answer
+  curl -s 'http://$DP_ADDR/shop/orders/42?version=2' | jq   # JSON to gRPC
+  curl -s http://$DP_ADDR/shop/orders/missing | jq        # gRPC NOT_FOUND as a 404 problem
   curl -s http://$CP_ADDR/v1/routes | jq                 # routes, with versions
   curl -s -X PUT http://$CP_ADDR/v1/routes/users -H 'Content-Type: application/json' \\
        -d '{"paths":["/users/{id}"],"methods":["GET"],"service":"demo"}'

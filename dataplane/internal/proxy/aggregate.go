@@ -220,6 +220,8 @@ func (h *Handler) callBackend(ctx context.Context, route *Route, b *aggBackend, 
 		return aggResult{err: err}
 	}
 	req.URL.RawQuery = query
+	// Each attempt sends its instance's host, as the reverse proxy does.
+	req.Host = ""
 	req.Header = header.Clone()
 	resp, err := h.proxy.Transport.RoundTrip(req)
 	if err != nil {

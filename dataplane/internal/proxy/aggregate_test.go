@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,10 +22,11 @@ import (
 // jsonUpstream answers every request with body (after waiting on release,
 // when given), and counts requests and what they asked for.
 type jsonUpstream struct {
-	srv     *httptest.Server
-	hits    atomic.Int64
-	lastURI atomic.Value
-	lastHdr atomic.Value
+	srv      *httptest.Server
+	hits     atomic.Int64
+	lastURI  atomic.Value
+	lastHdr  atomic.Value
+	lastHost atomic.Value
 }
 
 func newJSONUpstream(t *testing.T, status int, body string, release <-chan struct{}) *jsonUpstream {
@@ -34,6 +36,7 @@ func newJSONUpstream(t *testing.T, status int, body string, release <-chan struc
 		u.hits.Add(1)
 		u.lastURI.Store(r.URL.RequestURI())
 		u.lastHdr.Store(r.Header.Clone())
+		u.lastHost.Store(r.Host)
 		if release != nil {
 			select {
 			case <-release:
@@ -86,6 +89,9 @@ func TestAggregate(t *testing.T) {
 	}
 	if got := orders.lastURI.Load(); got != "/orders?user=7&status=open+now" {
 		t.Errorf("orders asked for %v (query values must flow in, escaped)", got)
+	}
+	if host := users.lastHost.Load(); host != strings.TrimPrefix(users.srv.URL, "http://") {
+		t.Errorf("backend saw Host %v, want its own address", host)
 	}
 	if h := users.lastHdr.Load().(http.Header); h.Get("Accept-Language") != "fr" || h.Get("X-Forwarded-For") == "" {
 		t.Errorf("backend headers: %v", h)
