@@ -254,10 +254,13 @@ func serveGRPC(w http.ResponseWriter, r *http.Request, route *Route, m *router.M
 // serveCached answers from the route's cache or through answer. m is taken
 // by value: the closure makes it escape, and only cached routes should pay
 // for a heap copy.
+// The same goes for the outcome: the closure fills its own, copied back.
 func (h *Handler) serveCached(w *recorder, r *http.Request, route *Route, m router.Match, path string, id *auth.Identity, o *outcome) {
+	var fetched outcome
 	h.cache.Serve(w, r, route.cache, o.consumer, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.answer(w, r, route, &m, path, id, o)
+		h.answer(w, r, route, &m, path, id, &fetched)
 	}))
+	o.upstream, o.attempts = fetched.upstream, fetched.attempts
 	o.cache = w.Header().Get(cache.StatusHeader)
 }
 
@@ -304,9 +307,20 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, route *Route, 
 		cancel()
 	})
 	defer ex.timer.Stop()
+	reported := false
+	defer func() {
+		if !reported {
+			// ReverseProxy panics with http.ErrAbortHandler when a body
+			// breaks off after the headers went out (client or upstream
+			// gone mid-stream). The breaker's verdict must still be given:
+			// an unreported half-open trial would hold its slot for good.
+			done(false, true)
+		}
+	}()
 	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, upstream.ExchangeKey{}, ex)))
 	timedOut := ex.timedOut.Load()
 	done(ex.Failed || timedOut, !timedOut && r.Context().Err() != nil)
+	reported = true
 	o.upstream, o.attempts = ex.Addr, ex.Attempts
 }
 

@@ -95,21 +95,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Header().Set("Connection", "close")
 	}
 	var o outcome
+	defer func() {
+		// ReverseProxy aborts a body cut off mid-stream with a panic
+		// (http.ErrAbortHandler); such a request is still counted, logged
+		// and its span ended, then the panic goes on to net/http.
+		if p := recover(); p != nil {
+			h.finish(rec, r, &o, span, start)
+			panic(p)
+		}
+	}()
 	h.serve(rec, r, &o)
+	h.finish(rec, r, &o, span, start)
+}
+
+// finish records a request once it is answered (or aborted).
+func (h *Handler) finish(rec *recorder, r *http.Request, o *outcome, span trace.Span, start time.Time) {
 	status, elapsed := rec.status(), time.Since(start)
 	if h.metrics != nil {
 		h.metrics.inFlight.Dec()
 		h.metrics.observe(o.route, r.Method, status, elapsed)
 	}
 	if span.IsRecording() {
-		h.endSpan(span, r, &o, status)
+		h.endSpan(span, r, o, status)
 	}
 	span.End()
 	if h.obs.Analytics != nil {
 		h.obs.Analytics.Observe(o.route, status, elapsed)
 	}
 	if l := h.obs.AccessLog; l != nil && (status >= 400 || h.obs.AccessLogSample >= 1 || rand.Float64() < h.obs.AccessLogSample) {
-		h.accessLog(l, r, &o, status, rec.bytes, elapsed, span.SpanContext())
+		h.accessLog(l, r, o, status, rec.bytes, elapsed, span.SpanContext())
 	}
 }
 

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/testutil"
 )
@@ -296,4 +299,43 @@ func TestInstanceDiesUnderLoad(t *testing.T) {
 	if res := stop(); res.Failed != 0 {
 		t.Fatalf("%d of %d client requests failed while an instance died; first: %v", res.Failed, res.Total, res.FirstError)
 	}
+}
+
+// TestAbortedBodyIsAccounted: a client that hangs up in the middle of a
+// streamed body makes ReverseProxy abort with a panic; the request must
+// still leave the in-flight gauge and give the breaker its verdict, or a
+// half-open breaker would keep its trial slot for good.
+func TestAbortedBodyIsAccounted(t *testing.T) {
+	sent := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("first chunk"))
+		w.(http.Flusher).Flush()
+		close(sent)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(up.Close)
+	cfg := &config.Config{
+		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}},
+			CircuitBreaker: &config.CircuitBreaker{FailureRatio: 0.5, MinRequests: 1, HalfOpenRequests: 1}}},
+		Routes: []config.Route{{Name: "stream", Paths: []string{"/stream"}, Service: "s"}},
+	}
+	reg := prometheus.NewRegistry()
+	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(reg)})
+	h.Swap(compileCfg(t, 1, cfg))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Get(srv.URL + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-sent
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close() // hang up mid-body
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return promtestutil.ToFloat64(h.metrics.inFlight) == 0
+	}, "the aborted request leaving the in-flight gauge")
 }
