@@ -102,14 +102,28 @@ func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *
 		}
 		return clientQuery.Get(name)
 	}
+	// A value taken from the client's query goes into a backend path as one
+	// segment's worth of text: a "/" or a dot segment in it would let the
+	// client choose another endpoint of the backend.
+	badValue := ""
+	inPath := func(v string) string {
+		if strings.Contains(v, "/") || v == "." || v == ".." {
+			badValue = v
+		}
+		return v
+	}
 	// Expand every backend's URL before starting: lookup is not safe for
 	// concurrent use.
 	paths := make([]string, len(a.backends))
 	queries := make([]string, len(a.backends))
 	for i := range a.backends {
 		b := &a.backends[i]
-		paths[i] = b.path.expand(lookup, nil)
+		paths[i] = b.path.expand(lookup, inPath)
 		queries[i] = b.query.expand(lookup, url.QueryEscape)
+	}
+	if badValue != "" {
+		writeProblem(w, r, http.StatusBadRequest, "bad-parameter", "a value for a backend path may not contain '/' or be a dot segment: "+strconv.Quote(badValue))
+		return
 	}
 	header := h.aggregateHeader(r, route, id)
 	results := make([]aggResult, len(a.backends))
@@ -134,6 +148,10 @@ func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *
 		}
 	}
 	w.Header().Set("X-Portico-Completed", strconv.FormatBool(len(errs) == 0))
+	if len(errs) > 0 {
+		// A partial answer must not be cached and served for a whole TTL.
+		w.Header().Set("Cache-Control", "no-store")
+	}
 	if failedRequired || len(errs) == len(a.backends) {
 		p := problem.New(http.StatusBadGateway, "aggregate-failed", "a backend the route requires failed")
 		if len(errs) == len(a.backends) {

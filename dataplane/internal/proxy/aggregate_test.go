@@ -98,6 +98,29 @@ func TestAggregate(t *testing.T) {
 	}
 }
 
+// TestAggregatePathInjection: a query value that would move a backend call
+// to another path is refused.
+func TestAggregatePathInjection(t *testing.T) {
+	users := newJSONUpstream(t, 200, `{}`, nil)
+	cfg := &config.Config{
+		Services: []config.Service{{Name: "users", Targets: []config.Target{{URL: users.srv.URL}}}},
+		Routes: []config.Route{{Name: "dash", Paths: []string{"/dash"},
+			Aggregate: []config.AggregateBackend{{Service: "users", Path: "/users/{user}/summary", Key: "u"}}}},
+	}
+	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	for _, q := range []string{"..%2F..%2Finternal%2Fexport%23", "42%2Fsecrets", "..", "."} {
+		if status, _, body := do(t, "GET", gw+"/dash?user="+q, nil); status != http.StatusBadRequest {
+			t.Errorf("user=%s: %d %s", q, status, body)
+		}
+	}
+	if n := users.hits.Load(); n != 0 {
+		t.Errorf("%d calls reached the backend", n)
+	}
+	if status, _, _ := do(t, "GET", gw+"/dash?user=a%20b", nil); status != 200 || users.lastURI.Load() != "/users/a%20b/summary" {
+		t.Errorf("a harmless value: %d %v", status, users.lastURI.Load())
+	}
+}
+
 func TestAggregatePartial(t *testing.T) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
@@ -120,6 +143,9 @@ func TestAggregatePartial(t *testing.T) {
 	}
 	if got.User["id"] != "7" || got.Orders != nil || len(got.Errors) != 2 {
 		t.Fatalf("partial body: %s", body)
+	}
+	if hdr.Get("Cache-Control") != "no-store" {
+		t.Errorf("a partial answer is cacheable: Cache-Control %q", hdr.Get("Cache-Control"))
 	}
 	if e := got.Errors[0]; e.Service != "orders" || e.Key != "orders" || e.Status != 503 {
 		t.Errorf("orders error: %+v", e)
