@@ -142,8 +142,11 @@ func (t *H1) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// A kept-alive connection the server had closed fails at once
 		// with nothing read: the request (idempotent, bodiless) is sent
-		// again on a fresh one, as net/http does.
+		// again, as net/http does. The other idle connections to the host
+		// are likely dead too (a restart, a short keep-alive timeout on
+		// its side), so they are dropped and the retry dials afresh.
 		if reused && !retried && ctx.Err() == nil && staleConn(err) {
+			t.dropIdle(host)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -237,10 +240,12 @@ func (t *H1) conn(ctx context.Context, host string) (*h1conn, bool, error) {
 }
 
 // release returns pc to the idle pool, unless it cannot carry another
-// request: the response asked to close, or the cancellation deadline may
-// already be on it.
+// request: the response asked to close, the cancellation deadline may
+// already be on it, or the upstream sent more than the response (a body
+// to a HEAD, bytes past Content-Length) that the next exchange would take
+// for its answer.
 func (t *H1) release(pc *h1conn, stop func() bool, keep bool) {
-	if !stop() || !keep {
+	if !stop() || !keep || pc.br.Buffered() > 0 {
 		pc.Close()
 		return
 	}
@@ -278,6 +283,17 @@ func (t *H1) sweepLocked(now time.Time) {
 		} else {
 			t.idle[host] = kept
 		}
+	}
+}
+
+// dropIdle closes the idle connections to host.
+func (t *H1) dropIdle(host string) {
+	t.mu.Lock()
+	list := t.idle[host]
+	delete(t.idle, host)
+	t.mu.Unlock()
+	for _, pc := range list {
+		pc.Close()
 	}
 }
 

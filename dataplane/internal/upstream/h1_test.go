@@ -328,3 +328,44 @@ func TestH1HeadLimit(t *testing.T) {
 		t.Fatal("a 2 MiB response head was accepted")
 	}
 }
+
+// TestH1AllIdleDead: the upstream restarted, so every pooled connection is
+// dead; one request still succeeds (the pool is dropped, the retry dials).
+func TestH1AllIdleDead(t *testing.T) {
+	srv := newConnCounter(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	h, _ := newTestH1(t, H1Options{})
+	var wg sync.WaitGroup
+	for range 4 { // four connections in the pool
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", srv.srv.URL, nil)
+			resp, err := h.RoundTrip(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(20 * time.Millisecond) // hold it so the others dial
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	srv.srv.CloseClientConnections()
+	if resp, body := get(t, h, "GET", srv.srv.URL); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("after the upstream dropped every connection: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestH1ExtraBytes: bytes past the response (a body sent to a HEAD) are
+// never read as the next request's answer.
+func TestH1ExtraBytes(t *testing.T) {
+	addr, conns := rawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil", false)
+	h, _ := newTestH1(t, H1Options{})
+	for i := range 2 {
+		if resp, body := get(t, h, "GET", "http://"+addr+"/"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want the tainted one closed", n)
+	}
+}
