@@ -80,8 +80,17 @@ type Cache struct {
 // wait for. e and variant are set before done is closed.
 type flight struct {
 	done    chan struct{}
+	once    sync.Once
 	e       *entry // nil: the response was not storable
 	variant string // the variant key e answers
+}
+
+// land sets the flight's result and releases its waiters, once.
+func (f *flight) land(e *entry, variant string) {
+	f.once.Do(func() {
+		f.e, f.variant = e, variant
+		close(f.done)
+	})
 }
 
 // New returns a Cache over o's stores.
@@ -134,6 +143,10 @@ type request struct {
 	// down: a store call of this request failed; the rest of it does
 	// without the store, so that an outage costs one budget, not several.
 	down bool
+	// unstorable, when set, is called as soon as the response turns out
+	// not to be storable, so that requests waiting for it go their own
+	// way at once instead of behind a stream that may last for hours.
+	unstorable func()
 }
 
 // Serve answers r from the cache, or through next and stores what next
@@ -159,7 +172,9 @@ func (c *Cache) Serve(w http.ResponseWriter, r *http.Request, p *Policy, consume
 		c: c, r: r, p: p, st: st, storeName: name,
 		primary: p.primaryKey(r, consumer),
 		cc:      cc,
-		auth:    r.Header.Get("Authorization") != "" && (!p.keyConsumer || consumer == ""),
+		// Any credentials count: a bearer token, and an API key in a
+		// header of the route's choosing (the consumer says one verified).
+		auth: (r.Header.Get("Authorization") != "" || consumer != "") && (!p.keyConsumer || consumer == ""),
 	}
 	if !q.revalidate() {
 		if e, _ := q.find(); e != nil {
@@ -303,15 +318,18 @@ func (c *Cache) fill(w http.ResponseWriter, q *request, next http.Handler) {
 	f := &flight{done: make(chan struct{})}
 	c.flights[q.primary] = f
 	c.mu.Unlock()
+	var e *entry
+	var variant string
 	// Deferred so that the waiters are released even when next panics
 	// (http.ErrAbortHandler from a proxy whose upstream broke off).
 	defer func() {
 		c.mu.Lock()
 		delete(c.flights, q.primary)
 		c.mu.Unlock()
-		close(f.done)
+		f.land(e, variant)
 	}()
-	f.e, f.variant = c.lead(w, q, next)
+	q.unstorable = func() { f.land(nil, "") }
+	e, variant = c.lead(w, q, next)
 }
 
 // lead fetches for the waiters of this node. With a Locker store it first
@@ -555,8 +573,19 @@ func (rw *recorder) WriteHeader(code int) {
 	}
 	rw.wrote = true
 	rw.e = rw.q.plan(code, rw.h)
+	if rw.e == nil {
+		rw.giveUp()
+	}
 	dst.Set(StatusHeader, "MISS")
 	rw.w.WriteHeader(code)
+}
+
+// giveUp tells the waiters that this response will not be stored.
+func (rw *recorder) giveUp() {
+	rw.e, rw.buf = nil, nil
+	if rw.q.unstorable != nil {
+		rw.q.unstorable()
+	}
 }
 
 func (rw *recorder) Write(b []byte) (int, error) {
@@ -568,7 +597,7 @@ func (rw *recorder) Write(b []byte) (int, error) {
 		if err != nil || int64(len(rw.buf)+n) > rw.q.p.maxEntry {
 			// Too big, or the client is gone and the rest may never
 			// come: stream on without keeping anything.
-			rw.e, rw.buf = nil, nil
+			rw.giveUp()
 		} else {
 			rw.buf = append(rw.buf, b[:n]...)
 		}

@@ -115,6 +115,9 @@ func TestStorable(t *testing.T) {
 		{name: "Authorization, s-maxage", status: 200, reqHdr: []string{"Authorization", "Bearer x"}, respHdr: []string{"Cache-Control", "s-maxage=60"}, first: "MISS", stored: true},
 		{name: "Authorization, keyed by consumer", spec: config.RouteCache{KeyConsumer: true}, consumer: "alice", status: 200, reqHdr: []string{"Authorization", "Bearer x"}, first: "MISS", stored: true},
 		{name: "Authorization, keyed by consumer but none", spec: config.RouteCache{KeyConsumer: true}, status: 200, reqHdr: []string{"Authorization", "Bearer x"}, first: "MISS"},
+		// An API key authenticates without an Authorization header.
+		{name: "API key consumer, not keyed by consumer", consumer: "alice", status: 200, first: "MISS"},
+		{name: "API key consumer, keyed by consumer", spec: config.RouteCache{KeyConsumer: true}, consumer: "alice", status: 200, first: "MISS", stored: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, Options{})
@@ -174,7 +177,8 @@ func TestKey(t *testing.T) {
 		{name: "key header", spec: config.RouteCache{KeyHeaders: []string{"x-tenant"}}, a: req("GET", "/p", "X-Tenant", "a"), b: req("GET", "/p", "X-Tenant", "b")},
 		{name: "key header same", spec: config.RouteCache{KeyHeaders: []string{"x-tenant"}}, a: req("GET", "/p", "X-Tenant", "a"), b: req("GET", "/p", "X-Tenant", "a"), same: true},
 		{name: "key header absent vs empty", spec: config.RouteCache{KeyHeaders: []string{"x-tenant"}}, a: req("GET", "/p"), b: req("GET", "/p", "X-Tenant", "")},
-		{name: "consumer not keyed", a: req("GET", "/p"), b: req("GET", "/p"), ca: "alice", cb: "bob", same: true},
+		// Authenticated without a per-consumer key: not shared (RFC 9111 §3.5).
+		{name: "consumer not keyed", a: req("GET", "/p"), b: req("GET", "/p"), ca: "alice", cb: "bob"},
 		{name: "key consumer", spec: config.RouteCache{KeyConsumer: true}, a: req("GET", "/p"), b: req("GET", "/p"), ca: "alice", cb: "bob"},
 		{name: "key consumer same", spec: config.RouteCache{KeyConsumer: true}, a: req("GET", "/p"), b: req("GET", "/p"), ca: "alice", cb: "alice", same: true},
 	} {
@@ -421,6 +425,42 @@ func TestStampede(t *testing.T) {
 				t.Errorf("cache statuses %v, want %v", counts, want)
 			}
 		})
+	}
+}
+
+// A response that turns out not to be storable releases the requests
+// waiting for it as soon as its headers say so, not when its (possibly
+// endless) body ends.
+func TestUnstorableReleasesWaiters(t *testing.T) {
+	e := newEnv(t, Options{})
+	streaming, release := make(chan struct{}), make(chan struct{})
+	e.up.respond = func(w http.ResponseWriter, _ *http.Request, c int64) {
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = io.WriteString(w, "part")
+		if c == 1 {
+			w.(http.Flusher).Flush()
+			close(streaming)
+			<-release
+		}
+	}
+	followed := make(chan struct{}, 1)
+	e.cache.onFollow = func() { followed <- struct{}{} }
+	p := policy(config.RouteCache{})
+	leader := make(chan result, 1)
+	go func() { leader <- e.get(p, "/stream") }()
+	<-streaming
+	res := e.get(p, "/stream") // joins the leader's flight, must not wait for it
+	select {
+	case <-followed:
+	default:
+		t.Fatal("the second request did not wait on the first one's flight")
+	}
+	if res.status != 200 || res.body != "part" {
+		t.Errorf("waiter: %d %q", res.status, res.body)
+	}
+	close(release)
+	if r := <-leader; r.body != "part" {
+		t.Errorf("leader: %q", r.body)
 	}
 }
 
