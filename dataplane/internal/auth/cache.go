@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -39,9 +40,12 @@ type tokenCache struct {
 }
 
 func (c *tokenCache) shard(token string) *tokenShard {
-	// The signature ends the token and is uniformly random.
-	return &c.shards[token[len(token)-1]%tokenCacheShards]
+	// A hash of the whole token: its last base64 character carries only a
+	// few bits for RS256 and ES256 signatures.
+	return &c.shards[maphash.String(tokenSeed, token)%tokenCacheShards]
 }
+
+var tokenSeed = maphash.MakeSeed()
 
 func (c *tokenCache) get(token string) (*Identity, bool) {
 	s := c.shard(token)

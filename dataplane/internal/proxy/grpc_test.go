@@ -34,13 +34,15 @@ func TestGRPCRouteIdentity(t *testing.T) {
 			ResponseHeaders: &config.Edits{Set: map[string]string{"X-Order": "{id}"}}}},
 	}
 	_, gw := newGateway(t, compileCfg(t, 1, cfg))
-	status, hdr, body := do(t, "GET", gw+"/orders/5", nil, "X-Consumer-Name", "admin", "X-Request-Id", "rid-1")
+	status, hdr, body := do(t, "GET", gw+"/orders/5", nil, "X-Consumer-Name", "admin", "X-Consumer-Role", "root", "X-Request-Id", "rid-1")
 	if status != 200 {
 		t.Fatalf("%d %s", status, body)
 	}
 	md := *last.Load()
-	if got := md.Get("x-consumer-name"); len(got) != 0 {
-		t.Errorf("client-sent X-Consumer-Name reached the gRPC server: %v", got)
+	for _, k := range []string{"x-consumer-name", "x-consumer-role"} {
+		if got := md.Get(k); len(got) != 0 {
+			t.Errorf("client-sent %s reached the gRPC server: %v", k, got)
+		}
 	}
 	if got := md.Get("x-request-id"); len(got) != 1 || got[0] != "rid-1" {
 		t.Errorf("x-request-id metadata = %v", got)

@@ -240,8 +240,14 @@ func serveGRPC(w http.ResponseWriter, r *http.Request, route *Route, m *router.M
 	defer cancel()
 	r = r.WithContext(ctx)
 	// The identity travels as metadata, like the headers an HTTP upstream
-	// gets; nothing the client sent under those names does.
+	// gets; nothing the client sent under those names, or anything else in
+	// the X-Consumer-* space the translator forwards, does.
 	r.Header = r.Header.Clone()
+	for name := range r.Header {
+		if strings.HasPrefix(name, "X-Consumer-") {
+			delete(r.Header, name)
+		}
+	}
 	for _, name := range identityHeaders {
 		r.Header.Del(name)
 	}
