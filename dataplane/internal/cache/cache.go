@@ -626,6 +626,15 @@ func (rw *recorder) finish() *entry {
 	if !rw.wrote {
 		rw.WriteHeader(http.StatusOK)
 	}
+	// Header keys that appeared after WriteHeader are trailers (declared
+	// in Trailer, or with http.TrailerPrefix): they go to the client's
+	// writer, which sends them after the body. They are not stored.
+	dst := rw.w.Header()
+	for k, vs := range rw.h {
+		if _, ok := dst[k]; !ok {
+			dst[k] = vs
+		}
+	}
 	e := rw.e
 	if e == nil {
 		return nil

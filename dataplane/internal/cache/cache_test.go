@@ -588,3 +588,26 @@ func TestLeaderPanicReleasesWaiters(t *testing.T) {
 	e.expect(<-done, "MISS", "ok", 2)
 	e.expect(e.get(p, "/"), "MISS", "ok", 3) // nothing was stored
 }
+
+// Trailers the upstream sends reach the client on a cached route.
+func TestTrailersPassThrough(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.up.respond = func(w http.ResponseWriter, _ *http.Request, _ int64) {
+		w.Header().Set("Trailer", "X-Checksum")
+		_, _ = io.WriteString(w, "body")
+		w.Header().Set("X-Checksum", "abc")
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.cache.Serve(w, r, policy(config.RouteCache{}), "", e.up)
+	}))
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := resp.Trailer.Get("X-Checksum"); got != "abc" {
+		t.Errorf("trailer X-Checksum = %q, want abc (trailers %v)", got, resp.Trailer)
+	}
+}
