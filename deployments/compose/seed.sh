@@ -88,6 +88,20 @@ call PUT /v1/routes/orders <<'EOF'
  "max_in_flight":20,"queue_timeout":"1s"}
 EOF
 
+# /catalog/*: answers cached for 30 s in Redis, shared by every data plane;
+# POST /v1/routes/catalog/cache/purge empties it.
+call PUT /v1/routes/catalog <<'EOF'
+{"paths":["/catalog/*"],"methods":["GET","HEAD"],"service":"users","rewrite":"/catalog/{*}",
+ "cache":{"ttl":"30s","store":"redis"},
+ "cors":{"allow_origins":["http://localhost:3000"],"max_age":"10m"}}
+EOF
+# /profile/{id}: one request, two services, one merged JSON answer.
+call PUT /v1/routes/profile <<'EOF'
+{"paths":["/profile/{id}"],"methods":["GET"],
+ "aggregate":[{"service":"users","path":"/users/{id}","key":"user","required":true},
+              {"service":"orders","path":"/orders?user={id}","key":"orders","timeout":"500ms"}]}
+EOF
+
 # Cluster-wide default for routes without a limit: per client address,
 # counted in Redis across every data plane.
 call PUT /v1/global <<'EOF'
@@ -105,3 +119,4 @@ else
 fi
 echo "seed: JWTs for /users and /orders: HS256 with PORTICO_JWT_SECRET, iss portico-demo, aud portico, sub alice, with exp"
 echo "seed: done; try  curl http://localhost:8080/public/hello"
+echo "seed:      and  curl -i http://localhost:8080/catalog/books (X-Cache-Status), curl http://localhost:8080/profile/7"
