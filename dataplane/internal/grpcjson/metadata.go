@@ -11,14 +11,14 @@ import (
 // outgoingMetadata picks the request headers a gRPC server gets. It is an
 // allow-list on purpose: credentials (Authorization, Cookie, API keys) were
 // for the gateway, and most other HTTP headers mean nothing to gRPC. The
-// identity headers are trustworthy because the proxy removes whatever the
-// client sent under those names before it sets them.
+// identity headers (the proxy's identityHeaders) are trustworthy because
+// the proxy replaces whatever the client sent under those names; other
+// X-Consumer-* headers are the client's and are not passed on.
 func outgoingMetadata(h http.Header) metadata.MD {
 	md := metadata.MD{}
 	for k, vs := range h {
-		lk := strings.ToLower(k)
-		switch {
-		case lk == "x-request-id", lk == "x-auth-method", strings.HasPrefix(lk, "x-consumer-"):
+		switch lk := strings.ToLower(k); lk {
+		case "x-request-id", "x-auth-method", "x-consumer-name", "x-consumer-groups":
 			md[lk] = append(md[lk], vs...)
 		}
 	}

@@ -86,7 +86,7 @@ type aggError struct {
 // X-Portico-Completed: false; the response still carries what arrived,
 // unless a required backend (or, with aggregate_require_all, any backend)
 // failed.
-func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, id *auth.Identity) {
+func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, id *auth.Identity, clientIP string) {
 	a := route.aggregate
 	params := paramLookup(m, path)
 	var clientQuery url.Values
@@ -125,7 +125,7 @@ func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *
 		writeProblem(w, r, http.StatusBadRequest, "bad-parameter", "a value for a backend path may not contain '/' or be a dot segment: "+strconv.Quote(badValue))
 		return
 	}
-	header := h.aggregateHeader(r, route, id)
+	header := h.aggregateHeader(r, route, id, clientIP)
 	results := make([]aggResult, len(a.backends))
 	var wg sync.WaitGroup
 	for i := range a.backends {
@@ -178,7 +178,7 @@ func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *
 // aggregateHeader is what every backend call carries: the client's
 // end-to-end headers minus its body and credentials' hop-specific framing,
 // the forwarding headers, and the authenticated identity.
-func (h *Handler) aggregateHeader(r *http.Request, route *Route, id *auth.Identity) http.Header {
+func (h *Handler) aggregateHeader(r *http.Request, route *Route, id *auth.Identity, clientIP string) http.Header {
 	out := make(http.Header, len(r.Header)+4)
 	for k, v := range r.Header {
 		switch k {
@@ -192,13 +192,7 @@ func (h *Handler) aggregateHeader(r *http.Request, route *Route, id *auth.Identi
 	// The same request may not arrive with an Accept-Encoding we cannot
 	// merge: bodies are decoded as JSON here.
 	out.Del("Accept-Encoding")
-	for _, name := range identityHeaders {
-		out.Del(name)
-	}
-	if route.auth != nil {
-		route.auth.setIdentity(out, id)
-	}
-	clientIP := h.ips.ClientIP(r)
+	setOutboundIdentity(out, route.auth, id)
 	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 && h.ips.Trusts(r) {
 		clientIP = strings.Join(prior, ", ") + ", " + clientIP
 	}

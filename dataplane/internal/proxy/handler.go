@@ -220,7 +220,7 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 func (h *Handler) answer(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, id *auth.Identity, o *outcome) {
 	switch {
 	case route.aggregate != nil:
-		h.serveAggregate(w, r, route, m, path, id)
+		h.serveAggregate(w, r, route, m, path, id, o.ip(h.ips, r))
 	case route.grpc != nil:
 		serveGRPC(w, r, route, m, id)
 	default:
@@ -240,20 +240,9 @@ func serveGRPC(w http.ResponseWriter, r *http.Request, route *Route, m *router.M
 	defer cancel()
 	r = r.WithContext(ctx)
 	// The identity travels as metadata, like the headers an HTTP upstream
-	// gets; nothing the client sent under those names, or anything else in
-	// the X-Consumer-* space the translator forwards, does.
+	// gets.
 	r.Header = r.Header.Clone()
-	for name := range r.Header {
-		if strings.HasPrefix(name, "X-Consumer-") {
-			delete(r.Header, name)
-		}
-	}
-	for _, name := range identityHeaders {
-		r.Header.Del(name)
-	}
-	if route.auth != nil {
-		route.auth.setIdentity(r.Header, id)
-	}
+	setOutboundIdentity(r.Header, route.auth, id)
 	route.grpc.Serve(w, r, params)
 }
 
@@ -351,11 +340,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 	}
 	pr.SetXForwarded()
-	for _, name := range identityHeaders {
-		pr.Out.Header.Del(name)
-	}
 	ex := exchangeFrom(pr.In.Context())
 	if ex == nil {
+		setOutboundIdentity(pr.Out.Header, nil, nil)
 		return
 	}
 	if e := ex.route.reqEdits; e != nil {
@@ -364,9 +351,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	if e := ex.route.query; e != nil {
 		out.RawQuery = e.applyQuery(out.RawQuery, ex.lookup)
 	}
-	if ex.route.auth != nil {
-		ex.route.auth.setIdentity(pr.Out.Header, ex.identity)
-	}
+	setOutboundIdentity(pr.Out.Header, ex.route.auth, ex.identity)
 }
 
 // headersArrived stops the route timeout: once headers are in, the body

@@ -132,6 +132,19 @@ func bearerToken(h string) (string, bool) {
 	return tok, tok != ""
 }
 
+// setOutboundIdentity makes h, the headers going to a service, carry the
+// gateway's identity headers and nothing a client sent under those names.
+// Every way a route reaches a service (the reverse proxy, aggregation, a
+// gRPC call) goes through it.
+func setOutboundIdentity(h http.Header, ra *routeAuth, id *auth.Identity) {
+	for _, name := range identityHeaders {
+		h.Del(name)
+	}
+	if ra != nil {
+		ra.setIdentity(h, id)
+	}
+}
+
 // setIdentity writes the verified identity into the upstream request's
 // headers, after removing client-sent copies.
 func (ra *routeAuth) setIdentity(h http.Header, id *auth.Identity) {
