@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,11 +69,11 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		host, port, err := consulreg.AdvertiseAddr(orDefault(*advertise, *listen))
+		host, port, err := consulreg.AdvertiseAddr(cmp.Or(*advertise, *listen))
 		if err != nil {
 			return err
 		}
-		svc := orDefault(*service, *name)
+		svc := cmp.Or(*service, *name)
 		var tagList []string
 		if *tags != "" {
 			tagList = strings.Split(*tags, ",")
@@ -94,11 +95,4 @@ func run(args []string) error {
 		return err
 	}
 	return nil
-}
-
-func orDefault(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,11 +55,11 @@ func compileAggregate(r *config.Route, ups map[string]*upstream.Upstream, routeT
 		path, query, _ := strings.Cut(b.Path, "?")
 		a.backends = append(a.backends, aggBackend{
 			up:       ups[b.Service],
-			method:   orDefault(b.Method, http.MethodGet),
+			method:   cmp.Or(b.Method, http.MethodGet),
 			path:     compileTmpl(path),
 			query:    compileTmpl(query),
 			key:      b.Key,
-			timeout:  orDefault(b.Timeout.Std(), routeTimeout),
+			timeout:  cmp.Or(b.Timeout.Std(), routeTimeout),
 			required: b.Required,
 		})
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -46,7 +47,7 @@ func compileAuth(a *config.RouteAuth) *routeAuth {
 	}
 	ra := &routeAuth{
 		jwt: a.JWT, apiKey: a.APIKey,
-		apiKeyHeader: http.CanonicalHeaderKey(orDefault(a.APIKeyHeader, "X-API-Key")),
+		apiKeyHeader: http.CanonicalHeaderKey(cmp.Or(a.APIKeyHeader, "X-API-Key")),
 		issuers:      a.Issuers, groups: a.Groups, scopes: a.Scopes, claims: a.Claims,
 		forward: map[string]string{},
 	}
@@ -188,7 +189,7 @@ func compileRateLimit(route string, rl *config.RateLimit) *rateLimit {
 	if rl == nil {
 		return nil
 	}
-	kind, name, _ := strings.Cut(orDefault(rl.Key, "route"), ":")
+	kind, name, _ := strings.Cut(cmp.Or(rl.Key, "route"), ":")
 	if kind == "header" {
 		name = http.CanonicalHeaderKey(name)
 	}
@@ -196,7 +197,7 @@ func compileRateLimit(route string, rl *config.RateLimit) *rateLimit {
 	return &rateLimit{
 		policy: ratelimit.NewPolicy(*rl),
 		kind:   kind, name: name,
-		prefix: route + "|" + orDefault(rl.Key, "route") + "|",
+		prefix: route + "|" + cmp.Or(rl.Key, "route") + "|",
 		header: strconv.Itoa(rl.Limit) + ";w=" + strconv.Itoa(int(w/time.Second)),
 		limit:  strconv.Itoa(rl.Limit),
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -137,13 +138,13 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		if rl == nil {
 			rl = cfg.Global.RateLimit
 		}
-		timeout := orDefault(r.Timeout.Std(), config.DefaultRouteTimeout)
+		timeout := cmp.Or(r.Timeout.Std(), config.DefaultRouteTimeout)
 		rt := &Route{
 			Name:         r.Name,
 			Upstream:     t.upstreams[r.Service],
 			StripPrefix:  r.StripPrefix,
 			Timeout:      timeout,
-			MaxBodyBytes: orDefault(r.MaxBodyBytes, config.DefaultMaxBodyBytes),
+			MaxBodyBytes: cmp.Or(r.MaxBodyBytes, config.DefaultMaxBodyBytes),
 			auth:         compileAuth(r.Auth),
 			limit:        compileRateLimit(r.Name, rl),
 			spec:         *r,
@@ -248,14 +249,6 @@ func (t *Table) Upstreams() []upstream.Status {
 		out = append(out, u.Status())
 	}
 	return out
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Routes returns the number of routes.

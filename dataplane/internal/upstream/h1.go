@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,10 +62,10 @@ func NewH1(fallback http.RoundTripper, o H1Options) *H1 {
 	return &H1{
 		fallback:       fallback,
 		dial:           o.Dial,
-		maxIdlePerHost: orDefault(o.MaxIdlePerHost, 512),
-		idleTimeout:    orDefault(o.IdleTimeout, 90*time.Second),
-		readBuf:        orDefault(o.ReadBufferSize, 32<<10),
-		writeBuf:       orDefault(o.WriteBufferSize, 32<<10),
+		maxIdlePerHost: cmp.Or(o.MaxIdlePerHost, 512),
+		idleTimeout:    cmp.Or(o.IdleTimeout, 90*time.Second),
+		readBuf:        cmp.Or(o.ReadBufferSize, 32<<10),
+		writeBuf:       cmp.Or(o.WriteBufferSize, 32<<10),
 		idle:           map[string][]*h1conn{},
 	}
 }

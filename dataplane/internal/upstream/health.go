@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"net/http"
@@ -27,10 +28,10 @@ var defaultProber Prober = &http.Client{
 func (u *Upstream) healthLoop(ctx context.Context) {
 	defer close(u.done)
 	hc := u.Spec.HealthCheck
-	interval := orDefault(hc.Interval.Std(), config.DefaultHealthInterval)
-	timeout := orDefault(hc.Timeout.Std(), config.DefaultHealthTimeout)
-	okNeed := orDefault(hc.HealthyThreshold, config.DefaultHealthHealthyThreshold)
-	failNeed := orDefault(hc.UnhealthyThreshold, config.DefaultHealthUnhealthyThreshold)
+	interval := cmp.Or(hc.Interval.Std(), config.DefaultHealthInterval)
+	timeout := cmp.Or(hc.Timeout.Std(), config.DefaultHealthTimeout)
+	okNeed := cmp.Or(hc.HealthyThreshold, config.DefaultHealthHealthyThreshold)
+	failNeed := cmp.Or(hc.UnhealthyThreshold, config.DefaultHealthUnhealthyThreshold)
 	prober := u.deps.Prober
 	if prober == nil {
 		prober = defaultProber

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,9 +31,9 @@ func newRetryPolicy(r *config.Retries) retryPolicy {
 	if r == nil {
 		return p
 	}
-	p.attempts = orDefault(r.Attempts, p.attempts)
-	p.budgetPercent = orDefault(r.BudgetPercent, p.budgetPercent)
-	p.minPerSecond = orDefault(r.MinPerSecond, p.minPerSecond)
+	p.attempts = cmp.Or(r.Attempts, p.attempts)
+	p.budgetPercent = cmp.Or(r.BudgetPercent, p.budgetPercent)
+	p.minPerSecond = cmp.Or(r.MinPerSecond, p.minPerSecond)
 	for _, s := range r.OnStatuses {
 		p.onStatus[s] = true
 	}
@@ -128,10 +129,10 @@ func newOutlierPolicy(o *config.OutlierDetection) outlierPolicy {
 		return p
 	}
 	p.enabled = !o.Disabled
-	p.consecutive = int32(orDefault(o.ConsecutiveFailures, int(p.consecutive)))
-	p.base = orDefault(o.BaseEjection.Std(), p.base)
-	p.max = orDefault(o.MaxEjection.Std(), p.max)
-	p.maxPercent = orDefault(o.MaxEjectedPercent, p.maxPercent)
+	p.consecutive = int32(cmp.Or(o.ConsecutiveFailures, int(p.consecutive)))
+	p.base = cmp.Or(o.BaseEjection.Std(), p.base)
+	p.max = cmp.Or(o.MaxEjection.Std(), p.max)
+	p.maxPercent = cmp.Or(o.MaxEjectedPercent, p.maxPercent)
 	return p
 }
 
@@ -193,10 +194,10 @@ func newBreaker(name string, c *config.CircuitBreaker, m *Metrics) (*gobreaker.T
 		if c.FailureRatio > 0 {
 			ratio = c.FailureRatio
 		}
-		minReq = orDefault(c.MinRequests, minReq)
-		interval = orDefault(c.Interval.Std(), interval)
-		open = orDefault(c.OpenTimeout.Std(), open)
-		half = orDefault(c.HalfOpenRequests, half)
+		minReq = cmp.Or(c.MinRequests, minReq)
+		interval = cmp.Or(c.Interval.Std(), interval)
+		open = cmp.Or(c.OpenTimeout.Std(), open)
+		half = cmp.Or(c.HalfOpenRequests, half)
 	}
 	st := gobreaker.Settings{
 		Name:        name,

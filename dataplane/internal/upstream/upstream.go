@@ -12,6 +12,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -120,7 +121,7 @@ func Build(svc *config.Service, prev *Upstream, deps Deps) (*Upstream, error) {
 	u := &Upstream{
 		Name:           svc.Name,
 		Spec:           spec,
-		ConnectTimeout: orDefault(svc.ConnectTimeout.Std(), config.DefaultConnectTimeout),
+		ConnectTimeout: cmp.Or(svc.ConnectTimeout.Std(), config.DefaultConnectTimeout),
 		AttemptTimeout: svc.Timeout.Std(),
 		policy:         balancer.Policy{Kind: svc.LoadBalancer, HashOn: svc.HashOn, ClientIP: deps.ClientIP},
 		retry:          newRetryPolicy(svc.Retries),
@@ -325,14 +326,6 @@ func (u *Upstream) Status() Status {
 	return st
 }
 
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // Report is the compiled policy of an Upstream as data, for golden files and
@@ -353,7 +346,7 @@ type Report struct {
 // Report describes the Upstream.
 func (u *Upstream) Report() Report {
 	r := Report{
-		LoadBalancer:   orDefault(u.policy.Kind, config.LBRoundRobin),
+		LoadBalancer:   cmp.Or(u.policy.Kind, config.LBRoundRobin),
 		HashOn:         u.policy.HashOn,
 		Source:         u.Status().Source,
 		ConnectTimeout: u.ConnectTimeout.String(),
@@ -377,7 +370,7 @@ func (u *Upstream) Report() Report {
 		r.Outlier = fmt.Sprintf("after=%d base=%s max=%s max_ejected=%d%%", o.consecutive, o.base, o.max, o.maxPercent)
 	}
 	if hc := u.Spec.HealthCheck; hc != nil {
-		r.HealthCheck = fmt.Sprintf("GET %s every %s", hc.Path, orDefault(hc.Interval.Std(), config.DefaultHealthInterval))
+		r.HealthCheck = fmt.Sprintf("GET %s every %s", hc.Path, cmp.Or(hc.Interval.Std(), config.DefaultHealthInterval))
 	}
 	return r
 }
