@@ -152,14 +152,23 @@ func (r *Route) Params() (common map[string]bool, allPrefix bool) {
 	return common, allPrefix
 }
 
-// TemplateParams returns the {name} placeholders of a template, or an error
-// for a malformed one.
-func TemplateParams(tmpl string) ([]string, error) {
-	var names []string
-	for rest := tmpl; ; {
+// TemplatePart is a piece of a value template: literal text, or the
+// placeholder Param ("*" for the rest of a prefix path).
+type TemplatePart struct {
+	Lit   string
+	Param string
+}
+
+// ParseTemplate splits a template ("/users/{id}/x") into literal text and
+// {name} placeholders. Validation and the data plane's compiler both use
+// it, so they cannot disagree on what a template means.
+func ParseTemplate(tmpl string) ([]TemplatePart, error) {
+	var parts []TemplatePart
+	for rest := tmpl; rest != ""; {
 		i := strings.IndexAny(rest, "{}")
 		if i < 0 {
-			return names, nil
+			parts = append(parts, TemplatePart{Lit: rest})
+			break
 		}
 		if rest[i] == '}' {
 			return nil, fmt.Errorf("%q: unmatched '}'", tmpl)
@@ -172,9 +181,28 @@ func TemplateParams(tmpl string) ([]string, error) {
 		if name != "*" && !isIdent(name) {
 			return nil, fmt.Errorf("%q: placeholder {%s} must look like {name}", tmpl, name)
 		}
-		names = append(names, name)
+		if i > 0 {
+			parts = append(parts, TemplatePart{Lit: rest[:i]})
+		}
+		parts = append(parts, TemplatePart{Param: name})
 		rest = rest[i+j+1:]
 	}
+	return parts, nil
+}
+
+// templateParams returns the placeholders of a template.
+func templateParams(tmpl string) ([]string, error) {
+	parts, err := ParseTemplate(tmpl)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range parts {
+		if p.Param != "" {
+			names = append(names, p.Param)
+		}
+	}
+	return names, nil
 }
 
 // validateTraffic checks the issue-9 features of a route on their own.
@@ -202,7 +230,7 @@ func (r *Route) validateTraffic(l *errorList, p string) {
 			}
 			if !strings.HasPrefix(b.Path, "/") {
 				l.add(join(bp, "path"), "must start with '/'")
-			} else if _, err := TemplateParams(b.Path); err != nil {
+			} else if _, err := templateParams(b.Path); err != nil {
 				l.add(join(bp, "path"), "%v", err)
 			} else if strings.ContainsAny(b.Path, " #\r\n") {
 				l.add(join(bp, "path"), "must not contain spaces, '#' or line breaks")
@@ -240,7 +268,7 @@ func (r *Route) validateTraffic(l *errorList, p string) {
 			l.add(join(p, "rewrite"), "must start with '/'")
 		} else if strings.ContainsAny(r.Rewrite, "?# \r\n") {
 			l.add(join(p, "rewrite"), "is a path: no query, '#', spaces or line breaks (add query parameters with query)")
-		} else if names, err := TemplateParams(r.Rewrite); err != nil {
+		} else if names, err := templateParams(r.Rewrite); err != nil {
 			l.add(join(p, "rewrite"), "%v", err)
 		} else {
 			for _, n := range names {
@@ -348,7 +376,7 @@ func (e *Edits) validate(l *errorList, p string, kind editKind, known func(strin
 			l.add(fp, "value must not contain line breaks or NUL")
 			return
 		}
-		names, err := TemplateParams(v)
+		names, err := templateParams(v)
 		if err != nil {
 			l.add(fp, "%v", err)
 			return

@@ -12,38 +12,20 @@ import (
 	"github.com/portico-gw/portico/shared/config"
 )
 
-// tmpl is a compiled value template: literal text and {name} placeholders.
-// It is split once at compile time so that expanding it per request is a
-// single pass with no parsing.
+// tmpl is a compiled value template: literal text and {name} placeholders,
+// split once at compile time so that expanding it per request is a single
+// pass with no parsing.
 type tmpl struct {
-	parts []tmplPart
+	parts []config.TemplatePart
 }
 
-type tmplPart struct {
-	lit   string
-	param string // "" for a literal
-}
-
+// compileTmpl compiles a template the configuration already validated.
 func compileTmpl(s string) tmpl {
-	var t tmpl
-	for s != "" {
-		i := strings.IndexByte(s, '{')
-		if i < 0 {
-			t.parts = append(t.parts, tmplPart{lit: s})
-			break
-		}
-		j := strings.IndexByte(s[i:], '}')
-		if j < 0 { // validation refuses this; keep the text as it is
-			t.parts = append(t.parts, tmplPart{lit: s})
-			break
-		}
-		if i > 0 {
-			t.parts = append(t.parts, tmplPart{lit: s[:i]})
-		}
-		t.parts = append(t.parts, tmplPart{param: s[i+1 : i+j]})
-		s = s[i+j+1:]
+	parts, err := config.ParseTemplate(s)
+	if err != nil { // validation refuses this; keep the text as it is
+		parts = []config.TemplatePart{{Lit: s}}
 	}
-	return t
+	return tmpl{parts: parts}
 }
 
 // static reports a template without placeholders, and its text.
@@ -51,8 +33,8 @@ func (t *tmpl) static() (string, bool) {
 	switch {
 	case len(t.parts) == 0:
 		return "", true
-	case len(t.parts) == 1 && t.parts[0].param == "":
-		return t.parts[0].lit, true
+	case len(t.parts) == 1 && t.parts[0].Param == "":
+		return t.parts[0].Lit, true
 	}
 	return "", false
 }
@@ -65,11 +47,11 @@ func (t *tmpl) expand(lookup func(string) string, esc func(string) string) strin
 	}
 	var b strings.Builder
 	for _, p := range t.parts {
-		if p.param == "" {
-			b.WriteString(p.lit)
+		if p.Param == "" {
+			b.WriteString(p.Lit)
 			continue
 		}
-		v := lookup(p.param)
+		v := lookup(p.Param)
 		if esc != nil {
 			v = esc(v)
 		}
