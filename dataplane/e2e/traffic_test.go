@@ -102,8 +102,19 @@ func TestCacheAcrossDataPlanes(t *testing.T) {
 			statuses[i] = h.Get("X-Cache-Status")
 		})
 	}
-	testutil.Eventually(t, 5*time.Second, func() bool { return calls.Load() > before }, "the first fetch to reach the upstream")
-	time.Sleep(100 * time.Millisecond) // let the others queue up behind it
+	// Release the held answer only once all 20 requests are inside the two
+	// data planes, waiting behind the one fetch.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		inFlight := 0.0
+		for _, dp := range []*dataPlane{a, b} {
+			m, err := scrapeMetrics(dp.ops + "/metrics")
+			if err != nil {
+				return false
+			}
+			inFlight += metricSum(m["portico_requests_in_flight"], nil)
+		}
+		return inFlight == float64(len(statuses)) && calls.Load() > before
+	}, "all 20 requests in flight, the first fetch at the upstream")
 	releaseOnce.Do(func() { close(release) })
 	wg.Wait()
 	if got := calls.Load() - before; got != 1 {

@@ -124,12 +124,13 @@ func (tw *twin) routesReachEveryDataPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, dp := range tw.dps {
-		twinWait(t, 15*time.Second, dp.id+" serving both routes", func() error {
+		testutil.EventuallyNil(t, 15*time.Second, func() error {
 			return errors.Join(twinServes(httpc, dp.url+"/users/1", "users"), twinServes(httpc, dp.url+"/orders/1", "orders"))
-		})
+		}, dp.id+" serving both routes")
+
 	}
-	twinWait(t, 15*time.Second, "every data plane converged", func() error { return tw.converged(ctx, tw.cps, tw.dps) })
-	twinWait(t, 20*time.Second, "every data plane in HAProxy's rotation", func() error { return tw.inRotation(tw.dps...) })
+	testutil.EventuallyNil(t, 15*time.Second, func() error { return tw.converged(ctx, tw.cps, tw.dps) }, "every data plane converged")
+	testutil.EventuallyNil(t, 20*time.Second, func() error { return tw.inRotation(tw.dps...) }, "every data plane in HAProxy's rotation")
 
 	const n = 100
 	before := tw.scrapeAll(t)
@@ -166,15 +167,16 @@ func (tw *twin) scaleOutUnderLoad(t *testing.T) {
 	start := time.Now()
 	added := []*dataPlane{tw.addDataPlane(t), tw.addDataPlane(t)}
 	for _, dp := range added {
-		twinWait(t, 30*time.Second, dp.id+" receiving traffic through HAProxy", func() error {
+		testutil.EventuallyNil(t, 30*time.Second, func() error {
 			if s := tw.scrape(t, dp); s.served("users") == 0 {
 				return errors.New("no request served yet")
 			}
 			return nil
-		})
+		}, dp.id+" receiving traffic through HAProxy")
+
 		t.Logf("%s served its first request through HAProxy %s after it was started", dp.id, time.Since(start).Round(time.Millisecond))
 	}
-	twinWait(t, 15*time.Second, "all four data planes converged", func() error { return tw.converged(ctx, tw.cps, tw.dps) })
+	testutil.EventuallyNil(t, 15*time.Second, func() error { return tw.converged(ctx, tw.cps, tw.dps) }, "all four data planes converged")
 	load.goOn(t, 500)
 	res := load.stop()
 	if res.Failed != 0 {
@@ -216,7 +218,7 @@ func (tw *twin) drainUnderLoad(t *testing.T) {
 	}
 	exited := time.Since(start)
 	tw.dps = slices.DeleteFunc(tw.dps, func(dp *dataPlane) bool { return dp == victim })
-	twinWait(t, 15*time.Second, victim.id+" leaving HAProxy's servers", func() error { return tw.notListed(victim) })
+	testutil.EventuallyNil(t, 15*time.Second, func() error { return tw.notListed(victim) }, victim.id+" leaving HAProxy's servers")
 	load.goOn(t, 500)
 	res := load.stop()
 	if res.Failed != 0 {
@@ -243,7 +245,7 @@ func (tw *twin) killUnderLoad(t *testing.T) {
 	victim.kill()
 	tw.dps = slices.DeleteFunc(tw.dps, func(dp *dataPlane) bool { return dp == victim })
 	// Consul checks every 5s, HAProxy asks Consul every second.
-	twinWait(t, 20*time.Second, victim.id+" leaving HAProxy's servers", func() error { return tw.notListed(victim) })
+	testutil.EventuallyNil(t, 20*time.Second, func() error { return tw.notListed(victim) }, victim.id+" leaving HAProxy's servers")
 	gone := time.Since(start)
 	load.goOn(t, 500)
 	res := load.stop()
@@ -266,7 +268,7 @@ func (tw *twin) rateLimitAcrossDataPlanes(t *testing.T) {
 		RateLimit: &config.RateLimit{Limit: limit, Window: config.Duration(window)}}); err != nil {
 		t.Fatal(err)
 	}
-	twinWait(t, 15*time.Second, "every data plane converged", func() error { return tw.converged(ctx, tw.cps, tw.dps) })
+	testutil.EventuallyNil(t, 15*time.Second, func() error { return tw.converged(ctx, tw.cps, tw.dps) }, "every data plane converged")
 	before := tw.scrapeAll(t)
 
 	var admitted, refused atomic.Int64
@@ -359,16 +361,17 @@ func (tw *twin) controlPlaneLoss(t *testing.T) {
 		t.Fatalf("writing through %s: %v", survivor.name, err)
 	}
 	for _, dp := range tw.dps {
-		twinWait(t, 30*time.Second, dp.id+" serving the route written after "+dead.name+" died", func() error {
+		testutil.EventuallyNil(t, 30*time.Second, func() error {
 			return twinServes(httpc, dp.url+"/late/1", "orders")
-		})
+		}, dp.id+" serving the route written after "+dead.name+" died")
+
 	}
 	t.Logf("%s killed with %d of %d data planes polling it: every data plane served a route written through %s %s later",
 		dead.name, polling, len(tw.dps), survivor.name, time.Since(start).Round(time.Millisecond))
 	if err := twinServes(tw.http, tw.lb+"/late/1", "orders"); err != nil {
 		t.Fatalf("through HAProxy: %v", err)
 	}
-	twinWait(t, 30*time.Second, "every data plane polling "+survivor.name, func() error { return tw.converged(ctx, tw.cps, tw.dps) })
+	testutil.EventuallyNil(t, 30*time.Second, func() error { return tw.converged(ctx, tw.cps, tw.dps) }, "every data plane polling "+survivor.name)
 	t.Logf("all %d data planes connected to %s and converged %s after %s was killed",
 		len(tw.dps), survivor.name, time.Since(start).Round(time.Millisecond), dead.name)
 }
@@ -463,12 +466,13 @@ func (tw *twin) startHAProxy(t *testing.T, bin string) {
 	}
 	twinStartExternal(t, "haproxy", bin, "-f", path, "-db")
 	tw.lb = "http://" + front
-	twinWait(t, 10*time.Second, "HAProxy accepting on "+front, func() error {
+	testutil.EventuallyNil(t, 10*time.Second, func() error {
 		if code, body := get(tw.lb + "/"); code == 0 {
 			return errors.New(body)
 		}
 		return nil
-	})
+	}, "HAProxy accepting on "+front)
+
 	t.Cleanup(func() {
 		if t.Failed() {
 			servers, err := tw.servers()
@@ -778,12 +782,13 @@ func twinStartLoad(t *testing.T, fn func() error) *twinLoad {
 func (tw *twin) startLoad(t *testing.T, path string) *twinLoad {
 	t.Helper()
 	l := twinStartLoad(t, testutil.HTTPStatus(tw.http, tw.lb+path, http.StatusOK))
-	twinWait(t, 10*time.Second, "load flowing through HAProxy", func() error {
+	testutil.EventuallyNil(t, 10*time.Second, func() error {
 		if n := l.progress(); n < 100 {
 			return fmt.Errorf("%d requests so far", n)
 		}
 		return nil
-	})
+	}, "load flowing through HAProxy")
+
 	return l
 }
 
@@ -792,12 +797,13 @@ func (tw *twin) startLoad(t *testing.T, path string) *twinLoad {
 func (l *twinLoad) goOn(t *testing.T, n int64) {
 	t.Helper()
 	from := l.progress()
-	twinWait(t, 20*time.Second, fmt.Sprintf("%d more requests", n), func() error {
+	testutil.EventuallyNil(t, 20*time.Second, func() error {
 		if done := l.progress() - from; done < n {
 			return fmt.Errorf("%d so far", done)
 		}
 		return nil
-	})
+	}, fmt.Sprintf("%d more requests", n))
+
 }
 
 // twinPaced spaces each worker's requests by 2ms: a few hundred requests a
@@ -807,24 +813,5 @@ func twinPaced(fn func() error) func() error {
 	return func() error {
 		time.Sleep(2 * time.Millisecond)
 		return fn()
-	}
-}
-
-// twinWait polls cond until it returns nil, failing the test with its last
-// error after timeout.
-func twinWait(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	interval := 10 * time.Millisecond
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s after %v: %v", what, timeout, err)
-		}
-		time.Sleep(interval)
-		interval = min(interval*2, 200*time.Millisecond)
 	}
 }

@@ -49,6 +49,16 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 	}
 }
 
+// EventuallyNil is Eventually for a condition that says why it is not met
+// yet: the test fails with its last error.
+func EventuallyNil(t testing.TB, timeout time.Duration, cond func() error, msg string) {
+	t.Helper()
+	var last error
+	if !poll(timeout, func() bool { last = cond(); return last == nil }) {
+		t.Fatalf("not %s after %v: %v", msg, timeout, last)
+	}
+}
+
 // poll backs off from a short interval so that a fast condition is noticed
 // quickly while a slow one does not keep a core busy.
 func poll(timeout time.Duration, cond func() bool) bool {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/portico-gw/portico/dataplane/internal/demoshop"
 	"github.com/portico-gw/portico/shared/problem"
+	"github.com/portico-gw/portico/shared/testutil"
 )
 
 type result struct {
@@ -232,7 +233,7 @@ func TestUnreachable(t *testing.T) {
 		set  bool
 	}{{"reflection", false}, {"descriptor set", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := newUpstream(t, closedAddr(t))
+			up := newUpstream(t, testutil.RefusedAddr(t))
 			var set []byte
 			if tc.set {
 				set = shopDescriptorSet(t)
@@ -250,7 +251,7 @@ func TestUnreachable(t *testing.T) {
 // A call that never reached a server moves to another instance.
 func TestRetryOnAnotherInstance(t *testing.T) {
 	srv := startShop(t, serverOpts{reflection: reflectNone})
-	up := newUpstream(t, closedAddr(t), srv.addr)
+	up := newUpstream(t, testutil.RefusedAddr(t), srv.addr)
 	m := mustMethod(t, "shop.v1.Orders/GetOrder", shopDescriptorSet(t), up, newPool(t, PoolOptions{}))
 	for i := range 4 {
 		res := serve(t, m, "GET", "/orders/1", "", map[string]string{"id": "1"})

@@ -96,18 +96,6 @@ func startShop(t testing.TB, o serverOpts) *shopServer {
 // stop ends the server now (the address becomes free).
 func (s *shopServer) stop() { s.srv.Stop() }
 
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // newUpstream builds and starts a real upstream over the given addresses.
 func newUpstream(t testing.TB, addrs ...string) *upstream.Upstream {
 	t.Helper()
