@@ -87,9 +87,8 @@ type aggError struct {
 // X-Portico-Completed: false; the response still carries what arrived,
 // unless a required backend (or, with aggregate_require_all, any backend)
 // failed.
-func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, id *auth.Identity, clientIP string) {
+func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, params func(string) string, id *auth.Identity, clientIP string) {
 	a := route.aggregate
-	params := paramLookup(m, path)
 	var clientQuery url.Values
 	lookup := func(name string) string {
 		if v := params(name); v != "" || name == "*" {

@@ -106,7 +106,7 @@ type exchange struct {
 	timer    *time.Timer
 	timedOut atomic.Bool
 	// lookup resolves {param}s for header and query edits; nil when the
-	// route's edits have none.
+	// route's templates have none.
 	lookup func(string) string
 }
 
@@ -145,8 +145,14 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 	}
 	route := t.routes[m.Route]
 	o.route, o.pattern, o.service = route.Name, route.spec.Paths[m.Path], route.service()
+	// The route's {param}s are resolved once for every template that uses
+	// them (rewrite, edits, aggregation, response edits).
+	var lookup func(string) string
+	if route.params {
+		lookup = paramLookup(&m, path)
+	}
 	if route.hasResponseHook() {
-		w.hook = &responseHook{route: route, lookup: paramLookup(&m, path), origin: r.Header.Get("Origin")}
+		w.hook = &responseHook{route: route, lookup: lookup, origin: r.Header.Get("Origin")}
 	}
 	if route.cors != nil && (preflight || isPreflight(r)) {
 		w.hook = nil // the preflight answer is complete as it is
@@ -209,22 +215,22 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 		defer th.release()
 	}
 	if route.cache != nil {
-		h.serveCached(w, r, route, m, path, id, o)
+		h.serveCached(w, r, route, m, path, lookup, id, o)
 		return
 	}
-	h.answer(w, r, route, &m, path, id, o)
+	h.answer(w, r, route, &m, path, lookup, id, o)
 }
 
 // answer produces the route's response: merged from several services, or
 // from its one service.
-func (h *Handler) answer(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, id *auth.Identity, o *outcome) {
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, lookup func(string) string, id *auth.Identity, o *outcome) {
 	switch {
 	case route.aggregate != nil:
-		h.serveAggregate(w, r, route, m, path, id, o.ip(h.ips, r))
+		h.serveAggregate(w, r, route, m, lookup, id, o.ip(h.ips, r))
 	case route.grpc != nil:
 		serveGRPC(w, r, route, m, id)
 	default:
-		h.forward(w, r, route, m, path, id, o)
+		h.forward(w, r, route, m, path, lookup, id, o)
 	}
 }
 
@@ -250,10 +256,10 @@ func serveGRPC(w http.ResponseWriter, r *http.Request, route *Route, m *router.M
 // by value: the closure makes it escape, and only cached routes should pay
 // for a heap copy.
 // The same goes for the outcome: the closure fills its own, copied back.
-func (h *Handler) serveCached(w *recorder, r *http.Request, route *Route, m router.Match, path string, id *auth.Identity, o *outcome) {
+func (h *Handler) serveCached(w *recorder, r *http.Request, route *Route, m router.Match, path string, lookup func(string) string, id *auth.Identity, o *outcome) {
 	var fetched outcome
 	h.cache.Serve(w, r, route.cache, o.consumer, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.answer(w, r, route, &m, path, id, &fetched)
+		h.answer(w, r, route, &m, path, lookup, id, &fetched)
 	}))
 	o.upstream, o.attempts = fetched.upstream, fetched.attempts
 	o.cache = w.Header().Get(cache.StatusHeader)
@@ -270,7 +276,7 @@ func (r *Route) service() string {
 
 // forward sends the request to the route's service through the reverse
 // proxy.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, id *auth.Identity, o *outcome) {
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, lookup func(string) string, id *auth.Identity, o *outcome) {
 	up := route.Upstream
 	done, err := up.Admit()
 	if err != nil {
@@ -281,7 +287,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, route *Route, 
 	upstreamPath := path
 	switch {
 	case route.rewrite != nil:
-		upstreamPath = route.rewrite.expand(paramLookup(m, path), nil)
+		upstreamPath = route.rewrite.expand(lookup, nil)
 	case route.StripPrefix:
 		upstreamPath = path[m.PrefixLen:]
 		if upstreamPath == "" || upstreamPath[0] != '/' {
@@ -290,10 +296,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, route *Route, 
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	ex := &exchange{route: route, identity: id, Exchange: upstream.Exchange{Upstream: up, Path: upstreamPath}}
-	if (route.query != nil && route.query.params) || (route.reqEdits != nil && route.reqEdits.params) {
-		ex.lookup = paramLookup(m, path)
-	}
+	ex := &exchange{route: route, identity: id, lookup: lookup, Exchange: upstream.Exchange{Upstream: up, Path: upstreamPath}}
 	// The route timeout bounds the wait for response headers only: bodies
 	// and upgraded (WebSocket) connections then live as long as both ends
 	// want. A context deadline would cut them off.

@@ -57,6 +57,9 @@ type Route struct {
 	aggregate *aggregate
 	cache     *cache.Policy
 	grpc      *grpcjson.Method
+	// params: some template of the route uses its {param}s, so requests
+	// resolve them (once) after the match.
+	params bool
 }
 
 // hasResponseHook says whether responses on the route are edited.
@@ -161,6 +164,8 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 			tp := compileTmpl(r.Rewrite)
 			rt.rewrite = &tp
 		}
+		rt.params = rt.aggregate != nil || rt.rewrite != nil && !rt.rewrite.isStatic() ||
+			rt.query.usesParams() || rt.reqEdits.usesParams() || rt.respEdits.usesParams()
 		if r.GRPC != nil {
 			if rt.grpc, err = compileGRPC(cfg, r, rt.Upstream, prevRoutes[r.Name], deps.GRPC); err != nil {
 				return nil, fmt.Errorf("compile snapshot %d routes[%d]: %w", s.Revision, i, err)

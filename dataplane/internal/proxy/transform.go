@@ -39,6 +39,11 @@ func (t *tmpl) static() (string, bool) {
 	return "", false
 }
 
+func (t *tmpl) isStatic() bool {
+	_, ok := t.static()
+	return ok
+}
+
 // expand writes the template with each placeholder replaced by
 // esc(lookup(name)).
 func (t *tmpl) expand(lookup func(string) string, esc func(string) string) string {
@@ -89,6 +94,9 @@ type kv struct {
 	name string
 	val  tmpl
 }
+
+// usesParams reports edits with {param}s (false for nil).
+func (e *edits) usesParams() bool { return e != nil && e.params }
 
 func compileEdits(e *config.Edits, canon func(string) string) *edits {
 	if e == nil {
