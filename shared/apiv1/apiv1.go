@@ -20,6 +20,11 @@ const (
 	// HeaderDataplanes answers each poll with the number of connected data
 	// planes.
 	HeaderDataplanes = "X-Portico-Dataplanes"
+	// HeaderEpoch: on a poll, the epoch of the data plane's applied
+	// snapshot; on answers, the epoch of the control plane's current one
+	// (see snapshot.Epoch). A poll whose epoch differs from the current one
+	// is answered at once, whatever its revision.
+	HeaderEpoch = "X-Portico-Epoch"
 )
 
 // List is the body of GET on a collection.
@@ -81,12 +86,14 @@ type AuditPage struct {
 
 // Dataplane is one data plane as the control plane sees it.
 type Dataplane struct {
-	ID              string    `json:"id"`
-	Version         string    `json:"version,omitempty"`
-	AppliedRevision int64     `json:"applied_revision"`
-	RemoteAddr      string    `json:"remote_addr,omitempty"`
-	FirstSeen       time.Time `json:"first_seen"`
-	LastSeen        time.Time `json:"last_seen"`
+	ID              string `json:"id"`
+	Version         string `json:"version,omitempty"`
+	AppliedRevision int64  `json:"applied_revision"`
+	// AppliedEpoch is the epoch of the applied revision (see snapshot.Epoch).
+	AppliedEpoch string    `json:"applied_epoch,omitempty"`
+	RemoteAddr   string    `json:"remote_addr,omitempty"`
+	FirstSeen    time.Time `json:"first_seen"`
+	LastSeen     time.Time `json:"last_seen"`
 	// Polling is true while the node holds an open long poll.
 	Polling bool `json:"polling"`
 	// Status is "connected" while the node polls or polled recently.
@@ -98,6 +105,8 @@ type Dataplane struct {
 // Dataplanes is GET /v1/dataplanes.
 type Dataplanes struct {
 	Revision int64 `json:"revision"`
+	// Epoch is the store history Revision belongs to (see snapshot.Epoch).
+	Epoch string `json:"epoch,omitempty"`
 	// Converged is true when every connected data plane runs Revision.
 	Converged bool        `json:"converged"`
 	Nodes     []Dataplane `json:"nodes"`

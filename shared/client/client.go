@@ -278,6 +278,9 @@ type PollRequest struct {
 	NodeID          string
 	NodeVersion     string
 	AppliedRevision int64
+	// AppliedEpoch is the epoch of the applied snapshot ("" before any): a
+	// control plane in another epoch answers at once.
+	AppliedEpoch string
 }
 
 // Poll is the answer to one long poll.
@@ -297,6 +300,9 @@ func (c *Client) PollSnapshot(ctx context.Context, req PollRequest) (*Poll, erro
 	h.Set(apiv1.HeaderNodeID, req.NodeID)
 	h.Set(apiv1.HeaderNodeVersion, req.NodeVersion)
 	h.Set(apiv1.HeaderAppliedRevision, strconv.FormatInt(req.AppliedRevision, 10))
+	if req.AppliedEpoch != "" {
+		h.Set(apiv1.HeaderEpoch, req.AppliedEpoch)
+	}
 	// Asking explicitly turns off the transport's transparent gzip, so the
 	// client does the decompression (and bounds it) itself.
 	h.Set("Accept-Encoding", "gzip")

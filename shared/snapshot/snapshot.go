@@ -21,16 +21,46 @@ var ErrChecksum = errors.New("snapshot checksum mismatch")
 
 // Snapshot is the whole configuration at one revision.
 type Snapshot struct {
-	Revision  int64         `json:"revision"`
+	Revision int64 `json:"revision"`
+	// Epoch names the store history the revision belongs to (see Epoch).
+	Epoch     Epoch         `json:"epoch,omitzero"`
 	Checksum  string        `json:"checksum"`
 	CreatedAt time.Time     `json:"created_at"`
 	Config    config.Config `json:"config"`
+}
+
+// Epoch names one history of revisions. Revisions only grow within an epoch;
+// when a store is emptied or rolled back and an operator accepts it as it is,
+// the control plane starts a new epoch, and a data plane takes a snapshot
+// with a lower revision than the one it applied only when it comes in an
+// epoch other than the applied one and other than the applied one's
+// predecessor (the history it left). An empty ID is a store written before
+// epochs existed: revisions alone order it.
+type Epoch struct {
+	ID string `json:"id,omitempty"`
+	// Prev is the epoch this one replaced, "" for the first.
+	Prev string `json:"prev,omitempty"`
+}
+
+// Supersedes reports whether a snapshot at (rev, e) should replace one
+// applied at (appliedRev, applied): a higher revision of the same history,
+// or any revision of a newer history the control plane announced.
+func (e Epoch) Supersedes(rev int64, applied Epoch, appliedRev int64) bool {
+	switch {
+	case e.ID == applied.ID || e.ID == "" || applied.ID == "":
+		return rev > appliedRev
+	case e.ID == applied.Prev:
+		return false // the history this data plane already left
+	default:
+		return true
+	}
 }
 
 // wire is the encoded form: the config stays raw so the checksum is computed
 // over exactly the bytes that were sent.
 type wire struct {
 	Revision  int64           `json:"revision"`
+	Epoch     Epoch           `json:"epoch,omitzero"`
 	Checksum  string          `json:"checksum"`
 	CreatedAt time.Time       `json:"created_at"`
 	Config    json.RawMessage `json:"config"`
@@ -38,16 +68,21 @@ type wire struct {
 
 // Encode seals cfg at rev and returns the snapshot and its encoded bytes.
 func Encode(rev int64, cfg *config.Config, now time.Time) (*Snapshot, []byte, error) {
+	return EncodeEpoch(rev, Epoch{}, cfg, now)
+}
+
+// EncodeEpoch is Encode for a revision of epoch ep.
+func EncodeEpoch(rev int64, ep Epoch, cfg *config.Config, now time.Time) (*Snapshot, []byte, error) {
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode snapshot %d: %w", rev, err)
 	}
-	w := wire{Revision: rev, Checksum: Sum(raw), CreatedAt: now.UTC(), Config: raw}
+	w := wire{Revision: rev, Epoch: ep, Checksum: Sum(raw), CreatedAt: now.UTC(), Config: raw}
 	data, err := json.Marshal(w)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode snapshot %d: %w", rev, err)
 	}
-	s := &Snapshot{Revision: rev, Checksum: w.Checksum, CreatedAt: w.CreatedAt, Config: *cfg}
+	s := &Snapshot{Revision: rev, Epoch: ep, Checksum: w.Checksum, CreatedAt: w.CreatedAt, Config: *cfg}
 	return s, data, nil
 }
 
@@ -68,7 +103,7 @@ func Decode(data []byte) (*Snapshot, error) {
 	if got := Sum(w.Config); got != w.Checksum {
 		return nil, fmt.Errorf("decode snapshot %d: %w (have %s, computed %s)", w.Revision, ErrChecksum, w.Checksum, got)
 	}
-	s := &Snapshot{Revision: w.Revision, Checksum: w.Checksum, CreatedAt: w.CreatedAt}
+	s := &Snapshot{Revision: w.Revision, Epoch: w.Epoch, Checksum: w.Checksum, CreatedAt: w.CreatedAt}
 	if err := config.Decode(w.Config, &s.Config); err != nil {
 		return nil, fmt.Errorf("decode snapshot %d config: %w", w.Revision, err)
 	}
