@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/portico-gw/portico/shared/jwtkey"
 )
 
 // Algorithms a JWT issuer may allow. "none" is not among them, on purpose.
@@ -142,12 +144,20 @@ func (is *Issuer) validate(l *errorList, p string) {
 			l.add(join(p, "jwks_url"), "HMAC secrets are not fetched from a JWKS URL; give them in keys")
 		}
 	}
+	// Keys are parsed by the function the data plane compiles them with, so
+	// that a key accepted here loads on every data plane. Parsing needs a
+	// sound algorithm list; without one, that list's error says enough.
+	algsOK := len(is.Algorithms) > 0 && !(hmac && public) &&
+		!slices.ContainsFunc(is.Algorithms, func(a string) bool { return !IsHMAC(a) && !slices.Contains(publicAlgs, a) })
 	for i, k := range is.Keys {
-		if strings.TrimSpace(k) == "" {
-			l.add(join(p, fmt.Sprintf("keys[%d]", i)), "is empty")
-		}
-		if hmac && len(k) < 32 {
-			l.add(join(p, fmt.Sprintf("keys[%d]", i)), "an HMAC secret must be at least 32 bytes")
+		fp := join(p, fmt.Sprintf("keys[%d]", i))
+		switch {
+		case strings.TrimSpace(k) == "":
+			l.add(fp, "is empty")
+		case algsOK:
+			if _, err := jwtkey.Parse(k, is.Algorithms, hmac); err != nil {
+				l.add(fp, "%v", err)
+			}
 		}
 	}
 	for i, a := range is.Audiences {

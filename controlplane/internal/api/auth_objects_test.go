@@ -20,6 +20,12 @@ func TestIssuers(t *testing.T) {
 		{"hmac mixed with rsa", `{"issuer":"x","algorithms":["HS256","RS256"],"keys":["0123456789abcdef0123456789abcdef"]}`, "algorithms", 422},
 		{"short hmac secret", `{"issuer":"x","algorithms":["HS256"],"keys":["short"]}`, "keys[0]", 422},
 		{"no keys", `{"issuer":"x","algorithms":["RS256"]}`, "keys", 422},
+		// The data plane could not load these; the control plane parses keys
+		// with the same function (shared/jwtkey) and refuses them at write time.
+		{"rs256 key that is not a key", `{"issuer":"x","algorithms":["RS256"],"keys":["not a key"]}`, "keys[0]", 422},
+		{"second key broken", `{"issuer":"x","algorithms":["EdDSA"],"keys":["{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}","-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"]}`, "keys[1]", 422},
+		{"private jwk", `{"issuer":"x","algorithms":["EdDSA"],"keys":["{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\",\"d\":\"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A\"}"]}`, "keys[0]", 422},
+		{"ec key of the wrong curve for the alg", `{"issuer":"x","algorithms":["ES384"],"keys":["{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}"]}`, "keys[0]", 422},
 		{"keys and jwks", `{"issuer":"x","algorithms":["RS256"],"keys":["k"],"jwks_url":"https://x/j"}`, "jwks_url", 422},
 		{"same iss twice", `{"issuer":"https://id.example.com","algorithms":["RS256"],"jwks_url":"https://x/j"}`, "issuer", 409},
 	}
@@ -31,6 +37,7 @@ func TestIssuers(t *testing.T) {
 			}
 		})
 	}
+	s.mustStatus(t, 201, "PUT", "/v1/issuers/ed", `{"issuer":"https://ed.example","algorithms":["EdDSA"],"keys":["{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}"]}`)
 	s.mustStatus(t, 201, "PUT", "/v1/services/svc", svcBody)
 	s.mustStatus(t, 422, "PUT", "/v1/routes/r", `{"paths":["/r"],"service":"svc","auth":{"jwt":true,"issuers":["ghost"]}}`)
 	s.mustStatus(t, 422, "PUT", "/v1/routes/r", `{"paths":["/r"],"service":"svc","auth":{}}`)

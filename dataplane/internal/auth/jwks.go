@@ -13,6 +13,8 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"golang.org/x/time/rate"
+
+	"github.com/portico-gw/portico/shared/jwtkey"
 )
 
 // Bounds of JWKS fetches: an identity provider that hangs or answers with an
@@ -87,7 +89,7 @@ func needsFetch(entries []keyEntry, kid string) bool {
 		return len(entries) == 0
 	}
 	for i := range entries {
-		if entries[i].kid == kid {
+		if entries[i].KID == kid {
 			return false
 		}
 	}
@@ -102,7 +104,7 @@ func (s *jwksSource) cached(ctx context.Context) ([]keyEntry, error) {
 	}
 	entries := make([]keyEntry, 0, len(jwks))
 	for _, j := range jwks {
-		if e, ok := entryFromJWK(j); ok {
+		if e, ok := jwtkey.FromJWK(j); ok {
 			entries = append(entries, e)
 		}
 	}
