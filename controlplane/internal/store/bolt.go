@@ -29,6 +29,8 @@ var (
 	// keyRevision duplicates State.Revision as 8 big-endian bytes so that a
 	// commit's compare-and-swap need not decode a multi-megabyte state.
 	keyRevision = []byte("revision")
+	// keyEpoch duplicates State.Epoch.ID for the same reason.
+	keyEpoch = []byte("epoch")
 )
 
 // Bolt is a Store in one bbolt file, for a single control-plane process: the
@@ -235,6 +237,12 @@ func (b *Bolt) Commit(ctx context.Context, next *State, entry AuditEntry) error 
 		if cur != next.Revision-1 {
 			return fmt.Errorf("%w: stored revision is %d", ErrConflict, cur)
 		}
+		if err := checkEpoch(cur, string(meta.Get(keyEpoch)), next.Epoch); err != nil {
+			return err
+		}
+		if err := meta.Put(keyEpoch, []byte(next.Epoch.ID)); err != nil {
+			return err
+		}
 		if err := meta.Put(keyState, state); err != nil {
 			return err
 		}
@@ -325,6 +333,9 @@ func (b *Bolt) Close() error {
 	}
 	return nil
 }
+
+// Where implements the interface Describe looks for.
+func (b *Bolt) Where() string { return "bolt:" + b.path }
 
 // Path returns the file the store lives in.
 func (b *Bolt) Path() string { return b.path }

@@ -73,6 +73,9 @@ type consulHead struct {
 	Chunks   int    `json:"chunks"`
 	SHA256   string `json:"sha256"` // of the uncompressed JSON
 	ID       string `json:"id"`
+	// Epoch duplicates State.Epoch.ID so that a commit checks it without
+	// reading the state.
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // parseConsulSpec splits "consul://host:port/kv/prefix" into the agent
@@ -139,6 +142,9 @@ func OpenConsul(ctx context.Context, spec string) (*Consul, error) {
 
 // Prefix returns the KV prefix the store lives under.
 func (s *Consul) Prefix() string { return s.prefix }
+
+// Where implements the interface Describe looks for.
+func (s *Consul) Where() string { return "consul://" + s.addr + "/" + s.prefix }
 
 // Addr returns the Consul agent address.
 func (s *Consul) Addr() string { return s.addr }
@@ -319,6 +325,14 @@ func (s *Consul) commit(ctx context.Context, next *State, entry AuditEntry) erro
 	if rev := cur.revision(); rev != next.Revision-1 {
 		return fmt.Errorf("%w: stored revision is %d", ErrConflict, rev)
 	}
+	var storedEpoch string
+	if cur != nil {
+		storedEpoch = cur.Epoch
+	}
+	// The CAS on head below makes this check atomic with the write.
+	if err := checkEpoch(cur.revision(), storedEpoch, next.Epoch); err != nil {
+		return err
+	}
 	h, chunks, err := encodeState(next)
 	if err != nil {
 		return err
@@ -409,6 +423,7 @@ func encodeState(next *State) (*consulHead, [][]byte, error) {
 		Chunks:   len(chunks),
 		SHA256:   hex.EncodeToString(sum[:]),
 		ID:       rand.Text()[:16],
+		Epoch:    next.Epoch.ID,
 	}, chunks, nil
 }
 

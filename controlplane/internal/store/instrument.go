@@ -32,6 +32,9 @@ type instrumented struct {
 	latency *prometheus.HistogramVec
 }
 
+// Where passes Describe through to the wrapped store.
+func (i *instrumented) Where() string { return Describe(i.Store) }
+
 func (i *instrumented) op(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, func(error)) {
 	ctx, span := i.tracer.Start(ctx, "store "+name, trace.WithAttributes(attrs...))
 	start := time.Now()

@@ -6,16 +6,27 @@
 // stored or neither is, so a crash or a racing replica can never leave a
 // half-applied change. Backends: an embedded bbolt file (the default) and
 // Consul KV (several control-plane replicas sharing one store).
+//
+// A store also has an identity, its epoch (snapshot.Epoch): a random id
+// written with the first revision and carried by every later one. Revisions
+// only grow within an epoch, so a control plane that finds a lower revision
+// or another epoch than the one it last saw knows the store was emptied or
+// rolled back behind its back (a Consul agent restarted without its data, an
+// older backup restored). A commit must stay in the stored epoch or name it
+// as its predecessor (Epoch.Prev): that is how an operator's explicit "adopt
+// the store as it is" starts a new epoch, and nothing else can.
 package store
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/snapshot"
 )
 
 // ErrConflict means the stored revision moved since the state being committed
@@ -28,8 +39,32 @@ var ErrClosed = errors.New("store: closed")
 // State is the whole configuration at one revision. Revision 0 is the empty
 // state of a new store.
 type State struct {
-	Revision int64         `json:"revision"`
-	Config   config.Config `json:"config"`
+	Revision int64 `json:"revision"`
+	// Epoch is the store history Revision belongs to; zero in a new store
+	// and in one written before epochs existed.
+	Epoch  snapshot.Epoch `json:"epoch,omitzero"`
+	Config config.Config  `json:"config"`
+}
+
+// NewEpochID returns a random epoch id.
+func NewEpochID() string { return rand.Text()[:16] }
+
+// Describe says where a store lives ("bolt:/var/lib/portico.db",
+// "consul://127.0.0.1:8500/portico"), for messages to operators.
+func Describe(s Store) string {
+	if w, ok := s.(interface{ Where() string }); ok {
+		return w.Where()
+	}
+	return fmt.Sprintf("%T", s)
+}
+
+// checkEpoch is the epoch rule of Commit: a commit stays in the stored
+// epoch or names it as its predecessor; an empty store takes any epoch.
+func checkEpoch(storedRev int64, storedEpoch string, next snapshot.Epoch) error {
+	if storedRev == 0 || next.ID == storedEpoch || next.Prev == storedEpoch {
+		return nil
+	}
+	return fmt.Errorf("%w: stored epoch is %q, commit is in epoch %q (after %q)", ErrConflict, storedEpoch, next.ID, next.Prev)
 }
 
 // AuditEntry records one accepted change; it is stored as it is served.
@@ -40,7 +75,8 @@ type Store interface {
 	// Load returns the latest committed state.
 	Load(ctx context.Context) (*State, error)
 	// Commit stores next together with entry if and only if the stored
-	// revision is next.Revision-1; otherwise it returns ErrConflict.
+	// revision is next.Revision-1 and next.Epoch passes the epoch rule (see
+	// the package doc); otherwise it returns ErrConflict.
 	// entry.Revision must equal next.Revision.
 	Commit(ctx context.Context, next *State, entry AuditEntry) error
 	// WaitRevision blocks until the stored revision is greater than after

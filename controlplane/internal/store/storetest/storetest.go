@@ -16,6 +16,7 @@ import (
 
 	"github.com/portico-gw/portico/controlplane/internal/store"
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/snapshot"
 )
 
 // safety bounds any wait in the suite, so that a broken backend fails the
@@ -63,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"WaitRevisionCancel", testWaitCancel},
 		{"WaitRevisionClose", testWaitClose},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"Epoch", testEpoch},
 		{"LargeState", testLargeState},
 		{"Closed", testClosed},
 	}
@@ -576,5 +578,59 @@ func testReopen(t *testing.T, s store.Store, reopen func(old store.Store) store.
 	commitFrom(t, s2, 3)
 	if got := mustLoad(t, s2).Revision; got != 4 {
 		t.Errorf("revision = %d after commit 4, want 4", got)
+	}
+}
+
+// testEpoch checks the store's identity: the epoch is stored with each
+// revision, and a commit may only stay in the stored epoch or start a new
+// one that names the stored one as its predecessor (an operator's adopt).
+// A control plane holding an epoch the store no longer has must not be able
+// to write into it.
+func testEpoch(t *testing.T, s store.Store) {
+	if ep := mustLoad(t, s).Epoch; ep != (snapshot.Epoch{}) {
+		t.Fatalf("new store has epoch %+v, want none", ep)
+	}
+	a := snapshot.Epoch{ID: "epoch-a"}
+	b := snapshot.Epoch{ID: "epoch-b", Prev: "epoch-a"}
+	commit := func(rev int64, ep snapshot.Epoch) error {
+		return s.Commit(ctxFor(t), &store.State{Revision: rev, Epoch: ep, Config: Sample(rev)}, entryFor(rev))
+	}
+	for rev := int64(1); rev <= 2; rev++ {
+		if err := commit(rev, a); err != nil {
+			t.Fatalf("commit %d in %+v: %v", rev, a, err)
+		}
+	}
+	if got := mustLoad(t, s); got.Epoch != a || got.Revision != 2 {
+		t.Fatalf("load = revision %d epoch %+v, want 2 %+v", got.Revision, got.Epoch, a)
+	}
+	for _, tc := range []struct {
+		name string
+		ep   snapshot.Epoch
+	}{
+		{"another epoch", snapshot.Epoch{ID: "epoch-x"}},
+		{"no epoch", snapshot.Epoch{}},
+		{"successor of another", snapshot.Epoch{ID: "epoch-x", Prev: "epoch-y"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := commit(3, tc.ep); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("commit 3 in %+v over epoch-a: err = %v, want ErrConflict", tc.ep, err)
+			}
+			if got := mustLoad(t, s); got.Epoch != a || got.Revision != 2 {
+				t.Errorf("refused commit changed the store: revision %d epoch %+v", got.Revision, got.Epoch)
+			}
+		})
+	}
+	if err := commit(3, b); err != nil {
+		t.Fatalf("commit 3 in %+v (successor of the stored epoch): %v", b, err)
+	}
+	if got := mustLoad(t, s); got.Epoch != b || got.Revision != 3 {
+		t.Fatalf("load = revision %d epoch %+v, want 3 %+v", got.Revision, got.Epoch, b)
+	}
+	// The epoch that was left cannot come back.
+	if err := commit(4, a); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("commit 4 back in %+v: err = %v, want ErrConflict", a, err)
+	}
+	if err := commit(4, b); err != nil {
+		t.Errorf("commit 4 in %+v: %v", b, err)
 	}
 }
