@@ -100,6 +100,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzJWTHeader$$' -fuzztime $(FUZZTIME) ./dataplane/internal/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) ./dataplane/internal/cache/
 	$(GO) test -run '^$$' -fuzz '^FuzzQueryParams$$' -fuzztime $(FUZZTIME) ./dataplane/internal/grpcjson/
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./dataplane/internal/authority/
 
 ## soak: mixed load and config churn through two data planes for
 ## PORTICO_SOAK_DURATION (default 10m, under the 20m timeout), checking that
