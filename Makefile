@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-load fuzz soak consul redis jaeger haproxy cluster cluster-down clean
+.PHONY: fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy cluster cluster-down clean
 
 all: build
 
@@ -66,7 +66,7 @@ cluster-down:
 	@scripts/cluster.sh down
 
 ## bench: Go benchmarks (router, compile) and the admin-write → data-plane propagation run.
-bench: bench-go bench-propagation
+bench: bench-go bench-propagation bench-scale
 
 bench-go: redis
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/ ./dataplane/internal/auth/ ./dataplane/internal/ratelimit/ ./dataplane/internal/cache/ ./dataplane/internal/grpcjson/
@@ -79,6 +79,12 @@ bench-load: build
 
 bench-propagation: consul redis
 	$(GO) test -run '^$$' -bench '^BenchmarkPropagation$$' -benchtime 100x -count 1 -timeout 10m ./dataplane/e2e/
+
+## bench-scale: propagation and request p99 during writes with 3 data planes
+## holding BENCH_ROUTES routes (default 5000; "5000,100000" for both, heavy).
+BENCH_ROUTES ?= 5000
+bench-scale: consul redis
+	PORTICO_BENCH_ROUTES=$(BENCH_ROUTES) $(GO) test -run '^$$' -bench '^BenchmarkPropagationScale$$' -benchtime 1x -count 1 -timeout 30m -v ./dataplane/e2e/
 
 ## fuzz: each fuzz target for a while; make test runs each for a fixed
 ## number of executions (fuzz-short) on top of their seed corpora in
