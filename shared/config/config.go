@@ -93,6 +93,7 @@ func (c *Config) Clone() *Config {
 	}
 	for i, cs := range c.Consumers {
 		cs.Groups = slices.Clone(cs.Groups)
+		cs.JWTIssuers = slices.Clone(cs.JWTIssuers)
 		cs.APIKeys = slices.Clone(cs.APIKeys)
 		out.Consumers[i] = cs
 	}

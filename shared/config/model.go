@@ -263,10 +263,23 @@ type Issuer struct {
 	Keys    []string `json:"keys,omitempty"`
 	// Leeway tolerates clock skew on exp, nbf and iat.
 	Leeway Duration `json:"leeway,omitzero"`
-	// ConsumerClaim names the consumer; default "sub".
+	// ConsumerClaim names the consumer; default "sub". A token names a
+	// consumer only if that consumer lists this issuer in jwt_issuers.
 	ConsumerClaim string `json:"consumer_claim,omitempty"`
+	// MaxTokenLifetime bounds how long a token may be valid: both exp-iat
+	// and exp-now must not exceed it (plus leeway), or the token is refused
+	// (401). A stolen token then dies within this bound whatever exp its
+	// issuer wrote. Zero means DefaultMaxTokenLifetime.
+	MaxTokenLifetime Duration `json:"max_token_lifetime,omitzero"`
 	Meta
 }
+
+// Bounds of Issuer.MaxTokenLifetime.
+const (
+	DefaultMaxTokenLifetime = 24 * time.Hour
+	MinMaxTokenLifetime     = time.Minute
+	MaxMaxTokenLifetime     = 366 * 24 * time.Hour
+)
 
 // APIKey is a consumer's API key as stored and shipped: only its hash.
 type APIKey struct {
@@ -288,6 +301,12 @@ type Global struct {
 type Consumer struct {
 	Name   string   `json:"name"`
 	Groups []string `json:"groups,omitempty"`
+	// JWTIssuers are the issuer objects whose tokens may name this
+	// consumer (through the issuer's consumer_claim, "sub" by default).
+	// Empty: none. A valid token of another issuer still authenticates, but
+	// as no consumer (no groups): one identity provider's "sub" must not
+	// speak for another's users.
+	JWTIssuers []string `json:"jwt_issuers,omitempty"`
 	// APIKeys are managed through /v1/consumers/{name}/api-keys; a PUT of
 	// the consumer keeps them as they are.
 	APIKeys []APIKey `json:"api_keys,omitempty"`

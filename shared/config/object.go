@@ -145,7 +145,19 @@ func (c *Config) CheckIssuer(is *Issuer) error {
 	return nil
 }
 
-// CheckIssuerDelete refuses to delete an issuer that routes name.
+// CheckConsumer checks a consumer's references to issuers.
+func (c *Config) CheckConsumer(cs *Consumer) error {
+	var l errorList
+	for i, name := range cs.JWTIssuers {
+		if _, ok := c.Issuer(name); !ok {
+			l.add(fmt.Sprintf("jwt_issuers[%d]", i), "issuer %q does not exist", name)
+		}
+	}
+	return l.err()
+}
+
+// CheckIssuerDelete refuses to delete an issuer that routes or consumers
+// name.
 func (c *Config) CheckIssuerDelete(name string) error {
 	var users []string
 	for _, r := range c.Routes {
@@ -155,6 +167,14 @@ func (c *Config) CheckIssuerDelete(name string) error {
 	}
 	if len(users) > 0 {
 		return Conflict("name", "issuer %q is used by routes %v", name, users)
+	}
+	for _, cs := range c.Consumers {
+		if slices.Contains(cs.JWTIssuers, name) {
+			users = append(users, cs.Name)
+		}
+	}
+	if len(users) > 0 {
+		return Conflict("name", "issuer %q may name consumers %v (jwt_issuers); remove it there first", name, users)
 	}
 	return nil
 }

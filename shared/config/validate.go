@@ -312,6 +312,11 @@ func (c *Consumer) validate(l *errorList, p string) {
 		}
 		seen[g] = true
 	}
+	for i, n := range c.JWTIssuers {
+		if msg := nameProblem(n); msg != "" {
+			l.add(join(p, fmt.Sprintf("jwt_issuers[%d]", i)), "%s", msg)
+		}
+	}
 }
 
 // Validate checks a whole configuration: every object, unique names, that
@@ -397,6 +402,13 @@ func (c *Config) Validate() error {
 				if _, ok := issuers[name]; !ok {
 					l.add(fmt.Sprintf("routes[%d].auth.issuers[%d]", i, k), "issuer %q does not exist", name)
 				}
+			}
+		}
+	}
+	for i := range c.Consumers {
+		for k, name := range c.Consumers[i].JWTIssuers {
+			if _, ok := issuers[name]; !ok {
+				l.add(fmt.Sprintf("consumers[%d].jwt_issuers[%d]", i, k), "issuer %q does not exist", name)
 			}
 		}
 	}

@@ -82,6 +82,7 @@ type Consul struct {
 	dataDir string
 	ports   consulPorts
 	proc    process
+	resets  int // RestartEmpty calls, naming fresh data directories
 }
 
 type consulPorts struct {
@@ -150,6 +151,22 @@ func (c *Consul) Restart() {
 		c.fail(err)
 		return
 	}
+	if err := c.start(); err != nil {
+		c.fail(err)
+	}
+}
+
+// RestartEmpty stops the agent hard and starts it again on the same ports
+// with a new, empty data directory: a dev-mode agent killed and started
+// again, or a server that lost its disk. Everything registered with it and
+// stored in its KV is gone, and it comes back with another node id.
+func (c *Consul) RestartEmpty() {
+	if err := c.kill(); err != nil {
+		c.fail(err)
+		return
+	}
+	c.resets++
+	c.dataDir = filepath.Join(c.dir, "data-empty-"+strconv.Itoa(c.resets))
 	if err := c.start(); err != nil {
 		c.fail(err)
 	}

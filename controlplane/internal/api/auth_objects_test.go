@@ -45,6 +45,17 @@ func TestIssuers(t *testing.T) {
 	s.mustStatus(t, 201, "PUT", "/v1/routes/r", `{"paths":["/r"],"service":"svc","auth":{"jwt":true,"issuers":["corp"],"scopes":["orders:read"]},
 		"rate_limit":{"limit":10,"window":"1m","key":"claim:sub","on_redis_error":"fail_closed"},"max_in_flight":5,"queue_timeout":"1s"}`)
 	s.mustStatus(t, 409, "DELETE", "/v1/issuers/corp", "")
+
+	// A consumer names the issuers whose tokens may name it; they must
+	// exist, and an issuer a consumer trusts cannot be deleted under it.
+	_, body := s.mustStatus(t, 422, "PUT", "/v1/consumers/alice", `{"groups":["staff"],"jwt_issuers":["ghost"]}`)
+	if !strings.Contains(string(body), `"field":"jwt_issuers[0]"`) {
+		t.Fatalf("problem does not name jwt_issuers[0]: %s", body)
+	}
+	s.mustStatus(t, 201, "PUT", "/v1/consumers/alice", `{"groups":["staff"],"jwt_issuers":["ed"]}`)
+	s.mustStatus(t, 409, "DELETE", "/v1/issuers/ed", "")
+	s.mustStatus(t, 422, "PUT", "/v1/issuers/ed2", `{"issuer":"https://ed2.example","algorithms":["HS256"],"keys":["0123456789abcdef0123456789abcdef"],"max_token_lifetime":"1s"}`)
+	s.mustStatus(t, 201, "PUT", "/v1/issuers/ed2", `{"issuer":"https://ed2.example","algorithms":["HS256"],"keys":["0123456789abcdef0123456789abcdef"],"max_token_lifetime":"1h"}`)
 }
 
 func TestAPIKeys(t *testing.T) {

@@ -40,6 +40,11 @@ func (s *server) toProblem(c echo.Context, err error) *problem.Problem {
 		prob = problem.New(http.StatusNotFound, "not-found", err.Error())
 	case errors.Is(err, catalog.ErrPrecondition):
 		prob = problem.New(http.StatusPreconditionFailed, "precondition-failed", err.Error())
+	case errors.Is(err, catalog.ErrStoreReset):
+		// 409, not 503: retrying does not help, an operator must act.
+		prob = problem.New(http.StatusConflict, "store-reset", err.Error())
+	case errors.Is(err, catalog.ErrNoReset):
+		prob = problem.New(http.StatusConflict, "no-store-reset", "the store is where this control plane left it; there is nothing to adopt")
 	case errors.Is(err, store.ErrConflict):
 		prob = problem.New(http.StatusServiceUnavailable, "busy", "too many concurrent writers; retry")
 		c.Response().Header().Set("Retry-After", "1")

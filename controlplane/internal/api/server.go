@@ -97,6 +97,8 @@ func New(o Options) *echo.Echo {
 	admin.PUT("/config", s.importConfig)
 	admin.GET("/audit", s.audit)
 	admin.GET("/dataplanes", s.dataplanes)
+	admin.GET("/store", s.storeStatus)
+	admin.POST("/store/adopt", s.adoptStore)
 	admin.GET("/openapi.json", s.openapi)
 
 	e.GET("/v1/snapshot", s.snapshot, s.requireToken("dataplane", o.DataplaneToken))

@@ -41,6 +41,16 @@ func (s *server) snapshot(c echo.Context) error {
 		return badParam(apiv1.HeaderNodeID, "header is required (at most 128 characters)")
 	}
 	rep.AppliedRevision, _ = strconv.ParseInt(req.Header.Get(apiv1.HeaderAppliedRevision), 10, 64)
+	rep.AppliedEpoch = strings.TrimSpace(req.Header.Get(apiv1.HeaderEpoch))
+	if len(rep.AppliedEpoch) > 64 {
+		return badParam(apiv1.HeaderEpoch, "header must be at most 64 characters")
+	}
+	// Data planes remember revisions a store may have lost (see
+	// catalog.Witness).
+	s.Catalog.Witness(rep.AppliedRevision, rep.AppliedEpoch)
+	if rep.Rejected, err = apiv1.DecodeRejected(req.Header.Get(apiv1.HeaderRejected)); err != nil {
+		return badParam(apiv1.HeaderRejected, "must be base64url JSON: a list of {kind, name, reason}")
+	}
 	span := trace.SpanFromContext(req.Context())
 	span.SetAttributes(attribute.String("portico.node_id", rep.ID), attribute.Int64("portico.after", after),
 		attribute.Int64("portico.applied_revision", rep.AppliedRevision))
@@ -61,7 +71,7 @@ func (s *server) snapshot(c echo.Context) error {
 			}
 		}()
 	}
-	p := s.Catalog.Wait(ctx, after)
+	p := s.Catalog.WaitEpoch(ctx, after, rep.AppliedEpoch)
 	if p == nil {
 		select {
 		case <-s.Stopping:
@@ -75,8 +85,10 @@ func (s *server) snapshot(c echo.Context) error {
 		cur := s.Catalog.Current()
 		// A data plane ahead of us after a whole wait is not a replica lagging
 		// by milliseconds: the store was replaced. Hand it what we have.
-		if after <= cur.State.Revision {
+		// Revision 0 (an empty store) is no snapshot at all.
+		if after <= cur.State.Revision || cur.State.Revision == 0 {
 			c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(cur.State.Revision, 10))
+			c.Response().Header().Set(apiv1.HeaderEpoch, cur.State.Epoch.ID)
 			return c.NoContent(http.StatusNotModified)
 		}
 		p = cur
@@ -93,6 +105,7 @@ func (s *server) snapshot(c echo.Context) error {
 	span.SetAttributes(attribute.Int64("portico.revision", p.State.Revision))
 	h := c.Response().Header()
 	h.Set(apiv1.HeaderRevision, strconv.FormatInt(p.State.Revision, 10))
+	h.Set(apiv1.HeaderEpoch, p.State.Epoch.ID)
 	h.Set("ETag", etag(p.State.Revision))
 	h.Set("Cache-Control", "no-store")
 	h.Set(echo.HeaderVary, echo.HeaderAcceptEncoding)
@@ -119,13 +132,14 @@ func acceptsGzip(h string) bool {
 }
 
 func (s *server) dataplanes(c echo.Context) error {
-	rev := s.Catalog.Current().State.Revision
-	list := s.Nodes.List(rev)
+	cur := s.Catalog.Current().State
+	rev := cur.Revision
+	list := s.Nodes.ListAt(rev, cur.Epoch.ID)
 	converged := true
 	for _, n := range list {
 		if n.Status == "connected" && !n.Converged {
 			converged = false
 		}
 	}
-	return c.JSON(http.StatusOK, apiv1.Dataplanes{Revision: rev, Converged: converged, Nodes: list})
+	return c.JSON(http.StatusOK, apiv1.Dataplanes{Revision: rev, Epoch: cur.Epoch.ID, Converged: converged, Nodes: list})
 }

@@ -71,7 +71,7 @@ func (p *Published) SnapshotGzip() ([]byte, error) {
 // Snapshot returns the encoded snapshot of this revision, built once.
 func (p *Published) Snapshot() ([]byte, error) {
 	p.encodeOnce.Do(func() {
-		_, p.encoded, p.encodeErr = snapshot.Encode(p.State.Revision, &p.State.Config, time.Now())
+		_, p.encoded, p.encodeErr = snapshot.EncodeEpoch(p.State.Revision, p.State.Epoch, &p.State.Config, time.Now())
 	})
 	return p.encoded, p.encodeErr
 }
@@ -90,11 +90,26 @@ type Catalog struct {
 	// writeMu serialises this process's writers so that they do not waste
 	// CAS rounds on each other; other replicas are handled by the CAS.
 	writeMu sync.Mutex
+	// history remembers what each published revision changed, for the
+	// deltas the sync API sends to data planes that are current.
+	history history
+
+	// reset is set while the store is found emptied or rolled back (see
+	// epoch.go); writes are refused meanwhile.
+	reset atomic.Pointer[StoreReset]
+	// witness is a revision a data plane runs that the store may have lost;
+	// poke asks Run to check the store now.
+	witness atomic.Pointer[mark]
+	poke    chan struct{}
 }
+
+// probeEvery is how often Run checks that the store did not go back in time,
+// which no wait for a higher revision would notice.
+const probeEvery = 2 * time.Second
 
 // New loads the current state from st.
 func New(ctx context.Context, st store.Store, log *slog.Logger) (*Catalog, error) {
-	c := &Catalog{store: st, log: log, now: time.Now, changed: make(chan struct{})}
+	c := &Catalog{store: st, log: log, now: time.Now, changed: make(chan struct{}), poke: make(chan struct{}, 1)}
 	if err := c.refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -110,6 +125,17 @@ func (c *Catalog) refresh(ctx context.Context) error {
 		return fmt.Errorf("load configuration: %w", err)
 	}
 	normalize(&s.Config)
+	if !c.check(s) {
+		return nil // the last good state stays published; writes are refused
+	}
+	if r := c.reset.Swap(nil); r != nil {
+		c.log.Warn("store back where it was: accepting writes again", "store", r.Where,
+			"revision", s.Revision, "epoch", s.Epoch.ID)
+	}
+	if cur := c.Current(); cur != nil && cur.State.Epoch.ID != s.Epoch.ID {
+		c.publishEpoch(s) // a successor epoch (checked): its revision may be lower
+		return nil
+	}
 	c.publish(s)
 	return nil
 }
@@ -134,9 +160,10 @@ func normalize(cfg *config.Config) {
 func (c *Catalog) publish(s *store.State) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.cur.Load(); old != nil && old.State.Revision >= s.Revision {
+	if old := c.cur.Load(); old != nil && old.State.Epoch.ID == s.Epoch.ID && old.State.Revision >= s.Revision {
 		return
 	}
+	c.history.record(c.cur.Load(), s)
 	c.cur.Store(&Published{State: s})
 	close(c.changed)
 	c.changed = make(chan struct{})
@@ -145,11 +172,21 @@ func (c *Catalog) publish(s *store.State) {
 // Wait returns the published revision once it is greater than after, or nil
 // when ctx ends first.
 func (c *Catalog) Wait(ctx context.Context, after int64) *Published {
+	return c.WaitEpoch(ctx, after, "")
+}
+
+// WaitEpoch is Wait for a data plane that runs epoch: a published revision
+// of another epoch (not revision 0, which is not a snapshot) is returned at
+// once, whatever its number.
+func (c *Catalog) WaitEpoch(ctx context.Context, after int64, epoch string) *Published {
 	for {
 		c.mu.Lock()
 		p, ch := c.cur.Load(), c.changed
 		c.mu.Unlock()
 		if p.State.Revision > after {
+			return p
+		}
+		if epoch != "" && p.State.Epoch.ID != "" && p.State.Epoch.ID != epoch && p.State.Revision > 0 {
 			return p
 		}
 		select {
@@ -166,7 +203,7 @@ func (c *Catalog) Wait(ctx context.Context, after int64) *Published {
 func (c *Catalog) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
-		rev, err := c.store.WaitRevision(ctx, c.Current().State.Revision)
+		rev, err := c.waitOrProbe(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -185,6 +222,30 @@ func (c *Catalog) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// waitOrProbe waits for a higher revision for up to probeEvery (less when a
+// data plane's report pokes it), then probes the store for a reset. It
+// returns the revision waited for, or 0 after a probe.
+func (c *Catalog) waitOrProbe(ctx context.Context) (int64, error) {
+	wctx, cancel := context.WithTimeout(ctx, probeEvery)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-c.poke:
+			cancel()
+		case <-done:
+		}
+	}()
+	rev, err := c.store.WaitRevision(wctx, c.Current().State.Revision)
+	if wctx.Err() == nil || ctx.Err() != nil {
+		return rev, err
+	}
+	pctx, pcancel := context.WithTimeout(ctx, probeEvery)
+	defer pcancel()
+	return 0, c.probe(pctx)
 }
 
 // Change describes an accepted write.
@@ -207,6 +268,9 @@ func (c *Catalog) apply(ctx context.Context, actor Actor, m mutation) (*Change, 
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
+		if r := c.reset.Load(); r != nil {
+			return nil, nil, r
+		}
 		cur := c.Current().State
 		next := cur.Config.Clone()
 		now := c.now().UTC()
@@ -223,7 +287,13 @@ func (c *Catalog) apply(ctx context.Context, actor Actor, m mutation) (*Change, 
 		if err := next.Validate(); err != nil {
 			return nil, nil, err
 		}
-		st := &store.State{Revision: cur.Revision + 1, Config: *next}
+		ep := cur.Epoch
+		if ep.ID == "" {
+			// The first revision of a store (or the first since epochs
+			// exist) names the store's history.
+			ep = snapshot.Epoch{ID: store.NewEpochID()}
+		}
+		st := &store.State{Revision: cur.Revision + 1, Epoch: ep, Config: *next}
 		entry.Revision = st.Revision
 		entry.Time = now
 		actor.fill(&entry)

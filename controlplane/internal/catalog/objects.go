@@ -51,6 +51,7 @@ var (
 		items:   func(c *config.Config) *[]config.Consumer { return &c.Consumers },
 		obj:     func(cs *config.Consumer) config.Object { return cs },
 		setName: func(cs *config.Consumer, n string) { cs.Name = n },
+		check:   func(c *config.Config, cs *config.Consumer) error { return c.CheckConsumer(cs) },
 		// API keys are created and revoked through their own endpoints;
 		// replacing a consumer must not drop or forge them.
 		keep: func(existing, obj *config.Consumer) { obj.APIKeys = existing.APIKeys },

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/shared/apiv1"
+	"github.com/portico-gw/portico/shared/config"
 )
 
 // Report is what a data plane says about itself on every poll.
@@ -17,7 +18,11 @@ type Report struct {
 	ID              string
 	Version         string
 	AppliedRevision int64
+	AppliedEpoch    string
 	RemoteAddr      string
+	// Rejected: the objects of the applied revision the node could not
+	// apply. Each poll replaces the list.
+	Rejected []config.Rejected
 }
 
 // Node is the registry's view of one data plane.
@@ -57,6 +62,8 @@ func (r *Registry) PollStarted(rep Report) (done func()) {
 		r.nodes[rep.ID] = e
 	}
 	e.Version, e.AppliedRevision, e.RemoteAddr, e.LastSeen = rep.Version, rep.AppliedRevision, rep.RemoteAddr, now
+	e.AppliedEpoch = rep.AppliedEpoch
+	e.Rejected = rep.Rejected
 	e.polls++
 	return func() {
 		r.mu.Lock()
@@ -86,7 +93,11 @@ func (r *Registry) connected(e *entry, now time.Time) bool {
 }
 
 // List returns every known node sorted by id, judged against revision.
-func (r *Registry) List(revision int64) []Node {
+func (r *Registry) List(revision int64) []Node { return r.ListAt(revision, "") }
+
+// ListAt is List judged against a revision of epoch ("" compares revisions
+// only): after a store reset the same number names another configuration.
+func (r *Registry) ListAt(revision int64, epoch string) []Node {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -103,7 +114,9 @@ func (r *Registry) List(revision int64) []Node {
 		if connected {
 			n.Status = "connected"
 		}
-		n.Converged = connected && n.AppliedRevision == revision
+		// A node that reports no epoch (older than epochs) is judged by
+		// its revision alone.
+		n.Converged = connected && n.AppliedRevision == revision && (epoch == "" || n.AppliedEpoch == "" || n.AppliedEpoch == epoch)
 		out = append(out, n)
 	}
 	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })

@@ -71,6 +71,7 @@ const (
 	edIss         = "https://ed.example"
 	certIss       = "https://cert.example"
 	pkcs1Iss      = "https://pkcs1.example"
+	shortIss      = "https://short.example"
 )
 
 var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -166,9 +167,11 @@ func b64JSON(t testing.TB, v any) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// testConsumers: alice may be named by the hs and idp issuers only, so a
+// token of any other issuer with sub=alice is nobody.
 var testConsumers = []config.Consumer{
-	{Name: "alice", Groups: []string{"admins", "eng"}},
-	{Name: "svc-billing", Groups: []string{"services"}},
+	{Name: "alice", Groups: []string{"admins", "eng"}, JWTIssuers: []string{"hs", "idp", "short"}},
+	{Name: "svc-billing", Groups: []string{"services"}, JWTIssuers: []string{"ed"}},
 }
 
 func newIssuer(t testing.TB, spec config.Issuer, o auth.IssuerOptions) *auth.Issuer {
@@ -204,6 +207,8 @@ func inlineVerifier(t testing.TB) *auth.Verifier {
 		}},
 		{Name: "ed", Issuer: edIss, Algorithms: []string{"EdDSA"}, Keys: []string{jwkJSON(t, k.ed.Public(), "ed1")},
 			ConsumerClaim: "client_id"},
+		{Name: "short", Issuer: shortIss, Algorithms: []string{"HS256"}, Keys: []string{hmacSecret},
+			MaxTokenLifetime: config.Duration(10 * time.Minute)},
 	}
 	issuers := map[string]*auth.Issuer{}
 	for _, s := range specs {
@@ -318,6 +323,13 @@ func jwtVectors(t *testing.T) []vector {
 		{name: "kid number", token: withHeader(map[string]any{"kid": 7}, claims(hsIss)), wantErr: auth.ErrMalformed},
 		{name: "crit header", token: withHeader(map[string]any{"crit": []string{"exp"}}, claims(hsIss)), wantErr: auth.ErrMalformed},
 		{name: "oversize", token: sign(t, jwt.SigningMethodHS256, hs, "", claims(hsIss, set("pad", strings.Repeat("a", 9000)))), wantErr: auth.ErrMalformed},
+		// max_token_lifetime: 24h by default, 10m for "short".
+		{name: "exp more than 24h away", token: sign(t, jwt.SigningMethodHS256, hs, "", claims(hsIss, set("exp", now.Add(25*time.Hour).Unix()))), wantErr: auth.ErrLifetime},
+		{name: "exp more than 24h away, no iat", token: sign(t, jwt.SigningMethodHS256, hs, "", claims(hsIss, del("iat"), set("exp", now.Add(30*24*time.Hour).Unix()))), wantErr: auth.ErrLifetime},
+		{name: "exp-iat over 24h though exp is near", token: sign(t, jwt.SigningMethodHS256, hs, "", claims(hsIss, set("iat", now.Add(-48*time.Hour).Unix()))), wantErr: auth.ErrLifetime},
+		valid("lifetime just under 24h", jwt.SigningMethodHS256, hs, "", hsIss, "hs", claims(hsIss, set("iat", now.Unix()), set("exp", now.Add(24*time.Hour-time.Second).Unix()))),
+		{name: "configured lifetime 10m: 1h token", token: sign(t, jwt.SigningMethodHS256, hs, "", claims(shortIss)), wantErr: auth.ErrLifetime},
+		valid("configured lifetime 10m: 5m token", jwt.SigningMethodHS256, hs, "", shortIss, "short", claims(shortIss, set("exp", now.Add(5*time.Minute).Unix()))),
 		{name: "empty", token: "", wantErr: auth.ErrMissing},
 		{name: "garbage", token: "garbage", wantErr: auth.ErrMalformed},
 		{name: "garbage segments", token: "a.b.c", wantErr: auth.ErrMalformed},
@@ -382,6 +394,9 @@ func TestIdentity(t *testing.T) {
 		{"sub not a string", sign(t, jwt.SigningMethodHS256, hs, "", claims(hsIss, set("sub", 1))), "", nil, nil},
 		{"custom consumer claim", sign(t, jwt.SigningMethodEdDSA, k.ed, "ed1", claims(edIss, set("client_id", "svc-billing"))), "svc-billing", []string{"services"}, nil},
 		{"custom claim ignores sub", sign(t, jwt.SigningMethodEdDSA, k.ed, "ed1", claims(edIss)), "", nil, nil},
+		// alice lists hs and idp in jwt_issuers; cert's sub=alice is nobody.
+		{"issuer the consumer does not trust", sign(t, jwt.SigningMethodRS256, k.rsa, "", claims(certIss)), "", nil, nil},
+		{"issuer the consumer does not trust, custom claim", sign(t, jwt.SigningMethodEdDSA, k.ed, "ed1", claims(edIss, set("client_id", "alice"))), "", nil, nil},
 		{"scope string", sign(t, jwt.SigningMethodHS256, hs, "", claims(hsIss, set("scope", "read:users  write:users"))), "alice", []string{"admins", "eng"}, []string{"read:users", "write:users"}},
 		{"scp string", sign(t, jwt.SigningMethodHS256, hs, "", claims(hsIss, set("scp", "a b"))), "alice", []string{"admins", "eng"}, []string{"a", "b"}},
 		{"scp array", sign(t, jwt.SigningMethodHS256, hs, "", claims(hsIss, set("scp", []any{"a", 3, "b"}))), "alice", []string{"admins", "eng"}, []string{"a", "b"}},
@@ -434,7 +449,7 @@ func TestTokenCache(t *testing.T) {
 
 	// Long-lived tokens are checked again after at most a minute.
 	clock = now
-	long := sign(t, jwt.SigningMethodHS256, []byte(hmacSecret), "", claims(hsIss, set("exp", now.Add(24*time.Hour).Unix())))
+	long := sign(t, jwt.SigningMethodHS256, []byte(hmacSecret), "", claims(hsIss, set("exp", now.Add(12*time.Hour).Unix())))
 	a, _ := v.VerifyJWT(ctx, long, nil)
 	clock = now.Add(2 * time.Minute)
 	b, err := v.VerifyJWT(ctx, long, nil)
@@ -561,7 +576,7 @@ func TestReason(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, err := range []error{auth.ErrMissing, auth.ErrMalformed, auth.ErrUnknownIssuer, auth.ErrIssuerNotAllowed,
-		auth.ErrAlgorithm, auth.ErrUnknownKey, auth.ErrSignature, auth.ErrExpired, auth.ErrNotYetValid,
+		auth.ErrAlgorithm, auth.ErrUnknownKey, auth.ErrSignature, auth.ErrExpired, auth.ErrLifetime, auth.ErrNotYetValid,
 		auth.ErrAudience, auth.ErrClaims, auth.ErrInvalidKey} {
 		r := auth.Reason(err)
 		if r == "" || r == "invalid" || seen[r] || strings.ContainsAny(r, " :") {

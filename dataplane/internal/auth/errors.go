@@ -17,6 +17,7 @@ var (
 	ErrUnknownKey       = errors.New("auth: no key to verify the token")
 	ErrSignature        = errors.New("auth: invalid token signature")
 	ErrExpired          = errors.New("auth: token expired")
+	ErrLifetime         = errors.New("auth: token lifetime exceeds the issuer's max_token_lifetime")
 	ErrNotYetValid      = errors.New("auth: token not valid yet")
 	ErrAudience         = errors.New("auth: token audience not accepted")
 	ErrClaims           = errors.New("auth: token claims missing or invalid")
@@ -37,6 +38,7 @@ var reasons = []struct {
 	{ErrUnknownKey, "unknown_key"},
 	{ErrSignature, "signature"},
 	{ErrExpired, "expired"},
+	{ErrLifetime, "lifetime"},
 	{ErrNotYetValid, "not_yet_valid"},
 	{ErrAudience, "audience"},
 	{ErrClaims, "claims"},

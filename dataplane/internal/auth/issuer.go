@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,11 +66,15 @@ type Issuer struct {
 	algs          []string
 	audiences     []string
 	consumerClaim string
-	parser        *jwt.Parser
-	keys          keySource
-	closeOnce     sync.Once
-	stop          context.CancelFunc
-	now           func() time.Time // the parser's clock
+	// maxLifetime bounds exp-iat and exp-now; leeway is added to the
+	// latter, as the parser adds it to exp.
+	maxLifetime time.Duration
+	leeway      time.Duration
+	parser      *jwt.Parser
+	keys        keySource
+	closeOnce   sync.Once
+	stop        context.CancelFunc
+	now         func() time.Time // the parser's clock
 }
 
 // NewIssuer prepares the verification of spec's tokens. For a JWKS issuer it
@@ -105,6 +110,8 @@ func NewIssuer(ctx context.Context, spec *config.Issuer, o IssuerOptions) (*Issu
 		algs:          slices.Clone(spec.Algorithms),
 		audiences:     slices.Clone(spec.Audiences),
 		consumerClaim: spec.ConsumerClaim,
+		maxLifetime:   cmp.Or(spec.MaxTokenLifetime.Std(), config.DefaultMaxTokenLifetime),
+		leeway:        spec.Leeway.Std(),
 		stop:          func() {},
 		now:           time.Now,
 	}
@@ -202,7 +209,29 @@ func (i *Issuer) verify(ctx context.Context, token string) (jwt.MapClaims, error
 	if err != nil {
 		return nil, i.classify(tok, claims, err)
 	}
+	if err := i.checkLifetime(claims); err != nil {
+		return nil, err
+	}
 	return claims, nil
+}
+
+// checkLifetime refuses a token valid for longer than the issuer allows,
+// counted from its iat and from now: a token minted to last a year is not
+// accepted for a year because its issuer (or whoever holds its key) said so.
+func (i *Issuer) checkLifetime(claims jwt.MapClaims) error {
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return fail(ErrClaims, "no exp") // the parser requires it; never reached
+	}
+	if left := exp.Sub(i.now()); left > i.maxLifetime+i.leeway {
+		return fail(ErrLifetime, fmt.Sprintf("exp is %s away, more than %s", left.Round(time.Second), i.maxLifetime))
+	}
+	if iat, err := claims.GetIssuedAt(); err == nil && iat != nil {
+		if life := exp.Sub(iat.Time); life > i.maxLifetime {
+			return fail(ErrLifetime, fmt.Sprintf("exp-iat is %s, more than %s", life, i.maxLifetime))
+		}
+	}
+	return nil
 }
 
 // keyError marks an error of keyFor, so classify can take it back out of

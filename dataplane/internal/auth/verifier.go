@@ -46,6 +46,8 @@ type Identity struct {
 type consumer struct {
 	name   string
 	groups []string
+	// issuers may name this consumer in a JWT (config jwt_issuers).
+	issuers []string
 }
 
 // Verifier holds every issuer and the API-key index of one configuration
@@ -79,7 +81,7 @@ func NewVerifier(issuers map[string]*Issuer, consumers []config.Consumer) *Verif
 		slices.SortFunc(list, func(a, b *Issuer) int { return strings.Compare(a.name, b.name) })
 	}
 	for i := range consumers {
-		c := &consumer{name: consumers[i].Name, groups: slices.Clone(consumers[i].Groups)}
+		c := &consumer{name: consumers[i].Name, groups: slices.Clone(consumers[i].Groups), issuers: slices.Clone(consumers[i].JWTIssuers)}
 		v.consumers[c.name] = c
 		for _, k := range consumers[i].APIKeys {
 			if other, dup := v.apiKeys[k.Hash]; dup && (other == nil || other.name != c.name) {
@@ -180,8 +182,11 @@ func (v *Verifier) identity(is *Issuer, claims jwt.MapClaims) *Identity {
 		Claims: claims,
 		Scopes: scopes(claims),
 	}
+	// A token names a consumer only if the consumer trusts its issuer:
+	// otherwise any issuer could mint "sub": "admin" and inherit the
+	// groups of the consumer of that name.
 	if name, ok := claims[is.consumerClaim].(string); ok {
-		if c := v.consumers[name]; c != nil {
+		if c := v.consumers[name]; c != nil && slices.Contains(c.issuers, is.name) {
 			id.Consumer = c.name
 			id.Groups = slices.Clone(c.groups)
 		}
