@@ -228,8 +228,11 @@ type RouteAuth struct {
 }
 
 // RateLimit allows Limit requests per Window and key, counted in Redis so
-// that it holds for the cluster. Requests are spaced evenly (GCRA); Burst
-// lets that many more through at once on top.
+// that it holds for the cluster. With the sliding window (the default
+// without a burst) up to Limit pass at once and no interval of length
+// Window admits more than Limit; with GCRA (the default with a burst)
+// requests are spaced evenly and Burst lets that many more through at once
+// on top.
 type RateLimit struct {
 	Limit  int      `json:"limit"`
 	Window Duration `json:"window"`
@@ -238,6 +241,9 @@ type RateLimit struct {
 	// header:<Name> or claim:<name>.
 	Key string `json:"key,omitempty"`
 	// OnRedisError: fail_open (default: a local limiter of limit divided by
+	// Algorithm: window or gcra; empty means gcra when Burst is given,
+	// window otherwise (see EffectiveAlgorithm).
+	Algorithm string `json:"algorithm,omitempty"`
 	// the live data planes takes over) or fail_closed (429 while Redis is
 	// unavailable).
 	OnRedisError string `json:"on_redis_error,omitempty"`
@@ -253,6 +259,25 @@ const (
 type Issuer struct {
 	Name string `json:"name"`
 	// Issuer is the exact "iss" value of its tokens.
+// Rate-limit algorithms.
+const (
+	AlgorithmWindow = "window"
+	AlgorithmGCRA   = "gcra"
+)
+
+// EffectiveAlgorithm is the algorithm a policy uses: the configured one, or
+// gcra when a burst is given (configs written before the sliding window keep
+// their meaning) and window otherwise.
+func (r RateLimit) EffectiveAlgorithm() string {
+	switch {
+	case r.Algorithm != "":
+		return r.Algorithm
+	case r.Burst > 0:
+		return AlgorithmGCRA
+	}
+	return AlgorithmWindow
+}
+
 	Issuer    string   `json:"issuer"`
 	Audiences []string `json:"audiences,omitempty"`
 	// Algorithms are the only ones accepted for this issuer ("none" never

@@ -36,6 +36,15 @@ func (r *RateLimit) validate(l *errorList, p string) {
 	if r.Burst < 0 || r.Burst > MaxRateLimit {
 		l.add(join(p, "burst"), "must be between 0 and %d", MaxRateLimit)
 	}
+	switch r.Algorithm {
+	case "", AlgorithmGCRA:
+	case AlgorithmWindow:
+		if r.Burst != 0 {
+			l.add(join(p, "burst"), "only applies to algorithm gcra; the window admits up to limit at once")
+		}
+	default:
+		l.add(join(p, "algorithm"), "must be window or gcra")
+	}
 	if msg := RateKeyProblem(r.Key); msg != "" {
 		l.add(join(p, "key"), "%s", msg)
 	}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"math"
 	"net/http"
@@ -216,19 +218,32 @@ func (rl *rateLimit) key(r *http.Request, clientIP string, id *auth.Identity) st
 		// address rather than sharing one bucket with every other.
 		return rl.prefix + "ip:" + clientIP
 	case "header":
-		return rl.prefix + r.Header.Get(rl.name)
+		return rl.prefix + hashKeyValue(r.Header.Get(rl.name))
 	case "claim":
 		if id != nil {
 			if v, ok := id.Claims[rl.name]; ok {
 				// "c:" keeps claim values out of the "ip:" buckets of callers
 				// without the claim: a token whose claim reads "ip:<addr>"
 				// must not spend that address's budget.
-				return rl.prefix + "c:" + fmt.Sprint(v)
+				return rl.prefix + "c:" + hashKeyValue(fmt.Sprint(v))
 			}
 		}
 		return rl.prefix + "ip:" + clientIP
 	}
 	return rl.prefix
+}
+
+// hashKeyValue turns a client-chosen key value (a header's, a claim's) into
+// a fixed-size one: the first 128 bits of its SHA-256, base64url, 22 bytes.
+// A client sending 60 KB values then costs Redis and the in-process limiter
+// no more per key than one sending 6 bytes, and every data plane computes
+// the same key. 128 bits: two values share a counter only by a collision
+// nobody can find.
+func hashKeyValue(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	var out [22]byte
+	base64.RawURLEncoding.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // writeHeaders sets the RateLimit-* fields (draft-ietf-httpapi-ratelimit-

@@ -2,10 +2,10 @@ package ratelimit
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,14 +13,16 @@ import (
 )
 
 // Batching. Under load, one Redis round trip per decision costs the data
-// plane two system calls and a goroutine hand-off each, and with the CPU
-// saturated a decision waiting for its own reply overruns the budget and
-// falls back to a local guess. Decisions are therefore queued and sent as
-// pipelines: the worker takes every decision waiting, sends them in one
-// write and reads their replies in one read. An idle system
-// sends batches of one, so there is no added latency; a busy one sends
-// batches of dozens. Each decision still waits at most the budget for its
-// own reply: the caller stops waiting, not the pipeline.
+// plane two system calls and a goroutine hand-off each. Decisions are
+// therefore queued and sent as pipelines: the worker takes every decision
+// waiting, sends them in one write and reads their replies in one read. An
+// idle system sends batches of one, so there is no added latency; a busy
+// one sends batches of dozens.
+//
+// A decision is never timed out while it waits in the queue: that wait is
+// this process being busy, not Redis being slow, and a decision abandoned
+// there would be decided locally although Redis is fine. Only the exchange
+// with Redis has a deadline (see exchangeDeadline).
 const (
 	maxBatch  = 256
 	queueSize = 8192
@@ -31,15 +33,20 @@ const (
 	workerIdle = 2 * time.Second
 )
 
-// errQueueFull: more decisions waiting than a pipeline worker could send
-// within the budget; the decision falls back at once.
-var errQueueFull = errors.New("rate limit: too many decisions waiting for Redis")
+// MaxLagAllowance caps what the measured reaction lag adds to the budget of
+// an exchange with Redis: however busy the process, a Redis that has not
+// answered within budget + MaxLagAllowance counts as failing.
+const MaxLagAllowance = 250 * time.Millisecond
+
+// errBreakerOpen: the breaker opened while the decision was queued; it is
+// decided locally and says nothing new about Redis.
+var errBreakerOpen = errors.New("rate limit: Redis unavailable (breaker open)")
 
 type pending struct {
-	key      string
-	g        gcra
-	deadline time.Time // the caller stops waiting then
-	done     chan reply
+	key  string
+	g    params
+	gone atomic.Bool // the caller stopped waiting (its request ended)
+	done chan reply
 }
 
 type reply struct {
@@ -48,49 +55,43 @@ type reply struct {
 }
 
 type batcher struct {
-	client redis.UniversalClient
-	// timeout bounds one pipeline: twice the budget, since a decision
-	// that joined a batch late still has its whole budget to wait, and a
-	// pipeline cut short closes its connection.
-	timeout time.Duration
+	client  redis.UniversalClient
+	budget  time.Duration
+	guarded bool        // the client ignores context deadlines
+	open    func() bool // the breaker keeps Redis out
+	lag     *lagMonitor
+	metrics *metrics
 	queue   chan *pending
 	workers atomic.Int32
 	sending atomic.Int32 // pipelines in flight
-	timers  sync.Pool
 }
 
 // idle reports no decision queued and no pipeline in flight.
 func (b *batcher) idle() bool { return len(b.queue) == 0 && b.sending.Load() == 0 }
 
-func newBatcher(c redis.UniversalClient, budget time.Duration) *batcher {
-	return &batcher{client: c, timeout: 2 * budget, queue: make(chan *pending, queueSize)}
+// exchangeDeadline bounds one exchange with Redis: the budget, plus twice
+// the largest reaction lag this process showed in the last second (capped
+// at MaxLagAllowance). Twice: the lag is sampled every 10ms and a reply
+// may meet a worse moment than the samples did.
+func (b *batcher) exchangeDeadline(now time.Time) time.Duration {
+	return b.budget + min(2*b.lag.recent(now), MaxLagAllowance)
 }
 
-// do decides one request in Redis, waiting at most budget for the reply.
-func (b *batcher) do(ctx context.Context, key string, g gcra, budget time.Duration) ([]int64, error) {
-	p := &pending{key: key, g: g, deadline: time.Now().Add(budget), done: make(chan reply, 1)}
+// do decides one request in Redis: it waits in the queue as long as the
+// process takes to get to it, and for the exchange as long as its deadline.
+func (b *batcher) do(ctx context.Context, key string, g params) ([]int64, error) {
+	p := &pending{key: key, g: g, done: make(chan reply, 1)}
 	select {
 	case b.queue <- p:
-	default:
-		return nil, errQueueFull
+	case <-ctx.Done():
+		return nil, fmt.Errorf("rate limit script: %w", ctx.Err())
 	}
 	b.ensureWorker()
-	t, _ := b.timers.Get().(*time.Timer)
-	if t == nil {
-		t = time.NewTimer(budget)
-	} else {
-		t.Reset(budget)
-	}
-	defer func() {
-		t.Stop()
-		b.timers.Put(t)
-	}()
 	select {
 	case rep := <-p.done:
 		return rep.v, rep.err
-	case <-t.C:
-		return nil, fmt.Errorf("rate limit script: no reply within %v: %w", budget, context.DeadlineExceeded)
 	case <-ctx.Done():
+		p.gone.Store(true)
 		return nil, fmt.Errorf("rate limit script: %w", ctx.Err())
 	}
 }
@@ -164,28 +165,34 @@ func (b *batcher) rejoin() bool {
 // send runs one pipeline for the decisions whose callers still wait: a
 // decision nobody waits for would take a token nobody uses.
 func (b *batcher) send(batch []*pending) {
-	now := time.Now()
 	live := batch[:0]
 	for _, p := range batch {
-		if now.Before(p.deadline) {
+		if !p.gone.Load() {
 			live = append(live, p)
 		}
 	}
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-	defer cancel()
-	cmds, err := b.pipeline(ctx, live, false)
-	if err == nil && anyNoScript(cmds) {
-		// Redis restarted or flushed its scripts: load it once, run again.
-		cmds, err = b.pipeline(ctx, live, true)
+	if b.open() {
+		for _, p := range live {
+			p.done <- reply{err: errBreakerOpen}
+		}
+		return
 	}
+	start := time.Now()
+	deadline := b.exchangeDeadline(start)
+	cmds, err := b.exchange(live, deadline, false)
+	if err == nil && anyNoScript(cmds) {
+		// Redis restarted or flushed its scripts: load them, run again.
+		cmds, err = b.exchange(live, deadline, true)
+	}
+	b.metrics.observe(time.Since(start))
 	for i, p := range live {
 		var rep reply
 		switch {
 		case cmds == nil:
-			rep.err = fmt.Errorf("rate limit script: %w", err)
+			rep.err = err
 		default:
 			rep.v, rep.err = cmds[i].Int64Slice()
 			if rep.err != nil {
@@ -198,16 +205,61 @@ func (b *batcher) send(batch []*pending) {
 	}
 }
 
+// exchange runs one pipeline within deadline. With a client that ignores
+// context deadlines it runs in a goroutine that the worker stops waiting
+// for at the deadline.
+func (b *batcher) exchange(live []*pending, deadline time.Duration, load bool) ([]*redis.Cmd, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if !b.guarded {
+		cmds, err := b.pipeline(ctx, live, load)
+		return cmds, wrapExchange(err, deadline)
+	}
+	type result struct {
+		cmds []*redis.Cmd
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		cmds, err := b.pipeline(ctx, live, load)
+		ch <- result{cmds, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.cmds, wrapExchange(r.err, deadline)
+	case <-ctx.Done():
+		return nil, wrapExchange(ctx.Err(), deadline)
+	}
+}
+
+func wrapExchange(err error, deadline time.Duration) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("rate limit script: no reply within %v: %w", deadline.Round(time.Microsecond), err)
+	}
+	return fmt.Errorf("rate limit script: %w", err)
+}
+
 func (b *batcher) pipeline(ctx context.Context, live []*pending, load bool) ([]*redis.Cmd, error) {
 	if load {
-		if err := gcraScript.Load(ctx, b.client).Err(); err != nil {
-			return nil, fmt.Errorf("load script: %w", err)
+		for _, s := range [...]*redis.Script{gcraScript, windowScript} {
+			if err := s.Load(ctx, b.client).Err(); err != nil {
+				return nil, fmt.Errorf("load script: %w", err)
+			}
 		}
 	}
 	cmds := make([]*redis.Cmd, len(live))
 	_, err := b.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, p := range live {
-			cmds[i] = gcraScript.EvalSha(ctx, pipe, []string{"rl:{" + p.key + "}"},
+			key := redisKey(p.key, p.g.fp)
+			if p.g.alg == SlidingWindow {
+				cmds[i] = windowScript.EvalSha(ctx, pipe, []string{key},
+					p.g.slot.Microseconds(), windowSlots, p.g.limit)
+				continue
+			}
+			cmds[i] = gcraScript.EvalSha(ctx, pipe, []string{key},
 				p.g.interval.Microseconds(), p.g.tolerance.Microseconds())
 		}
 		return nil
@@ -218,6 +270,16 @@ func (b *batcher) pipeline(ctx context.Context, live []*pending, load bool) ([]*
 		return nil, err
 	}
 	return cmds, nil
+}
+
+// redisKey is where a key's state lives under a policy's fingerprint. The
+// braces are a Redis Cluster hash tag.
+func redisKey(key string, fp uint32) string {
+	var raw [4]byte
+	raw[0], raw[1], raw[2], raw[3] = byte(fp>>24), byte(fp>>16), byte(fp>>8), byte(fp)
+	var tag [8]byte
+	hex.Encode(tag[:], raw[:])
+	return "rl:{" + key + "}:" + string(tag[:])
 }
 
 func anyNoScript(cmds []*redis.Cmd) bool {

@@ -142,7 +142,7 @@ func TestLocalMemoryBounded(t *testing.T) {
 			clock.Add(100 * time.Millisecond)
 		}
 	}
-	if n := l.size(); n > 3*live {
+	if n, _ := l.size(); n > 3*live {
 		t.Fatalf("%d keys tracked with %d live, want idle ones dropped", n, live)
 	}
 	for i := oneOff - live*9/10; i < oneOff; i++ {
@@ -150,22 +150,28 @@ func TestLocalMemoryBounded(t *testing.T) {
 			t.Fatalf("live key ip:%d was forgotten", i)
 		}
 	}
-	t.Logf("idle keys: %d tracked after %d distinct keys, %d live", l.size(), oneOff, live)
+	n, _ := l.size()
+	t.Logf("idle keys: %d tracked after %d distinct keys, %d live", n, oneOff, live)
 
-	const maxKeys = 4096
-	l = newLocal(clock.Now, maxKeys)
-	// Keys that are all still limited hit the cap instead.
-	for i := range 200_000 {
-		l.Allow(context.Background(), "user:"+strconv.Itoa(i), long)
+	// Keys that are all still limited hit the byte budget instead, for
+	// either algorithm: a window key's slot list counts too.
+	for _, alg := range []Algorithm{GCRA, SlidingWindow} {
+		const maxBytes = 1 << 20
+		l = newLocal(clock.Now, maxBytes)
+		long.Algorithm = alg
+		for i := range 200_000 {
+			l.Allow(context.Background(), "user:"+strconv.Itoa(i), long)
+		}
+		keys, bytes := l.size()
+		if bytes > maxBytes {
+			t.Fatalf("algorithm %d: %d bytes in %d keys, want at most the budget %d", alg, bytes, keys, maxBytes)
+		}
+		// The most recent key is remembered: eviction makes room before adding.
+		if l.Allow(context.Background(), "user:199999", long).Allowed {
+			t.Fatal("the key just added was forgotten")
+		}
+		t.Logf("algorithm %d, live keys: %d tracked (%d bytes) after 2e5 distinct keys (budget %d)", alg, keys, bytes, maxBytes)
 	}
-	if n := l.size(); n > maxKeys {
-		t.Fatalf("%d keys tracked, want at most the cap %d", n, maxKeys)
-	}
-	// The most recent key is remembered: eviction makes room before adding.
-	if l.Allow(context.Background(), "user:199999", long).Allowed {
-		t.Fatal("the key just added was forgotten")
-	}
-	t.Logf("live keys: %d tracked after 2e5 distinct keys (cap %d)", l.size(), maxKeys)
 }
 
 func TestLocalConcurrent(t *testing.T) {

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -19,9 +20,9 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/redisconn"
 )
 
-// DefaultBudget bounds one Redis call: a local Redis answers in well under a
-// millisecond, and a decision that waits longer than this costs more than a
-// less exact local one.
+// DefaultBudget bounds one exchange with Redis while this process is idle: a
+// local Redis answers in well under a millisecond. A busy process adds its
+// measured reaction lag (see MaxLagAllowance).
 const DefaultBudget = 5 * time.Millisecond
 
 // Breaker defaults.
@@ -58,6 +59,79 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(ttl /
 return {1, math.floor((now - new_tat + tolerance) / interval) + 1, ttl, 0, now}
 `)
 
+// windowScript decides one request with the sliding window. KEYS[1] is a
+// hash of slot index -> admissions, with fields t (the running total), o
+// (the oldest slot that may hold admissions), l (the newest) and r (when a
+// refused key admits again, cached until the next admission). ARGV[1] is
+// the slot length in microseconds, ARGV[2] the number of slots N, ARGV[3]
+// the limit. It returns what gcraScript does.
+//
+// Slots older than cur-N leave the count; each is deleted once, so the
+// work is amortised O(1) per decision, and bounded by N+2 in any one call:
+// the key expires N+1 slots after its newest admission. A refusal walks the
+// slots once to find when enough of them expire, and caches the answer.
+// Slot indices are written with %.0f: Lua's default number format would
+// round large ones.
+var windowScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local k = KEYS[1]
+local cur = math.floor(now / slot)
+local first = cur - n
+local st = redis.call('HMGET', k, 't', 'o', 'l', 'r')
+local total = tonumber(st[1]) or 0
+local oldest = tonumber(st[2]) or cur
+local last = tonumber(st[3]) or cur
+local retry_at = tonumber(st[4])
+local function f(x) return string.format('%.0f', x) end
+if total <= 0 then
+  total = 0
+  oldest = cur
+elseif oldest < first then
+  for s = oldest, math.min(first - 1, last) do
+    local c = tonumber(redis.call('HGET', k, f(s)))
+    if c then
+      total = total - c
+      redis.call('HDEL', k, f(s))
+    end
+  end
+  oldest = first
+  if total <= 0 then
+    total = 0
+    oldest = cur
+  end
+end
+if total >= limit then
+  if not retry_at or retry_at <= now then
+    retry_at = (last + n + 1) * slot
+    local acc = total
+    for s = oldest, last do
+      local c = tonumber(redis.call('HGET', k, f(s)))
+      if c then
+        acc = acc - c
+        if acc < limit then
+          retry_at = (s + n + 1) * slot
+          break
+        end
+      end
+    end
+    redis.call('HSET', k, 'r', f(retry_at))
+  end
+  return {0, 0, (last + n + 1) * slot - now, retry_at - now, now}
+end
+redis.call('HINCRBY', k, f(cur), 1)
+total = total + 1
+redis.call('HMSET', k, 't', f(total), 'o', f(oldest), 'l', f(cur))
+if retry_at then redis.call('HDEL', k, 'r') end
+local ttl = (cur + n + 1) * slot - now
+redis.call('PEXPIRE', k, math.ceil(ttl / 1000))
+return {1, limit - total, ttl, 0, now}
+`)
+
 // BreakerOptions sets when RedisLimiter stops calling Redis.
 type BreakerOptions struct {
 	// Failures is the number of consecutive failed calls that open the
@@ -76,7 +150,9 @@ type Options struct {
 	// client that does not, each call runs in a goroutine the decision
 	// stops waiting for.
 	Client redis.UniversalClient
-	// Budget bounds each Redis call; default DefaultBudget.
+	// Budget bounds each exchange with Redis while the process is idle;
+	// default DefaultBudget. A busy process adds its measured reaction
+	// lag, up to MaxLagAllowance.
 	Budget  time.Duration
 	Breaker BreakerOptions
 	// Peers returns the number of live data planes (at least 1): while
@@ -107,6 +183,7 @@ type RedisLimiter struct {
 	metrics *metrics
 	br      breaker
 	batch   *batcher
+	lag     lagMonitor
 }
 
 // NewRedis returns a limiter deciding in Redis through o.Client.
@@ -142,7 +219,15 @@ func NewRedis(o Options) *RedisLimiter {
 		local:   NewLocal(o.Now),
 		metrics: newMetrics(o.Metrics),
 	}
-	r.batch = newBatcher(o.Client, o.Budget)
+	r.batch = &batcher{
+		client:  o.Client,
+		budget:  o.Budget,
+		guarded: r.guarded,
+		open:    func() bool { return !r.br.healthy.Load() && !r.br.isUp() },
+		lag:     &r.lag,
+		metrics: r.metrics,
+		queue:   make(chan *pending, queueSize),
+	}
 	r.br = breaker{
 		failures: o.Breaker.Failures,
 		cooldown: o.Breaker.Cooldown,
@@ -154,17 +239,18 @@ func NewRedis(o Options) *RedisLimiter {
 	r.br.healthy.Store(true)
 	r.metrics.setUp(true)
 	if r.guarded {
-		r.log.Warn("rate limiter: the Redis client ignores context deadlines; decisions still wait at most the budget, but a stalled pipeline holds its worker until the client's own timeouts (set ContextTimeoutEnabled)")
+		r.log.Warn("rate limiter: the Redis client ignores context deadlines; exchanges still end at their deadline, but a stalled one holds a goroutine until the client's own timeouts (set ContextTimeoutEnabled)")
 	}
 	return r
 }
 
-// Allow decides one request for key under p. It never waits for Redis
-// longer than the budget and never fails.
 // tracer makes a span per Redis decision (the key is not recorded: it may
 // hold a client address).
 var tracer = otel.Tracer("github.com/portico-gw/portico/dataplane/ratelimit")
 
+// Allow decides one request for key under p. It never fails, and waits for
+// Redis no longer than an exchange's deadline (the budget while the process
+// is idle).
 func (r *RedisLimiter) Allow(ctx context.Context, key string, p Policy) Decision {
 	d, _ := r.allow(ctx, key, p)
 	return d
@@ -178,6 +264,11 @@ func (r *RedisLimiter) allow(ctx context.Context, key string, p Policy) (Decisio
 	if !ok {
 		return unlimited(SourceRedis), 0
 	}
+	// Sampled while decisions are made, Redis up or not: the probe's
+	// deadline needs it too.
+	r.lag.touch(time.Now())
+	lk := r.local.hash(key, g.fp)
+	peers := max(r.peers(), 1)
 	switch r.br.admit(r.now()) {
 	case useRedis:
 		// A request whose client has gone needs no round trip, and its
@@ -204,38 +295,39 @@ func (r *RedisLimiter) allow(ctx context.Context, key string, p Policy) (Decisio
 		if err == nil {
 			r.record(nil)
 			d.Limit = p.Limit
+			if !p.FailClosed {
+				// Kept for a local decision while Redis is unavailable.
+				r.local.remember(lk, g, peers, d)
+			}
 			r.metrics.decision(d)
 			return d, at
 		}
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !errors.Is(err, errBreakerOpen) {
 			r.record(err)
 		}
 	case startProbe:
 		r.probe()
 	}
-	d := r.fallback(key, p)
+	d := r.fallback(lk, g, p, peers)
 	r.metrics.decision(d)
 	return d, 0
 }
 
-// fallback decides without Redis: this data plane's share of the limit, or
-// a refusal for fail_closed policies.
-func (r *RedisLimiter) fallback(key string, p Policy) Decision {
+// fallback decides without Redis: this data plane's share of what Redis
+// would still allow, or a refusal for fail_closed policies.
+func (r *RedisLimiter) fallback(lk localKey, g params, p Policy, peers int) Decision {
 	if p.FailClosed {
 		return Decision{Limit: p.Limit, Reset: time.Second, RetryAfter: time.Second, Source: SourceLocal}
 	}
-	peers := max(r.peers(), 1)
-	share := p
-	share.Limit = max(1, p.Limit/peers)
-	share.Burst = p.Burst / peers
-	return r.local.allow(key, share, SourceLocal)
+	// The same parameters at the local clock's resolution.
+	lg, _ := compile(p, time.Nanosecond)
+	lg.fp = g.fp
+	return r.local.decide(lk, lg, peers, SourceLocal)
 }
 
-// call decides once in Redis within the budget, through the batcher.
-func (r *RedisLimiter) call(ctx context.Context, key string, g gcra) (Decision, int64, error) {
-	start := time.Now()
-	v, err := r.batch.do(ctx, key, g, r.budget)
-	r.metrics.observe(time.Since(start))
+// call decides once in Redis through the batcher.
+func (r *RedisLimiter) call(ctx context.Context, key string, g params) (Decision, int64, error) {
+	v, err := r.batch.do(ctx, key, g)
 	if err != nil {
 		return Decision{}, 0, err
 	}
@@ -252,11 +344,11 @@ func (r *RedisLimiter) call(ctx context.Context, key string, g gcra) (Decision, 
 }
 
 // probe checks in the background whether Redis is back, so that no request
-// waits for the check. It first loads the script with time to spare, which
+// waits for the check. It first loads the scripts with time to spare, which
 // also dials and greets a fresh connection and spares the first decisions
-// a NOSCRIPT after a restart; then one PING must answer within the budget,
-// so that a Redis that is up but slow keeps the breaker open instead of
-// closing it for requests to time out again. With a client that honours
+// a NOSCRIPT after a restart; then one PING must answer within an
+// exchange's deadline, so that a Redis that is up but slow keeps the
+// breaker open instead of closing it for requests to time out again. With a client that honours
 // deadlines the goroutine ends within the cool-down plus the budget, and
 // there is never more than one.
 func (r *RedisLimiter) probe() {
@@ -274,15 +366,18 @@ func (r *RedisLimiter) probe() {
 
 func (r *RedisLimiter) check() error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.br.cooldown)
-	err := gcraScript.Load(ctx, r.client).Err()
-	cancel()
-	if err != nil {
-		return fmt.Errorf("rate limit probe: load script: %w", err)
+	for _, s := range [...]*redis.Script{gcraScript, windowScript} {
+		if err := s.Load(ctx, r.client).Err(); err != nil {
+			cancel()
+			return fmt.Errorf("rate limit probe: load script: %w", err)
+		}
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), r.budget)
+	cancel()
+	deadline := r.batch.exchangeDeadline(time.Now())
+	ctx, cancel = context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	if err := r.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("rate limit probe: ping within %v: %w", r.budget, err)
+		return fmt.Errorf("rate limit probe: ping within %v: %w", deadline, err)
 	}
 	return nil
 }
@@ -350,6 +445,13 @@ const (
 	wentDown
 	cameUp
 )
+
+// isUp reports the breaker closed.
+func (b *breaker) isUp() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.up
+}
 
 // admit tells a decision where to go.
 func (b *breaker) admit(now time.Time) admission {

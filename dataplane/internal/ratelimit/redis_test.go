@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -91,8 +92,11 @@ func TestRedisKeys(t *testing.T) {
 		t.Fatalf("another key: %+v, want a fresh bucket", d)
 	}
 
-	// The bucket lives under its hash-tagged name and expires when full.
-	ttl, err := client.PTTL(ctx, "rl:{route-a:ip:1.2.3.4}").Result()
+	// The bucket lives under its hash-tagged name, tagged with the
+	// policy's fingerprint, and expires when full.
+	g, _ := compile(p, time.Microsecond)
+	keyA, keyB := "rl:{route-a:ip:1.2.3.4}:"+fmt.Sprintf("%08x", g.fp), "rl:{route-a:ip:5.6.7.8}:"+fmt.Sprintf("%08x", g.fp)
+	ttl, err := client.PTTL(ctx, keyA).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +104,7 @@ func TestRedisKeys(t *testing.T) {
 		t.Fatalf("TTL %v, want at most 5 intervals (500ms)", ttl)
 	}
 	testutil.Eventually(t, 3*time.Second, func() bool {
-		n, err := client.Exists(ctx, "rl:{route-a:ip:1.2.3.4}", "rl:{route-a:ip:5.6.7.8}").Result()
+		n, err := client.Exists(ctx, keyA, keyB).Result()
 		return err == nil && n == 0
 	}, "rate-limit keys did not expire")
 	if d := lim.Allow(ctx, "route-a:ip:1.2.3.4", p); !d.Allowed || d.Remaining != 4 {
@@ -109,8 +113,8 @@ func TestRedisKeys(t *testing.T) {
 }
 
 // TestRedisOneRoundTrip checks that a decision costs one EVALSHA, and that
-// a server that lost its scripts (a restart) costs one SCRIPT LOAD and the
-// batch that met the NOSCRIPT again, once.
+// a server that lost its scripts (a restart) costs one SCRIPT LOAD per
+// script and the batch that met the NOSCRIPT again, once.
 func TestRedisOneRoundTrip(t *testing.T) {
 	srv := testutil.StartRedis(t)
 	client := newClient(t, srv.URL())
@@ -131,8 +135,8 @@ func TestRedisOneRoundTrip(t *testing.T) {
 		}
 	}
 	stats := commandCalls(t, client)
-	if stats["evalsha"] != n+1 || stats["script|load"] != 1 || stats["eval"] != 0 {
-		t.Fatalf("command calls %v; want evalsha=%d (one per decision, one again after NOSCRIPT) and script|load=1", stats, n+1)
+	if stats["evalsha"] != n+1 || stats["script|load"] != 2 || stats["eval"] != 0 {
+		t.Fatalf("command calls %v; want evalsha=%d (one per decision, one again after NOSCRIPT) and script|load=2", stats, n+1)
 	}
 }
 
@@ -307,10 +311,14 @@ func TestNewPolicy(t *testing.T) {
 	}{
 		{config.RateLimit{Limit: 100, Window: config.Duration(time.Minute), Burst: 5},
 			Policy{Limit: 100, Window: time.Minute, Burst: 5}},
+		{config.RateLimit{Limit: 1000, Window: config.Duration(time.Minute), Burst: 5},
+			Policy{Limit: 1000, Window: time.Minute, Burst: 14}},
+		{config.RateLimit{Limit: 1000, Window: config.Duration(time.Minute), Algorithm: config.AlgorithmGCRA},
+			Policy{Limit: 1000, Window: time.Minute, Burst: 9}},
 		{config.RateLimit{Limit: 1, Window: config.Duration(time.Second), OnRedisError: config.FailOpen},
-			Policy{Limit: 1, Window: time.Second}},
-		{config.RateLimit{Limit: 1, Window: config.Duration(time.Second), OnRedisError: config.FailClosed},
-			Policy{Limit: 1, Window: time.Second, FailClosed: true}},
+			Policy{Limit: 1, Window: time.Second, Algorithm: SlidingWindow}},
+		{config.RateLimit{Limit: 1000, Window: config.Duration(time.Second), Algorithm: config.AlgorithmWindow, OnRedisError: config.FailClosed},
+			Policy{Limit: 1000, Window: time.Second, FailClosed: true, Algorithm: SlidingWindow}},
 	}
 	for _, tc := range cases {
 		if got := NewPolicy(tc.in); got != tc.want {
