@@ -25,6 +25,10 @@ const (
 	// (see snapshot.Epoch). A poll whose epoch differs from the current one
 	// is answered at once, whatever its revision.
 	HeaderEpoch = "X-Portico-Epoch"
+	// HeaderDelta: an answer to a poll with delta=1 that carries a
+	// snapshot.Delta rather than a whole snapshot names the delta's base
+	// revision in it.
+	HeaderDelta = "X-Portico-Delta"
 )
 
 // List is the body of GET on a collection.

@@ -77,6 +77,9 @@ type Response struct {
 	Revision   int64
 	ETag       string
 	Dataplanes int
+	// DeltaBase is, on a poll answered with a delta, the delta's base
+	// revision (0 otherwise).
+	DeltaBase int64
 }
 
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any, hdr http.Header) (*Response, error) {
@@ -116,6 +119,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	r := &Response{Status: resp.StatusCode, ETag: resp.Header.Get("ETag")}
 	r.Revision, _ = strconv.ParseInt(resp.Header.Get(apiv1.HeaderRevision), 10, 64)
 	r.Dataplanes, _ = strconv.Atoi(resp.Header.Get(apiv1.HeaderDataplanes))
+	r.DeltaBase, _ = strconv.ParseInt(resp.Header.Get(apiv1.HeaderDelta), 10, 64)
 	var rd io.Reader = io.LimitReader(resp.Body, maxResponse)
 	if resp.Header.Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(rd)
@@ -281,13 +285,20 @@ type PollRequest struct {
 	// AppliedEpoch is the epoch of the applied snapshot ("" before any): a
 	// control plane in another epoch answers at once.
 	AppliedEpoch string
+	// Deltas asks for a snapshot.Delta from AppliedRevision (of
+	// AppliedEpoch) when the control plane still has one; the data plane
+	// must then hold that revision's whole configuration to apply it to.
+	Deltas bool
 }
 
 // Poll is the answer to one long poll.
 type Poll struct {
 	// Snapshot is the encoded snapshot (verify it with snapshot.Decode), or
-	// nil when the wait ran out with nothing new.
+	// nil when the wait ran out with nothing new or a delta came instead.
 	Snapshot []byte
+	// Delta is the encoded delta (snapshot.DecodeDelta) when the control
+	// plane answered with one.
+	Delta []byte
 	// Dataplanes is the number of data planes connected to the control
 	// plane, 0 if it did not say.
 	Dataplanes int
@@ -296,6 +307,9 @@ type Poll struct {
 // PollSnapshot long-polls for a snapshot newer than req.After.
 func (c *Client) PollSnapshot(ctx context.Context, req PollRequest) (*Poll, error) {
 	q := url.Values{"after": {strconv.FormatInt(req.After, 10)}, "wait": {req.Wait.String()}}
+	if req.Deltas {
+		q.Set("delta", "1")
+	}
 	h := http.Header{}
 	h.Set(apiv1.HeaderNodeID, req.NodeID)
 	h.Set(apiv1.HeaderNodeVersion, req.NodeVersion)
@@ -312,7 +326,11 @@ func (c *Client) PollSnapshot(ctx context.Context, req PollRequest) (*Poll, erro
 		return nil, err
 	}
 	p := &Poll{Dataplanes: r.Dataplanes}
-	if r.Status != http.StatusNotModified {
+	switch {
+	case r.Status == http.StatusNotModified:
+	case r.DeltaBase > 0:
+		p.Delta = raw
+	default:
 		p.Snapshot = raw
 	}
 	return p, nil

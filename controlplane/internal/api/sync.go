@@ -93,6 +93,13 @@ func (s *server) snapshot(c echo.Context) error {
 		}
 		p = cur
 	}
+	if c.QueryParam("delta") == "1" {
+		// A data plane that is current gets only what changed since the
+		// revision it applied (delta.go).
+		if sent, err := s.sendDelta(c, p, rep.AppliedRevision, rep.AppliedEpoch); sent || err != nil {
+			return err
+		}
+	}
 	body, err := p.Snapshot()
 	contentEncoding := ""
 	if err == nil && acceptsGzip(req.Header.Get(echo.HeaderAcceptEncoding)) {
