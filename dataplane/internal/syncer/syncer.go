@@ -51,6 +51,8 @@ type Syncer struct {
 	rejected atomic.Int64
 	// peers is the cluster size the control plane last reported.
 	peers atomic.Int64
+	// base is the applied configuration deltas apply to (delta.go).
+	base base
 }
 
 // New returns a Syncer.
@@ -90,6 +92,7 @@ func (s *Syncer) install(snap *snapshot.Snapshot, source string) error {
 		return err
 	}
 	s.applied.Store(snap.Revision)
+	s.keep(snap)
 	s.checksum.Store(&snap.Checksum)
 	s.source.Store(&source)
 	if s.o.OnApplied != nil {
@@ -131,7 +134,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 func (s *Syncer) pollOnce(ctx context.Context) error {
 	applied := s.applied.Load()
 	poll, err := s.o.Poller.PollSnapshot(ctx, client.PollRequest{
-		After:           max(applied, s.rejected.Load()),
+		After:           s.pollAfter(applied),
+		Deltas:          s.wantDeltas(),
 		Wait:            s.o.Wait,
 		NodeID:          s.o.NodeID,
 		NodeVersion:     s.o.Version,
@@ -148,9 +152,13 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 	if !s.connected.Swap(true) {
 		s.o.Log.Info("connected to the control plane", "applied_revision", applied)
 	}
+	if poll.Delta != nil {
+		return s.applyDelta(poll.Delta, applied)
+	}
 	if raw == nil {
 		return nil
 	}
+	s.base.needFull = false
 	snap, err := snapshot.Decode(raw)
 	if err != nil {
 		return fmt.Errorf("poll: %w", err)
@@ -180,7 +188,7 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 type Status struct {
 	AppliedRevision int64     `json:"applied_revision"`
 	Checksum        string    `json:"checksum,omitempty"`
-	Source          string    `json:"source,omitempty"` // "state" or "controlplane"
+	Source          string    `json:"source,omitempty"` // "state", "controlplane" (a full snapshot) or "delta"
 	Connected       bool      `json:"controlplane_connected"`
 	LastContact     time.Time `json:"last_contact,omitzero"`
 	RejectedRev     int64     `json:"rejected_revision,omitempty"`

@@ -1,0 +1,114 @@
+package syncer
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/portico-gw/portico/shared/snapshot"
+)
+
+// Deltas. The syncer keeps the whole configuration it applied (the base)
+// and, once it has one, asks the control plane for deltas (client
+// PollRequest.Deltas): the objects changed since the applied revision
+// instead of the whole configuration. A delta is applied to the base, and
+// the digest of the result (snapshot.Digest, advanced over the touched
+// objects only) must equal the one the control plane sent; otherwise the
+// base was not the control plane's idea of it, and the next poll asks for
+// the full snapshot at once (After 0, no deltas). A delta that applies is
+// compiled and installed like a snapshot, and the state dir gets the whole
+// resulting configuration as a sealed snapshot, so a restart without a
+// control plane serves it.
+
+// base is the applied configuration deltas apply to. Only the poll loop
+// (and Boot before it) touches it.
+type base struct {
+	snap *snapshot.Snapshot
+	// digest is snap's digest once computed (nil until the first delta:
+	// hashing 100,000 routes is not free, and most data planes that boot
+	// from a full snapshot get a delta next).
+	digest *snapshot.Digest
+	// needFull: the last delta did not apply; ask for the whole snapshot.
+	needFull bool
+}
+
+// keep makes snap, just installed, the base of the next delta.
+func (s *Syncer) keep(snap *snapshot.Snapshot) {
+	s.base = base{snap: snap}
+}
+
+// pollAfter is the revision the next poll waits to pass: the applied one
+// (or a rejected one after it), or 0 when a full snapshot is needed now.
+func (s *Syncer) pollAfter(applied int64) int64 {
+	if s.base.needFull {
+		return 0
+	}
+	return max(applied, s.rejected.Load())
+}
+
+// wantDeltas says whether the next poll may be answered with a delta.
+func (s *Syncer) wantDeltas() bool { return s.base.snap != nil && !s.base.needFull }
+
+// applyDelta applies an encoded delta to the base and installs the result.
+// A delta that does not fit the base sets needFull and is not an error of
+// the link: the next poll fetches the full snapshot at once.
+func (s *Syncer) applyDelta(raw []byte, applied int64) error {
+	start := time.Now()
+	d, err := snapshot.DecodeDelta(raw)
+	if err != nil {
+		return s.fallBack(applied, 0, err)
+	}
+	b := s.base.snap
+	if b == nil || d.Base != b.Revision || d.Epoch.ID != b.Epoch.ID {
+		return s.fallBack(applied, d.Revision, fmt.Errorf("delta %d..%d does not start at the applied revision", d.Base, d.Revision))
+	}
+	if s.base.digest == nil {
+		dg, err := snapshot.DigestOf(&b.Config)
+		if err != nil {
+			return s.fallBack(applied, d.Revision, err)
+		}
+		s.base.digest = &dg
+	}
+	cfg, touched, err := d.Apply(&b.Config)
+	if err != nil {
+		return s.fallBack(applied, d.Revision, err)
+	}
+	got, err := s.base.digest.Advance(&b.Config, cfg, touched)
+	if err != nil {
+		return s.fallBack(applied, d.Revision, err)
+	}
+	if got.String() != d.Digest {
+		return s.fallBack(applied, d.Revision, fmt.Errorf("%w: delta %d..%d says %s, applied to revision %d it gives %s",
+			snapshot.ErrDigest, d.Base, d.Revision, d.Digest, b.Revision, got))
+	}
+	snap := &snapshot.Snapshot{Revision: d.Revision, Epoch: d.Epoch, Checksum: d.Digest, CreatedAt: d.CreatedAt, Config: *cfg}
+	if err := s.install(snap, "delta"); err != nil {
+		s.rejected.Store(snap.Revision)
+		s.o.Log.Error("rejected snapshot; still serving the previous configuration",
+			"revision", snap.Revision, "serving", applied, "err", err)
+		return nil
+	}
+	s.base.digest = &got
+	s.o.Log.Info("applied delta", "revision", snap.Revision, "previous", applied, "objects", touched.Len(),
+		"apply_ms", float64(time.Since(start).Microseconds())/1000)
+	if s.o.StateDir != "" {
+		// The state dir holds whole snapshots: seal the resulting
+		// configuration as the control plane would have.
+		full, data, err := snapshot.EncodeEpoch(snap.Revision, snap.Epoch, &snap.Config, snap.CreatedAt)
+		if err == nil {
+			s.checksum.Store(&full.Checksum)
+			err = saveState(s.o.StateDir, data)
+		}
+		if err != nil {
+			s.o.Log.Error("could not save the applied snapshot", "err", err)
+		}
+	}
+	return nil
+}
+
+// fallBack gives up on a delta: the next poll asks for the full snapshot.
+func (s *Syncer) fallBack(applied, rev int64, err error) error {
+	s.base.needFull = true
+	s.o.Log.Warn("could not apply a delta; asking for the full snapshot", "applied_revision", applied,
+		"delta_revision", rev, "err", err)
+	return nil
+}
