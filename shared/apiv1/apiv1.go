@@ -20,6 +20,10 @@ const (
 	// HeaderDataplanes answers each poll with the number of connected data
 	// planes.
 	HeaderDataplanes = "X-Portico-Dataplanes"
+	// HeaderRejected carries, on every poll, the objects of the applied
+	// revision the data plane could not apply (EncodeRejected); absent when
+	// there are none.
+	HeaderRejected = "X-Portico-Rejected"
 	// HeaderEpoch: on a poll, the epoch of the data plane's applied
 	// snapshot; on answers, the epoch of the control plane's current one
 	// (see snapshot.Epoch). A poll whose epoch differs from the current one
@@ -104,6 +108,9 @@ type Dataplane struct {
 	Status string `json:"status"`
 	// Converged: connected and running the current revision.
 	Converged bool `json:"converged"`
+	// Rejected lists the objects of its applied revision the node could
+	// not apply, and why: their routes answer 503 there until fixed.
+	Rejected []config.Rejected `json:"rejected,omitempty"`
 }
 
 // Dataplanes is GET /v1/dataplanes.

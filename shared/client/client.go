@@ -285,6 +285,9 @@ type PollRequest struct {
 	// AppliedEpoch is the epoch of the applied snapshot ("" before any): a
 	// control plane in another epoch answers at once.
 	AppliedEpoch string
+	// Rejected lists the objects of the applied revision this data plane
+	// could not apply (at most config.MaxRejectedObjects are sent).
+	Rejected []config.Rejected
 	// Deltas asks for a snapshot.Delta from AppliedRevision (of
 	// AppliedEpoch) when the control plane still has one; the data plane
 	// must then hold that revision's whole configuration to apply it to.
@@ -314,6 +317,9 @@ func (c *Client) PollSnapshot(ctx context.Context, req PollRequest) (*Poll, erro
 	h.Set(apiv1.HeaderNodeID, req.NodeID)
 	h.Set(apiv1.HeaderNodeVersion, req.NodeVersion)
 	h.Set(apiv1.HeaderAppliedRevision, strconv.FormatInt(req.AppliedRevision, 10))
+	if v := apiv1.EncodeRejected(req.Rejected); v != "" {
+		h.Set(apiv1.HeaderRejected, v)
+	}
 	if req.AppliedEpoch != "" {
 		h.Set(apiv1.HeaderEpoch, req.AppliedEpoch)
 	}

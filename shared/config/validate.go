@@ -323,6 +323,12 @@ func (c *Consumer) validate(l *errorList, p string) {
 // every route names an existing service, and that no two routes match exactly
 // the same requests. Field paths are relative to the Config document.
 func (c *Config) Validate() error {
+	l := c.check()
+	return l.err()
+}
+
+// check runs every rule of Validate and keeps both severities.
+func (c *Config) check() *errorList {
 	var l errorList
 	services := make(map[string]int, len(c.Services))
 	for i := range c.Services {
@@ -412,13 +418,20 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	for i := range c.Consumers {
+		for k, name := range c.Consumers[i].JWTIssuers {
+			if _, ok := issuers[name]; !ok {
+				l.add(fmt.Sprintf("consumers[%d].jwt_issuers[%d]", i, k), "issuer %q does not exist", name)
+			}
+		}
+	}
 	if rl := c.Global.RateLimit; rl != nil {
 		rl.validate(&l, "global.rate_limit")
 		if k := rl.Key; k == "consumer" || strings.HasPrefix(k, "claim:") {
 			l.add("global.rate_limit.key", "%q needs an authenticated consumer, which not every route has; use route, ip or header:<Name>", k)
 		}
 	}
-	return l.err()
+	return &l
 }
 
 // matchKey identifies the set of requests one (host, method, path) triple of

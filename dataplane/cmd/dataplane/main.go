@@ -43,6 +43,7 @@ import (
 	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/client"
+	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
 	"github.com/portico-gw/portico/shared/snapshot"
@@ -208,6 +209,12 @@ func run(args []string) error {
 			}
 			t.Start()
 			handler.Swap(t)
+			return nil
+		},
+		Rejected: func() []config.Rejected {
+			if t := handler.Table(); t != nil {
+				return t.Rejected()
+			}
 			return nil
 		},
 	})
@@ -391,6 +398,10 @@ func registerSyncMetrics(reg prometheus.Registerer, sy *syncer.Syncer) {
 			Name: "portico_config_revision",
 			Help: "Configuration revision being served.",
 		}, func() float64 { return float64(sy.Applied()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "portico_config_objects_rejected",
+			Help: "Objects of the applied revision this data plane could not apply (left out; their routes answer 503). Alert on > 0.",
+		}, func() float64 { return float64(len(sy.RejectedObjects())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "portico_controlplane_connected",
 			Help: "1 while the last poll of the control plane succeeded.",

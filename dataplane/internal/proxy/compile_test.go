@@ -45,13 +45,15 @@ func describe(t *Table) any {
 		Aggregate    []backend `json:"aggregate,omitempty"`
 		CacheRoute   string    `json:"cache_route,omitempty"`
 		GRPC         string    `json:"grpc,omitempty"`
+		Rejected     string    `json:"rejected,omitempty"`
 	}
 	out := struct {
 		Revision int64                      `json:"revision"`
 		Rules    int                        `json:"rules"`
 		Routes   []route                    `json:"routes"`
 		Services map[string]upstream.Report `json:"services"`
-	}{Revision: t.Revision, Rules: t.router.Len(), Services: map[string]upstream.Report{}}
+		Rejected []config.Rejected          `json:"rejected,omitempty"`
+	}{Revision: t.Revision, Rules: t.router.Len(), Services: map[string]upstream.Report{}, Rejected: t.Rejected()}
 	for _, r := range t.routes {
 		d := route{Name: r.Name, Service: r.service(), StripPrefix: r.StripPrefix, Timeout: r.Timeout.String(), MaxBodyBytes: r.MaxBodyBytes,
 			Query: goSyntax(r.query), ReqHeaders: goSyntax(r.reqEdits), RespHeaders: goSyntax(r.respEdits), CORS: goSyntax(r.cors)}
@@ -70,6 +72,7 @@ func describe(t *Table) any {
 		if r.grpc != nil {
 			d.GRPC = r.grpc.FullMethod()
 		}
+		d.Rejected = r.rejected
 		out.Routes = append(out.Routes, d)
 	}
 	for name, u := range t.upstreams {

@@ -145,6 +145,15 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 	}
 	route := t.routes[m.Route]
 	o.route, o.pattern, o.service = route.Name, route.spec.Paths[m.Path], route.service()
+	if route.rejected != "" {
+		// The reason stays in the data plane's report to the control plane
+		// and its log: it may name configuration a client has no business
+		// seeing.
+		w.Header().Set("Retry-After", "30")
+		writeProblem(w, r, http.StatusServiceUnavailable, "config-rejected",
+			"this route's configuration could not be applied by the gateway; its operator is told")
+		return
+	}
 	// The route's {param}s are resolved once for every template that uses
 	// them (rewrite, edits, aggregation, response edits).
 	var lookup func(string) string

@@ -3,8 +3,10 @@ package proxy
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/portico-gw/portico/dataplane/internal/auth"
@@ -27,6 +29,9 @@ type Table struct {
 	upstreams map[string]*upstream.Upstream
 	issuers   map[string]*issuer
 	verifier  *auth.Verifier
+	// rejected lists the objects of the snapshot that could not be applied
+	// (see Compile); everything else serves.
+	rejected []config.Rejected
 }
 
 // issuer is a running JWT issuer (its JWKS refresh) and the spec it was
@@ -60,6 +65,11 @@ type Route struct {
 	// params: some template of the route uses its {param}s, so requests
 	// resolve them (once) after the match.
 	params bool
+	// rejected: the route, or an object it depends on, could not be
+	// applied. It keeps its place in the router and answers 503, so that
+	// its requests neither reach a stale version nor fall through to a
+	// broader route.
+	rejected string
 }
 
 // hasResponseHook says whether responses on the route are edited.
@@ -75,13 +85,19 @@ type Deps struct {
 }
 
 // Compile turns a snapshot into a Table. It re-validates the configuration:
-// a data plane never trusts that what it received is sound. prev is the
+// a data plane never trusts that what it received is sound. An object that
+// fails validation or compilation is left out and listed in Rejected, with
+// every route that depends on it answering 503 (type config-rejected): one
+// bad object must not keep every later change (an API-key revocation) from
+// applying. Only a problem that belongs to no one object fails the whole
+// snapshot. prev is the
 // table in service (or nil): services whose configuration did not change
 // keep their Upstream, with its breaker, budget and instance state; changed
 // ones inherit the instance state.
 func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error) {
 	cfg := &s.Config
-	if err := cfg.Validate(); err != nil {
+	invalid, err := cfg.ValidateObjects()
+	if err != nil {
 		return nil, fmt.Errorf("compile snapshot %d: %w", s.Revision, err)
 	}
 	t := &Table{
@@ -98,6 +114,10 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 	}()
 	for i := range cfg.Services {
 		svc := &cfg.Services[i]
+		if reason, bad := invalid.Services[i]; bad {
+			t.reject(config.KindService, svc.Name, reason)
+			continue
+		}
 		var old *upstream.Upstream
 		if prev != nil {
 			old = prev.upstreams[svc.Name]
@@ -108,13 +128,18 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		}
 		u, err := upstream.Build(svc, old, deps.Upstream)
 		if err != nil {
-			return nil, fmt.Errorf("compile snapshot %d: %w", s.Revision, err)
+			t.reject(config.KindService, svc.Name, err.Error())
+			continue
 		}
 		t.upstreams[svc.Name] = u
 	}
 	for i := range cfg.Issuers {
 		spec := cfg.Issuers[i]
 		spec.Meta = config.Meta{}
+		if reason, bad := invalid.Issuers[i]; bad {
+			t.reject(config.KindIssuer, spec.Name, reason)
+			continue
+		}
 		if prev != nil {
 			if old, ok := prev.issuers[spec.Name]; ok && config.SameSpec(&old.spec, &spec) {
 				t.issuers[spec.Name] = old
@@ -123,7 +148,8 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		}
 		iss, err := auth.NewIssuer(context.Background(), &spec, deps.Issuer)
 		if err != nil {
-			return nil, fmt.Errorf("compile snapshot %d issuers[%d]: %w", s.Revision, i, err)
+			t.reject(config.KindIssuer, spec.Name, err.Error())
+			continue
 		}
 		t.issuers[spec.Name] = &issuer{spec: spec, iss: iss}
 	}
@@ -131,12 +157,32 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 	for name, is := range t.issuers {
 		byName[name] = is.iss
 	}
-	t.verifier = auth.NewVerifier(byName, cfg.Consumers)
+	consumers := cfg.Consumers
+	if len(invalid.Consumers) > 0 {
+		// A rejected consumer's API keys authenticate no one (fail closed).
+		consumers = make([]config.Consumer, 0, len(cfg.Consumers))
+		for i := range cfg.Consumers {
+			if reason, bad := invalid.Consumers[i]; bad {
+				t.reject(config.KindConsumer, cfg.Consumers[i].Name, reason)
+				continue
+			}
+			consumers = append(consumers, cfg.Consumers[i])
+		}
+	}
+	t.verifier = auth.NewVerifier(byName, consumers)
 
 	prevRoutes := prev.routesByName()
 	rules := make([]router.Rule, len(cfg.Routes))
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
+		if reason := t.routeRejection(r, invalid.Routes[i]); reason != "" {
+			t.reject(config.KindRoute, r.Name, reason)
+			rt := &Route{Name: r.Name, spec: *r, rejected: reason, MaxBodyBytes: config.DefaultMaxBodyBytes}
+			rt.spec.Meta = config.Meta{}
+			t.routes[i] = rt
+			rules[i] = router.Rule{Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts}
+			continue
+		}
 		rl := r.RateLimit
 		if rl == nil {
 			rl = cfg.Global.RateLimit
@@ -167,9 +213,12 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		rt.params = rt.aggregate != nil || rt.rewrite != nil && !rt.rewrite.isStatic() ||
 			rt.query.usesParams() || rt.reqEdits.usesParams() || rt.respEdits.usesParams()
 		if r.GRPC != nil {
-			if rt.grpc, err = compileGRPC(cfg, r, rt.Upstream, prevRoutes[r.Name], deps.GRPC); err != nil {
-				return nil, fmt.Errorf("compile snapshot %d routes[%d]: %w", s.Revision, i, err)
+			m, gerr := compileGRPC(cfg, r, rt.Upstream, prevRoutes[r.Name], deps.GRPC)
+			if gerr != nil {
+				rt.rejected = gerr.Error()
+				t.reject(config.KindRoute, r.Name, rt.rejected)
 			}
+			rt.grpc = m
 		}
 		rt.spec.Meta = config.Meta{}
 		// The in-flight cap counts requests across revisions: a new table
@@ -184,12 +233,65 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		t.routes[i] = rt
 		rules[i] = router.Rule{Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts}
 	}
-	rt, err := router.Compile(rules)
-	if err != nil {
+	if t.router, err = t.compileRouter(rules); err != nil {
 		return nil, fmt.Errorf("compile snapshot %d routes: %w", s.Revision, err)
 	}
-	t.router = rt
 	return t, nil
+}
+
+// reject records an object that could not be applied.
+func (t *Table) reject(kind config.Kind, name, reason string) {
+	t.rejected = append(t.rejected, config.NewRejected(kind, name, reason))
+}
+
+// Rejected lists the objects of the snapshot that could not be applied, in
+// the order of the configuration (services, issuers, consumers, routes).
+func (t *Table) Rejected() []config.Rejected { return t.rejected }
+
+// routeRejection says why route r cannot serve: its own validation failure
+// (invalid), or a service or issuer it depends on that was rejected.
+func (t *Table) routeRejection(r *config.Route, invalid string) string {
+	switch {
+	case invalid != "":
+		return invalid
+	case r.Service != "" && t.upstreams[r.Service] == nil:
+		return fmt.Sprintf("service %q was rejected", r.Service)
+	}
+	for _, b := range r.Aggregate {
+		if t.upstreams[b.Service] == nil {
+			return fmt.Sprintf("service %q was rejected", b.Service)
+		}
+	}
+	if r.Auth != nil {
+		for _, name := range r.Auth.Issuers {
+			if t.issuers[name] == nil {
+				return fmt.Sprintf("issuer %q was rejected", name)
+			}
+		}
+	}
+	return ""
+}
+
+// compileRouter builds the matcher. A route whose own match rule cannot be
+// compiled (only a rejected one can get this far with a bad rule) is left
+// out of the router: its requests get the 404 of no route, which is the
+// most that can be said about requests no rule describes.
+func (t *Table) compileRouter(rules []router.Rule) (*router.Table, error) {
+	for range len(rules) + 1 {
+		rt, err := router.Compile(rules)
+		var ce *router.CompileError
+		if err == nil || !errors.As(err, &ce) || ce.Rule < 0 || ce.Rule >= len(rules) {
+			return rt, err
+		}
+		r := t.routes[ce.Rule]
+		if r.rejected == "" {
+			r.rejected = err.Error()
+			t.reject(config.KindRoute, r.Name, r.rejected)
+		}
+		rules = slices.Delete(rules, ce.Rule, ce.Rule+1)
+		t.routes = slices.Delete(t.routes, ce.Rule, ce.Rule+1)
+	}
+	return nil, errors.New("router: no progress")
 }
 
 // Start brings the table's new Upstreams into service (discovery

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/portico-gw/portico/shared/client"
+	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/snapshot"
 )
 
@@ -36,6 +38,10 @@ type Options struct {
 	Log      *slog.Logger
 	// OnApplied is called after each applied snapshot (for metrics).
 	OnApplied func(rev int64)
+	// Rejected, if set, lists the objects of the snapshot just applied
+	// that could not be applied (the rest serves). The syncer logs each new
+	// one and reports the list on every poll.
+	Rejected func() []config.Rejected
 }
 
 // Syncer runs the poll loop. Its Status methods are safe to call anytime.
@@ -51,6 +57,8 @@ type Syncer struct {
 	rejected atomic.Int64
 	// peers is the cluster size the control plane last reported.
 	peers atomic.Int64
+	// objects are the objects of the applied revision that were rejected.
+	objects atomic.Pointer[[]config.Rejected]
 	// base is the applied configuration deltas apply to (delta.go).
 	base base
 }
@@ -95,6 +103,7 @@ func (s *Syncer) install(snap *snapshot.Snapshot, source string) error {
 	s.keep(snap)
 	s.checksum.Store(&snap.Checksum)
 	s.source.Store(&source)
+	s.noteRejected(snap.Revision)
 	if s.o.OnApplied != nil {
 		s.o.OnApplied(snap.Revision)
 	}
@@ -140,6 +149,7 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 		NodeID:          s.o.NodeID,
 		NodeVersion:     s.o.Version,
 		AppliedRevision: applied,
+		Rejected:        s.RejectedObjects(),
 	})
 	if err != nil {
 		return err
@@ -184,6 +194,38 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 	return nil
 }
 
+// noteRejected takes the applied revision's rejections and logs, loudly,
+// each one that is new (or has a new reason): one line per failure, not one
+// per revision, so that a lasting problem does not flood the log.
+func (s *Syncer) noteRejected(rev int64) {
+	if s.o.Rejected == nil {
+		return
+	}
+	list := slices.Clone(s.o.Rejected())
+	old := s.RejectedObjects()
+	for _, r := range list {
+		if !slices.Contains(old, r) {
+			s.o.Log.Error("configuration object rejected: it is left out and its routes answer 503",
+				"kind", r.Kind, "name", r.Name, "reason", r.Reason, "revision", rev)
+		}
+	}
+	for _, r := range old {
+		if !slices.ContainsFunc(list, func(n config.Rejected) bool { return n.Kind == r.Kind && n.Name == r.Name }) {
+			s.o.Log.Info("configuration object applied again", "kind", r.Kind, "name", r.Name, "revision", rev)
+		}
+	}
+	s.objects.Store(&list)
+}
+
+// RejectedObjects lists the objects of the applied revision that could not
+// be applied.
+func (s *Syncer) RejectedObjects() []config.Rejected {
+	if p := s.objects.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // Status is the syncer's view for /status.
 type Status struct {
 	AppliedRevision int64     `json:"applied_revision"`
@@ -193,11 +235,14 @@ type Status struct {
 	LastContact     time.Time `json:"last_contact,omitzero"`
 	RejectedRev     int64     `json:"rejected_revision,omitempty"`
 	ClusterSize     int       `json:"cluster_size"`
+	// RejectedObjects are the objects of the applied revision left out.
+	RejectedObjects []config.Rejected `json:"rejected_objects,omitempty"`
 }
 
 // Status reports what is applied and how the link to the control plane is.
 func (s *Syncer) Status() Status {
-	st := Status{AppliedRevision: s.applied.Load(), Connected: s.connected.Load(), RejectedRev: s.rejected.Load(), ClusterSize: s.Peers()}
+	st := Status{AppliedRevision: s.applied.Load(), Connected: s.connected.Load(), RejectedRev: s.rejected.Load(), ClusterSize: s.Peers(),
+		RejectedObjects: s.RejectedObjects()}
 	if c := s.checksum.Load(); c != nil {
 		st.Checksum = *c
 	}
