@@ -116,10 +116,29 @@ func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *
 	// concurrent use.
 	paths := make([]string, len(a.backends))
 	queries := make([]string, len(a.backends))
+	// A path parameter without a value would collapse "/prefs/{id}" into
+	// "/prefs/": a call to the collection, which is not what the route
+	// describes. {*} may be empty: it is the rest of a prefix route's path.
+	missing := ""
+	pathLookup := func(name string) string {
+		v := lookup(name)
+		if v == "" && name != "*" && missing == "" {
+			missing = name
+		}
+		return v
+	}
 	for i := range a.backends {
 		b := &a.backends[i]
-		paths[i] = b.path.expand(lookup, inPath)
+		paths[i] = b.path.expand(pathLookup, inPath)
 		queries[i] = b.query.expand(lookup, url.QueryEscape)
+	}
+	if missing != "" {
+		p := problem.New(http.StatusBadRequest, "missing-parameter",
+			"a backend path needs a value for "+strconv.Quote(missing)+" (a path or query parameter of that name)")
+		p.Instance = r.URL.Path
+		p.Extensions = map[string]any{"parameter": missing}
+		problem.Write(w, p)
+		return
 	}
 	if badValue != "" {
 		writeProblem(w, r, http.StatusBadRequest, "bad-parameter", "a value for a backend path may not contain '/' or be a dot segment: "+strconv.Quote(badValue))

@@ -121,6 +121,32 @@ func TestAggregatePathInjection(t *testing.T) {
 	}
 }
 
+// TestAggregateMissingValue: a backend path parameter with no value (no
+// such path parameter, query parameter absent or empty) is a 400 naming it,
+// and no backend is called: "/prefs/{user}" must not become "/prefs/", the
+// collection.
+func TestAggregateMissingValue(t *testing.T) {
+	prefs := newJSONUpstream(t, 200, `{}`, nil)
+	cfg := &config.Config{
+		Services: []config.Service{{Name: "prefs", Targets: []config.Target{{URL: prefs.srv.URL}}}},
+		Routes: []config.Route{{Name: "dash", Paths: []string{"/dash"},
+			Aggregate: []config.AggregateBackend{{Service: "prefs", Path: "/prefs/{user}", Key: "p"}}}},
+	}
+	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	for _, q := range []string{"", "?user=", "?other=1"} {
+		status, _, body := do(t, "GET", gw+"/dash"+q, nil)
+		if status != http.StatusBadRequest || !strings.Contains(body, "missing-parameter") || !strings.Contains(body, `"parameter":"user"`) {
+			t.Errorf("GET /dash%s = %d %s; want 400 missing-parameter naming user", q, status, body)
+		}
+	}
+	if n := prefs.hits.Load(); n != 0 {
+		t.Errorf("%d calls reached the backend (last %v)", n, prefs.lastURI.Load())
+	}
+	if status, _, _ := do(t, "GET", gw+"/dash?user=7", nil); status != 200 || prefs.lastURI.Load() != "/prefs/7" {
+		t.Errorf("with a value: %d %v", status, prefs.lastURI.Load())
+	}
+}
+
 func TestAggregatePartial(t *testing.T) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
