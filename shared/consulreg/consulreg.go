@@ -1,6 +1,16 @@
 // Package consulreg registers Portico processes in Consul and finds them
 // there, so that data planes can locate a control plane (and operators see
 // every process) without a static address list.
+//
+// A registration lives in the local agent, which can forget it: an agent
+// restarted without its data directory (dev mode, a lost disk) comes back
+// empty, and nothing that registered once at start would ever appear again,
+// so a load balancer that follows Consul would find no data plane for good.
+// RegisterForLife therefore keeps the registration: it asks the agent for
+// the service every KeepInterval and registers again as soon as the agent
+// answers that it does not know it (logged once per loss and once per
+// recovery). An agent that does not answer is not a loss: it may be
+// restarting, and the registration is checked again when it is back.
 package consulreg
 
 import (
@@ -24,6 +34,9 @@ import (
 const (
 	DefaultInterval                = 5 * time.Second
 	DefaultDeregisterCriticalAfter = time.Minute
+	// KeepInterval is how often RegisterForLife checks that the agent
+	// still knows the registration: a lost one is back within about this.
+	KeepInterval = 2 * time.Second
 )
 
 // Registration describes one Portico process to Consul.
@@ -104,20 +117,7 @@ func Register(ctx context.Context, c *api.Client, r Registration) (deregister fu
 		return nil, fmt.Errorf("consul: register %s (%s at %s): %w",
 			r.ID, r.Name, net.JoinHostPort(r.Address, strconv.Itoa(r.Port)), err)
 	}
-	deregister = func(ctx context.Context) error {
-		err := c.Agent().ServiceDeregisterOpts(r.ID, (&api.QueryOptions{}).WithContext(ctx))
-		// Already gone (reaped as critical, or deregistered twice): the
-		// goal is reached.
-		var se api.StatusError
-		if errors.As(err, &se) && se.Code == http.StatusNotFound {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("consul: deregister %s: %w", r.ID, err)
-		}
-		return nil
-	}
-	return deregister, nil
+	return func(ctx context.Context) error { return deregisterID(ctx, c, r.ID) }, nil
 }
 
 // ErrNoInstances is returned, wrapped, by Resolve when no instance of the
@@ -246,22 +246,121 @@ func Client(addr string) (*api.Client, error) {
 	return c, nil
 }
 
-// RegisterForLife registers r and returns a function to defer: it
+// RegisterForLife registers r, keeps it registered (see the package doc)
+// until ctx ends, and returns a function to defer: it stops keeping it and
 // deregisters with a short deadline of its own (the caller's context is
 // usually already cancelled by then). Registration failures are logged, not
-// returned: serving does not depend on being registered.
+// returned: serving does not depend on being registered, and a failed first
+// attempt (no agent yet) is retried like a lost registration.
 func RegisterForLife(ctx context.Context, c *api.Client, r Registration, log *slog.Logger) (deregister func()) {
-	dereg, err := Register(ctx, c, r)
-	if err != nil {
-		log.Error("could not register in Consul", "service", r.Name, "err", err)
+	return keep(ctx, c, r, log, KeepInterval)
+}
+
+func keep(ctx context.Context, c *api.Client, r Registration, log *slog.Logger, every time.Duration) func() {
+	if err := r.validate(); err != nil {
+		log.Error("could not register in Consul", "service", r.Name, "err", fmt.Errorf("consul registration %q: %w", r.ID, err))
 		return func() {}
 	}
-	log.Info("registered in Consul", "service", r.Name, "id", r.ID)
+	k := &keeper{c: c, r: r, log: log.With("service", r.Name, "id", r.ID), every: every}
+	kctx, stop := context.WithCancel(ctx)
+	// The first attempt is made before returning, so that a process that
+	// starts with its agent up is registered when it starts serving.
+	k.register(kctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		k.run(kctx)
+	}()
 	return func() {
+		stop()
+		<-done
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := dereg(dctx); err != nil {
+		if err := deregisterID(dctx, c, r.ID); err != nil {
 			log.Warn("could not deregister from Consul", "service", r.Name, "err", err)
 		}
 	}
+}
+
+// keeper re-asserts one registration. Only its own goroutine touches it.
+type keeper struct {
+	c     *api.Client
+	r     Registration
+	log   *slog.Logger
+	every time.Duration
+
+	registered bool      // the agent is known to hold the registration
+	lostAt     time.Time // when a loss was noticed; zero: never registered
+	failures   int       // consecutive failed attempts, for backoff and logging
+}
+
+// register tries once and reports whether the agent holds the registration.
+func (k *keeper) register(ctx context.Context) bool {
+	actx, cancel := context.WithTimeout(ctx, k.every)
+	defer cancel()
+	if _, err := Register(actx, k.c, k.r); err != nil {
+		k.failures++
+		if k.failures == 1 && ctx.Err() == nil {
+			// Once per outage: the agent may be down for a long time.
+			k.log.Warn("could not register in Consul; retrying", "err", err)
+		}
+		return false
+	}
+	switch {
+	case k.lostAt.IsZero() && !k.registered:
+		k.log.Info("registered in Consul")
+	case !k.lostAt.IsZero():
+		k.log.Info("registered in Consul again", "lost_for", time.Since(k.lostAt).Round(time.Millisecond).String())
+	}
+	k.registered, k.lostAt, k.failures = true, time.Time{}, 0
+	return true
+}
+
+func (k *keeper) run(ctx context.Context) {
+	for {
+		// Checks are spaced by every; failed attempts back off from a tenth
+		// of it, so that a registration lost to a restarting agent returns
+		// as soon as the agent answers.
+		wait := k.every
+		if !k.registered {
+			wait = min(k.every, k.every/10<<min(k.failures, 4))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if !k.registered {
+			k.register(ctx)
+			continue
+		}
+		qctx, cancel := context.WithTimeout(ctx, k.every)
+		_, _, err := k.c.Agent().Service(k.r.ID, (&api.QueryOptions{}).WithContext(qctx))
+		cancel()
+		var se api.StatusError
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.As(err, &se) && se.Code == http.StatusNotFound:
+			k.log.Warn("the Consul agent no longer knows this registration (restarted without its data?); registering again")
+			k.registered, k.lostAt = false, time.Now()
+			k.register(ctx)
+		default:
+			// Unreachable or failing agent: nothing is known to be lost.
+			k.log.Debug("could not check the Consul registration", "err", err)
+		}
+	}
+}
+
+func deregisterID(ctx context.Context, c *api.Client, id string) error {
+	err := c.Agent().ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx))
+	// Already gone (reaped as critical, or deregistered twice): the goal is
+	// reached.
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusNotFound {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("consul: deregister %s: %w", id, err)
+	}
+	return nil
 }

@@ -1,13 +1,17 @@
 package consulreg
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -286,5 +290,87 @@ find:
 		if host, port, err := AdvertiseAddr(bad); err == nil {
 			t.Errorf("AdvertiseAddr(%q) = %q, %d; want an error", bad, host, port)
 		}
+	}
+}
+
+// lockedBuffer collects log output written from the keeper's goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) count(msg string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), "msg=\""+msg+"\"")
+}
+
+// TestRegisterForLifeReasserts: a registration made once at start used to be
+// gone for good when the agent forgot it (restarted empty, or deregistered
+// behind the process's back), and a process started before its agent was
+// never registered at all. RegisterForLife must notice and register again
+// within seconds, logging once per loss and once per recovery.
+func TestRegisterForLifeReasserts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// before runs before RegisterForLife, lose after it is registered.
+		before, lose func(t *testing.T, agent *testutil.Consul, c *api.Client, id string)
+		wantLost     int
+	}{
+		{name: "agent restarted empty", wantLost: 1,
+			lose: func(t *testing.T, agent *testutil.Consul, _ *api.Client, _ string) { agent.RestartEmpty() }},
+		{name: "deregistered behind its back", wantLost: 1,
+			lose: func(t *testing.T, _ *testutil.Consul, c *api.Client, id string) {
+				if err := c.Agent().ServiceDeregister(id); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "agent down at start",
+			before: func(t *testing.T, agent *testutil.Consul, _ *api.Client, _ string) { agent.Stop() },
+			lose:   func(t *testing.T, agent *testutil.Consul, _ *api.Client, _ string) { agent.Restart() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			agent := testutil.StartConsul(t)
+			c, err := Client(agent.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, _ := healthServer(t)
+			reg := registrationFor(t, srv, "portico-dataplane", "portico-dataplane-keep")
+			var logs lockedBuffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			if tc.before != nil {
+				tc.before(t, agent, c, reg.ID)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			deregister := RegisterForLife(ctx, c, reg, log)
+			registered := func() bool {
+				_, _, err := c.Agent().Service(reg.ID, nil)
+				return err == nil
+			}
+			if tc.before == nil && !registered() {
+				t.Fatal("not registered when RegisterForLife returned")
+			}
+			tc.lose(t, agent, c, reg.ID)
+			testutil.Eventually(t, 4*KeepInterval, registered, "registered again after the agent lost it")
+			testutil.Eventually(t, checkTimeout, resolveEquals(ctx, c, reg.Name, srv.URL), "passing and resolvable again")
+			if n := logs.count("the Consul agent no longer knows this registration (restarted without its data?); registering again"); n != tc.wantLost {
+				t.Errorf("loss logged %d times, want %d:\n%s", n, tc.wantLost, logs.buf.String())
+			}
+			if n := logs.count("registered in Consul again") + logs.count("registered in Consul"); n != 1+tc.wantLost {
+				t.Errorf("registration logged %d times, want %d:\n%s", n, 1+tc.wantLost, logs.buf.String())
+			}
+			deregister()
+			if registered() {
+				t.Error("still registered after deregister")
+			}
+		})
 	}
 }

@@ -71,3 +71,32 @@ func FuzzSnapshotDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestEpochSupersedes(t *testing.T) {
+	a := Epoch{ID: "A"}
+	b := Epoch{ID: "B", Prev: "A"}
+	for _, tc := range []struct {
+		name       string
+		rev        int64
+		ep         Epoch
+		applied    Epoch
+		appliedRev int64
+		want       bool
+	}{
+		{"higher revision", 6, a, a, 5, true},
+		{"same revision", 5, a, a, 5, false},
+		{"lower revision", 4, a, a, 5, false},
+		{"new epoch, lower revision", 1, b, a, 5, true},
+		{"back to the epoch left", 9, a, b, 1, false},
+		{"a third epoch", 1, Epoch{ID: "C", Prev: "B"}, a, 5, true},
+		{"nothing applied yet", 1, a, Epoch{}, 0, true},
+		{"store older than epochs", 6, Epoch{}, a, 5, true},
+		{"store older than epochs, lower", 4, Epoch{}, a, 5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.ep.Supersedes(tc.rev, tc.applied, tc.appliedRev); got != tc.want {
+				t.Errorf("%+v@%d supersedes %+v@%d = %v, want %v", tc.ep, tc.rev, tc.applied, tc.appliedRev, got, tc.want)
+			}
+		})
+	}
+}
