@@ -57,6 +57,10 @@ type Syncer struct {
 	rejected atomic.Int64
 	// peers is the cluster size the control plane last reported.
 	peers atomic.Int64
+	// epoch is the applied snapshot's epoch; refused is the last snapshot
+	// refused as older than the applied one, logged once.
+	epoch   atomic.Pointer[snapshot.Epoch]
+	refused atomic.Pointer[refusal]
 	// objects are the objects of the applied revision that were rejected.
 	objects atomic.Pointer[[]config.Rejected]
 	// base is the applied configuration deltas apply to (delta.go).
@@ -100,6 +104,7 @@ func (s *Syncer) install(snap *snapshot.Snapshot, source string) error {
 		return err
 	}
 	s.applied.Store(snap.Revision)
+	s.epoch.Store(&snap.Epoch)
 	s.keep(snap)
 	s.checksum.Store(&snap.Checksum)
 	s.source.Store(&source)
@@ -149,6 +154,7 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 		NodeID:          s.o.NodeID,
 		NodeVersion:     s.o.Version,
 		AppliedRevision: applied,
+		AppliedEpoch:    s.Epoch().ID,
 		Rejected:        s.RejectedObjects(),
 	})
 	if err != nil {
@@ -173,7 +179,18 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("poll: %w", err)
 	}
-	if snap.Revision == applied {
+	if cur := s.Epoch(); !snap.Epoch.Supersedes(snap.Revision, cur, applied) {
+		if snap.Revision == applied && snap.Epoch.ID == cur.ID {
+			return nil
+		}
+		// Older than what serves: a control plane on a store that went
+		// back in time, or one that has not yet followed a new epoch.
+		// Keep serving, and do not poll it in a tight loop.
+		s.refuseOlder(snap, cur, applied)
+		select {
+		case <-ctx.Done():
+		case <-time.After(refuseBackoff):
+		}
 		return nil
 	}
 	start := time.Now()
@@ -226,9 +243,36 @@ func (s *Syncer) RejectedObjects() []config.Rejected {
 	return nil
 }
 
+// refuseBackoff spaces polls answered with an older snapshot.
+const refuseBackoff = time.Second
+
+type refusal struct {
+	rev   int64
+	epoch string
+}
+
+func (s *Syncer) refuseOlder(snap *snapshot.Snapshot, cur snapshot.Epoch, applied int64) {
+	r := &refusal{snap.Revision, snap.Epoch.ID}
+	if old := s.refused.Swap(r); old != nil && *old == *r {
+		return
+	}
+	s.o.Log.Warn("refused a snapshot older than the applied one; still serving the applied configuration "+
+		"(the control plane's store went back in time: an operator must restore it or adopt it, which starts a new epoch)",
+		"revision", snap.Revision, "epoch", snap.Epoch.ID, "applied_revision", applied, "applied_epoch", cur.ID)
+}
+
+// Epoch returns the epoch of the applied snapshot (zero before any).
+func (s *Syncer) Epoch() snapshot.Epoch {
+	if p := s.epoch.Load(); p != nil {
+		return *p
+	}
+	return snapshot.Epoch{}
+}
+
 // Status is the syncer's view for /status.
 type Status struct {
 	AppliedRevision int64     `json:"applied_revision"`
+	Epoch           string    `json:"epoch,omitempty"`
 	Checksum        string    `json:"checksum,omitempty"`
 	Source          string    `json:"source,omitempty"` // "state", "controlplane" (a full snapshot) or "delta"
 	Connected       bool      `json:"controlplane_connected"`
@@ -243,6 +287,7 @@ type Status struct {
 func (s *Syncer) Status() Status {
 	st := Status{AppliedRevision: s.applied.Load(), Connected: s.connected.Load(), RejectedRev: s.rejected.Load(), ClusterSize: s.Peers(),
 		RejectedObjects: s.RejectedObjects()}
+	st.Epoch = s.Epoch().ID
 	if c := s.checksum.Load(); c != nil {
 		st.Checksum = *c
 	}

@@ -151,3 +151,81 @@ func TestBootIgnoresCorruptState(t *testing.T) {
 		t.Fatalf("boot from a truncated file = %v, %v; want an error", ok, err)
 	}
 }
+
+func encodedEpoch(t *testing.T, rev int64, ep snapshot.Epoch) []byte {
+	t.Helper()
+	cfg := &config.Config{Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://h:1"}}}}}
+	_, raw, err := snapshot.EncodeEpoch(rev, ep, cfg, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestSyncerEpochs: a data plane keeps its snapshot when a control plane
+// hands it an older one (its store went back in time), takes a lower
+// revision only in a new epoch, never goes back to the epoch it left, and
+// reports and persists the epoch it runs.
+func TestSyncerEpochs(t *testing.T) {
+	dir := t.TempDir()
+	p := &scripted{answers: make(chan answer), asked: make(chan client.PollRequest)}
+	applied := make(chan int64, 10)
+	sy := New(Options{
+		Poller: p, StateDir: dir, NodeID: "n1",
+		Log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Apply: func(s *snapshot.Snapshot) error { applied <- s.Revision; return nil },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = sy.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	a := snapshot.Epoch{ID: "A"}
+	b := snapshot.Epoch{ID: "B", Prev: "A"}
+	c := snapshot.Epoch{ID: "C", Prev: "B"}
+	steps := []struct {
+		name        string
+		send        []byte
+		wantApplied int64 // 0: refused, the applied revision stays
+		wantEpoch   string
+	}{
+		{"first", encodedEpoch(t, 5, a), 5, "A"},
+		{"lower revision, same epoch", encodedEpoch(t, 3, a), 0, "A"},
+		{"same revision", encodedEpoch(t, 5, a), 0, "A"},
+		{"new epoch, lower revision", encodedEpoch(t, 2, b), 2, "B"},
+		{"the epoch left behind", encodedEpoch(t, 9, a), 0, "B"},
+		{"higher revision, same epoch", encodedEpoch(t, 3, b), 3, "B"},
+		{"another new epoch", encodedEpoch(t, 1, c), 1, "C"},
+	}
+	rev, epoch := int64(0), ""
+	for _, st := range steps {
+		req := <-p.asked
+		if req.AppliedRevision != rev || req.AppliedEpoch != epoch {
+			t.Fatalf("%s: poll reports revision %d epoch %q, want %d %q", st.name, req.AppliedRevision, req.AppliedEpoch, rev, epoch)
+		}
+		p.answers <- answer{raw: st.send}
+		if st.wantApplied != 0 {
+			if got := <-applied; got != st.wantApplied {
+				t.Fatalf("%s: applied %d, want %d", st.name, got, st.wantApplied)
+			}
+			rev = st.wantApplied
+		}
+		epoch = st.wantEpoch
+	}
+	if req := <-p.asked; req.AppliedRevision != 1 || req.AppliedEpoch != "C" {
+		t.Fatalf("last poll = %+v", req)
+	}
+	if got := sy.Status(); got.AppliedRevision != 1 || got.Epoch != "C" {
+		t.Fatalf("status = %+v", got)
+	}
+	select {
+	case r := <-applied:
+		t.Fatalf("an older snapshot was applied: revision %d", r)
+	default:
+	}
+	// The state file records the epoch: a restarted data plane reports it.
+	boot := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot) error { return nil }})
+	if ok, err := boot.Boot(); !ok || err != nil || boot.Epoch() != c || boot.Applied() != 1 {
+		t.Fatalf("boot = %v, %v: revision %d epoch %+v", ok, err, boot.Applied(), boot.Epoch())
+	}
+}
