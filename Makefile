@@ -105,6 +105,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRateLimitKey$$' -fuzztime $(FUZZTIME) ./dataplane/internal/proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzJWTHeader$$' -fuzztime $(FUZZTIME) ./dataplane/internal/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) ./dataplane/internal/cache/
+	$(GO) test -run '^$$' -fuzz '^FuzzCacheKey$$' -fuzztime $(FUZZTIME) ./dataplane/internal/cache/
 	$(GO) test -run '^$$' -fuzz '^FuzzQueryParams$$' -fuzztime $(FUZZTIME) ./dataplane/internal/grpcjson/
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./dataplane/internal/authority/
 

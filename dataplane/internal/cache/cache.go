@@ -140,6 +140,11 @@ type request struct {
 	// separate, so only responses that allow it may be stored or served
 	// (RFC 9111 §3.5).
 	auth bool
+	// cookie: the request carries a Cookie the key does not separate
+	// (Cookie is not a key header). Cookies carry sessions and
+	// preferences that an upstream may answer by, so only responses that
+	// say Cache-Control: public are stored for, or served to, it.
+	cookie bool
 	// down: a store call of this request failed; the rest of it does
 	// without the store, so that an outage costs one budget, not several.
 	down bool
@@ -174,7 +179,8 @@ func (c *Cache) Serve(w http.ResponseWriter, r *http.Request, p *Policy, consume
 		cc:      cc,
 		// Any credentials count: a bearer token, and an API key in a
 		// header of the route's choosing (the consumer says one verified).
-		auth: (r.Header.Get("Authorization") != "" || consumer != "") && (!p.keyConsumer || consumer == ""),
+		auth:   (r.Header.Get("Authorization") != "" || consumer != "") && (!p.keyConsumer || consumer == ""),
+		cookie: len(r.Header["Cookie"]) > 0 && !p.keyCookie,
 	}
 	if !q.revalidate() {
 		if e, _ := q.find(); e != nil {
@@ -217,7 +223,7 @@ func (q *request) revalidate() bool {
 
 // usable says whether e may answer q.
 func (q *request) usable(e *entry) bool {
-	if q.auth && !e.shared {
+	if q.auth && !e.shared || q.cookie && !e.public() {
 		return false
 	}
 	if ma, ok := seconds(q.cc, "max-age"); ok && e.age(q.c.now()) > ma {
@@ -483,8 +489,21 @@ func (c *Cache) storeOK(store string) {
 }
 
 // storableStatus are the status codes heuristically cacheable (RFC 9110
-// §15.1) that are worth storing.
+// §15.1), the only ones stored without explicit freshness, less 206 (the
+// cache does not handle ranges). The 4xx and 5xx among them are stored only
+// under errorStorable's further conditions.
 var storableStatus = map[int]bool{200: true, 203: true, 204: true, 300: true, 301: true, 308: true, 404: true, 405: true, 410: true, 414: true, 501: true}
+
+// errorStorable: a 4xx or 5xx answer may say more about the request than
+// about the resource (a 414 for a query too long, a 404 for a parameter
+// misspelt), and a request part the key leaves out must not be able to put
+// an error in front of requests without it. So an error is stored only when
+// the upstream gave it an explicit lifetime (s-maxage or max-age: the
+// route's TTL is no reason to keep an error) and the key holds the whole
+// query. Headers the key leaves out are the response's Vary's business.
+func (q *request) errorStorable(status int, explicit bool) bool {
+	return status < 400 || explicit && q.p.keysWholeQuery()
+}
 
 // hopByHop headers belong to one connection and are never stored.
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
@@ -508,14 +527,18 @@ func (q *request) plan(status int, h http.Header) *entry {
 	_, public := cc["public"]
 	smax, hasSmax := seconds(cc, "s-maxage")
 	shared := public || hasSmax
-	if q.auth && !shared {
+	if q.auth && !shared || q.cookie && !public {
 		return nil
 	}
 	lifetime := q.p.ttl
+	ma, hasMaxAge := seconds(cc, "max-age")
 	if hasSmax {
 		lifetime = smax
-	} else if ma, ok := seconds(cc, "max-age"); ok {
+	} else if hasMaxAge {
 		lifetime = ma
+	}
+	if !q.errorStorable(status, hasSmax || hasMaxAge) {
+		return nil
 	}
 	var age time.Duration
 	if n, err := strconv.ParseInt(h.Get("Age"), 10, 64); err == nil && n > 0 {

@@ -95,8 +95,21 @@ func TestStorable(t *testing.T) {
 		{name: "200", status: 200, first: "MISS", stored: true},
 		{name: "204", status: 204, first: "MISS", stored: true},
 		{name: "301", status: 301, first: "MISS", stored: true},
-		{name: "404", status: 404, first: "MISS", stored: true},
-		{name: "410", status: 410, first: "MISS", stored: true},
+		// Errors: only with an explicit lifetime, and only when the key
+		// holds the whole query (issue 13, item 5).
+		{name: "404 on the route ttl", status: 404, first: "MISS"},
+		{name: "404 max-age", status: 404, respHdr: []string{"Cache-Control", "max-age=60"}, first: "MISS", stored: true},
+		{name: "410 s-maxage", status: 410, respHdr: []string{"Cache-Control", "s-maxage=60"}, first: "MISS", stored: true},
+		{name: "414 max-age, key_query", spec: config.RouteCache{KeyQuery: []string{"id"}}, status: 414, respHdr: []string{"Cache-Control", "max-age=60"}, first: "MISS"},
+		{name: "404 max-age, ignore_query", spec: config.RouteCache{IgnoreQuery: true}, status: 404, respHdr: []string{"Cache-Control", "max-age=60"}, first: "MISS"},
+		{name: "501 public only", status: 501, respHdr: []string{"Cache-Control", "public"}, first: "MISS"},
+		{name: "500 max-age", status: 500, respHdr: []string{"Cache-Control", "max-age=60"}, first: "MISS"},
+		// Cookies: only explicitly public answers, unless the key holds
+		// the Cookie header.
+		{name: "Cookie", status: 200, reqHdr: []string{"Cookie", "session=a"}, first: "MISS"},
+		{name: "Cookie, public", status: 200, reqHdr: []string{"Cookie", "session=a"}, respHdr: []string{"Cache-Control", "public, max-age=60"}, first: "MISS", stored: true},
+		{name: "Cookie, s-maxage is not public", status: 200, reqHdr: []string{"Cookie", "session=a"}, respHdr: []string{"Cache-Control", "s-maxage=60"}, first: "MISS"},
+		{name: "Cookie, keyed", spec: config.RouteCache{KeyHeaders: []string{"cookie"}}, status: 200, reqHdr: []string{"Cookie", "session=a"}, first: "MISS", stored: true},
 		{name: "201", status: 201, first: "MISS"},
 		{name: "206", status: 206, first: "MISS"},
 		{name: "302", status: 302, first: "MISS"},
@@ -145,6 +158,22 @@ func TestStorable(t *testing.T) {
 	}
 }
 
+// A response stored for a request without cookies is not handed to one
+// with cookies unless it is public: the upstream may answer a session
+// differently and still say nothing about it.
+func TestCookieLookup(t *testing.T) {
+	e := newEnv(t, Options{})
+	p := policy(config.RouteCache{})
+	e.expect(e.get(p, "/"), "MISS", "call 1", 1)
+	e.expect(e.get(p, "/", "Cookie", "session=bob"), "MISS", "call 2", 2)
+	e.expect(e.get(p, "/", "Cookie", "session=bob"), "MISS", "call 3", 3)
+	e.expect(e.get(p, "/"), "HIT", "call 1", 3)
+	e.up.respond = withHeaders(http.StatusOK, "Cache-Control", "public")
+	e.expect(e.get(p, "/pub", "Cookie", "session=bob"), "MISS", "call 4", 4)
+	e.expect(e.get(p, "/pub", "Cookie", "session=eve"), "HIT", "call 4", 4)
+	e.expect(e.get(p, "/pub"), "HIT", "call 4", 4)
+}
+
 // A response stored for an anonymous request is not handed to one with
 // credentials unless it said a shared cache may do that.
 func TestAuthorizationLookup(t *testing.T) {
@@ -165,10 +194,27 @@ func TestKey(t *testing.T) {
 	}{
 		{name: "query order", a: req("GET", "/p?a=1&b=2"), b: req("GET", "/p?b=2&a=1"), same: true},
 		{name: "query encoding", a: req("GET", "/p?a=%41"), b: req("GET", "/p?a=A"), same: true},
+		{name: "query hex case", a: req("GET", "/p?a=%2f"), b: req("GET", "/p?a=%2F"), same: true},
+		// Issue 13: raw queries an upstream may read differently.
+		{name: "invalid escape vs its encoding", a: req("GET", "/p?a=%zz"), b: req("GET", "/p?a=%25zz")},
+		{name: "plus vs %20", a: req("GET", "/p?a=b+c"), b: req("GET", "/p?a=b%20c")},
+		{name: "semicolon vs %3B", a: req("GET", "/p?a=1;b=2"), b: req("GET", "/p?a=1%3Bb=2")},
+		{name: "semicolon vs ampersand", a: req("GET", "/p?a=1;b=2"), b: req("GET", "/p?a=1&b=2")},
+		{name: "semicolon keeps order", a: req("GET", "/p?b=1;a=2"), b: req("GET", "/p?a=2;b=1")},
+		{name: "key query: semicolon cloaking", spec: config.RouteCache{KeyQuery: []string{"id"}}, a: req("GET", "/p?id=1"), b: req("GET", "/p?id=1&x=1;id=2")},
+		{name: "key query: encoded name", spec: config.RouteCache{KeyQuery: []string{"id"}}, a: req("GET", "/p?id=1"), b: req("GET", "/p?id=1&%69d=2")},
+		{name: "key query: other case", spec: config.RouteCache{KeyQuery: []string{"id"}}, a: req("GET", "/p?id=1"), b: req("GET", "/p?id=1&ID=2")},
+		{name: "key query: php array", spec: config.RouteCache{KeyQuery: []string{"id"}}, a: req("GET", "/p?id=1"), b: req("GET", "/p?id=1&id[]=2")},
+		{name: "key query: invalid escape", spec: config.RouteCache{KeyQuery: []string{"id"}}, a: req("GET", "/p?id=%zz"), b: req("GET", "/p?id=%25zz")},
+		{name: "key query: semicolon elsewhere", spec: config.RouteCache{KeyQuery: []string{"id"}}, a: req("GET", "/p?id=1&x=1;y=2"), b: req("GET", "/p?id=1&x=3;y=4"), same: true},
 		{name: "repeated param order matters", a: req("GET", "/p?a=1&a=2"), b: req("GET", "/p?a=2&a=1")},
 		{name: "query value", a: req("GET", "/p?a=1"), b: req("GET", "/p?a=2")},
 		{name: "path", a: req("GET", "/p"), b: req("GET", "/q")},
 		{name: "host case", a: req("GET", "http://Example.COM/p"), b: req("GET", "http://example.com/p"), same: true},
+		{name: "host default port", a: req("GET", "http://example.com:80/p"), b: req("GET", "http://example.com/p"), same: true},
+		// Issue 13, item 1: the port is part of the authority.
+		{name: "host port", a: req("GET", "http://example.com:8080/p"), b: req("GET", "http://example.com/p")},
+		{name: "host junk port", a: hostReq("example.com:1,evil.example"), b: hostReq("example.com")},
 		{name: "host", a: req("GET", "http://a.example/p"), b: req("GET", "http://b.example/p")},
 		{name: "ignore query", spec: config.RouteCache{IgnoreQuery: true}, a: req("GET", "/p?a=1"), b: req("GET", "/p?a=2"), same: true},
 		{name: "key query other param", spec: config.RouteCache{KeyQuery: []string{"id"}}, a: req("GET", "/p?id=1&utm=x"), b: req("GET", "/p?utm=y&id=1"), same: true},
@@ -193,6 +239,13 @@ func TestKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hostReq is a GET of /p with a Host httptest.NewRequest would not parse.
+func hostReq(host string) *http.Request {
+	r := req("GET", "/p")
+	r.Host = host
+	return r
 }
 
 func TestVary(t *testing.T) {

@@ -2,8 +2,10 @@ package cache
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -252,5 +254,78 @@ func TestMetrics(t *testing.T) {
 	e2.get(p, "/")
 	if got := promtest.ToFloat64(e2.cache.metrics.lookups.WithLabelValues("r1", "miss")); got != 2 {
 		t.Errorf("misses after reload = %v, want the counter carried on (2)", got)
+	}
+}
+
+// TestSharedCacheKeepsRequestsApart: through a shared Redis, what one
+// client's request makes the upstream answer never reaches another data
+// plane's client whose request the upstream would read differently (issue
+// 13: error answers, cookies, query keys, the Host's port). Each upstream
+// answer names what it was asked.
+func TestSharedCacheKeepsRequestsApart(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	tests := []struct {
+		name       string
+		spec       config.RouteCache
+		first      *http.Request // from the attacker, on plane a
+		second     *http.Request // from a victim, on plane b
+		wantSecond string        // the body the victim must get
+	}{
+		{"414 for junk in a parameter out of the key", config.RouteCache{KeyQuery: []string{"id"}},
+			req("GET", "/p?id=1&junk="+strings.Repeat("x", 100)), req("GET", "/p?id=1"), "200 id=1"},
+		{"cookie", config.RouteCache{},
+			req("GET", "/p", "Cookie", "session=attacker"), req("GET", "/p"), "200 cookie="},
+		{"invalid escape", config.RouteCache{},
+			req("GET", "/p?q=%zz"), req("GET", "/p?q=%25zz"), "200 q=%25zz"},
+		{"semicolon cloaking", config.RouteCache{KeyQuery: []string{"id"}},
+			req("GET", "/p?id=1&utm=1;id=evil"), req("GET", "/p?id=1"), "200 id=1"},
+		{"port in the host", config.RouteCache{},
+			hostReq("example.com:1,evil.example"), hostReq("example.com"), "200 host=example.com"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newClock()
+			// The upstream answers as a real one might: 414 for a long
+			// query, cacheable for a minute, and otherwise a page built
+			// from what it was sent.
+			up := &upstream{respond: func(w http.ResponseWriter, r *http.Request, _ int64) {
+				w.Header().Set("Cache-Control", "max-age=60")
+				status, body := 200, ""
+				switch {
+				case len(r.URL.RawQuery) > 64:
+					status = http.StatusRequestURITooLong
+				case tt.name == "cookie":
+					c, _ := r.Cookie("session")
+					if c != nil {
+						body = "cookie=" + c.Value
+					} else {
+						body = "cookie="
+					}
+				case tt.name == "port in the host":
+					body = "host=" + r.Host
+				case tt.name == "semicolon cloaking":
+					// A ';'-splitting upstream takes the last id.
+					id := ""
+					for _, kv := range strings.FieldsFunc(r.URL.RawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
+						if v, ok := strings.CutPrefix(kv, "id="); ok {
+							id = v
+						}
+					}
+					body = "id=" + id
+				default:
+					body = r.URL.RawQuery
+				}
+				w.WriteHeader(status)
+				fmt.Fprintf(w, "%d %s", status, body)
+			}}
+			a, b := plane(t, srv, clk, up, Options{}), plane(t, srv, clk, up, Options{})
+			spec := tt.spec
+			spec.TTL, spec.Store = config.Duration(time.Minute), config.CacheRedis
+			p := Compile("shared-"+strconv.Itoa(i), 1, &spec)
+			a.do(p, "", tt.first)
+			if res := b.do(p, "", tt.second); res.body != tt.wantSecond || res.cacheStatus() != "MISS" {
+				t.Fatalf("the victim got %q (%s), want %q from the upstream", res.body, res.cacheStatus(), tt.wantSecond)
+			}
+		})
 	}
 }

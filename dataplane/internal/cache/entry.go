@@ -45,6 +45,12 @@ type entry struct {
 }
 
 // age is the entry's current age.
+// public: the stored response says Cache-Control: public.
+func (e *entry) public() bool {
+	_, ok := cacheControl(e.header)["public"]
+	return ok
+}
+
 func (e *entry) age(now time.Time) time.Duration {
 	return max(now.Sub(e.storedAt), 0) + e.upstreamAge
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash"
-	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portico-gw/portico/dataplane/internal/authority"
 	"github.com/portico-gw/portico/shared/config"
 )
 
@@ -28,7 +28,10 @@ type Policy struct {
 	keyQuery    map[string]bool
 	ignoreQuery bool
 	keyConsumer bool
-	maxEntry    int64
+	// keyCookie: Cookie is one of the key headers, so answers to requests
+	// with cookies are private to that cookie header and may be stored.
+	keyCookie bool
+	maxEntry  int64
 }
 
 // Compile compiles route's cache settings; generation is the route's
@@ -52,14 +55,18 @@ func Compile(route string, generation int64, spec *config.RouteCache) *Policy {
 	}
 	slices.Sort(p.keyHeaders)
 	p.keyHeaders = slices.Compact(p.keyHeaders)
+	p.keyCookie = slices.Contains(p.keyHeaders, "Cookie")
 	if len(spec.KeyQuery) > 0 {
 		p.keyQuery = make(map[string]bool, len(spec.KeyQuery))
 		for _, q := range spec.KeyQuery {
-			p.keyQuery[q] = true
+			p.keyQuery[foldName(q)] = true
 		}
 	}
 	return p
 }
+
+// keysWholeQuery: every byte of the query the upstream sees is in the key.
+func (p *Policy) keysWholeQuery() bool { return !p.ignoreQuery && p.keyQuery == nil }
 
 // Route is the route the policy belongs to.
 func (p *Policy) Route() string { return p.route }
@@ -72,15 +79,23 @@ func field(h hash.Hash, s string) {
 	h.Write([]byte(s))
 }
 
-// hostKey is the request's host name without its port: routes match hosts
-// regardless of port, and the data planes behind one load balancer each
-// listen on their own, so a port in the key would keep them from sharing
-// entries.
-func hostKey(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+// hostKey is the request's authority in the normal form of package
+// authority: host and non-default port. The proxy has already replaced
+// r.Host with it (and refused a request without a valid one), so this costs
+// a scan; a request that reaches the cache some other way with an invalid
+// authority gets a key of its own rather than a shared one. The port is kept:
+// "shop.example:8443" may be another site, and the Host the client sent
+// names the load balancer's port, not a data plane's.
+func hostKey(r *http.Request) string {
+	def := authority.PortHTTP
+	if r.TLS != nil {
+		def = authority.PortHTTPS
 	}
-	return strings.ToLower(host)
+	h, err := authority.Normalize(r.Host, def)
+	if err != nil {
+		return "\x00invalid\x00" + r.Host
+	}
+	return h
 }
 
 // primaryKey is the key of r under p, before Vary.
@@ -89,12 +104,12 @@ func (p *Policy) primaryKey(r *http.Request, consumer string) string {
 	field(h, "v1")
 	field(h, p.route)
 	field(h, strconv.FormatInt(p.generation, 10))
-	field(h, hostKey(r.Host))
+	field(h, hostKey(r))
 	field(h, r.URL.EscapedPath())
 	if p.ignoreQuery {
 		field(h, "")
 	} else {
-		field(h, normalizeQuery(r.URL.RawQuery, p.keyQuery))
+		field(h, queryKey(r.URL.RawQuery, p.keyQuery))
 	}
 	for _, name := range p.keyHeaders {
 		field(h, name)
@@ -107,43 +122,139 @@ func (p *Policy) primaryKey(r *http.Request, consumer string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// normalizeQuery decodes and re-encodes the parameters (so that "%41" and
-// "A" key alike) and sorts them stably by name: the order of distinct
-// parameters does not matter to an upstream, the order of one parameter's
-// values may. With only, parameters not in it are left out.
-func normalizeQuery(raw string, only map[string]bool) string {
+// queryKey is the key form of a raw query. Two queries share it only when
+// no upstream can read them differently, so it stays close to the bytes the
+// upstream receives (the raw query, unchanged):
+//
+//   - Percent-encoding is normalised only as RFC 3986 §6.2.2 allows: an
+//     encoded unreserved character is decoded ("%41" is "A") and hex digits
+//     are upper-cased ("%2f" is "%2F"). Everything else stays as sent: "+"
+//     is not "%20" (form decoding says space, a path decoder says plus),
+//     "%3B" is not ";", and an invalid escape such as "%zz" stays as it is,
+//     so it never meets "%25zz", which decodes to it.
+//   - Parameters ('&'-separated; empty ones dropped, as every parser does)
+//     are sorted stably by folded name, so that "a=1&b=2" and "b=2&a=1"
+//     share an entry while one name's values keep their order. A raw ';'
+//     separates parameters for some upstreams (Rails, Tomcat's path
+//     parameters, Python before 3.9.2) and not for others (Go, PHP); with one
+//     in the query nothing is reordered, so the key is the query as sent.
+//   - With only (key_query), a parameter is left out of the key only when
+//     no upstream could read it as one of the keyed names: names are
+//     compared folded (foldName: decoded, case-insensitive like ASP.NET,
+//     PHP's "." and " " as "_" and "q[]" as "q"), and a parameter with a
+//     raw ';' stays when any of its ';'-separated pieces names a keyed
+//     parameter ("x=1;q=evil" stays on a route keyed by q: parameter
+//     cloaking).
+func queryKey(raw string, only map[string]bool) string {
 	if raw == "" {
 		return ""
 	}
-	type kv struct{ k, v string }
-	var ps []kv
+	semicolon := strings.IndexByte(raw, ';') >= 0
+	type param struct{ folded, raw string }
+	var ps []param
 	for part := range strings.SplitSeq(raw, "&") {
 		if part == "" {
 			continue
 		}
-		k, v, _ := strings.Cut(part, "=")
-		if uk, err := url.QueryUnescape(k); err == nil {
-			k = uk
-		}
-		if only != nil && !only[k] {
+		name, _, _ := strings.Cut(part, "=")
+		folded := foldName(name)
+		if only != nil && !only[folded] && !(semicolon && piecesKeyed(part, only)) {
 			continue
 		}
-		if uv, err := url.QueryUnescape(v); err == nil {
-			v = uv
-		}
-		ps = append(ps, kv{k, v})
+		ps = append(ps, param{folded, normalizeEscapes(part)})
 	}
-	slices.SortStableFunc(ps, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	if !semicolon {
+		slices.SortStableFunc(ps, func(a, b param) int { return strings.Compare(a.folded, b.folded) })
+	}
 	var b strings.Builder
 	for i, p := range ps {
 		if i > 0 {
 			b.WriteByte('&')
 		}
-		b.WriteString(url.QueryEscape(p.k))
-		b.WriteByte('=')
-		b.WriteString(url.QueryEscape(p.v))
+		b.WriteString(p.raw)
 	}
 	return b.String()
+}
+
+// piecesKeyed: one of part's ';'-separated pieces names a keyed parameter.
+func piecesKeyed(part string, only map[string]bool) bool {
+	for piece := range strings.SplitSeq(part, ";") {
+		name, _, _ := strings.Cut(piece, "=")
+		if only[foldName(name)] {
+			return true
+		}
+	}
+	return false
+}
+
+// foldName is the form under which upstreams may know a query parameter's
+// name: form-decoded (an invalid escape left as sent), leading spaces
+// removed, cut at '[' (PHP arrays), ' ' and '.' as '_' (PHP), lower case
+// (ASP.NET). Over-folding only merges names in the key's filter, which keeps
+// more parameters in the key: the safe direction.
+func foldName(name string) string {
+	if d, err := url.QueryUnescape(name); err == nil {
+		name = d
+	}
+	name = strings.TrimLeft(name, " ")
+	if i := strings.IndexByte(name, '['); i >= 0 {
+		name = name[:i]
+	}
+	return strings.ToLower(strings.Map(func(r rune) rune {
+		if r == ' ' || r == '.' {
+			return '_'
+		}
+		return r
+	}, name))
+}
+
+// normalizeEscapes applies RFC 3986 §6.2.2.1-2 to s: upper-case hex digits
+// in percent-encodings, and decode those of unreserved characters. Invalid
+// escapes are left alone.
+func normalizeEscapes(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '%' || i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			b.WriteByte(c)
+			continue
+		}
+		v := unhex(s[i+1])<<4 | unhex(s[i+2])
+		if isUnreserved(v) {
+			b.WriteByte(v)
+		} else {
+			b.WriteByte('%')
+			b.WriteByte(upperHex[v>>4])
+			b.WriteByte(upperHex[v&15])
+		}
+		i += 2
+	}
+	return b.String()
+}
+
+const upperHex = "0123456789ABCDEF"
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+// isUnreserved: RFC 3986 §2.3.
+func isUnreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 // headerValue joins a request header's values with list whitespace
