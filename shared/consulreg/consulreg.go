@@ -36,7 +36,8 @@ const (
 	DefaultDeregisterCriticalAfter = time.Minute
 	// KeepInterval is how often RegisterForLife checks that the agent
 	// still knows the registration: a lost one is back within about this.
-	KeepInterval = 2 * time.Second
+	// A local agent answers such a check in well under a millisecond.
+	KeepInterval = time.Second
 )
 
 // Registration describes one Portico process to Consul.
@@ -88,6 +89,11 @@ func (r *Registration) validate() error {
 // The check starts critical, as Consul's HTTP checks do: the process gets
 // traffic once its health endpoint has answered, not when it registers.
 func Register(ctx context.Context, c *api.Client, r Registration) (deregister func(context.Context) error, err error) {
+	return register(ctx, c, r, "")
+}
+
+// register is Register with the check's initial status ("" is critical).
+func register(ctx context.Context, c *api.Client, r Registration, status string) (deregister func(context.Context) error, err error) {
 	if err := r.validate(); err != nil {
 		return nil, fmt.Errorf("consul registration %q: %w", r.ID, err)
 	}
@@ -107,6 +113,7 @@ func Register(ctx context.Context, c *api.Client, r Registration) (deregister fu
 			Method:                         http.MethodGet,
 			Interval:                       interval.String(),
 			DeregisterCriticalServiceAfter: reap.String(),
+			Status:                         status,
 		},
 	}
 	// Replacing the checks makes registration idempotent: a process
@@ -295,10 +302,20 @@ type keeper struct {
 }
 
 // register tries once and reports whether the agent holds the registration.
+//
+// A registration that was lost comes back passing if the process's own
+// health endpoint answers 200 right now: the process served all along, and
+// starting critical would keep it out of every load balancer for up to a
+// check interval after the agent's restart. A first registration starts
+// critical, as Register's do.
 func (k *keeper) register(ctx context.Context) bool {
 	actx, cancel := context.WithTimeout(ctx, k.every)
 	defer cancel()
-	if _, err := Register(actx, k.c, k.r); err != nil {
+	status := ""
+	if !k.lostAt.IsZero() && k.healthy(actx) {
+		status = api.HealthPassing
+	}
+	if _, err := register(actx, k.c, k.r, status); err != nil {
 		k.failures++
 		if k.failures == 1 && ctx.Err() == nil {
 			// Once per outage: the agent may be down for a long time.
@@ -314,6 +331,20 @@ func (k *keeper) register(ctx context.Context) bool {
 	}
 	k.registered, k.lostAt, k.failures = true, time.Time{}, 0
 	return true
+}
+
+// healthy asks the process's own health endpoint, as Consul's check would.
+func (k *keeper) healthy(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.r.CheckURL, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func (k *keeper) run(ctx context.Context) {
