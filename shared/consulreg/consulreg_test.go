@@ -361,10 +361,13 @@ func TestRegisterForLifeReasserts(t *testing.T) {
 			tc.lose(t, agent, c, reg.ID)
 			testutil.Eventually(t, 4*KeepInterval, registered, "registered again after the agent lost it")
 			testutil.Eventually(t, checkTimeout, resolveEquals(ctx, c, reg.Name, srv.URL), "passing and resolvable again")
+			registeredLogs := func() int { return logs.count("registered in Consul again") + logs.count("registered in Consul") }
+			// The log line follows the agent's answer by a moment.
+			testutil.Eventually(t, 2*time.Second, func() bool { return registeredLogs() >= 1+tc.wantLost }, "registration logged")
 			if n := logs.count("the Consul agent no longer knows this registration (restarted without its data?); registering again"); n != tc.wantLost {
 				t.Errorf("loss logged %d times, want %d:\n%s", n, tc.wantLost, logs.buf.String())
 			}
-			if n := logs.count("registered in Consul again") + logs.count("registered in Consul"); n != 1+tc.wantLost {
+			if n := registeredLogs(); n != 1+tc.wantLost {
 				t.Errorf("registration logged %d times, want %d:\n%s", n, 1+tc.wantLost, logs.buf.String())
 			}
 			deregister()
