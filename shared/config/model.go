@@ -286,6 +286,11 @@ func (r RateLimit) EffectiveAlgorithm() string {
 	// JWKSURL or Keys (PEM public keys, JWKs, or HMAC secrets).
 	JWKSURL string   `json:"jwks_url,omitempty"`
 	Keys    []string `json:"keys,omitempty"`
+	// JWKSRefresh is the longest time between two fetches of the JWKS, so
+	// a key withdrawn from it stops verifying new tokens within it. The
+	// response's Cache-Control max-age may shorten it (not below 5s), never
+	// lengthen it. Zero means DefaultJWKSRefresh.
+	JWKSRefresh Duration `json:"jwks_refresh,omitzero"`
 	// Leeway tolerates clock skew on exp, nbf and iat.
 	Leeway Duration `json:"leeway,omitzero"`
 	// ConsumerClaim names the consumer; default "sub". A token names a
@@ -299,8 +304,12 @@ func (r RateLimit) EffectiveAlgorithm() string {
 	Meta
 }
 
-// Bounds of Issuer.MaxTokenLifetime.
+// Bounds of Issuer.MaxTokenLifetime and Issuer.JWKSRefresh.
 const (
+	DefaultJWKSRefresh = time.Minute
+	MinJWKSRefresh     = time.Second
+	MaxJWKSRefresh     = time.Hour
+
 	DefaultMaxTokenLifetime = 24 * time.Hour
 	MinMaxTokenLifetime     = time.Minute
 	MaxMaxTokenLifetime     = 366 * 24 * time.Hour

@@ -180,6 +180,11 @@ func (is *Issuer) validate(l *errorList, p string) {
 	if is.ConsumerClaim != "" && strings.ContainsAny(is.ConsumerClaim, " \t\r\n") {
 		l.add(join(p, "consumer_claim"), "must be a claim name")
 	}
+	if d := is.JWKSRefresh.Std(); d != 0 && (d < MinJWKSRefresh || d > MaxJWKSRefresh) {
+		l.add(join(p, "jwks_refresh"), "must be between %s and %s (0: the default, %s)", MinJWKSRefresh, MaxJWKSRefresh, DefaultJWKSRefresh)
+	} else if d != 0 && is.JWKSURL == "" {
+		l.add(join(p, "jwks_refresh"), "only applies with jwks_url")
+	}
 	if d := is.MaxTokenLifetime.Std(); d != 0 && (d < MinMaxTokenLifetime || d > MaxMaxTokenLifetime) {
 		l.add(join(p, "max_token_lifetime"), "must be between %s and %s (0: the default, %s)", MinMaxTokenLifetime, MaxMaxTokenLifetime, DefaultMaxTokenLifetime)
 	}

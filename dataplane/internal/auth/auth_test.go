@@ -593,6 +593,8 @@ type jwksServer struct {
 	body    []byte
 	status  int
 	fetches atomic.Int64
+	// cacheControl, when set, is sent as the response's Cache-Control.
+	cacheControl string
 }
 
 func newJWKSServer(t testing.TB, ks ...jwkset.JWKMarshal) *jwksServer {
@@ -601,9 +603,12 @@ func newJWKSServer(t testing.TB, ks ...jwkset.JWKMarshal) *jwksServer {
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		s.fetches.Add(1)
 		s.mu.Lock()
-		body, status := s.body, s.status
+		body, status, cc := s.body, s.status, s.cacheControl
 		s.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
+		if cc != "" {
+			w.Header().Set("Cache-Control", cc)
+		}
 		w.WriteHeader(status)
 		w.Write(body)
 	}))

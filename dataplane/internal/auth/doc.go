@@ -25,12 +25,26 @@
 //   - Claims: iss must equal the issuer, exp is required, nbf and iat are
 //     honoured, aud must contain one of the issuer's audiences when it has
 //     any, all with the issuer's leeway.
-//   - JWKS key sets are fetched off the request path (at start and every
-//     RefreshInterval) with a bounded client (5s, 1 MiB). A failed fetch keeps
-//     the last good set. An unknown kid may trigger a fetch on the request
-//     path, but at most one per RefreshUnknownKIDRate and without waiting for
-//     the limiter: a flood of made-up kids costs the identity provider one
-//     request per interval and the gateway nothing.
+//   - Lifetime: exp-now (plus leeway) and, with an iat, exp-iat must not
+//     exceed the issuer's max_token_lifetime (default 24h). An issuer (or
+//     whoever holds its key) cannot mint a token that outlives that bound.
+//   - A token names a consumer (its consumer_claim, "sub" by default) only
+//     if that consumer lists the token's issuer in jwt_issuers. Otherwise it
+//     authenticates as no consumer, without groups: one identity provider's
+//     "sub": "alice" must not carry the groups of the consumer alice that
+//     another provider's users are.
+//   - JWKS key sets are fetched off the request path, at start and then at
+//     most every jwks_refresh (default 1m, 1s to 1h), sooner when the
+//     response's Cache-Control max-age asks (but never more often than
+//     every MinJWKSMaxAge, 5s); max-age never lengthens the interval. So a
+//     key withdrawn from the set stops verifying new tokens within
+//     jwks_refresh (a token verified before stays remembered for at most a
+//     minute, see cache.go). Fetches use a bounded client (5s, 1 MiB); a set
+//     that fails to fetch or parse (any key) leaves the last good set in
+//     place. An unknown kid may trigger a fetch on the request path, but at
+//     most one per RefreshUnknownKIDRate, never queued behind the limiter
+//     or a running fetch: a flood of made-up kids costs the identity
+//     provider one request per interval and the gateway nothing.
 //   - API keys are looked up by their SHA-256 hash; the gateway never holds
 //     the keys themselves.
 //   - Tokens, keys and secrets are never logged, and never put into errors.

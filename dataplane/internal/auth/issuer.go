@@ -17,7 +17,7 @@ import (
 
 // Defaults of IssuerOptions.
 const (
-	DefaultRefreshInterval       = time.Hour
+	DefaultRefreshInterval       = config.DefaultJWKSRefresh
 	DefaultRefreshUnknownKIDRate = time.Minute
 )
 
@@ -34,7 +34,9 @@ type IssuerOptions struct {
 	// HTTPClient fetches the JWKS. It is copied, never modified; the copy's
 	// timeout is capped at 5s and its responses at 1 MiB.
 	HTTPClient *http.Client
-	// RefreshInterval is how often the JWKS is fetched again (default 1h).
+	// RefreshInterval is the longest time between two JWKS fetches for
+	// issuers whose spec sets no jwks_refresh (default 1m); a response's
+	// Cache-Control max-age may shorten it.
 	RefreshInterval time.Duration
 	// RefreshUnknownKIDRate is the least time between two fetches caused by
 	// tokens naming a kid the cached set lacks (default 1m).
@@ -146,12 +148,10 @@ func NewIssuer(ctx context.Context, spec *config.Issuer, o IssuerOptions) (*Issu
 		// ends; ctx may still abort the first fetch.
 		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		stopLink := context.AfterFunc(ctx, cancel)
-		src, err := newJWKSSource(runCtx, spec.Name, spec.JWKSURL, o, log)
+		every := cmp.Or(spec.JWKSRefresh.Std(), o.RefreshInterval)
+		src := newJWKSSource(runCtx, spec.Name, spec.JWKSURL, every, o, log)
 		stopLink()
-		if err == nil {
-			err = ctx.Err()
-		}
-		if err != nil {
+		if err := ctx.Err(); err != nil {
 			cancel()
 			return nil, wrap(err)
 		}

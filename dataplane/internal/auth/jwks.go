@@ -2,16 +2,20 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
 	"golang.org/x/time/rate"
 
 	"github.com/portico-gw/portico/shared/jwtkey"
@@ -24,60 +28,159 @@ const (
 	maxJWKSBytes     = 1 << 20
 )
 
-// jwksSource serves keys from a JWKS URL. keyfunc/v3 builds the jwkset
-// storage that fetches and refreshes the set; key selection is ours, to apply
-// the same kid, algorithm and key-type rules as for inline keys.
+// MinJWKSMaxAge is the shortest refresh interval a JWKS response's
+// Cache-Control may ask for: an identity provider answering max-age=0 must
+// not turn the gateway into a client that fetches on every tick.
+const MinJWKSMaxAge = 5 * time.Second
+
+// jwksSource serves keys from a JWKS URL. jwkset parses each JWK; fetching,
+// the refresh schedule and key selection are ours: the schedule follows the
+// response's Cache-Control within bounds (jwkset's refresh is a fixed
+// ticker), and selection applies the same kid, algorithm and key-type rules
+// as for inline keys.
 type jwksSource struct {
-	store jwkset.Storage
+	name, url string
+	client    *http.Client
+	log       *slog.Logger
+	// every is the longest time between two fetches (the issuer's
+	// jwks_refresh); a response's max-age may shorten it, down to
+	// MinJWKSMaxAge, never lengthen it.
+	every time.Duration
+	// keys is the last set fetched successfully (nil before the first).
+	keys atomic.Pointer[[]keyEntry]
+	// fetching serialises fetches; the request path never waits on it.
+	fetching sync.Mutex
 	// unknownKID admits one on-demand refresh per interval. It is asked with
-	// Allow, never Wait: jwkset's own limiter blocks the request until the
-	// next slot, which lets a flood of made-up kids pile up goroutines.
+	// Allow, never Wait, so a flood of made-up kids cannot pile up
+	// goroutines.
 	unknownKID *rate.Limiter
 }
 
-func newJWKSSource(ctx context.Context, name, url string, o IssuerOptions, log *slog.Logger) (*jwksSource, error) {
-	noErrorOnFirstFetch := true
-	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{url}, keyfunc.Override{
-		Client:      boundedClient(o.HTTPClient),
-		HTTPTimeout: jwksFetchTimeout,
-		// A JWKS endpoint that is down when the configuration loads must not
-		// keep the rest of it from loading; its tokens fail until a fetch
-		// succeeds.
-		NoErrorReturnFirstHTTPReq: &noErrorOnFirstFetch,
-		RefreshInterval:           o.RefreshInterval,
-		// The library's limiter lets every miss through: unknownKID above has
-		// already decided, without blocking, that this miss may fetch. The
-		// wait bound also bounds that fetch, since jwkset uses one context
-		// for both.
-		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
-		RateLimitWaitMax:  jwksFetchTimeout,
-		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
-			return func(_ context.Context, err error) {
-				log.Warn("auth: JWKS fetch failed; keeping the last good key set", "issuer", name, "error", err)
-			}
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jwks_url: %w", err)
-	}
-	return &jwksSource{
-		store:      kf.Storage(),
+// newJWKSSource fetches the set once (a failure is logged: tokens fail
+// until a fetch succeeds) and refreshes it until ctx ends.
+func newJWKSSource(ctx context.Context, name, url string, every time.Duration, o IssuerOptions, log *slog.Logger) *jwksSource {
+	s := &jwksSource{
+		name: name, url: url, client: boundedClient(o.HTTPClient), log: log, every: every,
 		unknownKID: rate.NewLimiter(rate.Every(o.RefreshUnknownKIDRate), 1),
-	}, nil
+	}
+	next := s.refresh(ctx)
+	go s.run(ctx, next)
+	return s
+}
+
+// run refreshes the set until ctx ends, each time after the interval the
+// previous fetch chose.
+func (s *jwksSource) run(ctx context.Context, next time.Duration) {
+	t := time.NewTimer(next)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			t.Reset(s.refresh(ctx))
+		}
+	}
+}
+
+// refresh fetches the set, keeps the last good one on failure, and returns
+// the time until the next fetch.
+func (s *jwksSource) refresh(ctx context.Context) time.Duration {
+	s.fetching.Lock()
+	defer s.fetching.Unlock()
+	maxAge, err := s.fetch(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("auth: JWKS fetch failed; keeping the last good key set", "issuer", s.name, "error", err)
+		}
+		return s.every
+	}
+	return s.interval(maxAge)
+}
+
+// interval is the time until the next fetch: the configured one, shortened
+// by a max-age the response gave (maxAge < 0: none), never below
+// MinJWKSMaxAge (or the configured one, if shorter).
+func (s *jwksSource) interval(maxAge time.Duration) time.Duration {
+	if maxAge < 0 {
+		return s.every
+	}
+	return min(s.every, max(maxAge, MinJWKSMaxAge))
+}
+
+// fetch GETs the set and, if every key in it parses, replaces the cached
+// one: a set with a broken key is refused whole, as jwkset does, rather
+// than half used. It returns the response's Cache-Control max-age (-1 when
+// it gives none).
+func (s *jwksSource) fetch(ctx context.Context) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return -1, fmt.Errorf("jwks_url: %w", err)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return -1, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return -1, fmt.Errorf("JWKS answered HTTP %d", resp.StatusCode)
+	}
+	var set jwkset.JWKSMarshal
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		return -1, fmt.Errorf("JWKS response: %w", err)
+	}
+	entries := make([]keyEntry, 0, len(set.Keys))
+	for _, m := range set.Keys {
+		j, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
+		switch {
+		case errors.Is(err, jwkset.ErrUnsupportedKey):
+			continue // e.g. Ed448: not ours to verify with
+		case err != nil:
+			return -1, fmt.Errorf("JWKS key %s: %w", quoteKID(m.KID), err)
+		}
+		if e, ok := jwtkey.FromJWK(j); ok {
+			entries = append(entries, e)
+		}
+	}
+	s.keys.Store(&entries)
+	return cacheMaxAge(resp.Header), nil
+}
+
+// cacheMaxAge reads Cache-Control: max-age=N as N seconds; no-cache and
+// no-store count as 0 (fetch as often as allowed); -1 when it says nothing.
+func cacheMaxAge(h http.Header) time.Duration {
+	age := time.Duration(-1)
+	for _, v := range h.Values("Cache-Control") {
+		for _, d := range strings.Split(v, ",") {
+			name, val, _ := strings.Cut(strings.TrimSpace(d), "=")
+			switch strings.ToLower(name) {
+			case "no-cache", "no-store":
+				return 0
+			case "max-age":
+				n, err := strconv.ParseInt(strings.Trim(val, `"`), 10, 64)
+				if err != nil || n < 0 {
+					continue
+				}
+				age = time.Duration(min(n, int64(24*time.Hour/time.Second))) * time.Second
+			}
+		}
+	}
+	return age
 }
 
 func (s *jwksSource) key(ctx context.Context, alg, kid string) (any, error) {
-	entries, err := s.cached(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if needsFetch(entries, kid) && s.unknownKID.Allow() {
-		// jwkset refreshes on demand only when a KeyRead misses; the miss is
-		// certain here (the kid is absent, or the set is empty).
-		_, _ = s.store.KeyRead(ctx, kid)
-		if entries, err = s.cached(ctx); err != nil {
-			return nil, err
+	entries := s.cached()
+	// TryLock: a fetch already running (the schedule's) will do; the
+	// request does not queue behind it.
+	if needsFetch(entries, kid) && s.unknownKID.Allow() && s.fetching.TryLock() {
+		_, err := s.fetch(ctx)
+		s.fetching.Unlock()
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("auth: JWKS fetch failed; keeping the last good key set", "issuer", s.name, "error", err)
 		}
+		entries = s.cached()
 	}
 	return selectKey(entries, alg, kid)
 }
@@ -96,19 +199,12 @@ func needsFetch(entries []keyEntry, kid string) bool {
 	return true
 }
 
-// cached reads the key set as last fetched; KeyReadAll never fetches.
-func (s *jwksSource) cached(ctx context.Context) ([]keyEntry, error) {
-	jwks, err := s.store.KeyReadAll(ctx)
-	if err != nil {
-		return nil, fail(ErrUnknownKey, err)
+// cached is the key set as last fetched.
+func (s *jwksSource) cached() []keyEntry {
+	if p := s.keys.Load(); p != nil {
+		return *p
 	}
-	entries := make([]keyEntry, 0, len(jwks))
-	for _, j := range jwks {
-		if e, ok := jwtkey.FromJWK(j); ok {
-			entries = append(entries, e)
-		}
-	}
-	return entries, nil
+	return nil
 }
 
 // boundedClient copies the caller's client (never mutating a shared one) and
