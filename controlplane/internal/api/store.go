@@ -34,13 +34,23 @@ func (s *server) storeStatus(c echo.Context) error {
 	})
 }
 
-// adoptStore is POST /v1/store/adopt: the operator accepts a store found
-// emptied or rolled back as it is. A new epoch starts at the store's
-// revision + 1 and data planes move to it; what the store lost stays lost
-// (re-seed it with PUT /v1/config from an export). 409 when there is no
-// reset to accept.
+// adoptStore is POST /v1/store/adopt[?config=store|last-seen]: the operator
+// accepts a store found emptied or rolled back. A new epoch starts at the
+// store's revision + 1 and data planes move to it. With config=store (the
+// default) what the store lost stays lost (re-seed it with PUT /v1/config
+// from an export); with config=last-seen the new revision holds the
+// configuration this control plane last served. 409 when there is no reset
+// to accept.
 func (s *server) adoptStore(c echo.Context) error {
-	ch, err := s.Catalog.Adopt(c.Request().Context(), actor(c))
+	var lastSeen bool
+	switch c.QueryParam("config") {
+	case "", "store":
+	case "last-seen":
+		lastSeen = true
+	default:
+		return badParam("config", "must be store (keep what the store holds) or last-seen (re-seed with the configuration this control plane last served)")
+	}
+	ch, err := s.Catalog.Adopt(c.Request().Context(), actor(c), lastSeen)
 	if err != nil {
 		return err
 	}

@@ -71,11 +71,19 @@ func TestStoreReset(t *testing.T) {
 		// reset damages the store after revision 3 and returns the revision
 		// the store is left at.
 		reset func(t *testing.T, agent *testutil.Consul, save func() io.Reader) int64
+		// adopt is the query of POST /v1/store/adopt; wantRoutes, the
+		// routes the adopted revision holds.
+		adopt      string
+		wantRoutes int
 	}{
 		{"agent restarted empty", func(t *testing.T, agent *testutil.Consul, _ func() io.Reader) int64 {
 			agent.RestartEmpty()
 			return 0
-		}},
+		}, "", 0},
+		{"agent restarted empty, re-seeded from the last seen configuration", func(t *testing.T, agent *testutil.Consul, _ func() io.Reader) int64 {
+			agent.RestartEmpty()
+			return 0
+		}, "?config=last-seen", 2},
 		{"older snapshot restored", func(t *testing.T, agent *testutil.Consul, save func() io.Reader) int64 {
 			c, err := api.NewClient(&api.Config{Address: agent.Addr})
 			if err != nil {
@@ -85,7 +93,7 @@ func TestStoreReset(t *testing.T) {
 				t.Fatal(err)
 			}
 			return 2
-		}},
+		}, "?config=store", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			agent := testutil.StartConsul(t)
@@ -150,10 +158,13 @@ func TestStoreReset(t *testing.T) {
 			}
 
 			// The operator accepts the store as it is.
-			_, body = s.mustStatus(t, 200, "POST", "/v1/store/adopt", "")
+			_, body = s.mustStatus(t, 200, "POST", "/v1/store/adopt"+tc.adopt, "")
 			if err := json.Unmarshal(body, &st); err != nil || !st.Writable || st.Revision != storeRev+1 ||
 				st.Epoch == "" || st.Epoch == before.Epoch.ID || st.PrevEpoch != before.Epoch.ID {
 				t.Fatalf("adopt = %s, %v; want revision %d in a new epoch after %s", body, err, storeRev+1, before.Epoch.ID)
+			}
+			if routes, _, err := s.admin.Routes().List(ctx); err != nil || len(routes) != tc.wantRoutes {
+				t.Errorf("routes after adopt%s = %d, %v; want %d", tc.adopt, len(routes), err, tc.wantRoutes)
 			}
 			s.mustStatus(t, 409, "POST", "/v1/store/adopt", "") // nothing left to adopt
 			s.mustStatus(t, 201, "PUT", "/v1/services/users2", svcBody)
@@ -209,6 +220,7 @@ func TestStoreResetSeenByDataplane(t *testing.T) {
 		code, _, _ := s.call(t, "PUT", "/v1/services/users", adminToken, svcBody)
 		return code == http.StatusConflict
 	}, "writes refused after a data plane reported revision 7 of an epoch the empty store does not have")
+	s.mustStatus(t, 400, "POST", "/v1/store/adopt?config=guess", "")
 	s.mustStatus(t, 200, "POST", "/v1/store/adopt", "")
 	s.mustStatus(t, 201, "PUT", "/v1/services/users", svcBody)
 	if ep := s.cat.Current().State.Epoch; ep.Prev != "EPOCHOFTHEPAST00" {

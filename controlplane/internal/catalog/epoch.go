@@ -141,13 +141,16 @@ func (c *Catalog) Witness(rev int64, epoch string) {
 	}
 }
 
-// Adopt accepts the store as it is after a reset: it starts a new epoch whose
-// predecessor is the one that was seen, at the store's revision + 1 with the
-// store's configuration, so that data planes (which take a lower revision
-// only in a new epoch) and other control-plane replicas (which follow an
-// epoch that succeeds the one they saw) move to it. Only an operator calls
-// it; nothing adopts a store by itself.
-func (c *Catalog) Adopt(ctx context.Context, actor Actor) (*Change, error) {
+// Adopt accepts the store after a reset: it starts a new epoch whose
+// predecessor is the one that was seen, at the store's revision + 1, so that
+// data planes (which take a lower revision only in a new epoch) and other
+// control-plane replicas (which follow an epoch that succeeds the one they
+// saw) move to it. The new revision holds the store's configuration as it
+// is, or with lastSeen the configuration this control plane last published
+// (what the data planes run: committed and validated before, so re-seeding
+// with it loses nothing the data planes had). Only an operator calls it;
+// nothing adopts a store by itself.
+func (c *Catalog) Adopt(ctx context.Context, actor Actor, lastSeen bool) (*Change, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if err := c.refresh(ctx); err != nil {
@@ -172,6 +175,13 @@ func (c *Catalog) Adopt(ctx context.Context, actor Actor) (*Change, error) {
 		Revision: next.Revision, Time: now, Action: "adopt",
 		Summary: fmt.Sprintf("adopted the store as it was (revision %d of epoch %s) as epoch %s; revision %d of epoch %s was lost",
 			st.Revision, quoteEpoch(st.Epoch.ID), next.Epoch.ID, r.SeenRevision, quoteEpoch(r.SeenEpoch)),
+	}
+	if lastSeen {
+		seen := c.Current().State
+		next.Config = *seen.Config.Clone()
+		entry.Summary = fmt.Sprintf("re-seeded the store (found at revision %d of epoch %s) with revision %d of epoch %s, "+
+			"this control plane's last published configuration, as epoch %s",
+			st.Revision, quoteEpoch(st.Epoch.ID), seen.Revision, quoteEpoch(seen.Epoch.ID), next.Epoch.ID)
 	}
 	actor.fill(&entry)
 	if err := c.store.Commit(ctx, next, entry); err != nil {
