@@ -113,3 +113,23 @@ func (p *process) kill() error {
 		return fmt.Errorf("%s: pid %d did not exit after SIGKILL", p.name, cmd.Process.Pid)
 	}
 }
+
+// signal sends sig to the running process (SIGSTOP and SIGCONT freeze and
+// thaw it; SIGKILL still works on a frozen one).
+func (p *process) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("%s: not running", p.name)
+	}
+	select {
+	case <-exited:
+		return fmt.Errorf("%s: exited", p.name)
+	default:
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("%s: signal %v: %w", p.name, sig, err)
+	}
+	return nil
+}

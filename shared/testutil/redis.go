@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,25 @@ func (r *Redis) Start() {
 		r.tb.Fatal(err)
 	}
 	if err := r.start(); err != nil {
+		r.tb.Fatal(err)
+	}
+}
+
+// Freeze stops the server with SIGSTOP until Thaw: a process that hangs
+// (stalled on I/O, descheduled) with its connections open, where nothing
+// answers and nothing is refused. Unlike Pause, the server cannot even
+// accept or reply. It returns at once.
+func (r *Redis) Freeze() {
+	r.tb.Helper()
+	if err := r.proc.signal(syscall.SIGSTOP); err != nil {
+		r.tb.Fatal(err)
+	}
+}
+
+// Thaw resumes a server stopped by Freeze with SIGCONT.
+func (r *Redis) Thaw() {
+	r.tb.Helper()
+	if err := r.proc.signal(syscall.SIGCONT); err != nil {
 		r.tb.Fatal(err)
 	}
 }
