@@ -81,6 +81,7 @@ func (c *Config) Clone() *Config {
 			r.Cache = &rc
 		}
 		r.Aggregate = slices.Clone(r.Aggregate)
+		r.UpgradeProtocols = slices.Clone(r.UpgradeProtocols)
 		r.GRPC = clonePtr(r.GRPC)
 		if r.Auth != nil {
 			a := *r.Auth

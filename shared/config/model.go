@@ -202,6 +202,10 @@ type Route struct {
 	// QueueTimeout for a slot.
 	MaxInFlight  int      `json:"max_in_flight,omitempty"`
 	QueueTimeout Duration `json:"queue_timeout,omitzero"`
+	// UpgradeProtocols are the Upgrade tokens (besides "websocket", always
+	// allowed) for which the route opens a tunnel to its service; any other
+	// Upgrade header is dropped and the request goes on as a plain one.
+	UpgradeProtocols []string `json:"upgrade_protocols,omitempty"`
 	Meta
 }
 

@@ -256,6 +256,11 @@ func (r *Route) validate(l *errorList, p string) {
 	if r.QueueTimeout != 0 && r.MaxInFlight == 0 {
 		l.add(join(p, "queue_timeout"), "only applies with max_in_flight")
 	}
+	for i, up := range r.UpgradeProtocols {
+		if up == "" || !isToken(up) {
+			l.add(join(p, fmt.Sprintf("upgrade_protocols[%d]", i)), "must be an Upgrade protocol token, e.g. \"websocket\"")
+		}
+	}
 	r.validateTraffic(l, p)
 }
 

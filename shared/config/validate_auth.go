@@ -96,8 +96,15 @@ func (a *RouteAuth) validate(l *errorList, p string) {
 		l.add(join(p, "scopes"), "scopes and claims need jwt enabled")
 	}
 	for claim, header := range a.ForwardClaims {
-		if claim == "" || !isToken(header) {
+		switch {
+		case claim == "" || !isToken(header):
 			l.add(join(p, "forward_claims."+claim), "must map a claim name to a header name")
+		case strings.Contains(header, "_"):
+			// The data plane drops client headers spelled with "_" by
+			// default; a gateway header must not look like one.
+			l.add(join(p, "forward_claims."+claim), "header name %q must not contain \"_\"", header)
+		case ReservedHeader(header):
+			l.add(join(p, "forward_claims."+claim), "header %q is set by the gateway (identity, forwarding, credentials or framing)", header)
 		}
 	}
 }
