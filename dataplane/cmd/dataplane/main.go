@@ -78,6 +78,12 @@ func run(args []string) error {
 	reportEvery := fs.Duration("report-interval", "PORTICO_REPORT_INTERVAL", 10*time.Second, "how often traffic counters go to the control plane (cluster analytics)")
 	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
 	pprofOn := fs.Bool("ops-pprof", "PORTICO_OPS_PPROF", false, "serve the Go profiler under /debug/pprof/ on the ops listener")
+	bodyTimeout := fs.Duration("body-read-timeout", "PORTICO_BODY_READ_TIMEOUT", proxy.DefaultBodyReadTimeout, "longest wait for the next bytes of a request body; past it the client gets 408 and its connection is closed")
+	bodyMinRate := fs.Int64("body-min-rate", "PORTICO_BODY_MIN_RATE", proxy.DefaultBodyMinRate, "bytes per second a client must keep up while the gateway waits for its request body, after --body-min-rate-grace; -1 turns it off")
+	bodyGrace := fs.Duration("body-min-rate-grace", "PORTICO_BODY_MIN_RATE_GRACE", proxy.DefaultBodyMinRateGrace, "waiting for a request body this long is free before --body-min-rate applies")
+	tunnelIdle := fs.Duration("tunnel-idle-timeout", "PORTICO_TUNNEL_IDLE_TIMEOUT", proxy.DefaultTunnelIdleTimeout, "close an upgraded connection (WebSocket) with no traffic either way for this long")
+	tunnelLife := fs.Duration("tunnel-max-lifetime", "PORTICO_TUNNEL_MAX_LIFETIME", proxy.DefaultTunnelMaxLifetime, "close an upgraded connection (WebSocket) after this long, busy or not")
+	allowUnderscore := fs.Bool("allow-underscore-headers", "PORTICO_ALLOW_UNDERSCORE_HEADERS", false, "pass client headers whose names contain '_' (dropped by default; those that read as a gateway header are dropped regardless)")
 	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -147,8 +153,15 @@ func run(args []string) error {
 		Name: "portico_analytics_dropped_requests_total",
 		Help: "Requests whose analytics counters were dropped because the control plane was unreachable for too long.",
 	}, func() float64 { return float64(recorder.Dropped()) }))
+	if *bodyTimeout <= 0 || *bodyGrace < 0 || *tunnelIdle <= 0 || *tunnelLife <= 0 || *bodyMinRate == 0 {
+		return errors.New("--body-read-timeout, --tunnel-idle-timeout and --tunnel-max-lifetime must be positive, --body-min-rate-grace not negative, --body-min-rate positive or -1 (off)")
+	}
+	limits := proxy.Limits{
+		BodyReadTimeout: *bodyTimeout, BodyMinRate: *bodyMinRate, BodyMinRateGrace: *bodyGrace,
+		TunnelIdleTimeout: *tunnelIdle, TunnelMaxLifetime: *tunnelLife, AllowUnderscoreHeaders: *allowUnderscore,
+	}
 	handler := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(reg), Limiter: limiter, ClientIP: ips, Cache: respCache,
-		Observe: proxy.ObserveOptions{AccessLog: access, AccessLogSample: *accessSample, Analytics: recorder}})
+		Observe: proxy.ObserveOptions{AccessLog: access, AccessLogSample: *accessSample, Analytics: recorder}, Limits: limits})
 
 	consul, err := consulreg.Client(*consulAddr)
 	if err != nil {
@@ -268,15 +281,10 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *opsListen, err)
 	}
-	traffic := &http.Server{
-		Handler: handler,
-		// Header and idle limits are always on; bodies are bounded per route
-		// and may stream, so there is no whole-request read or write timeout.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	// Header, body, idle and tunnel limits are always on (proxy.Limits);
+	// bodies are bounded per route and may stream, so there is no
+	// whole-request read or write timeout.
+	traffic := handler.Server(log)
 	opsSrv := &http.Server{Handler: opsHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	log.Info("data plane started", "listen", trafficLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
 		"controlplane", *cpURL, "version", version)

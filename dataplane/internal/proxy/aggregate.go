@@ -87,7 +87,7 @@ type aggError struct {
 // X-Portico-Completed: false; the response still carries what arrived,
 // unless a required backend (or, with aggregate_require_all, any backend)
 // failed.
-func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, params func(string) string, id *auth.Identity, clientIP string) {
+func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, params func(string) string, id *auth.Identity) {
 	a := route.aggregate
 	var clientQuery url.Values
 	lookup := func(name string) string {
@@ -144,7 +144,7 @@ func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *
 		writeProblem(w, r, http.StatusBadRequest, "bad-parameter", "a value for a backend path may not contain '/' or be a dot segment: "+strconv.Quote(badValue))
 		return
 	}
-	header := h.aggregateHeader(r, route, id, clientIP)
+	header := h.aggregateHeader(r, route, id)
 	results := make([]aggResult, len(a.backends))
 	var wg sync.WaitGroup
 	for i := range a.backends {
@@ -197,7 +197,7 @@ func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, route *
 // aggregateHeader is what every backend call carries: the client's
 // end-to-end headers minus its body and credentials' hop-specific framing,
 // the forwarding headers, and the authenticated identity.
-func (h *Handler) aggregateHeader(r *http.Request, route *Route, id *auth.Identity, clientIP string) http.Header {
+func (h *Handler) aggregateHeader(r *http.Request, route *Route, id *auth.Identity) http.Header {
 	out := make(http.Header, len(r.Header)+4)
 	for k, v := range r.Header {
 		switch k {
@@ -212,12 +212,7 @@ func (h *Handler) aggregateHeader(r *http.Request, route *Route, id *auth.Identi
 	// merge: bodies are decoded as JSON here.
 	out.Del("Accept-Encoding")
 	setOutboundIdentity(out, route.auth, id)
-	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 && h.ips.Trusts(r) {
-		clientIP = strings.Join(prior, ", ") + ", " + clientIP
-	}
-	out.Set("X-Forwarded-For", clientIP)
-	out.Set("X-Forwarded-Host", r.Host)
-	out.Set("X-Forwarded-Proto", scheme(r))
+	setForwarded(out, r, h.ips.Trusts(r))
 	return out
 }
 

@@ -39,6 +39,7 @@ type Handler struct {
 	ips     *clientip.Resolver
 	obs     observer
 	cache   *cache.Cache
+	limits  Limits
 }
 
 // Options configure a Handler.
@@ -55,6 +56,9 @@ type Options struct {
 	// Cache holds cached responses; nil: an in-memory cache of the default
 	// size, without metrics.
 	Cache *cache.Cache
+	// Limits bound what clients can hold (header, body and tunnel
+	// deadlines, header size); zero fields take the defaults.
+	Limits Limits
 }
 
 // NewHandler returns a Handler with no table: it answers 503 until Swap.
@@ -72,13 +76,13 @@ func NewHandler(o Options) *Handler {
 	if o.Cache == nil {
 		o.Cache = cache.New(cache.Options{Memory: cache.NewMemory(cache.DefaultMemoryBytes), Log: o.Log})
 	}
-	h := &Handler{log: o.Log, metrics: o.Metrics, limiter: o.Limiter, ips: o.ClientIP, obs: obs, cache: o.Cache}
+	h := &Handler{log: o.Log, metrics: o.Metrics, limiter: o.Limiter, ips: o.ClientIP, obs: obs, cache: o.Cache, limits: o.Limits.withDefaults()}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      o.Transport,
 		BufferPool:     bufferPool{},
 		ErrorHandler:   h.proxyError,
-		ModifyResponse: headersArrived,
+		ModifyResponse: h.headersArrived,
 		ErrorLog:       slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 	}
 	return h
@@ -105,12 +109,47 @@ type exchange struct {
 	identity *auth.Identity
 	timer    *time.Timer
 	timedOut atomic.Bool
+	// pending counts what the route timeout still waits for: the response
+	// headers, and the client's body when there is one.
+	pending  atomic.Int32
+	bodyOnce atomic.Bool
+	// clientFault: the exchange failed because of the client (its body
+	// stalled, broke off or was refused).
+	clientFault atomic.Bool
+	cancel      context.CancelFunc
+	tunnel      atomic.Pointer[tunnel]
+	// body is the client's request body, nil without one. (ReverseProxy
+	// hands the error handler its outbound request, whose Body is a
+	// wrapper of this one.)
+	body *clientBody
 	// lookup resolves {param}s for header and query edits; nil when the
 	// route's templates have none.
 	lookup func(string) string
 }
 
 func (x *exchange) UpstreamExchange() *upstream.Exchange { return &x.Exchange }
+
+// settle notes that one thing the route timeout waits for has happened;
+// after the last, the timeout stops.
+func (x *exchange) settle() {
+	if x.pending.Add(-1) == 0 {
+		x.timer.Stop()
+	}
+}
+
+// bodySent settles the client's body, once.
+func (x *exchange) bodySent() {
+	if x.bodyOnce.CompareAndSwap(false, true) {
+		x.settle()
+	}
+}
+
+// tunnelDone stops the timers of the exchange's tunnel, if it opened one.
+func (x *exchange) tunnelDone() {
+	if t := x.tunnel.Load(); t != nil {
+		t.stop()
+	}
+}
 
 func exchangeFrom(ctx context.Context) *exchange {
 	x, _ := ctx.Value(upstream.ExchangeKey{}).(*exchange)
@@ -119,12 +158,32 @@ func exchangeFrom(ctx context.Context) *exchange {
 
 // serve handles one request and notes what happened in o.
 func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
+	var body *clientBody
+	if r.Body != nil && r.Body != http.NoBody {
+		// Every read of the client's body is under deadlines (body.go).
+		body = newClientBody(r.Body, w, &h.limits)
+		r.Body = body
+		defer body.finish()
+	}
 	t := h.table.Load()
 	if t == nil {
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, r, http.StatusServiceUnavailable, "not-ready", "the gateway has no configuration yet")
 		return
 	}
+	if headerBlockSize(r) > h.limits.MaxHeaderBytes {
+		w.Header().Set("Connection", "close")
+		writeProblem(w, r, http.StatusRequestHeaderFieldsTooLarge, "headers-too-large",
+			"the request line and headers exceed "+strconv.Itoa(h.limits.MaxHeaderBytes)+" bytes")
+		return
+	}
+	if len(r.Header["Authorization"]) > 1 {
+		// Which one would count? The gateway checks the first, a service
+		// might read the last.
+		writeProblem(w, r, http.StatusBadRequest, "ambiguous-credentials", "the request carries more than one Authorization header")
+		return
+	}
+	sanitize(r.Header, t.stripped, h.limits.AllowUnderscoreHeaders)
 	path, ok := cleanPath(r.URL.Path)
 	if !ok {
 		writeProblem(w, r, http.StatusBadRequest, "bad-path", "the request path is not valid")
@@ -176,12 +235,21 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 		writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(route.MaxBodyBytes, 10)+" bytes")
 		return
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = http.MaxBytesReader(w, r.Body, route.MaxBodyBytes)
+	if body != nil {
+		body.rc = http.MaxBytesReader(w, body.rc, route.MaxBodyBytes)
+	}
+	if up := r.Header["Upgrade"]; len(up) > 0 && !route.upgradeAllowed(up) {
+		// RFC 9110 §7.8: a server may ignore Upgrade. The request goes on
+		// as a plain one; no tunnel opens for a protocol nobody allowed.
+		delete(r.Header, "Upgrade")
 	}
 	// authn → rate limit → throttle → (aggregate | circuit breaker → proxy).
 	var id *auth.Identity
 	if route.auth != nil {
+		if route.auth.apiKey && len(r.Header[route.auth.apiKeyHeader]) > 1 {
+			writeProblem(w, r, http.StatusBadRequest, "ambiguous-credentials", "the request carries more than one "+route.auth.apiKeyHeader+" header")
+			return
+		}
 		var aerr *authError
 		id, aerr = route.auth.authenticate(r.Context(), t.verifier, r)
 		if aerr != nil {
@@ -213,6 +281,16 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 		}
 	}
 	if th := route.throttle; th != nil {
+		// A slot is for a request that is under way: one whose client has
+		// sent nothing of its body yet waits for its first byte without
+		// one (under the body deadlines), so idle sockets cannot hold the
+		// route.
+		if body != nil {
+			if err := body.prefetch(); err != nil {
+				writeBodyError(w, r, err)
+				return
+			}
+		}
 		if !th.acquire(r.Context()) {
 			if h.metrics != nil {
 				h.metrics.throttled.WithLabelValues(route.Name).Inc()
@@ -235,7 +313,7 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 func (h *Handler) answer(w http.ResponseWriter, r *http.Request, route *Route, m *router.Match, path string, lookup func(string) string, id *auth.Identity, o *outcome) {
 	switch {
 	case route.aggregate != nil:
-		h.serveAggregate(w, r, route, m, lookup, id, o.ip(h.ips, r))
+		h.serveAggregate(w, r, route, m, lookup, id)
 	case route.grpc != nil:
 		serveGRPC(w, r, route, m, id)
 	default:
@@ -305,15 +383,38 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, route *Route, 
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	ex := &exchange{route: route, identity: id, lookup: lookup, Exchange: upstream.Exchange{Upstream: up, Path: upstreamPath}}
-	// The route timeout bounds the wait for response headers only: bodies
-	// and upgraded (WebSocket) connections then live as long as both ends
-	// want. A context deadline would cut them off.
+	ex := &exchange{route: route, identity: id, lookup: lookup, cancel: cancel, Exchange: upstream.Exchange{Upstream: up, Path: upstreamPath}}
+	body, _ := r.Body.(*clientBody)
+	// The route timeout bounds the exchange until the response headers are
+	// in and the client's body is sent, whichever is later: response
+	// bodies and upgraded (WebSocket) connections then live as long as
+	// both ends want (a context deadline would cut them off), an upload
+	// does not.
+	ex.pending.Store(1)
+	if body != nil {
+		ex.body, ex.Client = body, body
+		ex.pending.Add(1)
+	}
 	ex.timer = time.AfterFunc(route.Timeout, func() {
+		if body != nil && body.late() {
+			// The wait was for the client's bytes, not the service's. The
+			// transport waits for its body reader before it returns, so
+			// that read is cut off now rather than at its own deadline.
+			ex.clientFault.Store(true)
+			body.Abandon()
+		}
 		ex.timedOut.Store(true)
 		cancel()
 	})
 	defer ex.timer.Stop()
+	if body != nil {
+		f := ex.bodySent
+		body.onDone.Store(&f)
+		if body.complete() {
+			ex.bodySent()
+		}
+	}
+	defer ex.tunnelDone()
 	reported := false
 	defer func() {
 		if !reported {
@@ -325,8 +426,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, route *Route, 
 		}
 	}()
 	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, upstream.ExchangeKey{}, ex)))
+	// A failure the client caused (stalled, broken or refused body, client
+	// gone) is reported as the client's: the breaker does not count it.
 	timedOut := ex.timedOut.Load()
-	done(ex.Failed || timedOut, !timedOut && r.Context().Err() != nil)
+	clientFault := ex.clientFault.Load() || !timedOut && r.Context().Err() != nil
+	done(!clientFault && (ex.Failed || timedOut), clientFault)
 	reported = true
 	o.upstream, o.attempts = ex.Addr, ex.Attempts
 }
@@ -347,11 +451,8 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	out.Scheme, out.Host = "http", "upstream.invalid"
 	out.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = ""
-	if h.ips.Trusts(pr.In) {
-		// A trusted proxy's forwarding chain is kept and extended.
-		pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-	}
-	pr.SetXForwarded()
+	// A trusted proxy's forwarding chain is kept and extended.
+	setForwarded(pr.Out.Header, pr.In, h.ips.Trusts(pr.In))
 	ex := exchangeFrom(pr.In.Context())
 	if ex == nil {
 		setOutboundIdentity(pr.Out.Header, nil, nil)
@@ -366,11 +467,20 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	setOutboundIdentity(pr.Out.Header, ex.route.auth, ex.identity)
 }
 
-// headersArrived stops the route timeout: once headers are in, the body
-// streams for as long as the client reads it.
-func headersArrived(resp *http.Response) error {
-	if ex := exchangeFrom(resp.Request.Context()); ex != nil {
-		ex.timer.Stop()
+// headersArrived settles the response headers for the route timeout: once
+// they are in (and the client's body is sent), the response body streams
+// for as long as the client reads it. An upgraded connection becomes a
+// tunnel with idle and lifetime limits.
+func (h *Handler) headersArrived(resp *http.Response) error {
+	ex := exchangeFrom(resp.Request.Context())
+	if ex == nil {
+		return nil
+	}
+	ex.settle()
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		t := newTunnel(rwc, h.limits.TunnelIdleTimeout, h.limits.TunnelMaxLifetime, ex.cancel)
+		ex.tunnel.Store(t)
+		resp.Body = t
 	}
 	return nil
 }
@@ -384,34 +494,34 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if ex != nil {
 		ex.Failed = true
 	}
-	var mbe *http.MaxBytesError
+	var body *clientBody
+	if ex != nil {
+		body = ex.body
+	}
+	// The client's doing comes first: counting it against the service
+	// would let any client open the breaker for everyone.
+	clientFault := true
 	switch {
+	case body != nil && (body.stalled() || ex != nil && ex.clientFault.Load() ||
+		errors.Is(err, upstream.ErrClientBody) && body.late()):
+		writeBodyError(w, r, errBodyStalled)
+	case errors.Is(err, upstream.ErrClientBody), errors.As(err, new(*http.MaxBytesError)):
+		writeBodyError(w, r, err)
 	case ex != nil && ex.timedOut.Load():
+		clientFault = false
 		writeProblem(w, r, http.StatusGatewayTimeout, "upstream-timeout", "the upstream did not answer within "+ex.route.Timeout.String())
 	case errors.Is(err, upstream.ErrAttemptTimeout):
+		clientFault = false
 		writeProblem(w, r, http.StatusGatewayTimeout, "upstream-timeout", "the upstream did not answer in time")
 	case errors.Is(err, upstream.ErrNoEndpoints):
+		clientFault = false
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, r, http.StatusServiceUnavailable, "no-healthy-upstream", "service "+ex.Upstream.Name+" has no healthy instance")
-	case errors.As(err, &mbe):
-		// The client's doing: counting it against the service would let
-		// oversized uploads open the breaker for everyone.
-		if ex != nil {
-			ex.Failed = false
-		}
-		writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
-	case errors.Is(err, upstream.ErrClientBody):
-		if ex != nil {
-			ex.Failed = false
-		}
-		writeProblem(w, r, http.StatusBadRequest, "bad-body", "the request body could not be read")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer. 499 is for the logs.
-		if ex != nil {
-			ex.Failed = false
-		}
 		w.WriteHeader(499)
 	default:
+		clientFault = false
 		detail := "the upstream failed"
 		var ne net.Error
 		switch {
@@ -428,6 +538,27 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		}
 		h.log.Warn("upstream error", "err", err, "upstream", addr, "path", r.URL.Path)
 		writeProblem(w, r, http.StatusBadGateway, "bad-gateway", detail)
+	}
+	if clientFault && ex != nil {
+		ex.Failed = false
+		ex.clientFault.Store(true)
+	}
+}
+
+// writeBodyError answers a request whose body the client did not deliver:
+// 408 when it stopped sending, 413 over the route's limit, 400 when it was
+// malformed or cut off. The connection is closed after the answer: the
+// rest of the body is not worth waiting for.
+func writeBodyError(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Connection", "close")
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, errBodyStalled):
+		writeProblem(w, r, http.StatusRequestTimeout, "body-timeout", "the request body did not arrive in time")
+	case errors.As(err, &mbe):
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
+	default:
+		writeProblem(w, r, http.StatusBadRequest, "bad-body", "the request body could not be read")
 	}
 }
 

@@ -241,7 +241,8 @@ func TestUpgradeIsTunnelled(t *testing.T) {
 	t.Cleanup(up.Close)
 	tab := compileCfg(t, 1, &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
-		Routes:   []config.Route{{Name: "r", Paths: []string{"/ws"}, Service: "s", Timeout: config.Duration(50 * time.Millisecond)}},
+		Routes: []config.Route{{Name: "r", Paths: []string{"/ws"}, Service: "s", Timeout: config.Duration(50 * time.Millisecond),
+			UpgradeProtocols: []string{"echo"}}},
 	})
 	_, gw := newGateway(t, tab)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(gw, "http://"))

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,30 +26,19 @@ import (
 // TCP to a real listener, because net/http's client refuses to produce most
 // of these requests.
 
-// Traffic-server limits, as cmd/dataplane/main.go sets them.
-const (
-	prodReadHeaderTimeout = 10 * time.Second
-	prodIdleTimeout       = 2 * time.Minute
-	prodMaxHeaderBytes    = 64 << 10
-)
-
-// trafficServer serves h on loopback with the traffic server's settings;
-// readHeaderTimeout 0 means production's. It returns the address.
-func trafficServer(t *testing.T, h http.Handler, readHeaderTimeout time.Duration) string {
+// trafficServer serves h on loopback as the data plane does (h.Server: the
+// limits a user gets by default, or those h was built with);
+// readHeaderTimeout, when not 0, replaces the header timeout. It returns
+// the address.
+func trafficServer(t *testing.T, h *Handler, readHeaderTimeout time.Duration) string {
 	t.Helper()
-	if readHeaderTimeout == 0 {
-		readHeaderTimeout = prodReadHeaderTimeout
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       prodIdleTimeout,
-		MaxHeaderBytes:    prodMaxHeaderBytes,
-		ErrorLog:          log.New(io.Discard, "", 0),
+	srv := h.Server(discardLog())
+	if readHeaderTimeout != 0 {
+		srv.ReadHeaderTimeout = readHeaderTimeout
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })

@@ -29,6 +29,9 @@ type Table struct {
 	upstreams map[string]*upstream.Upstream
 	issuers   map[string]*issuer
 	verifier  *auth.Verifier
+	// stripped are the client headers removed from every request: every
+	// route's forwarded-claim headers and more (headers.go).
+	stripped map[string]bool
 	// rejected lists the objects of the snapshot that could not be applied
 	// (see Compile); everything else serves.
 	rejected []config.Rejected
@@ -233,6 +236,7 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		t.routes[i] = rt
 		rules[i] = router.Rule{Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts}
 	}
+	t.stripped = compileStripped(t.routes)
 	if t.router, err = t.compileRouter(rules); err != nil {
 		return nil, fmt.Errorf("compile snapshot %d routes: %w", s.Revision, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -36,7 +37,7 @@ const (
 // MaxLagAllowance caps what the measured reaction lag adds to the budget of
 // an exchange with Redis: however busy the process, a Redis that has not
 // answered within budget + MaxLagAllowance counts as failing.
-const MaxLagAllowance = 250 * time.Millisecond
+const MaxLagAllowance = 500 * time.Millisecond
 
 // errBreakerOpen: the breaker opened while the decision was queued; it is
 // decided locally and says nothing new about Redis.
@@ -57,7 +58,6 @@ type reply struct {
 type batcher struct {
 	client  redis.UniversalClient
 	budget  time.Duration
-	guarded bool        // the client ignores context deadlines
 	open    func() bool // the breaker keeps Redis out
 	lag     *lagMonitor
 	metrics *metrics
@@ -74,7 +74,7 @@ func (b *batcher) idle() bool { return len(b.queue) == 0 && b.sending.Load() == 
 // at MaxLagAllowance). Twice: the lag is sampled every 10ms and a reply
 // may meet a worse moment than the samples did.
 func (b *batcher) exchangeDeadline(now time.Time) time.Duration {
-	return b.budget + min(2*b.lag.recent(now), MaxLagAllowance)
+	return b.budget + min(2*b.lag.evidence(now), MaxLagAllowance)
 }
 
 // do decides one request in Redis: it waits in the queue as long as the
@@ -181,11 +181,10 @@ func (b *batcher) send(batch []*pending) {
 		return
 	}
 	start := time.Now()
-	deadline := b.exchangeDeadline(start)
-	cmds, err := b.exchange(live, deadline, false)
+	cmds, err := b.exchange(live, start, false)
 	if err == nil && anyNoScript(cmds) {
 		// Redis restarted or flushed its scripts: load them, run again.
-		cmds, err = b.exchange(live, deadline, true)
+		cmds, err = b.exchange(live, time.Now(), true)
 	}
 	b.metrics.observe(time.Since(start))
 	for i, p := range live {
@@ -205,39 +204,73 @@ func (b *batcher) send(batch []*pending) {
 	}
 }
 
-// exchange runs one pipeline within deadline. With a client that ignores
-// context deadlines it runs in a goroutine that the worker stops waiting
-// for at the deadline.
-func (b *batcher) exchange(live []*pending, deadline time.Duration, load bool) ([]*redis.Cmd, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	defer cancel()
-	if !b.guarded {
-		cmds, err := b.pipeline(ctx, live, load)
-		return cmds, wrapExchange(err, deadline)
-	}
+// exchange runs one pipeline and waits for it until its deadline. The
+// deadline is judged again when it comes, on the evidence of lag at that
+// moment (see exchangeDeadline and lagMonitor.evidence), including how late
+// the deadline's own timer fired: the monitor needs a few samples to see a
+// process that just became busy, and a timer that fires 30ms late is proof
+// enough that a reply may have waited as long. The pipeline runs in its own
+// goroutine, bounded by budget + MaxLagAllowance, so the worker can stop
+// waiting at a deadline that is only known then.
+func (b *batcher) exchange(live []*pending, start time.Time, load bool) ([]*redis.Cmd, error) {
+	hard := b.budget + MaxLagAllowance
+	ctx, cancel := context.WithTimeout(context.Background(), hard)
 	type result struct {
 		cmds []*redis.Cmd
 		err  error
 	}
 	ch := make(chan result, 1)
+	// The worker reuses live's array for the next batch while an
+	// abandoned pipeline may still read it.
+	own := slices.Clone(live)
 	go func() {
-		cmds, err := b.pipeline(ctx, live, load)
+		defer cancel()
+		cmds, err := b.pipeline(ctx, own, load)
 		ch <- result{cmds, err}
 	}()
-	select {
-	case r := <-ch:
-		return r.cmds, wrapExchange(r.err, deadline)
-	case <-ctx.Done():
-		return nil, wrapExchange(ctx.Err(), deadline)
+	deadline := b.exchangeDeadline(start)
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	pinged := false
+	for {
+		select {
+		case r := <-ch:
+			return r.cmds, wrapExchange(r.err, time.Since(start))
+		case due := <-timer.C:
+			now := time.Now()
+			lag := max(b.lag.evidence(now), now.Sub(due))
+			deadline = max(deadline, b.budget+min(2*lag, MaxLagAllowance))
+			if wait := start.Add(deadline).Sub(now); wait > 0 {
+				timer.Reset(wait)
+				continue
+			}
+			// Past the deadline on what is known. Ask the process once
+			// more: a ping over the pipe written now is readied by the
+			// same netpoll that would ready a Redis reply already
+			// waiting, so until it is read the process, not Redis, may
+			// be the one that is late (evidence counts its age).
+			if !pinged && now.Sub(start) < b.budget+MaxLagAllowance {
+				pinged = true
+				if b.lag.ping(now) {
+					timer.Reset(pingCheck)
+					continue
+				}
+			}
+			return nil, wrapExchange(context.DeadlineExceeded, now.Sub(start))
+		}
 	}
 }
 
-func wrapExchange(err error, deadline time.Duration) error {
+// pingCheck is how long an exchange past its deadline waits for the
+// process to answer a ping: a responsive one answers in microseconds.
+const pingCheck = time.Millisecond
+
+func wrapExchange(err error, waited time.Duration) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("rate limit script: no reply within %v: %w", deadline.Round(time.Microsecond), err)
+		return fmt.Errorf("rate limit script: no reply within %v: %w", waited.Round(time.Microsecond), err)
 	}
 	return fmt.Errorf("rate limit script: %w", err)
 }

@@ -43,7 +43,14 @@ type lagMonitor struct {
 	// failed keeps the error of a pipe that could not be made (out of
 	// file descriptors): the monitor then reports no lag.
 	failed atomic.Pointer[string]
+	// sent is the unix nanos of the ping in the pipe, 0 once read;
+	// lastSample of the latest sample, or of the start of this run.
+	sent, lastSample atomic.Int64
+	// w is the write end of the current run's pipe, for ping.
+	w atomic.Pointer[os.File]
 }
+
+var one = []byte{1}
 
 // touch notes that the limiter is in use and starts sampling if it was not.
 func (m *lagMonitor) touch(now time.Time) {
@@ -62,7 +69,10 @@ func (m *lagMonitor) touch(now time.Time) {
 		m.running.Store(false)
 		return
 	}
-	var sent atomic.Int64 // unix nanos of the byte in the pipe; 0 when read
+	sent := &m.sent
+	sent.Store(0)
+	m.lastSample.Store(time.Now().UnixNano())
+	m.w.Store(w)
 	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
@@ -83,21 +93,27 @@ func (m *lagMonitor) touch(now time.Time) {
 		tick := time.NewTicker(lagEvery)
 		defer tick.Stop()
 		defer func() {
+			m.w.Store(nil)
 			_ = w.Close() // ends the reader
 			m.running.Store(false)
 		}()
-		one := []byte{1}
-		for now := range tick.C {
+		for due := range tick.C {
+			now := time.Now()
 			if now.UnixNano()-m.lastUse.Load() > int64(lagIdle) {
 				return
 			}
+			// The tick itself comes late on a busy process: that is lag
+			// too, measured by the timer's path rather than netpoll's.
+			m.record(now, now.Sub(due))
 			if t0 := sent.Load(); t0 != 0 {
 				// The last ping is still unread: it has waited at least
 				// this long.
 				m.record(now, time.Duration(time.Now().UnixNano()-t0))
 				continue
 			}
-			sent.Store(time.Now().UnixNano())
+			if !sent.CompareAndSwap(0, time.Now().UnixNano()) {
+				continue // ping sent one
+			}
 			if _, err := w.Write(one); err != nil {
 				return
 			}
@@ -107,6 +123,7 @@ func (m *lagMonitor) touch(now time.Time) {
 
 func (m *lagMonitor) record(now time.Time, lag time.Duration) {
 	m.samples.Add(1)
+	m.lastSample.Store(now.UnixNano())
 	b := now.UnixNano() / int64(lagBucket)
 	i := b % lagBuckets
 	if m.at[i].Load() != b {
@@ -121,6 +138,43 @@ func (m *lagMonitor) record(now time.Time, lag time.Duration) {
 			return
 		}
 	}
+}
+
+// evidence returns the lag this process shows at now: the largest of the
+// last second, the age of a ping not yet read, and how long the sampler
+// has gone without a sample beyond its period (a starved sampler is lag
+// too, and the only evidence in the first milliseconds of a run).
+func (m *lagMonitor) evidence(now time.Time) time.Duration {
+	lag := m.recent(now)
+	if !m.running.Load() {
+		return lag
+	}
+	n := now.UnixNano()
+	if t0 := m.sent.Load(); t0 != 0 {
+		lag = max(lag, time.Duration(n-t0))
+	}
+	if last := m.lastSample.Load(); last != 0 {
+		lag = max(lag, time.Duration(n-last)-lagEvery)
+	}
+	return lag
+}
+
+// ping sends a ping now unless one is in flight, so that evidence soon
+// tells whether the process reacts at once (a late Redis reply is then
+// Redis's fault) or not. It reports whether a ping is in flight.
+func (m *lagMonitor) ping(now time.Time) bool {
+	w := m.w.Load()
+	if w == nil {
+		return false
+	}
+	if !m.sent.CompareAndSwap(0, now.UnixNano()) {
+		return true
+	}
+	if _, err := w.Write(one); err != nil {
+		m.sent.Store(0)
+		return false // the run just ended
+	}
+	return true
 }
 
 // recent returns the largest lag of the last second.

@@ -222,7 +222,6 @@ func NewRedis(o Options) *RedisLimiter {
 	r.batch = &batcher{
 		client:  o.Client,
 		budget:  o.Budget,
-		guarded: r.guarded,
 		open:    func() bool { return !r.br.healthy.Load() && !r.br.isUp() },
 		lag:     &r.lag,
 		metrics: r.metrics,

@@ -227,7 +227,9 @@ var ErrCircuitOpen = errors.New("circuit breaker open")
 
 // Admit asks the circuit breaker for permission. done must be called with
 // the request's outcome: failed when the upstream failed it (connection
-// error, timeout, 5xx), clientGone when the client left first.
+// error, timeout, 5xx), clientGone when the client is to blame (it left
+// first, or its body stalled, broke off or was refused): such an outcome is
+// not counted at all, neither as a failure nor as a success.
 func (u *Upstream) Admit() (done func(failed, clientGone bool), err error) {
 	if u.breaker == nil {
 		return func(bool, bool) {}, nil

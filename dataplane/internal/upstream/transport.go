@@ -28,9 +28,9 @@ var ErrNoEndpoints = errors.New("no healthy upstream instance")
 // service's timeout.
 var ErrAttemptTimeout = errors.New("upstream attempt timed out")
 
-// ErrClientBody wraps an attempt that failed because the client's request
-// body could not be read (broken chunked framing, a body over the route's
-// limit): the client's fault, not the instance's.
+// ErrClientBody wraps an attempt that failed because of the client's
+// request body (broken chunked framing, a body over the route's limit, a
+// client that stopped sending it): the client's fault, not the instance's.
 var ErrClientBody = errors.New("reading the client's request body failed")
 
 // Exchange is the per-request state the transport needs and reports back.
@@ -42,6 +42,22 @@ type Exchange struct {
 	Attempts int
 	Addr     string // instance of the last attempt
 	Failed   bool   // the upstream failed the request (for the breaker)
+	// Client is the client's request body as the proxy reads it, or nil.
+	// An attempt that fails while it reports a fault of the client's is
+	// not charged to the instance, the breaker or the retry budget.
+	Client ClientBody
+}
+
+// ClientBody is the client's request body as the proxy reads it.
+type ClientBody interface {
+	// ClientFault tells whether a failure now is the client's doing: its
+	// body stalled, broke off or was malformed, or the gateway is still
+	// waiting for its bytes (a timeout then measured the client, not the
+	// instance).
+	ClientFault() bool
+	// Abandon cuts off a read waiting for the client: net/http's
+	// transport waits for its body reader before an attempt returns.
+	Abandon()
 }
 
 // Exchanger gives the transport the Exchange inside whatever per-request
@@ -86,7 +102,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	var body *bodyGuard
 	if hasBody {
-		body = &bodyGuard{rc: req.Body}
+		body = &bodyGuard{rc: req.Body, client: x.Client}
 	}
 	safeToResend := idempotent(req.Method) && !hasBody
 	var tried balancer.Tried
@@ -102,7 +118,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil && req.Context().Err() != nil {
 			return nil, err // the client went away: nothing to learn, nobody to answer
 		}
-		if err != nil && body != nil && body.failed.Load() {
+		if err != nil && body != nil && body.clientFault() {
 			// Charging the instance (or, through x.Failed, the breaker) would
 			// let any client eject instances and open the breaker with
 			// malformed uploads; and no other instance would do better.
@@ -153,7 +169,14 @@ func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path stri
 	if u.AttemptTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
-		timer = time.AfterFunc(u.AttemptTimeout, cancel)
+		timer = time.AfterFunc(u.AttemptTimeout, func() {
+			cancel()
+			if body != nil && body.client != nil && body.client.ClientFault() {
+				// The attempt waited on the client; its body read must
+				// not hold the attempt past its timeout.
+				body.client.Abandon()
+			}
+		})
 	}
 	out := req.WithContext(ctx)
 	url := *req.URL
@@ -226,6 +249,12 @@ type bodyGuard struct {
 	// failed is atomic: the transport may still be reading the body when
 	// RoundTrip has returned a response.
 	failed atomic.Bool
+	client ClientBody // nil when the proxy does not say
+}
+
+// clientFault reports whether a failed attempt is the client's doing.
+func (g *bodyGuard) clientFault() bool {
+	return g.failed.Load() || g.client != nil && g.client.ClientFault()
 }
 
 func (g *bodyGuard) Read(p []byte) (int, error) {

@@ -1,0 +1,200 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// Request bodies are read under deadlines, like nginx's client_body_timeout
+// and Apache's mod_reqtimeout:
+//
+//   - every read of the client's body must return within BodyReadTimeout
+//     (the connection's read deadline is set before each read);
+//   - once BodyMinRateGrace of waiting for the client is spent, the client
+//     must have sent BodyMinRate bytes per second of the time the gateway
+//     waited for it. Only time spent waiting for the client counts: an
+//     upstream that reads slowly does not make its client late.
+//
+// A client that misses either gets 408 (if nothing was answered yet) and its
+// connection is closed. Whatever the reason a request failed, when the
+// client's body is at fault — it stalled, broke off or was malformed, or a
+// timeout fired while the gateway was waiting for the client's bytes — the
+// failure is the client's: it is never reported to the service's circuit
+// breaker, outlier detection or retry budget (upstream.ClientBody).
+
+// errBodyStalled is the read error of a body whose client missed its
+// deadline.
+var errBodyStalled = errors.New("the client stopped sending its request body")
+
+const (
+	bodyOpen    int32 = iota
+	bodyDone          // read to EOF
+	bodyStalled       // the client missed a read deadline
+	bodyBroken        // another read error (aborted, malformed, too large)
+)
+
+// clientBody wraps a request body read from the client. Reads happen on
+// one goroutine at a time (the handler's, or the upstream transport's
+// writer); state and waiting are read from others.
+type clientBody struct {
+	rc  io.ReadCloser
+	ctl *http.ResponseController
+	lim *Limits
+	// deadlines is false when the connection cannot take read deadlines
+	// (ResponseController says ErrNotSupported).
+	deadlines bool
+
+	read    int64         // bytes returned so far
+	waited  time.Duration // time spent blocked on the client
+	pre     [1]byte       // a byte read ahead by prefetch
+	hasPre  bool
+	state   atomic.Int32
+	waiting atomic.Bool // a read is blocked on the client right now
+	// onDone is called once when the body has been read to its end.
+	onDone atomic.Pointer[func()]
+}
+
+func newClientBody(rc io.ReadCloser, w http.ResponseWriter, lim *Limits) *clientBody {
+	return &clientBody{rc: rc, ctl: http.NewResponseController(w), lim: lim, deadlines: true}
+}
+
+// deadline is when the read about to start must have returned.
+func (b *clientBody) deadline(now time.Time) time.Time {
+	d := b.lim.BodyReadTimeout
+	if rate := b.lim.BodyMinRate; rate > 0 {
+		// The client has earned grace plus one second per rate bytes sent;
+		// what it has not used up yet is how long it may still take.
+		earned := b.lim.BodyMinRateGrace.Seconds() + float64(b.read)/float64(rate) - b.waited.Seconds()
+		if earned < d.Seconds() {
+			d = time.Duration(earned * float64(time.Second))
+		}
+	}
+	return now.Add(d)
+}
+
+func (b *clientBody) setDeadline(t time.Time) {
+	if !b.deadlines {
+		return
+	}
+	if err := b.ctl.SetReadDeadline(t); errors.Is(err, http.ErrNotSupported) {
+		b.deadlines = false
+	}
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	if b.hasPre && len(p) > 0 {
+		b.hasPre = false
+		p[0] = b.pre[0]
+		return 1, nil
+	}
+	switch b.state.Load() {
+	case bodyStalled:
+		return 0, errBodyStalled
+	case bodyDone:
+		return 0, io.EOF
+	}
+	start := time.Now()
+	b.setDeadline(b.deadline(start))
+	b.waiting.Store(true)
+	n, err := b.rc.Read(p)
+	b.waiting.Store(false)
+	b.waited += time.Since(start)
+	b.read += int64(n)
+	switch {
+	case err == nil:
+	case err == io.EOF:
+		// The connection goes back to reading the next request; it must
+		// not inherit this body's deadline.
+		b.setDeadline(time.Time{})
+		if b.state.CompareAndSwap(bodyOpen, bodyDone) {
+			if f := b.onDone.Load(); f != nil {
+				(*f)()
+			}
+		}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.state.Store(bodyStalled)
+		err = errBodyStalled
+	default:
+		b.state.CompareAndSwap(bodyOpen, bodyBroken)
+	}
+	return n, err
+}
+
+// prefetch waits for the body's first byte (or its end), under the same
+// deadlines as any read, and keeps it for the next Read. A route with
+// max_in_flight takes its slot only after this: a client that sends
+// headers and then nothing holds no slot.
+func (b *clientBody) prefetch() error {
+	n, err := b.Read(b.pre[:])
+	b.hasPre = n == 1
+	if err == io.EOF {
+		err = nil
+	}
+	return err
+}
+
+// Close gives up on the rest of the body. A read still blocked on the
+// client (the upstream transport's writer, after the exchange failed) is
+// cut off at once rather than at its deadline: net/http's Close would
+// otherwise wait for it, and the answer with it.
+func (b *clientBody) Close() error {
+	b.Abandon()
+	return b.rc.Close()
+}
+
+// Abandon ends the wait for a body the gateway no longer needs (a read
+// blocked on the client returns at once); net/http then closes the
+// connection instead of reading the rest of the body.
+func (b *clientBody) Abandon() {
+	if b.state.Load() == bodyOpen && b.waiting.Load() {
+		b.setDeadline(time.Now())
+	}
+}
+
+// finish runs when the handler returns. A body not read to its end is
+// drained by net/http (up to 256 KiB) to reuse the connection; that drain
+// gets the body read timeout too, so a client cannot hold the connection by
+// stalling after its answer.
+func (b *clientBody) finish() {
+	if b.state.Load() == bodyOpen {
+		if b.waiting.Load() {
+			b.setDeadline(time.Now())
+			return
+		}
+		b.setDeadline(time.Now().Add(b.lim.BodyReadTimeout))
+	}
+}
+
+// stalled reports whether the client missed a body deadline.
+func (b *clientBody) stalled() bool { return b.state.Load() == bodyStalled }
+
+// ClientFault reports whether a failure now is the client's doing: its body
+// stalled or broke, or the gateway is waiting for its next bytes.
+func (b *clientBody) ClientFault() bool {
+	switch b.state.Load() {
+	case bodyStalled, bodyBroken:
+		return true
+	case bodyOpen:
+		return b.waiting.Load()
+	}
+	return false
+}
+
+// complete reports whether the body was read to its end.
+func (b *clientBody) complete() bool { return b.state.Load() == bodyDone }
+
+// late reports whether the client is behind: it missed a deadline, or the
+// gateway is waiting for its bytes right now.
+func (b *clientBody) late() bool {
+	switch b.state.Load() {
+	case bodyStalled:
+		return true
+	case bodyOpen:
+		return b.waiting.Load()
+	}
+	return false
+}

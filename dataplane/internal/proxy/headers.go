@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// Client headers a service must be able to trust are handled in two places,
+// one for each direction of trust:
+//
+//   - sanitize, on every request before anything else reads the headers,
+//     removes what a client must never be able to say: every header name
+//     that ANY route forwards a claim in (a public route to the same service
+//     must not carry a forged X-User-Sub), the identity headers, and the
+//     forwarding headers the gateway does not write (X-Real-Ip,
+//     X-Forwarded-Port, -Prefix, -Ssl). Names with "_" are dropped too, as
+//     nginx does by default: CGI and WSGI servers read X_Consumer_Name as
+//     X-Consumer-Name. Limits.AllowUnderscoreHeaders passes them, except
+//     those that read as a header the gateway owns (config.ReservedHeader).
+//   - setForwarded, the one writer of X-Forwarded-For/-Host/-Proto, for the
+//     reverse proxy and aggregation alike.
+
+// strippedAlways are removed from every request: the gateway sets some of
+// them itself, and does not vouch for the others.
+var strippedAlways = []string{
+	HeaderConsumer, HeaderConsumerGroups, HeaderAuthMethod,
+	"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl",
+}
+
+// compileStripped returns the set of header names sanitize removes for a
+// table: strippedAlways and every route's forwarded-claim headers. A name
+// some route reads credentials from is never in it (validation refuses such
+// a claim header; this keeps a data plane safe even so).
+func compileStripped(routes []*Route) map[string]bool {
+	set := make(map[string]bool, len(strippedAlways))
+	for _, n := range strippedAlways {
+		set[n] = true
+	}
+	for _, r := range routes {
+		if r == nil || r.auth == nil {
+			continue
+		}
+		for _, h := range r.auth.forward {
+			set[h] = true
+		}
+	}
+	delete(set, "Authorization")
+	for _, r := range routes {
+		if r != nil && r.auth != nil && r.auth.apiKey {
+			delete(set, r.auth.apiKeyHeader)
+		}
+	}
+	return set
+}
+
+// sanitize removes, in place, the client headers no service may receive
+// (see above). It walks the request's headers, not the set: a table with
+// thousands of claim headers costs a request one map lookup per header it
+// carries.
+func sanitize(h http.Header, stripped map[string]bool, allowUnderscore bool) {
+	for name := range h {
+		if stripped[name] {
+			delete(h, name)
+			continue
+		}
+		if strings.IndexByte(name, '_') >= 0 && (!allowUnderscore || config.ReservedHeader(name) ||
+			stripped[http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))]) {
+			delete(h, name)
+		}
+	}
+}
+
+// setForwarded writes the forwarding headers of a request to a service:
+// X-Forwarded-For is the TCP peer's address, after the chain a trusted
+// proxy sent (trusted: the peer is one of --trusted-proxies); X-Forwarded-Host
+// is the request's host and X-Forwarded-Proto its scheme. Whatever else the
+// client sent under these names was removed before (by ReverseProxy's
+// Rewrite mode, or by aggregation's header copy).
+func setForwarded(out http.Header, in *http.Request, trusted bool) {
+	if peer, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		if prior := in.Header["X-Forwarded-For"]; trusted && len(prior) > 0 {
+			peer = strings.Join(prior, ", ") + ", " + peer
+		}
+		out.Set("X-Forwarded-For", peer)
+	} else {
+		out.Del("X-Forwarded-For")
+	}
+	out.Set("X-Forwarded-Host", in.Host)
+	out.Set("X-Forwarded-Proto", scheme(in))
+}
