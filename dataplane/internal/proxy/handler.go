@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/dataplane/internal/auth"
+	"github.com/portico-gw/portico/dataplane/internal/authority"
 	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/clientip"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
@@ -184,6 +185,14 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 		return
 	}
 	sanitize(r.Header, t.stripped, h.limits.AllowUnderscoreHeaders)
+	host, err := requestAuthority(r)
+	if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, "bad-host", "the request's host is not valid: "+err.Error())
+		return
+	}
+	// From here on the request names only the validated authority: the
+	// router, the cache key and the forwarded headers all read r.Host.
+	r.Host = host
 	path, ok := cleanPath(r.URL.Path)
 	if !ok {
 		writeProblem(w, r, http.StatusBadRequest, "bad-path", "the request path is not valid")
@@ -568,14 +577,57 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, slug, deta
 	problem.Write(w, p)
 }
 
+// requestAuthority validates the authority the request names and returns
+// its normal form (package authority). net/http has already chosen it: the
+// absolute-form target's authority over the Host header (RFC 9112 §3.2.2;
+// net/http then drops the Host header, so the two cannot disagree further
+// down), HTTP/2's :authority, or Host. What net/http leaves unchecked is
+// refused here:
+//   - userinfo in an absolute-form target (RFC 9110 §4.2.4), and a scheme
+//     other than http or https;
+//   - an HTTP/2 request whose Host header names another authority than
+//     :authority (RFC 9113 §8.3.1), which net/http keeps in r.Header; the
+//     header is removed once checked.
+func requestAuthority(r *http.Request) (string, error) {
+	def := authority.PortHTTP
+	if r.TLS != nil {
+		def = authority.PortHTTPS
+	}
+	if r.URL.User != nil {
+		return "", errors.New("userinfo in the request target")
+	}
+	if s := r.URL.Scheme; s != "" && !strings.EqualFold(s, "http") && !strings.EqualFold(s, "https") {
+		return "", errors.New("request target scheme is not http or https")
+	}
+	host, err := authority.Normalize(r.Host, def)
+	if err != nil {
+		return "", err
+	}
+	if hs, ok := r.Header["Host"]; ok {
+		for _, h := range hs {
+			if n, err := authority.Normalize(h, def); err != nil || n != host {
+				return "", errors.New("the Host header and the request's authority disagree")
+			}
+		}
+		delete(r.Header, "Host")
+	}
+	return host, nil
+}
+
 // cleanPath normalises a decoded request path the way routes are written:
 // no empty or dot segments. The upstream receives the cleaned path, so it
 // sees exactly what the router matched. Trailing slashes are kept.
+//
+// Paths some upstreams would read with other dot segments than the router
+// are refused (false) rather than guessed at: a backslash (decoded, so
+// "%5C" too), which Windows servers and WHATWG URL parsers take for '/'
+// ("/public/..\admin"), and a dot segment with a path parameter ("..;x",
+// ".;"), which servlet containers reduce to ".." or ".".
 func cleanPath(p string) (string, bool) {
 	if p == "" {
 		return "/", true
 	}
-	if p[0] != '/' {
+	if p[0] != '/' || strings.IndexByte(p, '\\') >= 0 {
 		return "", false
 	}
 	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
@@ -592,6 +644,9 @@ func cleanPath(p string) (string, bool) {
 				out = out[:len(out)-1]
 			}
 		default:
+			if strings.HasPrefix(s, ".;") || strings.HasPrefix(s, "..;") {
+				return "", false
+			}
 			out = append(out, s)
 		}
 	}

@@ -579,7 +579,7 @@ func TestHostileHost(t *testing.T) {
 			"GET http://evil.example/internal/x HTTP/1.1\r\nHost: internal.example\r\n\r\n", 404},
 		{"absolute-form https for another host",
 			"GET https://evil.example/internal/x HTTP/1.1\r\nHost: internal.example\r\n\r\n", 404},
-		{"host with userinfo", "GET http://internal.example@evil.example/internal/x HTTP/1.1\r\nHost: internal.example\r\n\r\n", 404},
+		{"host with userinfo", "GET http://internal.example@evil.example/internal/x HTTP/1.1\r\nHost: internal.example\r\n\r\n", 400},
 		{"host suffix", "GET /internal/x HTTP/1.1\r\nHost: internal.example.evil.example\r\n\r\n", 404},
 		{"host prefix", "GET /internal/x HTTP/1.1\r\nHost: evilinternal.example\r\n\r\n", 404},
 		{"bound host", "GET /internal/x HTTP/1.1\r\nHost: internal.example\r\n\r\n", 200},

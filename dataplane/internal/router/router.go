@@ -6,9 +6,12 @@
 //
 // Match takes the request's host, method and path.
 //
-// The host is the Host as received. A ":port" suffix is ignored (for a
-// bracketed IPv6 literal, everything after the closing ']'), then one trailing
-// dot, and the rest is compared ASCII case-insensitively. Route hosts are
+// The host is the request's authority as package authority normalised it
+// (the proxy refuses a request whose authority does not parse, so a "port"
+// such as ":1,evil.example" never gets here). A ":port" suffix is ignored
+// (for a bracketed IPv6 literal, everything after the closing ']'): routes
+// match a host on every port, while the cache key keeps the port. Then one
+// trailing dot is ignored, and the rest is compared ASCII case-insensitively. Route hosts are
 // either exact ("api.example.com") or wildcards ("*.example.com"), which match
 // any host ending in ".example.com" with at least one character before it, so
 // "a.example.com" and "a.b.example.com" but not "example.com".
