@@ -347,7 +347,10 @@ func TestCleanPath(t *testing.T) {
 			t.Errorf("cleanPath(%q) = %q, %v; want %q", in, got, ok, want)
 		}
 	}
-	if _, ok := cleanPath("a"); ok {
-		t.Error("relative path accepted")
+	// Refused: relative, and dot segments other parsers see (issue 13).
+	for _, p := range []string{"a", "/a/..;/b", "/a/..;x", "/a/.;/b", "/a\\b", "/a/..\\b", "/..\\"} {
+		if _, ok := cleanPath(p); ok {
+			t.Errorf("cleanPath(%q) accepted", p)
+		}
 	}
 }
