@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy cluster cluster-down clean
+.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy cluster cluster-down clean
 
 all: build
 
@@ -55,6 +55,12 @@ lint:
 
 fmt:
 	gofmt -w shared controlplane dataplane
+
+## chaos: the real topology (default flags) under load through a saturated cluster-wide
+## limit, Redis stalled and killed, the Consul agent reset, a control-plane and a
+## data-plane kill; prints a table (a measurement: make test runs a short version).
+chaos: consul redis haproxy
+	CONSUL_BIN="$$(scripts/ensure-consul.sh)" PORTICO_CHAOS=full $(GO) test -count=1 -timeout 20m -run '^TestChaos$$' -v ./dataplane/e2e/
 
 ## cluster: a local twin of a production deployment on loopback: Consul, Redis, two
 ## control planes, DATAPLANES data planes (default 2) behind HAProxy on :8080, demo services.
