@@ -174,20 +174,20 @@ func slowClient(addr, path string, dribble bool) (int, bool, error) {
 	return resp.StatusCode, closed, nil
 }
 
-// slowEnv is a gateway with one service (a recordingUpstream, default
-// breaker and outlier detection) behind route /slow (timeout routeTimeout)
-// and /capped (max_in_flight 3).
+// slowEnv is a gateway with one service (two recordingUpstreams, default
+// breaker and outlier detection, attempt timeout attempt) behind route
+// /slow (timeout routeTimeout) and /capped (max_in_flight 3).
 type slowEnv struct {
 	addr string
 	h    *Handler
-	up   *seen
 }
 
-func slowGateway(t *testing.T, lim Limits, routeTimeout time.Duration) *slowEnv {
+func slowGateway(t *testing.T, lim Limits, routeTimeout, attempt time.Duration) *slowEnv {
 	t.Helper()
-	up, upSeen := recordingUpstream(t, "slow")
+	a, _ := recordingUpstream(t, "a")
+	b, _ := recordingUpstream(t, "b")
 	tab := compileCfg(t, 1, &config.Config{
-		Services: []config.Service{{Name: "svc", Targets: []config.Target{{URL: up.URL}}}},
+		Services: []config.Service{{Name: "svc", Targets: []config.Target{{URL: a.URL}, {URL: b.URL}}, Timeout: config.Duration(attempt)}},
 		Routes: []config.Route{
 			{Name: "slow", Paths: []string{"/slow"}, Service: "svc", Timeout: config.Duration(routeTimeout)},
 			{Name: "capped", Paths: []string{"/capped"}, Service: "svc", MaxInFlight: 3},
@@ -195,44 +195,57 @@ func slowGateway(t *testing.T, lim Limits, routeTimeout time.Duration) *slowEnv 
 	})
 	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry()), Limits: lim})
 	h.Swap(tab)
-	return &slowEnv{addr: trafficServer(t, h, 0), h: h, up: upSeen}
+	return &slowEnv{addr: trafficServer(t, h, 0), h: h}
 }
 
 // TestHostileSlowBodiesSpareTheBreaker: thirty clients that send headers
-// and then stall or dribble their bodies on a route whose timeout is
-// shorter than the body deadlines. Each is answered 408 (the client was
-// late, not the service) and the connection is closed; none is counted by
-// the circuit breaker or outlier detection, so a legitimate client still
-// gets 200 and the breaker is closed. Default limits: what a user gets.
+// and then stall or dribble their bodies, while a timeout shorter than the
+// body deadlines fires: the route's, or the service's attempt timeout. Each
+// is answered 408 (the client was late, not the service) and its
+// connection is closed; none is counted by the circuit breaker, outlier
+// detection or the retry budget, so the breaker stays closed, both
+// instances stay in the pool and a legitimate client gets 200. Default
+// limits: what a user gets.
 func TestHostileSlowBodiesSpareTheBreaker(t *testing.T) {
-	env := slowGateway(t, Limits{}, 300*time.Millisecond)
-	type result struct {
-		status int
-		closed bool
-		err    error
+	tests := []struct {
+		name                  string
+		routeTimeout, attempt time.Duration
+	}{
+		{"route timeout", 300 * time.Millisecond, 0},
+		{"attempt timeout", 0, 300 * time.Millisecond},
 	}
-	results := make([]result, 30)
-	var wg sync.WaitGroup
-	for i := range results {
-		wg.Go(func() {
-			s, c, err := slowClient(env.addr, "/slow", i%2 == 1)
-			results[i] = result{s, c, err}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := slowGateway(t, Limits{}, tt.routeTimeout, tt.attempt)
+			type result struct {
+				status int
+				closed bool
+				err    error
+			}
+			results := make([]result, 30)
+			var wg sync.WaitGroup
+			for i := range results {
+				wg.Go(func() {
+					s, c, err := slowClient(env.addr, "/slow", i%2 == 1)
+					results[i] = result{s, c, err}
+				})
+			}
+			wg.Wait()
+			for i, r := range results {
+				if r.err != nil || r.status != http.StatusRequestTimeout || !r.closed {
+					t.Errorf("slow client %d: status %d, closed %v, err %v; want 408 and a closed connection", i, r.status, r.closed, r.err)
+				}
+			}
+			for _, u := range env.h.Table().Upstreams() {
+				if u.Breaker != "closed" || u.Available != 2 {
+					t.Errorf("after slow clients: breaker %s, %d of %d instances available; want closed, 2", u.Breaker, u.Available, u.Endpoints)
+				}
+			}
+			res := rawRequest(t, env.addr, "POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", false)
+			if res.status != http.StatusOK {
+				t.Fatalf("a legitimate client after the slow ones: %d %q, want 200", res.status, res.body)
+			}
 		})
-	}
-	wg.Wait()
-	for i, r := range results {
-		if r.err != nil || r.status != http.StatusRequestTimeout || !r.closed {
-			t.Errorf("slow client %d: status %d, closed %v, err %v; want 408 and a closed connection", i, r.status, r.closed, r.err)
-		}
-	}
-	for _, u := range env.h.Table().Upstreams() {
-		if u.Breaker != "closed" || u.Available != u.Endpoints {
-			t.Errorf("after slow clients: breaker %s, %d of %d instances available", u.Breaker, u.Available, u.Endpoints)
-		}
-	}
-	res := rawRequest(t, env.addr, "POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", false)
-	if res.status != http.StatusOK {
-		t.Fatalf("a legitimate client after the slow ones: %d %q, want 200", res.status, res.body)
 	}
 }
 
@@ -244,7 +257,7 @@ func TestHostileSlowBodiesSpareTheBreaker(t *testing.T) {
 // its 200.
 func TestHostileStalledBodyCutOff(t *testing.T) {
 	t.Run("stalled", func(t *testing.T) {
-		env := slowGateway(t, Limits{BodyReadTimeout: 300 * time.Millisecond}, 0)
+		env := slowGateway(t, Limits{BodyReadTimeout: 300 * time.Millisecond}, 0, 0)
 		status, closed, err := slowClient(env.addr, "/slow", false)
 		if err != nil || status != http.StatusRequestTimeout || !closed {
 			t.Fatalf("status %d, closed %v, err %v; want 408 and a closed connection", status, closed, err)
@@ -252,28 +265,28 @@ func TestHostileStalledBodyCutOff(t *testing.T) {
 	})
 	t.Run("under the minimum rate", func(t *testing.T) {
 		// 20 bytes/s dribbled against 100 bytes/s required after 200ms.
-		env := slowGateway(t, Limits{BodyMinRate: 100, BodyMinRateGrace: 200 * time.Millisecond}, 0)
+		env := slowGateway(t, Limits{BodyMinRate: 100, BodyMinRateGrace: 200 * time.Millisecond}, 0, 0)
 		status, closed, err := slowClient(env.addr, "/slow", true)
 		if err != nil || status != http.StatusRequestTimeout || !closed {
 			t.Fatalf("status %d, closed %v, err %v; want 408 and a closed connection", status, closed, err)
 		}
 	})
 	t.Run("chunked, stalled mid-chunk", func(t *testing.T) {
-		env := slowGateway(t, Limits{BodyReadTimeout: 300 * time.Millisecond}, 0)
+		env := slowGateway(t, Limits{BodyReadTimeout: 300 * time.Millisecond}, 0, 0)
 		res := rawRequest(t, env.addr, "POST /slow HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n100\r\nabc", true)
 		if res.status != http.StatusRequestTimeout || !res.closed {
 			t.Fatalf("status %d %q, closed %v; want 408 and a closed connection", res.status, res.body, res.closed)
 		}
 	})
 	t.Run("a client that keeps sending", func(t *testing.T) {
-		env := slowGateway(t, Limits{BodyReadTimeout: 300 * time.Millisecond, BodyMinRate: 100, BodyMinRateGrace: 200 * time.Millisecond}, 0)
+		env := slowGateway(t, Limits{BodyReadTimeout: 300 * time.Millisecond, BodyMinRate: 100, BodyMinRateGrace: 200 * time.Millisecond}, 0, 0)
 		res := rawRequest(t, env.addr, "POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 4096\r\n\r\n"+strings.Repeat("x", 4096), false)
 		if res.status != http.StatusOK {
 			t.Fatalf("status %d %q, want 200", res.status, res.body)
 		}
 	})
 	t.Run("the route timeout bounds the upload", func(t *testing.T) {
-		env := slowGateway(t, Limits{}, 300*time.Millisecond)
+		env := slowGateway(t, Limits{}, 300*time.Millisecond, 0)
 		status, closed, err := slowClient(env.addr, "/slow", true)
 		if err != nil || status != http.StatusRequestTimeout || !closed {
 			t.Fatalf("status %d, closed %v, err %v; want 408 and a closed connection", status, closed, err)
@@ -285,7 +298,7 @@ func TestHostileStalledBodyCutOff(t *testing.T) {
 // of a POST and nothing more cannot hold a max_in_flight: 3 route: a slot
 // is taken once the body's first byte is in.
 func TestHostileIdleSocketsHoldNoSlot(t *testing.T) {
-	env := slowGateway(t, Limits{}, 0)
+	env := slowGateway(t, Limits{}, 0, 0)
 	for range 3 {
 		conn, err := net.Dial("tcp", env.addr)
 		if err != nil {
