@@ -44,9 +44,11 @@ type clientBody struct {
 	rc  io.ReadCloser
 	ctl *http.ResponseController
 	lim *Limits
-	// deadlines is false when the connection cannot take read deadlines
+	// noDeadlines: the connection cannot take read deadlines
 	// (ResponseController says ErrNotSupported).
-	deadlines bool
+	noDeadlines atomic.Bool
+	// abandoned: the gateway no longer wants the body (Abandon).
+	abandoned atomic.Bool
 
 	read    int64         // bytes returned so far
 	waited  time.Duration // time spent blocked on the client
@@ -59,7 +61,7 @@ type clientBody struct {
 }
 
 func newClientBody(rc io.ReadCloser, w http.ResponseWriter, lim *Limits) *clientBody {
-	return &clientBody{rc: rc, ctl: http.NewResponseController(w), lim: lim, deadlines: true}
+	return &clientBody{rc: rc, ctl: http.NewResponseController(w), lim: lim}
 }
 
 // deadline is when the read about to start must have returned.
@@ -77,11 +79,11 @@ func (b *clientBody) deadline(now time.Time) time.Time {
 }
 
 func (b *clientBody) setDeadline(t time.Time) {
-	if !b.deadlines {
+	if b.noDeadlines.Load() {
 		return
 	}
 	if err := b.ctl.SetReadDeadline(t); errors.Is(err, http.ErrNotSupported) {
-		b.deadlines = false
+		b.noDeadlines.Store(true)
 	}
 }
 
@@ -100,6 +102,11 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	start := time.Now()
 	b.setDeadline(b.deadline(start))
 	b.waiting.Store(true)
+	if b.abandoned.Load() {
+		// Abandon ran between the deadline above and waiting: it may not
+		// have seen this read.
+		b.setDeadline(start)
+	}
 	n, err := b.rc.Read(p)
 	b.waiting.Store(false)
 	b.waited += time.Since(start)
@@ -150,6 +157,7 @@ func (b *clientBody) Close() error {
 // blocked on the client returns at once); net/http then closes the
 // connection instead of reading the rest of the body.
 func (b *clientBody) Abandon() {
+	b.abandoned.Store(true)
 	if b.state.Load() == bodyOpen && b.waiting.Load() {
 		b.setDeadline(time.Now())
 	}

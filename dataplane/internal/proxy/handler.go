@@ -3,6 +3,15 @@
 // target, and proxy with httputil.ReverseProxy over one shared, tuned
 // transport. A new configuration swaps the Table; requests in flight finish
 // on the one they started with.
+//
+// What a client can hold or claim is bounded before any route stage runs
+// (Limits, limits.go): an exact header-block limit, deadlines and a minimum
+// rate on every read of a request body (body.go), idle and lifetime limits
+// on tunnels, which open only for allowed Upgrade protocols (tunnel.go),
+// and one pass over the client's headers that drops what a service must be
+// able to trust the gateway for (headers.go). A failure the client caused
+// is never reported to the service's breaker, outlier detection or retry
+// budget.
 package proxy
 
 import (
