@@ -452,7 +452,7 @@ func (s *Service) validateProtocol(l *errorList, p string) {
 		case len(s.GRPC.DescriptorSet) > 8<<20:
 			l.add(join(p, "grpc.descriptor_set"), "at most 8 MiB")
 		default:
-			if _, err := descriptorMethods(s.GRPC.DescriptorSet); err != nil {
+			if _, err := ParseDescriptorSet(s.GRPC.DescriptorSet); err != nil {
 				l.add(join(p, "grpc.descriptor_set"), "%v", err)
 			}
 		}

@@ -13,11 +13,12 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/portico-gw/portico/shared/config"
 )
 
 // methodDesc is what a call needs to know about a method's messages.
@@ -33,27 +34,17 @@ type methodDesc struct {
 
 // errMethodNotFound means the server (or descriptor set) does not define the
 // method. In reflection mode it is not cached: the server may be upgraded.
-var errMethodNotFound = errors.New("method not found")
+var errMethodNotFound = config.ErrMethodNotFound
 
 // errNoReflection means the server offers neither reflection version.
 var errNoReflection = errors.New("the server offers no gRPC reflection service (v1 or v1alpha); configure a descriptor set for this service")
 
-// describe finds service/method in files and checks it is unary.
+// describe finds service/method in files and checks it is unary, with the
+// function the control plane validates routes with.
 func describe(files *protoregistry.Files, service protoreflect.FullName, method protoreflect.Name) (*methodDesc, error) {
-	d, err := files.FindDescriptorByName(service)
+	md, err := config.UnaryMethod(files, service, method)
 	if err != nil {
-		return nil, fmt.Errorf("service %s: %w", service, errMethodNotFound)
-	}
-	sd, ok := d.(protoreflect.ServiceDescriptor)
-	if !ok {
-		return nil, fmt.Errorf("%s is not a service", service)
-	}
-	md := sd.Methods().ByName(method)
-	if md == nil {
-		return nil, fmt.Errorf("%s/%s: %w", service, method, errMethodNotFound)
-	}
-	if md.IsStreamingClient() || md.IsStreamingServer() {
-		return nil, fmt.Errorf("%s/%s is a streaming method; only unary methods can be called with JSON", service, method)
+		return nil, err
 	}
 	r := resolver{dynamicpb.NewTypes(files), protoregistry.GlobalTypes}
 	return &methodDesc{
@@ -65,69 +56,15 @@ func describe(files *protoregistry.Files, service protoreflect.FullName, method 
 	}, nil
 }
 
-// parseDescriptorSet builds a registry from a serialized FileDescriptorSet.
-// Imports missing from the set are taken from the binary's registry, so a
-// set built without --include_imports still works for the well-known types.
-func parseDescriptorSet(b []byte) (*protoregistry.Files, error) {
-	var set descriptorpb.FileDescriptorSet
-	if err := proto.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("not a serialized google.protobuf.FileDescriptorSet: %w", err)
-	}
-	if len(set.File) == 0 {
-		return nil, errors.New("the descriptor set holds no file")
-	}
-	return buildFiles(set.File, nil)
-}
+// parseDescriptorSet builds a registry from a serialized FileDescriptorSet
+// with the function the control plane validates the set with.
+func parseDescriptorSet(b []byte) (*protoregistry.Files, error) { return config.ParseDescriptorSet(b) }
 
-// buildFiles links fds into a registry. fetch, when not nil, is asked for
-// imports that are missing, before the binary's own registry.
+// buildFiles links fds into a registry (config.LinkDescriptors). fetch, when
+// not nil, is asked for imports that are missing, before the binary's own
+// registry.
 func buildFiles(fds []*descriptorpb.FileDescriptorProto, fetch func(name string) ([]*descriptorpb.FileDescriptorProto, error)) (*protoregistry.Files, error) {
-	byName := make(map[string]*descriptorpb.FileDescriptorProto, len(fds))
-	queue := make([]*descriptorpb.FileDescriptorProto, 0, len(fds))
-	add := func(fd *descriptorpb.FileDescriptorProto) {
-		if _, dup := byName[fd.GetName()]; !dup {
-			byName[fd.GetName()] = fd
-			queue = append(queue, fd)
-		}
-	}
-	for _, fd := range fds {
-		add(fd)
-	}
-	// A bound on the files of one service: a hostile or broken server must
-	// not keep the data plane fetching forever.
-	const maxFiles = 4096
-	for i := 0; i < len(queue); i++ {
-		if len(queue) > maxFiles {
-			return nil, fmt.Errorf("more than %d files in the dependency closure", maxFiles)
-		}
-		for _, dep := range queue[i].GetDependency() {
-			if _, ok := byName[dep]; ok {
-				continue
-			}
-			if fetch != nil {
-				got, err := fetch(dep)
-				if err != nil {
-					return nil, err
-				}
-				for _, fd := range got {
-					add(fd)
-				}
-				if _, ok := byName[dep]; ok {
-					continue
-				}
-			}
-			gd, err := protoregistry.GlobalFiles.FindFileByPath(dep)
-			if err != nil {
-				return nil, fmt.Errorf("file %s imports %s, which is not available", queue[i].GetName(), dep)
-			}
-			add(protodesc.ToFileDescriptorProto(gd))
-		}
-	}
-	files, err := protodesc.NewFiles(&descriptorpb.FileDescriptorSet{File: queue})
-	if err != nil {
-		return nil, fmt.Errorf("linking descriptors: %w", err)
-	}
-	return files, nil
+	return config.LinkDescriptors(fds, fetch)
 }
 
 // reflectionStream is the part of a reflection stream fetchReflection uses,
