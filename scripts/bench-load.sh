@@ -325,7 +325,7 @@ start_full() {
   secret="bench-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
   curl -fsS -X PUT "http://$CP/v1/issuers/bench" -H 'Content-Type: application/json' \
     -d "{\"issuer\":\"https://bench.invalid\",\"algorithms\":[\"HS256\"],\"keys\":[\"$secret\"]}" >/dev/null
-  curl -fsS -X PUT "http://$CP/v1/consumers/bench" -H 'Content-Type: application/json' -d '{}' >/dev/null
+  curl -fsS -X PUT "http://$CP/v1/consumers/bench" -H 'Content-Type: application/json' -d '{"jwt_issuers":["bench"]}' >/dev/null
   curl -fsS -X PUT "http://$CP/v1/routes/full" -H 'Content-Type: application/json' \
     -d '{"paths":["/full/*"],"service":"bench","auth":{"jwt":true},"rate_limit":{"limit":1000000000,"window":"1m","key":"consumer"}}' >/dev/null
   token="$(python3 - "$secret" <<'PY'

@@ -67,8 +67,10 @@ call PUT /v1/issuers/demo <<EOF
  "keys":["${PORTICO_JWT_SECRET}"],"leeway":"30s","consumer_claim":"sub"}
 EOF
 
+# jwt_issuers: tokens of the demo issuer may name alice (and carry her
+# groups); no other issuer's may.
 call PUT /v1/consumers/alice <<'EOF'
-{"groups":["staff","beta"]}
+{"groups":["staff","beta"],"jwt_issuers":["demo"]}
 EOF
 
 # /public/* has no limit of its own: the global default below applies.
