@@ -69,7 +69,7 @@ func run(args []string) error {
 	consulAddr := fs.String("consul", "CONSUL_HTTP_ADDR", "", "Consul agent address for discovery and self-registration (default 127.0.0.1:8500 for discovery; registration only when set)")
 	advertise := fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)")
 	redisURL := fs.String("redis", "PORTICO_REDIS_URL", "", "Redis for cluster-wide rate limits: redis://host:6379/0, rediss://..., redis://h1:6379?addr=h2:6379 (cluster), or redis://...?master_name=mymaster (Sentinel); empty: an in-process limiter")
-	redisBudget := fs.Duration("redis-budget", "PORTICO_REDIS_BUDGET", 5*time.Millisecond, "time budget of one rate-limit call to Redis; past it the local fallback decides")
+	redisBudget := fs.Duration("redis-budget", "PORTICO_REDIS_BUDGET", 5*time.Millisecond, "time budget of one rate-limit exchange with Redis while the data plane is idle; a busy data plane adds twice its measured reaction lag (at most 500ms) before it blames Redis and falls back locally")
 	cacheSize := fs.Int64("cache-size", "PORTICO_CACHE_SIZE", cache.DefaultMemoryBytes, "bytes of responses the in-memory cache of this data plane may hold (LRU)")
 	cacheBudget := fs.Duration("cache-redis-budget", "PORTICO_CACHE_REDIS_BUDGET", 50*time.Millisecond, "time budget of one call to the shared Redis cache; past it the request goes on as a miss")
 	trusted := fs.String("trusted-proxies", "PORTICO_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (e.g. the front load balancer)")
