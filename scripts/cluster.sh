@@ -14,7 +14,8 @@
 #
 # Usage:
 #   scripts/cluster.sh up [N]    start whatever is not running; N data planes
-#                                (default: as many as run already, else 2)
+#                                (default: the number last given to up or
+#                                scale, else 2; a crashed one is restarted)
 #   scripts/cluster.sh scale N   add or remove data planes (removed ones get
 #                                SIGTERM and drain)
 #   scripts/cluster.sh status    what runs
@@ -33,6 +34,9 @@ PIDS="$DIR/pids"
 LOGS="$DIR/logs"
 DATA="$DIR/data"
 TOKENS="$DIR/tokens"
+# WANT_DPS holds the number of data planes last asked for: counting the ones
+# still running would take a crash for a decision to scale down.
+WANT_DPS="$DIR/dataplanes"
 
 CONSUL_HTTP=127.0.0.1:8500
 CONSUL_DNS=127.0.0.1:8600
@@ -324,6 +328,7 @@ scale_to() {
   if ! [[ "$want" =~ ^[0-9]+$ ]] || ((want > MAX_DP)); then
     die "data planes: want 0 to $MAX_DP, got '$want'"
   fi
+  echo "$want" >"$WANT_DPS"
   local gone=() gone_addrs=()
   for n in $(running_dps); do
     if ((n > want)); then
@@ -389,8 +394,8 @@ cmd_up() {
     die "consul is not running but other twin processes are: run scripts/cluster.sh down, then up"
   fi
   if [[ -z "$want" ]]; then
-    want="$(running_dps | wc -l)"
-    ((want > 0)) || want=2
+    want="$(cat "$WANT_DPS" 2>/dev/null || true)"
+    [[ "$want" =~ ^[0-9]+$ ]] || want=2
   fi
   load_tokens
   start_consul
