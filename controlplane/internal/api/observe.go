@@ -43,6 +43,15 @@ func NewMetrics(reg prometheus.Registerer, cat *catalog.Catalog, reg2 *nodes.Reg
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "portico_cp_dataplanes_connected", Help: "Data planes polling this control plane now or recently.",
 		}, func() float64 { return float64(reg2.Connected()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "portico_cp_store_reset",
+			Help: "1 while the store is found emptied or rolled back and writes are refused (see GET /v1/store).",
+		}, func() float64 {
+			if cat.Reset() != nil {
+				return 1
+			}
+			return 0
+		}),
 		&lagCollector{cat: cat, nodes: reg2},
 	)
 	return m
