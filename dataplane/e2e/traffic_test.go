@@ -25,6 +25,10 @@ func getHdr(t *testing.T, url string, hdr ...string) (int, http.Header, string) 
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1]
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -37,12 +41,19 @@ func getHdr(t *testing.T, url string, hdr ...string) (int, http.Header, string) 
 }
 
 // TestCacheAcrossDataPlanes: two data planes share one Redis cache. A
-// response fetched through one is a hit on the other; Vary keeps variants
+// response fetched through one (for one Host) is a hit on the other; Vary keeps variants
 // apart; concurrent misses on both make one upstream call; a purge through
 // the admin API empties the cache everywhere.
 func TestCacheAcrossDataPlanes(t *testing.T) {
 	ctx := context.Background()
 	redis := testutil.StartRedis(t)
+	// Clients reach the data planes through a load balancer, so every
+	// request names its host, not a data plane's port: the cache key keeps
+	// a Host's port (shop.example:8443 may be another site).
+	getHdr := func(t *testing.T, url string, hdr ...string) (int, http.Header, string) {
+		t.Helper()
+		return getHdr(t, url, append([]string{"Host", "shop.example"}, hdr...)...)
+	}
 	var calls atomic.Int64
 	release := make(chan struct{})
 	var releaseOnce sync.Once
