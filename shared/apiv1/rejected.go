@@ -8,23 +8,34 @@ import (
 	"github.com/portico-gw/portico/shared/config"
 )
 
-// maxRejectedHeader bounds the decoded HeaderRejected value: a data plane's
-// report must not cost the control plane more than a few kilobytes.
-const maxRejectedHeader = 32 << 10
+// Bounds of HeaderRejected. The sender keeps the encoded value within
+// maxRejectedEncoded, so that a poll's headers stay well inside the 16 KiB
+// a proxy between data and control planes commonly allows (HAProxy's
+// default buffer); the receiver refuses anything over maxRejectedHeader.
+const (
+	maxRejectedEncoded = 8 << 10
+	maxRejectedHeader  = 32 << 10
+)
 
 // EncodeRejected writes a rejection report as base64url JSON (a header value
 // must not carry the control characters or non-ASCII bytes a reason may
-// hold). At most config.MaxRejectedObjects entries are kept; "" for none.
+// hold). At most config.MaxRejectedObjects entries are kept, fewer if
+// needed to stay within 8 KiB encoded; "" for none.
 func EncodeRejected(list []config.Rejected) string {
 	if len(list) == 0 {
 		return ""
 	}
 	list = list[:min(len(list), config.MaxRejectedObjects)]
-	b, err := json.Marshal(list)
-	if err != nil {
-		return ""
+	for ; len(list) > 0; list = list[:len(list)-1] {
+		b, err := json.Marshal(list)
+		if err != nil {
+			return ""
+		}
+		if v := base64.RawURLEncoding.EncodeToString(b); len(v) <= maxRejectedEncoded {
+			return v
+		}
 	}
-	return base64.RawURLEncoding.EncodeToString(b)
+	return ""
 }
 
 // DecodeRejected reads a HeaderRejected value ("" is an empty report).
