@@ -146,3 +146,14 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkNormalize(b *testing.B) {
+	for _, raw := range []string{"shop.example", "Shop.Example:80", "[2001:db8::1]:8443"} {
+		b.Run(raw, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = Normalize(raw, PortHTTP)
+			}
+		})
+	}
+}
