@@ -31,7 +31,14 @@ type Table struct {
 	verifier  *auth.Verifier
 	// stripped are the client headers removed from every request: every
 	// route's forwarded-claim headers and more (headers.go).
-	stripped map[string]bool
+	stripped *headerSet
+	// global is the configuration's global section, so that the next
+	// compile knows whether routes inheriting its rate limit changed
+	// (incremental.go); reused and reusedRouter say what this table took
+	// over from the previous one unchanged.
+	global       config.Global
+	reused       int
+	reusedRouter bool
 	// rejected lists the objects of the snapshot that could not be applied
 	// (see Compile); everything else serves.
 	rejected []config.Rejected
@@ -55,6 +62,10 @@ type Route struct {
 	limit        *rateLimit
 	throttle     *throttle
 	spec         config.Route
+	// version and revision are the route object's config.Meta: with its
+	// dependencies they decide whether the next compile reuses this Route
+	// as it is (incremental.go).
+	version, revision int64
 	// Transformations (transform.go) and the other ways of answering
 	// (aggregate.go); nil when the route does not use them.
 	rewrite   *tmpl
@@ -97,9 +108,14 @@ type Deps struct {
 // table in service (or nil): services whose configuration did not change
 // keep their Upstream, with its breaker, budget and instance state; changed
 // ones inherit the instance state.
+//
+// Compile is incremental (incremental.go): a route whose object version and
+// dependencies did not change keeps its compiled *Route, only new and
+// changed routes are validated again, and the router is kept while no
+// route moved. The table equals one compiled from scratch.
 func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error) {
 	cfg := &s.Config
-	invalid, err := cfg.ValidateObjects()
+	invalid, reusable, err := validateObjects(cfg, prev)
 	if err != nil {
 		return nil, fmt.Errorf("compile snapshot %d: %w", s.Revision, err)
 	}
@@ -174,10 +190,15 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 	}
 	t.verifier = auth.NewVerifier(byName, consumers)
 
-	prevRoutes := prev.routesByName()
+	prevRoutes := prev.routeLookup()
+	reuse := t.reuser(prev, reusable, cfg)
 	rules := make([]router.Rule, len(cfg.Routes))
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
+		if old := reuse.route(i, r, invalid.Routes[i]); old != nil {
+			t.routes[i], rules[i] = old, router.Rule{Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts}
+			continue
+		}
 		if reason := t.routeRejection(r, invalid.Routes[i]); reason != "" {
 			t.reject(config.KindRoute, r.Name, reason)
 			rt := &Route{Name: r.Name, spec: *r, rejected: reason, MaxBodyBytes: config.DefaultMaxBodyBytes}
@@ -216,7 +237,7 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		rt.params = rt.aggregate != nil || rt.rewrite != nil && !rt.rewrite.isStatic() ||
 			rt.query.usesParams() || rt.reqEdits.usesParams() || rt.respEdits.usesParams()
 		if r.GRPC != nil {
-			m, gerr := compileGRPC(cfg, r, rt.Upstream, prevRoutes[r.Name], deps.GRPC)
+			m, gerr := compileGRPC(cfg, r, rt.Upstream, prevRoutes(r.Name), deps.GRPC)
 			if gerr != nil {
 				rt.rejected = gerr.Error()
 				t.reject(config.KindRoute, r.Name, rt.rejected)
@@ -224,10 +245,11 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 			rt.grpc = m
 		}
 		rt.spec.Meta = config.Meta{}
+		rt.version, rt.revision = r.Meta.Version, r.Meta.Revision
 		// The in-flight cap counts requests across revisions: a new table
 		// must not open a fresh set of slots while old requests still hold
 		// theirs.
-		if old := prevRoutes[r.Name]; old != nil && old.throttle != nil &&
+		if old := prevRoutes(r.Name); old != nil && old.throttle != nil &&
 			old.spec.MaxInFlight == r.MaxInFlight && old.spec.QueueTimeout == r.QueueTimeout {
 			rt.throttle = old.throttle
 		} else {
@@ -237,7 +259,7 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		rules[i] = router.Rule{Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts}
 	}
 	t.stripped = compileStripped(t.routes)
-	if t.router, err = t.compileRouter(rules); err != nil {
+	if t.router, err = t.matcher(prev, rules); err != nil {
 		return nil, fmt.Errorf("compile snapshot %d routes: %w", s.Revision, err)
 	}
 	return t, nil
@@ -287,10 +309,10 @@ func (t *Table) compileRouter(rules []router.Rule) (*router.Table, error) {
 		if err == nil || !errors.As(err, &ce) || ce.Rule < 0 || ce.Rule >= len(rules) {
 			return rt, err
 		}
-		r := t.routes[ce.Rule]
-		if r.rejected == "" {
-			r.rejected = err.Error()
-			t.reject(config.KindRoute, r.Name, r.rejected)
+		// The route leaves this table; it may still serve in the previous
+		// one (an incremental compile reuses Routes), so it is not marked.
+		if r := t.routes[ce.Rule]; r.rejected == "" {
+			t.reject(config.KindRoute, r.Name, err.Error())
 		}
 		rules = slices.Delete(rules, ce.Rule, ce.Rule+1)
 		t.routes = slices.Delete(t.routes, ce.Rule, ce.Rule+1)
