@@ -129,8 +129,11 @@ func (c *Catalog) refresh(ctx context.Context) error {
 		return nil // the last good state stays published; writes are refused
 	}
 	if r := c.reset.Swap(nil); r != nil {
-		c.log.Warn("store back where it was: accepting writes again", "store", r.Where,
-			"revision", s.Revision, "epoch", s.Epoch.ID)
+		msg := "store back where it was: accepting writes again"
+		if s.Epoch.ID != r.SeenEpoch {
+			msg = "store adopted by another control plane: following its new epoch, accepting writes again"
+		}
+		c.log.Warn(msg, "store", r.Where, "revision", s.Revision, "epoch", s.Epoch.ID, "previous_epoch", s.Epoch.Prev)
 	}
 	if cur := c.Current(); cur != nil && cur.State.Epoch.ID != s.Epoch.ID {
 		c.publishEpoch(s) // a successor epoch (checked): its revision may be lower
