@@ -241,13 +241,13 @@ type RateLimit struct {
 	Limit  int      `json:"limit"`
 	Window Duration `json:"window"`
 	Burst  int      `json:"burst,omitempty"`
+	// Algorithm: window or gcra; empty means gcra when Burst is given,
+	// window otherwise (see EffectiveAlgorithm).
+	Algorithm string `json:"algorithm,omitempty"`
 	// Key: route (default: the route as a whole), ip, consumer,
 	// header:<Name> or claim:<name>.
 	Key string `json:"key,omitempty"`
 	// OnRedisError: fail_open (default: a local limiter of limit divided by
-	// Algorithm: window or gcra; empty means gcra when Burst is given,
-	// window otherwise (see EffectiveAlgorithm).
-	Algorithm string `json:"algorithm,omitempty"`
 	// the live data planes takes over) or fail_closed (429 while Redis is
 	// unavailable).
 	OnRedisError string `json:"on_redis_error,omitempty"`
@@ -259,10 +259,6 @@ const (
 	FailClosed = "fail_closed"
 )
 
-// Issuer is a trusted JWT issuer.
-type Issuer struct {
-	Name string `json:"name"`
-	// Issuer is the exact "iss" value of its tokens.
 // Rate-limit algorithms.
 const (
 	AlgorithmWindow = "window"
@@ -282,6 +278,10 @@ func (r RateLimit) EffectiveAlgorithm() string {
 	return AlgorithmWindow
 }
 
+// Issuer is a trusted JWT issuer.
+type Issuer struct {
+	Name string `json:"name"`
+	// Issuer is the exact "iss" value of its tokens.
 	Issuer    string   `json:"issuer"`
 	Audiences []string `json:"audiences,omitempty"`
 	// Algorithms are the only ones accepted for this issuer ("none" never
