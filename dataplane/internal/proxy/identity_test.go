@@ -61,3 +61,33 @@ func TestJWTConsumerBoundToIssuers(t *testing.T) {
 		})
 	}
 }
+
+// TestJWTLifetimeBound: with the default max_token_lifetime (24h) a token
+// whose exp lies further away, from now or from its iat, is a 401.
+func TestJWTLifetimeBound(t *testing.T) {
+	up := headerEcho(t)
+	cfg := &config.Config{
+		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
+		Issuers:  []config.Issuer{{Name: "corp", Issuer: "https://id.example.com", Algorithms: []string{"HS256"}, Keys: []string{hmacSecret}}},
+		Routes:   []config.Route{{Name: "any", Paths: []string{"/any"}, Service: "s", Auth: &config.RouteAuth{JWT: true}}},
+	}
+	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	now := time.Now()
+	tests := []struct {
+		name     string
+		iat, exp time.Time
+		status   int
+	}{
+		{"an hour", now, now.Add(time.Hour), 200},
+		{"a year", now, now.Add(365 * 24 * time.Hour), 401},
+		{"issued two days ago, an hour left", now.Add(-48 * time.Hour), now.Add(time.Hour), 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := signHS256(t, jwt.MapClaims{"iss": "https://id.example.com", "sub": "x", "iat": tt.iat.Unix(), "exp": tt.exp.Unix()})
+			if code, _, body := do(t, "GET", gw+"/any", nil, "Authorization", "Bearer "+tok); code != tt.status {
+				t.Fatalf("GET /any = %d %s; want %d", code, body, tt.status)
+			}
+		})
+	}
+}
