@@ -37,9 +37,10 @@
 //     most every jwks_refresh (default 1m, 1s to 1h), sooner when the
 //     response's Cache-Control max-age asks (but never more often than
 //     every MinJWKSMaxAge, 5s); max-age never lengthens the interval. So a
-//     key withdrawn from the set stops verifying new tokens within
-//     jwks_refresh (a token verified before stays remembered for at most a
-//     minute, see cache.go). Fetches use a bounded client (5s, 1 MiB); a set
+//     key withdrawn from the set stops verifying tokens within jwks_refresh:
+//     new ones, and remembered ones too, as a fetch that changes the set
+//     empties the issuer's share of the token cache (cache.go). Fetches use
+//     a bounded client (5s, 1 MiB); a set
 //     that fails to fetch or parse (any key) leaves the last good set in
 //     place. An unknown kid may trigger a fetch on the request path, but at
 //     most one per RefreshUnknownKIDRate, never queued behind the limiter

@@ -50,6 +50,9 @@ type IssuerOptions struct {
 // keySource finds the key(s) for a token's alg and kid.
 type keySource interface {
 	key(ctx context.Context, alg, kid string) (any, error)
+	// version changes whenever the key set does, so that tokens verified
+	// with an earlier set are not answered from memory.
+	version() uint64
 }
 
 // staticKeys are an issuer's inline keys.
@@ -58,6 +61,10 @@ type staticKeys []keyEntry
 func (s staticKeys) key(_ context.Context, alg, kid string) (any, error) {
 	return selectKey(s, alg, kid)
 }
+
+// version: inline keys change only with the issuer, which is then a new
+// Issuer with a new Verifier and an empty token cache.
+func (staticKeys) version() uint64 { return 0 }
 
 // Issuer verifies tokens of one config.Issuer. It is safe for concurrent use
 // and may outlive a configuration revision, so that a JWKS cache survives

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -48,6 +50,10 @@ type jwksSource struct {
 	every time.Duration
 	// keys is the last set fetched successfully (nil before the first).
 	keys atomic.Pointer[[]keyEntry]
+	// gen counts the changes of the fetched document; last is a hash of
+	// the one in keys.
+	gen  atomic.Uint64
+	last uint64
 	// fetching serialises fetches; the request path never waits on it.
 	fetching sync.Mutex
 	// unknownKID admits one on-demand refresh per interval. It is asked with
@@ -127,8 +133,12 @@ func (s *jwksSource) fetch(ctx context.Context) (time.Duration, error) {
 	if resp.StatusCode != http.StatusOK {
 		return -1, fmt.Errorf("JWKS answered HTTP %d", resp.StatusCode)
 	}
+	body, err := io.ReadAll(resp.Body) // bounded by limitedTransport
+	if err != nil {
+		return -1, fmt.Errorf("JWKS response: %w", err)
+	}
 	var set jwkset.JWKSMarshal
-	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+	if err := json.Unmarshal(body, &set); err != nil {
 		return -1, fmt.Errorf("JWKS response: %w", err)
 	}
 	entries := make([]keyEntry, 0, len(set.Keys))
@@ -144,9 +154,19 @@ func (s *jwksSource) fetch(ctx context.Context) (time.Duration, error) {
 			entries = append(entries, e)
 		}
 	}
-	s.keys.Store(&entries)
+	// The caller holds s.fetching, which guards last.
+	if h := maphash.Bytes(jwksSeed, body); h != s.last || s.keys.Load() == nil {
+		s.last = h
+		s.keys.Store(&entries)
+		s.gen.Add(1)
+	}
 	return cacheMaxAge(resp.Header), nil
 }
+
+var jwksSeed = maphash.MakeSeed()
+
+// version changes with every fetch that brought a different document.
+func (s *jwksSource) version() uint64 { return s.gen.Load() }
 
 // cacheMaxAge reads Cache-Control: max-age=N as N seconds; no-cache and
 // no-store count as 0 (fetch as often as allowed); -1 when it says nothing.

@@ -24,7 +24,8 @@ func freshClaims(t *testing.T) jwt.MapClaims {
 }
 
 // TestJWKSKeyWithdrawn: a key the identity provider withdraws from its
-// JWKS stops verifying new tokens once the set is fetched again, on the
+// JWKS stops verifying tokens (new ones, and ones remembered as verified)
+// once the set is fetched again, on the
 // issuer's schedule (jwks_refresh, set in the issuer's configuration as a
 // user sets it) or sooner when the JWKS response's Cache-Control max-age
 // says so. The unknown-kid refresh cannot help here (the withdrawn kid is
@@ -49,6 +50,13 @@ func TestJWKSKeyWithdrawn(t *testing.T) {
 				JWKSRefresh: config.Duration(tt.refresh)}, auth.IssuerOptions{RefreshUnknownKIDRate: time.Hour})
 			v := auth.NewVerifier(map[string]*auth.Issuer{"idp": is}, testConsumers)
 			ctx := context.Background()
+			// A token verified before the withdrawal, and so remembered.
+			remembered := sign(t, jwt.SigningMethodES256, k.ec256, "old", freshClaims(t))
+			for range 2 {
+				if _, err := v.VerifyJWT(ctx, remembered, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for _, kid := range []string{"old", "new"} {
 				key := k.ec256
 				if kid == "new" {
@@ -66,6 +74,10 @@ func TestJWKSKeyWithdrawn(t *testing.T) {
 			}, "a new token signed with the withdrawn key refused")
 			if _, err := v.VerifyJWT(ctx, sign(t, jwt.SigningMethodES256, k.ec256b, "new", freshClaims(t)), nil); err != nil {
 				t.Fatalf("the key still published: %v", err)
+			}
+			// The token cache does not outlive the key set either.
+			if _, err := v.VerifyJWT(ctx, remembered, nil); !errors.Is(err, auth.ErrUnknownKey) {
+				t.Fatalf("a token remembered from before the withdrawal: %v, want unknown key", err)
 			}
 		})
 	}

@@ -121,6 +121,7 @@ func (v *Verifier) VerifyJWT(ctx context.Context, token string, allowed []string
 		if len(allowed) > 0 && !slices.Contains(allowed, is.name) {
 			continue
 		}
+		keys := is.keys.version() // before verifying: a set fetched meanwhile must win
 		claims, err := is.verify(ctx, token)
 		if err != nil {
 			// Report the candidate that got furthest: "expired" from the
@@ -136,7 +137,7 @@ func (v *Verifier) VerifyJWT(ctx context.Context, token string, allowed []string
 		if e, err := claims.GetExpirationTime(); err == nil && e != nil {
 			exp = e.Time
 		}
-		v.tokens.put(token, id, is, exp)
+		v.tokens.put(token, id, is, exp, keys)
 		return id, nil
 	}
 	if best == nil {
