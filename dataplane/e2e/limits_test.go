@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,10 @@ type limitCase struct {
 	Policy config.RateLimit
 	// Header is sent with every request (an API key for key: consumer).
 	Header http.Header
+	// OutOfReach: the limit is far above what the run can send, so every
+	// request must pass (a fail_closed route must not refuse because the
+	// data planes are busy); the accuracy check does not apply.
+	OutOfReach bool
 }
 
 // limitResult is what checkClusterLimit saw of one case.
@@ -166,6 +171,13 @@ func checkClusterLimit(t *testing.T, dps []*dataPlane, cases []limitCase, worker
 	for i, c := range cases {
 		r := limitResult{Name: c.Name, Admitted: codes[i][200], Max: policyMax(c.Policy, took), Codes: codes[i]}
 		res.Cases = append(res.Cases, r)
+		if c.OutOfReach {
+			t.Logf("%-28s admitted %4d; %v", c.Name, r.Admitted, r.Codes)
+			if r.Admitted == 0 || r.Codes[200] != sumCodes(r.Codes) {
+				t.Errorf("%s: %v, want every request admitted", c.Name, r.Codes)
+			}
+			continue
+		}
 		t.Logf("%-28s admitted %4d, algorithm's maximum over %v %4d (%.3f×); %v",
 			c.Name, r.Admitted, took.Round(time.Millisecond), r.Max, float64(r.Admitted)/float64(r.Max), r.Codes)
 		if float64(r.Admitted) > 1.01*float64(r.Max)+1 {
@@ -184,6 +196,14 @@ func checkClusterLimit(t *testing.T, dps []*dataPlane, cases []limitCase, worker
 		requests, took.Round(time.Millisecond), float64(requests)/took.Seconds(), len(dps), res.Redis, res.Local,
 		100*res.Local/max(1, res.Redis+res.Local))
 	return res
+}
+
+func sumCodes(codes map[int]int) int {
+	n := 0
+	for _, k := range codes {
+		n += k
+	}
+	return n
 }
 
 // policyMax is the most a policy's algorithm admits in any run of length
@@ -257,6 +277,9 @@ func TestRateLimitCluster(t *testing.T) {
 		{Name: "gcra burst 99, route", Path: "/burst-route", Policy: issue},
 		{Name: "gcra burst 99, ip", Path: "/burst-ip", Policy: byKey(issue, "ip")},
 		{Name: "gcra burst 99, consumer", Path: "/burst-consumer", Policy: byKey(issue, "consumer"), Header: http.Header{"X-Api-Key": {key}}},
+		// Issue 12 item 2: fail_closed refused 58% at saturation.
+		{Name: "fail_closed, out of reach", Path: "/closed", OutOfReach: true,
+			Policy: config.RateLimit{Limit: config.MaxRateLimit, Window: config.Duration(time.Second), OnRedisError: config.FailClosed}},
 	}
 	for _, c := range cases {
 		r := config.Route{Paths: []string{c.Path}, Service: "s", RateLimit: &c.Policy}
@@ -278,6 +301,95 @@ func TestRateLimitCluster(t *testing.T) {
 		}, dp.id+" serving the routes")
 	}
 	checkClusterLimit(t, dps, cases, 24, 4*time.Second)
+}
+
+// TestRateLimitSemantics (issue 12 items 3 and 4), default flags, two data
+// planes on one Redis: without a burst "5 per minute" admits 5 sent at
+// once, with RateLimit-Remaining counting down to 0 on the last; and a
+// raised limit applies at once on every data plane (it kept answering 429
+// with Retry-After: 43200 under the old policy's counter).
+func TestRateLimitSemantics(t *testing.T) {
+	ctx := context.Background()
+	redis := testutil.StartRedis(t)
+	up := startUpstream(t, "sem-svc")
+	dir := t.TempDir()
+	cp := startControlPlane(t, "cp", "bolt:"+filepath.Join(dir, "cp.db"))
+	dps := []*dataPlane{
+		startDataPlane(t, "dp-0", cp.url, filepath.Join(dir, "dp-0"), "--redis", redis.URL()),
+		startDataPlane(t, "dp-1", cp.url, filepath.Join(dir, "dp-1"), "--redis", redis.URL()),
+	}
+	if _, _, err := cp.admin.Services().Put(ctx, "s", svc(up)); err != nil {
+		t.Fatal(err)
+	}
+	putLimit := func(name string, rl config.RateLimit) {
+		t.Helper()
+		if _, _, err := cp.admin.Routes().Put(ctx, name, config.Route{Paths: []string{"/" + name}, Service: "s", RateLimit: &rl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putLimit("five", config.RateLimit{Limit: 5, Window: config.Duration(time.Minute)})
+	putLimit("raised", config.RateLimit{Limit: 2, Window: config.Duration(24 * time.Hour)})
+	for _, dp := range dps {
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			d, err := cp.admin.Dataplanes(ctx)
+			return err == nil && d.Converged
+		}, dp.id+" converged")
+	}
+	type answer struct {
+		code             int
+		remaining, retry string
+	}
+	send := func(url string) answer {
+		resp, err := httpc.Get(url)
+		if err != nil {
+			return answer{}
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return answer{resp.StatusCode, resp.Header.Get("RateLimit-Remaining"), resp.Header.Get("Retry-After")}
+	}
+
+	// Five at once, spread over both data planes.
+	answers := make(chan answer, 5)
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Go(func() { answers <- send(dps[i%2].url + "/five") })
+	}
+	wg.Wait()
+	close(answers)
+	var remaining []string
+	for a := range answers {
+		if a.code != 200 {
+			t.Fatalf("one of 5 simultaneous requests under 5/1m got %d", a.code)
+		}
+		remaining = append(remaining, a.remaining)
+	}
+	slices.Sort(remaining)
+	if fmt.Sprint(remaining) != "[0 1 2 3 4]" {
+		t.Fatalf("RateLimit-Remaining of the five: %v, want 4..0", remaining)
+	}
+	if a := send(dps[0].url + "/five"); a.code != 429 || a.remaining != "0" || a.retry == "" {
+		t.Fatalf("sixth: %+v, want 429 with Remaining 0 and a Retry-After", a)
+	}
+
+	// The issue's change: 2 per 24h used up, then 1000/s with a burst of 100.
+	for i := range 2 {
+		if a := send(dps[i].url + "/raised"); a.code != 200 {
+			t.Fatalf("request %d under 2/24h: %+v", i, a)
+		}
+	}
+	if a := send(dps[0].url + "/raised"); a.code != 429 {
+		t.Fatalf("third under 2/24h: %+v, want 429", a)
+	}
+	putLimit("raised", config.RateLimit{Limit: 1000, Window: config.Duration(time.Second), Burst: 100})
+	for _, dp := range dps {
+		testutil.Eventually(t, 10*time.Second, func() bool { return send(dp.url+"/raised").code == 200 }, dp.id+" admitting under the raised limit")
+		for i := range 20 {
+			if a := send(dp.url + "/raised"); a.code != 200 {
+				t.Fatalf("%s: request %d under 1000/s burst 100: %+v", dp.id, i, a)
+			}
+		}
+	}
 }
 
 // TestRedisLossUnderLoad: redis-server stops under load; no 5xx and no
