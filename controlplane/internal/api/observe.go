@@ -58,7 +58,9 @@ func NewMetrics(reg prometheus.Registerer, cat *catalog.Catalog, reg2 *nodes.Reg
 }
 
 // lagCollector reports, per connected data plane, how many revisions it is
-// behind: 0 once it has converged.
+// behind (0 once it has converged) and how many objects of its applied
+// revision it could not apply (0 normally: alert on more, in one place for
+// the whole fleet).
 type lagCollector struct {
 	cat   *catalog.Catalog
 	nodes *nodes.Registry
@@ -67,13 +69,17 @@ type lagCollector struct {
 var lagDesc = prometheus.NewDesc("portico_cp_dataplane_lag_revisions",
 	"Revisions between the current configuration and what a connected data plane runs.", []string{"node"}, nil)
 
-func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc }
+var rejectedDesc = prometheus.NewDesc("portico_cp_dataplane_rejected_objects",
+	"Objects of its applied revision a connected data plane could not apply (GET /v1/dataplanes says which and why).", []string{"node"}, nil)
+
+func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc; ch <- rejectedDesc }
 
 func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	rev := l.cat.Current().State.Revision
 	for _, n := range l.nodes.List(rev) {
 		if n.Status == "connected" {
 			ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(rev-n.AppliedRevision), n.ID)
+			ch <- prometheus.MustNewConstMetric(rejectedDesc, prometheus.GaugeValue, float64(len(n.Rejected)), n.ID)
 		}
 	}
 }

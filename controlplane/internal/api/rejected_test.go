@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portico-gw/portico/controlplane/internal/nodes"
 	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/config"
@@ -60,5 +63,33 @@ func TestDataplaneReportsRejectedObjects(t *testing.T) {
 	}
 	if code, _, _ := s.call(t, "GET", "/v1/snapshot?after=0&wait=0s", dpToken, "", apiv1.HeaderNodeID, "n", apiv1.HeaderRejected, "%%%"); code != 400 {
 		t.Errorf("malformed %s: %d, want 400", apiv1.HeaderRejected, code)
+	}
+}
+
+// TestRejectedObjectsMetric: the control plane counts, per connected node,
+// the objects it reported it could not apply.
+func TestRejectedObjectsMetric(t *testing.T) {
+	s := newTestServer(t, false)
+	reg := nodes.NewRegistry(time.Minute, time.Hour)
+	done := reg.PollStarted(nodes.Report{ID: "dp-1", Rejected: []config.Rejected{{Kind: config.KindIssuer, Name: "corp", Reason: "x"}}})
+	defer done()
+	defer reg.PollStarted(nodes.Report{ID: "dp-2"})()
+	pr := prometheus.NewRegistry()
+	pr.MustRegister(&lagCollector{cat: s.cat, nodes: reg})
+	got := map[string]float64{}
+	mfs, err := pr.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "portico_cp_dataplane_rejected_objects" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	if got["dp-1"] != 1 || got["dp-2"] != 0 || len(got) != 2 {
+		t.Fatalf("portico_cp_dataplane_rejected_objects = %v, want dp-1 1 and dp-2 0", got)
 	}
 }
