@@ -5,6 +5,14 @@
 // subscribers. When Consul cannot be reached the last known instances stay
 // in force: an outage of the registry must not become an outage of the
 // services it describes.
+//
+// The same holds for a Consul that comes back empty (an agent restarted
+// without its data, an older snapshot restored: seen as an answer after
+// failed queries, or an index lower than the last one). Its empty answer
+// means it has not heard from the instances yet, not that they are gone:
+// they register again within seconds (consulreg re-asserts registrations).
+// For RebuildGrace after such a return, an empty list does not replace a
+// non-empty one; a non-empty answer is taken at once.
 package discovery
 
 import (
@@ -346,6 +354,10 @@ func (ws *watch) deliver(ctx context.Context) {
 	}
 }
 
+// RebuildGrace is how long after Consul comes back from an outage or a
+// rebuild an empty answer is not believed (see the package doc).
+const RebuildGrace = 10 * time.Second
+
 // poll runs the blocking queries of one source until ctx ends.
 func (ws *watch) poll(ctx context.Context) {
 	w := ws.w
@@ -355,6 +367,8 @@ func (ws *watch) poll(ctx context.Context) {
 		known     bool
 		failures  int
 		downSince time.Time
+		goodIndex uint64    // the index of the last answer, kept across failures
+		rebuiltAt time.Time // when Consul came back from an outage or a rebuild
 	)
 	for {
 		began := time.Now()
@@ -384,15 +398,29 @@ func (ws *watch) poll(ctx context.Context) {
 			}
 			continue
 		}
+		if failures > 0 || meta.LastIndex < goodIndex {
+			rebuiltAt = time.Now()
+		}
 		if failures > 0 {
 			w.log.Info("consul discovery query succeeded again",
 				"source", ws.key, "failed_attempts", failures, "outage", time.Since(downSince).Round(time.Millisecond))
 			failures = 0
 		}
+		goodIndex = meta.LastIndex
 
 		prev := index
 		index = nextIndex(prev, meta.LastIndex)
 		insts := toInstances(entries)
+		if len(insts) == 0 && len(last) > 0 && !rebuiltAt.IsZero() && time.Since(rebuiltAt) < RebuildGrace {
+			// Not believed yet: keep the last instances and ask again
+			// soon without blocking, so that the grace ends on time.
+			ws.recordSuccess(last, false)
+			index = 0
+			if !sleepCtx(ctx, w.backoffMin) {
+				return
+			}
+			continue
+		}
 		changed := !known || !slices.Equal(insts, last)
 		if changed {
 			last, known = insts, true

@@ -136,10 +136,11 @@ type recorder struct {
 	t  *testing.T
 	ch chan delivery
 
-	mu   sync.Mutex
-	last []Instance
-	n    int
-	dup  bool
+	mu    sync.Mutex
+	last  []Instance
+	n     int
+	dup   bool
+	empty bool // an empty list was delivered
 }
 
 func newRecorder(t *testing.T) *recorder {
@@ -152,6 +153,7 @@ func (r *recorder) onChange(insts []Instance) {
 		r.dup = true
 	}
 	r.last, r.n = insts, r.n+1
+	r.empty = r.empty || len(insts) == 0
 	r.mu.Unlock()
 	select {
 	case r.ch <- delivery{insts: insts, at: time.Now()}:
@@ -518,6 +520,37 @@ func TestConsulOutage(t *testing.T) {
 		t.Errorf("consul_up = %v after recovery", up)
 	}
 	rec.checkNoDuplicates()
+}
+
+// TestConsulRestartedEmpty: an agent restarted without its data answers
+// an empty list until the instances register again (within seconds, as
+// consulreg does). That answer used to be delivered, and every route to the
+// service answered 503 meanwhile; the last known instances must stay until
+// the instances are back.
+func TestConsulRestartedEmpty(t *testing.T) {
+	c := testutil.StartConsul(t) // its own agent: this test empties it
+	client := newClient(t, c)
+	w, _ := newWatcher(t, c, prometheus.NewPedanticRegistry())
+	register(t, client, instanceSpec{id: "pay-1", name: "pay", port: 1})
+	register(t, client, instanceSpec{id: "pay-2", name: "pay", port: 2})
+	rec := newRecorder(t)
+	defer w.Watch(Source{Service: "pay"}, rec.onChange)()
+	rec.await(deliveryTimeout, "pay-1", "pay-2")
+
+	c.RestartEmpty()
+	// The agent is up and empty; pay-1's process registers again, pay-2's
+	// never does.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		st := w.Status()
+		return len(st) == 1 && st[0].Healthy
+	}, "watching the restarted agent")
+	register(t, client, instanceSpec{id: "pay-1", name: "pay", port: 1})
+	rec.await(deliveryTimeout, "pay-1")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.empty {
+		t.Error("an empty instance list was delivered while the instances registered again")
+	}
 }
 
 // fakeConsul answers health queries from a script, to exercise index
