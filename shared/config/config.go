@@ -78,6 +78,7 @@ func (c *Config) Clone() *Config {
 		if r.Cache != nil {
 			rc := *r.Cache
 			rc.KeyHeaders, rc.KeyQuery = slices.Clone(rc.KeyHeaders), slices.Clone(rc.KeyQuery)
+			rc.KeyCookies = slices.Clone(rc.KeyCookies)
 			r.Cache = &rc
 		}
 		r.Aggregate = slices.Clone(r.Aggregate)

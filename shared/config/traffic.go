@@ -72,6 +72,12 @@ type RouteCache struct {
 	// the whole query. IgnoreQuery leaves the query out of the key.
 	KeyQuery    []string `json:"key_query,omitempty"`
 	IgnoreQuery bool     `json:"ignore_query,omitempty"`
+	// KeyCookies are cookies whose values are part of the key. A request
+	// with a Cookie is otherwise answered from the cache only by responses
+	// that say Cache-Control: public; with KeyCookies, a request whose
+	// cookies are all named here is cached like one without cookies, per
+	// value. Any other cookie still means: public answers only.
+	KeyCookies []string `json:"key_cookies,omitempty"`
 	// KeyConsumer keys the cache per authenticated consumer, which also
 	// allows caching answers to requests that carry credentials.
 	KeyConsumer bool `json:"key_consumer,omitempty"`
@@ -326,6 +332,11 @@ func (c *RouteCache) validate(l *errorList, p string) {
 	for i, q := range c.KeyQuery {
 		if q == "" || strings.ContainsAny(q, "&=#") {
 			l.add(join(p, fmt.Sprintf("key_query[%d]", i)), "%q is not a query parameter name", q)
+		}
+	}
+	for i, name := range c.KeyCookies {
+		if !isToken(name) {
+			l.add(join(p, fmt.Sprintf("key_cookies[%d]", i)), "%q is not a cookie name", name)
 		}
 	}
 	if c.IgnoreQuery && len(c.KeyQuery) > 0 {

@@ -61,6 +61,7 @@ func TestTrafficValidate(t *testing.T) {
 		{"cache ttl zero", func(c *Config) { c.Routes[1].Cache.TTL = 0 }, ErrInvalid, "routes[1].cache.ttl"},
 		{"cache bad store", func(c *Config) { c.Routes[1].Cache.Store = "disk" }, ErrInvalid, "routes[1].cache.store"},
 		{"cache bad header", func(c *Config) { c.Routes[1].Cache.KeyHeaders = []string{"a b"} }, ErrInvalid, "routes[1].cache.key_headers[0]"},
+		{"cache bad cookie", func(c *Config) { c.Routes[1].Cache.KeyCookies = []string{"lang", "a=b"} }, ErrInvalid, "routes[1].cache.key_cookies[1]"},
 		{"cache consumer without auth", func(c *Config) { c.Routes[1].Cache.KeyConsumer = true }, ErrInvalid, "routes[1].cache.key_consumer"},
 		{"cache on POST route", func(c *Config) { c.Routes[1].Methods = []string{"POST"} }, ErrInvalid, "routes[1].cache"},
 		{"edit hop-by-hop", func(c *Config) { c.Routes[1].RequestHeaders.Set["connection"] = "x" }, ErrInvalid, "routes[1].request_headers.set.connection"},
@@ -150,6 +151,7 @@ func TestCloneSharesNothing(t *testing.T) {
 	c.Routes[1].CORS.AllowHeaders = []string{"X"}
 	c.Routes[1].CORS.ExposeHeaders = []string{"Y"}
 	c.Routes[1].Cache.KeyQuery = []string{"q"}
+	c.Routes[1].Cache.KeyCookies = []string{"lang"}
 	c.Routes[1].Hosts = []string{"a.example.com"}
 	c.Routes[1].RateLimit = &RateLimit{Limit: 1}
 	c.Routes[1].Auth = &RouteAuth{Issuers: []string{"i"}, Consumers: []string{"c"}, Groups: []string{"g"}, Scopes: []string{"s"},

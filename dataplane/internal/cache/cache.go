@@ -141,7 +141,8 @@ type request struct {
 	// (RFC 9111 §3.5).
 	auth bool
 	// cookie: the request carries a Cookie the key does not separate
-	// (Cookie is not a key header). Cookies carry sessions and
+	// (Cookie is not a key header, and not every cookie is one of
+	// KeyCookies). Cookies carry sessions and
 	// preferences that an upstream may answer by, so only responses that
 	// say Cache-Control: public are stored for, or served to, it.
 	cookie bool
@@ -180,7 +181,7 @@ func (c *Cache) Serve(w http.ResponseWriter, r *http.Request, p *Policy, consume
 		// Any credentials count: a bearer token, and an API key in a
 		// header of the route's choosing (the consumer says one verified).
 		auth:   (r.Header.Get("Authorization") != "" || consumer != "") && (!p.keyConsumer || consumer == ""),
-		cookie: len(r.Header["Cookie"]) > 0 && !p.keyCookie,
+		cookie: len(r.Header["Cookie"]) > 0 && !p.keyCookie && !p.cookiesKeyed(r),
 	}
 	if !q.revalidate() {
 		if e, _ := q.find(); e != nil {

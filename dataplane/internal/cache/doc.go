@@ -49,7 +49,10 @@
 //     or a consumer without KeyConsumer) is answered from, and stored to,
 //     the cache only with public or s-maxage (RFC 9111 §3.5). A request
 //     with a Cookie is treated alike, stricter: only answers that say
-//     Cache-Control: public, unless Cookie is one of the KeyHeaders.
+//     Cache-Control: public, unless Cookie is one of the KeyHeaders or
+//     every cookie it carries is one of KeyCookies (whose values, as sent,
+//     are then in the key). The Cookie header is split by the cache itself:
+//     a pair net/http would skip still counts as another cookie.
 //
 // # Store errors and freshness
 //

@@ -30,8 +30,9 @@ type Policy struct {
 	keyConsumer bool
 	// keyCookie: Cookie is one of the key headers, so answers to requests
 	// with cookies are private to that cookie header and may be stored.
-	keyCookie bool
-	maxEntry  int64
+	keyCookie  bool
+	keyCookies map[string]bool // KeyCookies; nil: none
+	maxEntry   int64
 }
 
 // Compile compiles route's cache settings; generation is the route's
@@ -56,6 +57,12 @@ func Compile(route string, generation int64, spec *config.RouteCache) *Policy {
 	slices.Sort(p.keyHeaders)
 	p.keyHeaders = slices.Compact(p.keyHeaders)
 	p.keyCookie = slices.Contains(p.keyHeaders, "Cookie")
+	if len(spec.KeyCookies) > 0 {
+		p.keyCookies = make(map[string]bool, len(spec.KeyCookies))
+		for _, c := range spec.KeyCookies {
+			p.keyCookies[c] = true
+		}
+	}
 	if len(spec.KeyQuery) > 0 {
 		p.keyQuery = make(map[string]bool, len(spec.KeyQuery))
 		for _, q := range spec.KeyQuery {
@@ -119,7 +126,42 @@ func (p *Policy) primaryKey(r *http.Request, consumer string) string {
 		field(h, "consumer")
 		field(h, consumer)
 	}
+	if p.keyCookies != nil {
+		// Only requests whose cookies are all keyed share answers
+		// (cookiesKeyed), so the key takes them all, as sent.
+		field(h, "cookies")
+		for _, v := range r.Header["Cookie"] {
+			for part := range strings.SplitSeq(v, ";") {
+				if part = textproto.TrimString(part); part != "" {
+					field(h, part)
+				}
+			}
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// cookiesKeyed: every cookie r carries is one of KeyCookies. The Cookie
+// header is split here, not by net/http, which skips pairs it cannot parse
+// that a lenient upstream might still read: any part that is not a keyed
+// name with '=' makes the answer false.
+func (p *Policy) cookiesKeyed(r *http.Request) bool {
+	if p.keyCookies == nil {
+		return false
+	}
+	for _, v := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(v, ";") {
+			part = textproto.TrimString(part)
+			if part == "" {
+				continue
+			}
+			name, _, ok := strings.Cut(part, "=")
+			if !ok || !p.keyCookies[name] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // queryKey is the key form of a raw query. Two queries share it only when
