@@ -1,7 +1,9 @@
 // Package snapshot defines what the control plane ships to data planes: the
 // whole configuration at one revision, sealed with a checksum so that a
 // truncated or corrupted copy (on the wire or in a data plane's state dir) is
-// refused instead of half-applied.
+// refused instead of half-applied. It also names the store history (Epoch)
+// the revision belongs to, so that a data plane can tell a newer snapshot
+// from one of a store that went back in time.
 package snapshot
 
 import (

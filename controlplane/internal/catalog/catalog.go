@@ -2,6 +2,10 @@
 // latest committed state, kept in memory and published atomically, every
 // change applied as validate → compare-and-swap in the store → publish, and
 // the encoded snapshot that data planes long-poll for.
+//
+// It also guards against a store that went back in time (epoch.go): writes
+// are refused with ErrStoreReset until an operator restores the store or
+// adopts it (Adopt), and the last good configuration stays published.
 package catalog
 
 import (

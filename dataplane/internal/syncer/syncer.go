@@ -2,6 +2,13 @@
 // plane: it long-polls for snapshots, verifies and applies each one, writes
 // it to the state dir, and at boot applies the saved one so that a data plane
 // restarted while the control plane is down still serves.
+//
+// A snapshot replaces the applied one only if it is newer: a higher revision
+// of the same epoch, or any revision of an epoch the control plane started
+// after a store reset (never the epoch the data plane left); see
+// snapshot.Epoch.Supersedes. An older one (a control plane on a store that
+// went back in time) is refused with one warning, and the data plane keeps
+// serving what it has.
 package syncer
 
 import (
