@@ -19,6 +19,10 @@ var (
 // IsHMAC reports an HMAC algorithm.
 func IsHMAC(alg string) bool { return slices.Contains(hmacAlgs, alg) }
 
+// IsAllowedAlgorithm reports an algorithm an issuer may name: the one list
+// the control plane validates with and the data plane re-checks with.
+func IsAllowedAlgorithm(alg string) bool { return IsHMAC(alg) || slices.Contains(publicAlgs, alg) }
+
 // Limits of rate-limit policies.
 const (
 	MinRateWindow = time.Second
@@ -164,7 +168,7 @@ func (is *Issuer) validate(l *errorList, p string) {
 	// that a key accepted here loads on every data plane. Parsing needs a
 	// sound algorithm list; without one, that list's error says enough.
 	algsOK := len(is.Algorithms) > 0 && !(hmac && public) &&
-		!slices.ContainsFunc(is.Algorithms, func(a string) bool { return !IsHMAC(a) && !slices.Contains(publicAlgs, a) })
+		!slices.ContainsFunc(is.Algorithms, func(a string) bool { return !IsAllowedAlgorithm(a) })
 	for i, k := range is.Keys {
 		fp := join(p, fmt.Sprintf("keys[%d]", i))
 		switch {

@@ -21,14 +21,6 @@ const (
 	DefaultRefreshUnknownKIDRate = time.Minute
 )
 
-// allowedAlgs are the only algorithms an issuer may name; the control plane
-// enforces the same list, and "none" is in neither on purpose.
-var allowedAlgs = []string{
-	"HS256", "HS384", "HS512",
-	"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-	"ES256", "ES384", "ES512", "EdDSA",
-}
-
 // IssuerOptions tune an Issuer; the zero value is fit for production.
 type IssuerOptions struct {
 	// HTTPClient fetches the JWKS. It is copied, never modified; the copy's
@@ -183,7 +175,7 @@ func checkAlgorithms(algs []string) (hmac bool, err error) {
 	}
 	public := false
 	for _, a := range algs {
-		if !slices.Contains(allowedAlgs, a) {
+		if !config.IsAllowedAlgorithm(a) { // "none" never is
 			return false, fmt.Errorf("algorithm %q is not allowed", a)
 		}
 		if config.IsHMAC(a) {
