@@ -39,7 +39,7 @@ const (
 
 // clientBody wraps a request body read from the client. Reads happen on
 // one goroutine at a time (the handler's, or the upstream transport's
-// writer); state and waiting are read from others.
+// writer); state and the wait accounting are read from others.
 type clientBody struct {
 	rc  io.ReadCloser
 	ctl *http.ResponseController
@@ -50,18 +50,21 @@ type clientBody struct {
 	// abandoned: the gateway no longer wants the body (Abandon).
 	abandoned atomic.Bool
 
-	read    int64         // bytes returned so far
-	waited  time.Duration // time spent blocked on the client
-	pre     [1]byte       // a byte read ahead by prefetch
-	hasPre  bool
-	state   atomic.Int32
-	waiting atomic.Bool // a read is blocked on the client right now
+	read   int64        // bytes returned so far
+	born   time.Time    // when the request's body was first seen
+	waited atomic.Int64 // nanoseconds spent blocked on the client, past reads
+	// waitStart is when the read now blocked on the client began (unix
+	// nanoseconds), 0 when none is.
+	waitStart atomic.Int64
+	pre       [1]byte // a byte read ahead by prefetch
+	hasPre    bool
+	state     atomic.Int32
 	// onDone is called once when the body has been read to its end.
 	onDone atomic.Pointer[func()]
 }
 
 func newClientBody(rc io.ReadCloser, w http.ResponseWriter, lim *Limits) *clientBody {
-	return &clientBody{rc: rc, ctl: http.NewResponseController(w), lim: lim}
+	return &clientBody{rc: rc, ctl: http.NewResponseController(w), lim: lim, born: time.Now()}
 }
 
 // deadline is when the read about to start must have returned.
@@ -70,7 +73,7 @@ func (b *clientBody) deadline(now time.Time) time.Time {
 	if rate := b.lim.BodyMinRate; rate > 0 {
 		// The client has earned grace plus one second per rate bytes sent;
 		// what it has not used up yet is how long it may still take.
-		earned := b.lim.BodyMinRateGrace.Seconds() + float64(b.read)/float64(rate) - b.waited.Seconds()
+		earned := b.lim.BodyMinRateGrace.Seconds() + float64(b.read)/float64(rate) - time.Duration(b.waited.Load()).Seconds()
 		if earned < d.Seconds() {
 			d = time.Duration(earned * float64(time.Second))
 		}
@@ -101,15 +104,15 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	}
 	start := time.Now()
 	b.setDeadline(b.deadline(start))
-	b.waiting.Store(true)
+	b.waitStart.Store(start.UnixNano())
 	if b.abandoned.Load() {
 		// Abandon ran between the deadline above and waiting: it may not
 		// have seen this read.
 		b.setDeadline(start)
 	}
 	n, err := b.rc.Read(p)
-	b.waiting.Store(false)
-	b.waited += time.Since(start)
+	b.waitStart.Store(0)
+	b.waited.Add(int64(time.Since(start)))
 	b.read += int64(n)
 	switch {
 	case err == nil:
@@ -158,51 +161,54 @@ func (b *clientBody) Close() error {
 // connection instead of reading the rest of the body.
 func (b *clientBody) Abandon() {
 	b.abandoned.Store(true)
-	if b.state.Load() == bodyOpen && b.waiting.Load() {
+	if b.state.Load() == bodyOpen && b.waiting() {
 		b.setDeadline(time.Now())
 	}
 }
 
 // finish runs when the handler returns. A body not read to its end is
-// drained by net/http (up to 256 KiB) to reuse the connection; that drain
-// gets the body read timeout too, so a client cannot hold the connection by
+// drained by net/http (up to 256 KiB) to reuse the connection. The drain
+// of a client that is late, or whose body the exchange abandoned, is cut
+// off at once (the connection is closed after the answer); any other gets
+// the body read timeout, so a client cannot hold the connection by
 // stalling after its answer.
 func (b *clientBody) finish() {
-	if b.state.Load() == bodyOpen {
-		if b.waiting.Load() {
-			b.setDeadline(time.Now())
-			return
-		}
-		b.setDeadline(time.Now().Add(b.lim.BodyReadTimeout))
+	if b.state.Load() == bodyDone {
+		return
 	}
+	if b.abandoned.Load() || b.late() {
+		b.setDeadline(time.Now())
+		return
+	}
+	b.setDeadline(time.Now().Add(b.lim.BodyReadTimeout))
 }
 
 // stalled reports whether the client missed a body deadline.
 func (b *clientBody) stalled() bool { return b.state.Load() == bodyStalled }
 
+// waiting reports whether a read is blocked on the client right now.
+func (b *clientBody) waiting() bool { return b.waitStart.Load() != 0 }
+
 // ClientFault reports whether a failure now is the client's doing: its body
-// stalled or broke, or the gateway is waiting for its next bytes.
+// stalled or broke, or the client is late with it (late).
 func (b *clientBody) ClientFault() bool {
-	switch b.state.Load() {
-	case bodyStalled, bodyBroken:
-		return true
-	case bodyOpen:
-		return b.waiting.Load()
-	}
-	return false
+	return b.state.Load() == bodyBroken || b.late()
 }
 
 // complete reports whether the body was read to its end.
 func (b *clientBody) complete() bool { return b.state.Load() == bodyDone }
 
-// late reports whether the client is behind: it missed a deadline, or the
-// gateway is waiting for its bytes right now.
+// late reports whether the client is behind with its body: it missed a
+// deadline, or the body is unfinished and the gateway is waiting for it
+// now, or has spent at least half the exchange so far waiting for it. (A
+// dribbling client is between two reads now and then; a service that does
+// not read its upload keeps the gateway from reading, not waiting.)
 func (b *clientBody) late() bool {
 	switch b.state.Load() {
 	case bodyStalled:
 		return true
 	case bodyOpen:
-		return b.waiting.Load()
+		return b.waiting() || 2*b.waited.Load() >= int64(time.Since(b.born))
 	}
 	return false
 }

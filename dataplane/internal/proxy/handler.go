@@ -181,7 +181,7 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 		writeProblem(w, r, http.StatusServiceUnavailable, "not-ready", "the gateway has no configuration yet")
 		return
 	}
-	if headerBlockSize(r) > h.limits.MaxHeaderBytes {
+	if sanitize(r, t.stripped, h.limits.AllowUnderscoreHeaders) > h.limits.MaxHeaderBytes {
 		w.Header().Set("Connection", "close")
 		writeProblem(w, r, http.StatusRequestHeaderFieldsTooLarge, "headers-too-large",
 			"the request line and headers exceed "+strconv.Itoa(h.limits.MaxHeaderBytes)+" bytes")
@@ -193,7 +193,6 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 		writeProblem(w, r, http.StatusBadRequest, "ambiguous-credentials", "the request carries more than one Authorization header")
 		return
 	}
-	sanitize(r.Header, t.stripped, h.limits.AllowUnderscoreHeaders)
 	host, err := requestAuthority(r)
 	if err != nil {
 		writeProblem(w, r, http.StatusBadRequest, "bad-host", "the request's host is not valid: "+err.Error())
@@ -209,6 +208,10 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 	}
 	var m router.Match
 	matched := t.router.Match(r.Host, r.Method, path, &m)
+	if strings.IndexByte(path, ';') >= 0 && !sameRouteWithoutParams(t, r.Host, r.Method, path, matched, &m) {
+		writeProblem(w, r, http.StatusBadRequest, "bad-path", "the path's ';' parameters would change which route it belongs to")
+		return
+	}
 	preflight := false
 	if !matched && isPreflight(r) {
 		// A preflight asks about the method the browser will send; the
@@ -664,6 +667,29 @@ func cleanPath(p string) (string, bool) {
 		c += "/"
 	}
 	return c, true
+}
+
+// sameRouteWithoutParams: path, with each segment's ";parameters" removed
+// the way servlet containers read it ("/admin;x/y" is "/admin/y" to
+// Tomcat), matches the same route as path (or none in both cases). When it
+// does not, a servlet upstream would serve a resource of another route than
+// the one whose policies the gateway applied, so the request is refused.
+// Paths without ';' never get here; jsessionid and matrix parameters that
+// stay within one route pass.
+func sameRouteWithoutParams(t *Table, host, method, path string, matched bool, m *router.Match) bool {
+	segs := strings.Split(path, "/")
+	for i, s := range segs {
+		if j := strings.IndexByte(s, ';'); j >= 0 {
+			segs[i] = s[:j]
+		}
+	}
+	stripped, ok := cleanPath(strings.Join(segs, "/"))
+	if !ok {
+		return false
+	}
+	var m2 router.Match
+	matched2 := t.router.Match(host, method, stripped, &m2)
+	return matched == matched2 && (!matched || m.Route == m2.Route)
 }
 
 // bufferPool recycles the 32 KiB copy buffers of the reverse proxy.

@@ -30,47 +30,76 @@ var strippedAlways = []string{
 	"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl",
 }
 
+// headerSet is a set of canonical header names with a first-byte filter:
+// most request headers are ruled out without hashing their name.
+type headerSet struct {
+	names map[string]bool
+	first [256]bool
+}
+
+func (s *headerSet) has(name string) bool {
+	return name != "" && s.first[name[0]] && s.names[name]
+}
+
 // compileStripped returns the set of header names sanitize removes for a
 // table: strippedAlways and every route's forwarded-claim headers. A name
 // some route reads credentials from is never in it (validation refuses such
 // a claim header; this keeps a data plane safe even so).
-func compileStripped(routes []*Route) map[string]bool {
-	set := make(map[string]bool, len(strippedAlways))
+func compileStripped(routes []*Route) *headerSet {
+	set := &headerSet{names: make(map[string]bool, len(strippedAlways))}
 	for _, n := range strippedAlways {
-		set[n] = true
+		set.names[n] = true
 	}
 	for _, r := range routes {
 		if r == nil || r.auth == nil {
 			continue
 		}
 		for _, h := range r.auth.forward {
-			set[h] = true
+			set.names[h] = true
 		}
 	}
-	delete(set, "Authorization")
+	delete(set.names, "Authorization")
 	for _, r := range routes {
 		if r != nil && r.auth != nil && r.auth.apiKey {
-			delete(set, r.auth.apiKeyHeader)
+			delete(set.names, r.auth.apiKeyHeader)
 		}
+	}
+	for n := range set.names {
+		set.first[n[0]] = true
 	}
 	return set
 }
 
 // sanitize removes, in place, the client headers no service may receive
-// (see above). It walks the request's headers, not the set: a table with
-// thousands of claim headers costs a request one map lookup per header it
-// carries.
-func sanitize(h http.Header, stripped map[string]bool, allowUnderscore bool) {
-	for name := range h {
-		if stripped[name] {
-			delete(h, name)
+// (see above), and returns the size of the request line and header block
+// as they were: a lower bound of their bytes on the wire (whitespace around
+// values is not kept). A request over Limits.MaxHeaderBytes by this measure
+// got past net/http's own limit, which counts only the bytes read from the
+// socket for this request: a pipelined request already buffered with the
+// previous one is not counted.
+//
+// One pass over the request's headers, not over the set: a table with
+// thousands of claim headers costs a request at most one map lookup per
+// header it carries.
+func sanitize(r *http.Request, stripped *headerSet, allowUnderscore bool) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2 + 2
+	if r.Host != "" && r.RequestURI != "" && r.RequestURI[0] == '/' {
+		n += len("Host: \r\n") + len(r.Host)
+	}
+	for name, vs := range r.Header {
+		for _, v := range vs {
+			n += len(name) + 2 + len(v) + 2
+		}
+		if stripped.has(name) {
+			delete(r.Header, name)
 			continue
 		}
 		if strings.IndexByte(name, '_') >= 0 && (!allowUnderscore || config.ReservedHeader(name) ||
-			stripped[http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))]) {
-			delete(h, name)
+			stripped.has(http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-")))) {
+			delete(r.Header, name)
 		}
 	}
+	return n
 }
 
 // setForwarded writes the forwarding headers of a request to a service:

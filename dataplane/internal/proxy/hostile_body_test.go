@@ -572,3 +572,27 @@ func TestHostileHeaderBlockLimit(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRequestHeaderChecks is the per-request cost of the header
+// sanitiser (and header-block measure) on a typical browser request, against a
+// table whose routes forward 100 claim headers.
+func BenchmarkRequestHeaderChecks(b *testing.B) {
+	routes := make([]*Route, 100)
+	for i := range routes {
+		routes[i] = &Route{auth: &routeAuth{forward: map[string]string{"c": fmt.Sprintf("X-Claim-%d", i)}}}
+	}
+	stripped := compileStripped(routes)
+	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET /api/v1/items?page=2 HTTP/1.1\r\nHost: shop.example\r\n" +
+		"User-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/120.0\r\nAccept: application/json\r\n" +
+		"Accept-Language: en-GB,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nReferer: https://shop.example/\r\n" +
+		"Authorization: Bearer abc.def.ghi\r\nCookie: a=b; c=d\r\nSec-Fetch-Mode: cors\r\nX-Request-Id: 123\r\n\r\n")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if sanitize(r, stripped, false) > DefaultMaxHeaderBytes {
+			b.Fatal("too large")
+		}
+	}
+}

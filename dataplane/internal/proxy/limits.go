@@ -95,21 +95,3 @@ func (h *Handler) Server(errLog *slog.Logger) *http.Server {
 		ErrorLog:          slog.NewLogLogger(errLog.Handler(), slog.LevelDebug),
 	}
 }
-
-// headerBlockSize is a lower bound of the bytes of r's request line and
-// header block on the wire (whitespace around values is not kept). A
-// request over MaxHeaderBytes by this measure got past net/http's own limit,
-// which only counts bytes read from the socket for this request: a
-// pipelined request already buffered with the previous one is not counted.
-func headerBlockSize(r *http.Request) int {
-	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2 + 2
-	if r.Host != "" && r.RequestURI != "" && r.RequestURI[0] == '/' {
-		n += len("Host: \r\n") + len(r.Host)
-	}
-	for k, vs := range r.Header {
-		for _, v := range vs {
-			n += len(k) + 2 + len(v) + 2
-		}
-	}
-	return n
-}
