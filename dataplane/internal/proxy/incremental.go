@@ -178,14 +178,16 @@ func (u *reuser) sameUpstream(name string) bool {
 	return up != nil && up == u.prev.upstreams[name]
 }
 
-// matcher returns the router for rules: the previous table's when every
-// route kept its index and its matching part, a new one otherwise.
-func (t *Table) matcher(prev *Table, rules []router.Rule) (*router.Table, error) {
-	if prev != nil && prev.router != nil && len(prev.routes) == len(t.routes) && len(rules) == len(t.routes) {
+// matcher returns the router of t's routes (each one's matching part is
+// in its spec): the previous table's when every route kept its index and
+// its matching part, a new one otherwise. The rules are built only then:
+// at 100,000 routes they are megabytes.
+func (t *Table) matcher(prev *Table) (*router.Table, error) {
+	if prev != nil && prev.router != nil && len(prev.routes) == len(t.routes) {
 		same := true
 		for i, r := range t.routes {
 			o := prev.routes[i]
-			if o != r && (o.Name != r.Name || !sameRule(&o.spec, &rules[i])) {
+			if o != r && (o.Name != r.Name || !sameRule(&o.spec, &r.spec)) {
 				same = false
 				break
 			}
@@ -195,13 +197,16 @@ func (t *Table) matcher(prev *Table, rules []router.Rule) (*router.Table, error)
 			return prev.router, nil
 		}
 	}
+	rules := make([]router.Rule, len(t.routes))
+	for i, r := range t.routes {
+		rules[i] = router.Rule{Paths: r.spec.Paths, Methods: r.spec.Methods, Hosts: r.spec.Hosts}
+	}
 	return t.compileRouter(rules)
 }
 
-// sameRule reports whether a route spec has exactly the matching part rule.
-func sameRule(spec *config.Route, rule *router.Rule) bool {
-	return slices.Equal(spec.Paths, rule.Paths) && slices.Equal(spec.Methods, rule.Methods) &&
-		slices.Equal(spec.Hosts, rule.Hosts)
+// sameRule reports whether two route specs have the same matching part.
+func sameRule(a, b *config.Route) bool {
+	return slices.Equal(a.Paths, b.Paths) && slices.Equal(a.Methods, b.Methods) && slices.Equal(a.Hosts, b.Hosts)
 }
 
 // routeLookup returns a function that finds a route of t by name (nil for

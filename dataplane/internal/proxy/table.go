@@ -192,11 +192,10 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 
 	prevRoutes := prev.routeLookup()
 	reuse := t.reuser(prev, reusable, cfg)
-	rules := make([]router.Rule, len(cfg.Routes))
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
 		if old := reuse.route(i, r, invalid.Routes[i]); old != nil {
-			t.routes[i], rules[i] = old, router.Rule{Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts}
+			t.routes[i] = old
 			continue
 		}
 		if reason := t.routeRejection(r, invalid.Routes[i]); reason != "" {
@@ -204,7 +203,6 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 			rt := &Route{Name: r.Name, spec: *r, rejected: reason, MaxBodyBytes: config.DefaultMaxBodyBytes}
 			rt.spec.Meta = config.Meta{}
 			t.routes[i] = rt
-			rules[i] = router.Rule{Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts}
 			continue
 		}
 		rl := r.RateLimit
@@ -256,10 +254,9 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 			rt.throttle = newThrottle(r.MaxInFlight, r.QueueTimeout.Std())
 		}
 		t.routes[i] = rt
-		rules[i] = router.Rule{Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts}
 	}
 	t.stripped = compileStripped(t.routes)
-	if t.router, err = t.matcher(prev, rules); err != nil {
+	if t.router, err = t.matcher(prev); err != nil {
 		return nil, fmt.Errorf("compile snapshot %d routes: %w", s.Revision, err)
 	}
 	return t, nil
