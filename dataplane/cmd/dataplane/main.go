@@ -153,8 +153,8 @@ func run(args []string) error {
 		Name: "portico_analytics_dropped_requests_total",
 		Help: "Requests whose analytics counters were dropped because the control plane was unreachable for too long.",
 	}, func() float64 { return float64(recorder.Dropped()) }))
-	if *bodyTimeout <= 0 || *bodyGrace < 0 || *tunnelIdle <= 0 || *tunnelLife <= 0 || *bodyMinRate == 0 {
-		return errors.New("--body-read-timeout, --tunnel-idle-timeout and --tunnel-max-lifetime must be positive, --body-min-rate-grace not negative, --body-min-rate positive or -1 (off)")
+	if *bodyTimeout <= 0 || *bodyGrace <= 0 || *tunnelIdle <= 0 || *tunnelLife <= 0 || *bodyMinRate == 0 {
+		return errors.New("--body-read-timeout, --body-min-rate-grace, --tunnel-idle-timeout and --tunnel-max-lifetime must be positive, --body-min-rate positive or -1 (off)")
 	}
 	limits := proxy.Limits{
 		BodyReadTimeout: *bodyTimeout, BodyMinRate: *bodyMinRate, BodyMinRateGrace: *bodyGrace,
