@@ -1,5 +1,6 @@
 // Package snapshot defines what the control plane ships to data planes: the
-// whole configuration at one revision, sealed with a checksum so that a
+// whole configuration at one revision (or, to a data plane that is current,
+// a Delta from its revision: delta.go), sealed with a checksum so that a
 // truncated or corrupted copy (on the wire or in a data plane's state dir) is
 // refused instead of half-applied. It also names the store history (Epoch)
 // the revision belongs to, so that a data plane can tell a newer snapshot

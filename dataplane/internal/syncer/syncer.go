@@ -1,7 +1,11 @@
 // Package syncer keeps a data plane's configuration in step with the control
 // plane: it long-polls for snapshots, verifies and applies each one, writes
 // it to the state dir, and at boot applies the saved one so that a data plane
-// restarted while the control plane is down still serves.
+// restarted while the control plane is down still serves. Once it holds a
+// configuration it asks for deltas (only the objects changed since its
+// applied revision), applies them to that configuration and checks the
+// digest of the result, falling back to the full snapshot on any mismatch
+// (delta.go).
 //
 // A snapshot replaces the applied one only if it is newer: a higher revision
 // of the same epoch, or any revision of an epoch the control plane started
