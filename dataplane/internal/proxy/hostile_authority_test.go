@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portico-gw/portico/dataplane/internal/cache"
+	"github.com/portico-gw/portico/shared/apikey"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/testutil"
 )
@@ -212,5 +213,55 @@ func TestCachePoisoningThroughHost(t *testing.T) {
 	}
 	if n := upstreamCalls.Load(); n != 2 {
 		t.Fatalf("upstream calls = %d, want 2 (shop.example:8443 and shop.example)", n)
+	}
+}
+
+// TestHostilePathParameterRouting: a servlet container reads "/admin;x/y"
+// as "/admin/y". When removing the ';' parameters would move a request to
+// another route (here from an open catch-all to an API-key route of the
+// same service), the request is refused; parameters that keep it on its
+// route (jsessionid) pass as sent. Before, "/admin;x/secret" went through
+// the open route to a service that served /admin/secret.
+func TestHostilePathParameterRouting(t *testing.T) {
+	app, appSeen := recordingUpstream(t, "app")
+	key, id, hash, err := apikey.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry())})
+	h.Swap(compileCfg(t, 1, &config.Config{
+		Services:  []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
+		Consumers: []config.Consumer{{Name: "alice", APIKeys: []config.APIKey{{ID: id, Hash: hash, Prefix: apikey.Prefix(key)}}}},
+		Routes: []config.Route{
+			{Name: "site", Paths: []string{"/*"}, Service: "app"},
+			{Name: "admin", Paths: []string{"/admin/*"}, Service: "app", Auth: &config.RouteAuth{APIKey: true}},
+		},
+	}))
+	addr := trafficServer(t, h, 0)
+	tests := []struct {
+		path   string
+		status int
+	}{
+		{"/admin;x/secret", 400},
+		{"/admin;/secret", 400},
+		{"/admin%3Bx/secret", 400},
+		{"/;x/admin/secret", 400},
+		{"/admin;jsessionid=1", 400},
+		// Same route either way: forwarded as sent.
+		{"/shop;jsessionid=1/cart", 200},
+		{"/shop/cart;v=2", 200},
+		{"/admin/secret;jsessionid=1", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			before := appSeen.hits.Load()
+			res := rawRequest(t, addr, "GET "+tt.path+" HTTP/1.1\r\nHost: a\r\n\r\n", false)
+			if res.status != tt.status {
+				t.Fatalf("status = %d %q, want %d", res.status, res.body, tt.status)
+			}
+			if reached := appSeen.hits.Load() != before; reached != (tt.status == 200) {
+				t.Fatalf("upstream reached = %v", reached)
+			}
+		})
 	}
 }
