@@ -181,7 +181,7 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 		writeProblem(w, r, http.StatusServiceUnavailable, "not-ready", "the gateway has no configuration yet")
 		return
 	}
-	if headerBlockSize(r) > h.limits.MaxHeaderBytes {
+	if sanitize(r, t.stripped, h.limits.AllowUnderscoreHeaders) > h.limits.MaxHeaderBytes {
 		w.Header().Set("Connection", "close")
 		writeProblem(w, r, http.StatusRequestHeaderFieldsTooLarge, "headers-too-large",
 			"the request line and headers exceed "+strconv.Itoa(h.limits.MaxHeaderBytes)+" bytes")
@@ -193,7 +193,6 @@ func (h *Handler) serve(w *recorder, r *http.Request, o *outcome) {
 		writeProblem(w, r, http.StatusBadRequest, "ambiguous-credentials", "the request carries more than one Authorization header")
 		return
 	}
-	sanitize(r.Header, t.stripped, h.limits.AllowUnderscoreHeaders)
 	host, err := requestAuthority(r)
 	if err != nil {
 		writeProblem(w, r, http.StatusBadRequest, "bad-host", "the request's host is not valid: "+err.Error())
