@@ -24,7 +24,10 @@ import (
 // client's body is at fault — it stalled, broke off or was malformed, or a
 // timeout fired while the gateway was waiting for the client's bytes — the
 // failure is the client's: it is never reported to the service's circuit
-// breaker, outlier detection or retry budget (upstream.ClientBody).
+// breaker, outlier detection or retry budget (upstream.ClientBody). A
+// failure of the service's own (refused, reset, a 5xx) while the client is
+// slow is still the service's: only timeouts are weighed against a late
+// client.
 
 // errBodyStalled is the read error of a body whose client missed its
 // deadline.
@@ -189,11 +192,17 @@ func (b *clientBody) stalled() bool { return b.state.Load() == bodyStalled }
 // waiting reports whether a read is blocked on the client right now.
 func (b *clientBody) waiting() bool { return b.waitStart.Load() != 0 }
 
-// ClientFault reports whether a failure now is the client's doing: its body
-// stalled or broke, or the client is late with it (late).
+// ClientFault reports whether the client's body failed: it stalled past a
+// deadline, broke off, was malformed or over the limit. Any failure of the
+// exchange after that is the client's.
 func (b *clientBody) ClientFault() bool {
-	return b.state.Load() == bodyBroken || b.late()
+	s := b.state.Load()
+	return s == bodyStalled || s == bodyBroken
 }
+
+// Late is late, for the upstream transport: when an attempt times out while
+// the client is late, the timeout measured the client.
+func (b *clientBody) Late() bool { return b.late() }
 
 // complete reports whether the body was read to its end.
 func (b *clientBody) complete() bool { return b.state.Load() == bodyDone }

@@ -596,3 +596,52 @@ func BenchmarkRequestHeaderChecks(b *testing.B) {
 		}
 	}
 }
+
+// TestSlowClientDoesNotHideServiceFailures: only timeouts are weighed
+// against a late client. A service that drops the connection while a
+// client is (slowly) uploading failed on its own: the client gets 502 and
+// the breaker counts it, so a slow client cannot mask a broken service.
+func TestSlowClientDoesNotHideServiceFailures(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Read the head, then hang up without an answer.
+			wg.Go(func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for range 100 {
+					if line, err := br.ReadString('\n'); err != nil || line == "\r\n" {
+						return
+					}
+				}
+			})
+		}
+	})
+	tab := compileCfg(t, 1, &config.Config{
+		Services: []config.Service{{Name: "svc", Targets: []config.Target{{URL: "http://" + ln.Addr().String()}},
+			CircuitBreaker: &config.CircuitBreaker{MinRequests: 3, FailureRatio: 0.5}}},
+		Routes: []config.Route{{Name: "slow", Paths: []string{"/slow"}, Service: "svc"}},
+	})
+	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry())})
+	h.Swap(tab)
+	addr := trafficServer(t, h, 0)
+	for i := range 3 {
+		status, _, err := slowClient(addr, "/slow", true)
+		if err != nil || status != http.StatusBadGateway {
+			t.Fatalf("slow client %d: %d (%v), want 502", i, status, err)
+		}
+	}
+	if st := h.Table().Upstreams()[0].Breaker; st != "open" {
+		t.Fatalf("breaker %s after three service failures, want open", st)
+	}
+}

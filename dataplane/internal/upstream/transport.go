@@ -50,11 +50,13 @@ type Exchange struct {
 
 // ClientBody is the client's request body as the proxy reads it.
 type ClientBody interface {
-	// ClientFault tells whether a failure now is the client's doing: its
-	// body stalled, broke off or was malformed, or the gateway is still
-	// waiting for its bytes (a timeout then measured the client, not the
-	// instance).
+	// ClientFault tells whether the body failed (stalled past its
+	// deadline, broke off, malformed, over the limit): whatever failed
+	// after that is the client's doing.
 	ClientFault() bool
+	// Late tells whether the client is behind with its body: a timeout
+	// that fires now measured the client, not the instance.
+	Late() bool
 	// Abandon cuts off a read waiting for the client: net/http's
 	// transport waits for its body reader before an attempt returns.
 	Abandon()
@@ -171,9 +173,10 @@ func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path stri
 		ctx, cancel = context.WithCancel(ctx)
 		timer = time.AfterFunc(u.AttemptTimeout, func() {
 			cancel()
-			if body != nil && body.client != nil && body.client.ClientFault() {
-				// The attempt waited on the client; its body read must
-				// not hold the attempt past its timeout.
+			if body != nil && body.client != nil && body.client.Late() {
+				// The attempt waited on the client: the body is abandoned
+				// (its read fails, so the failure is the client's), and
+				// the read must not hold the attempt past its timeout.
 				body.client.Abandon()
 			}
 		})
