@@ -423,13 +423,6 @@ func (c *Config) check() *errorList {
 			}
 		}
 	}
-	for i := range c.Consumers {
-		for k, name := range c.Consumers[i].JWTIssuers {
-			if _, ok := issuers[name]; !ok {
-				l.add(fmt.Sprintf("consumers[%d].jwt_issuers[%d]", i, k), "issuer %q does not exist", name)
-			}
-		}
-	}
 	if rl := c.Global.RateLimit; rl != nil {
 		rl.validate(&l, "global.rate_limit")
 		if k := rl.Key; k == "consumer" || strings.HasPrefix(k, "claim:") {
