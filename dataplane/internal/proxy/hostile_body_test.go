@@ -645,3 +645,35 @@ func TestSlowClientDoesNotHideServiceFailures(t *testing.T) {
 		t.Fatalf("breaker %s after three service failures, want open", st)
 	}
 }
+
+// TestBodyDeadline: the deadline of the next body read is the per-read
+// timeout, or sooner the moment the client falls under the minimum rate,
+// measured over the time the gateway spent waiting for it (not over the
+// time an upstream took to read).
+func TestBodyDeadline(t *testing.T) {
+	lim := Limits{BodyReadTimeout: 15 * time.Second, BodyMinRate: 500, BodyMinRateGrace: 10 * time.Second}
+	now := time.Unix(1_000_000, 0)
+	tests := []struct {
+		name   string
+		lim    Limits
+		read   int64
+		waited time.Duration
+		want   time.Duration
+	}{
+		{"fresh: grace, under the read timeout", lim, 0, 0, 10 * time.Second},
+		{"half the grace waited", lim, 0, 5 * time.Second, 5 * time.Second},
+		{"5000 bytes earn 10s", lim, 5000, 12 * time.Second, 8 * time.Second},
+		{"far ahead: the read timeout", lim, 1 << 20, 20 * time.Second, 15 * time.Second},
+		{"behind: already due", lim, 100, 30 * time.Second, -19*time.Second - 800*time.Millisecond},
+		{"rate off", Limits{BodyReadTimeout: 15 * time.Second, BodyMinRate: -1}, 0, time.Hour, 15 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &clientBody{lim: &tt.lim, read: tt.read}
+			b.waited.Store(int64(tt.waited))
+			if got := b.deadline(now).Sub(now); got != tt.want {
+				t.Fatalf("deadline in %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
