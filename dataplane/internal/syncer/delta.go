@@ -23,17 +23,40 @@ import (
 // (and Boot before it) touches it.
 type base struct {
 	snap *snapshot.Snapshot
-	// digest is snap's digest once computed (nil until the first delta:
-	// hashing 100,000 routes is not free, and most data planes that boot
-	// from a full snapshot get a delta next).
-	digest *snapshot.Digest
+	// digest is snap's digest once known. After a full snapshot it is
+	// computed in the background (pending): hashing 100,000 objects takes
+	// a good fraction of a second, better spent while no write is waiting
+	// than on the first delta's path.
+	digest  *snapshot.Digest
+	pending *pendingDigest
+	// next is the digest of the configuration being installed, when the
+	// caller knows it (a delta): keep takes it instead of hashing.
+	next *snapshot.Digest
 	// needFull: the last delta did not apply; ask for the whole snapshot.
 	needFull bool
 }
 
-// keep makes snap, just installed, the base of the next delta.
+// pendingDigest is a digest being computed by its own goroutine, which
+// ends when the hashing does (it holds no resource and waits on nothing).
+type pendingDigest struct {
+	done chan struct{}
+	d    snapshot.Digest
+	err  error
+}
+
+// keep makes snap, just installed, the base of the next delta, with the
+// digest applyDelta advanced or, after a full snapshot, one being hashed.
 func (s *Syncer) keep(snap *snapshot.Snapshot) {
-	s.base = base{snap: snap}
+	if d := s.base.next; d != nil {
+		s.base = base{snap: snap, digest: d}
+		return
+	}
+	p := &pendingDigest{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.d, p.err = snapshot.DigestOf(&snap.Config)
+	}()
+	s.base = base{snap: snap, pending: p}
 }
 
 // pollAfter is the revision the next poll waits to pass: the applied one
@@ -62,11 +85,12 @@ func (s *Syncer) applyDelta(raw []byte, applied int64) error {
 		return s.fallBack(applied, d.Revision, fmt.Errorf("delta %d..%d does not start at the applied revision", d.Base, d.Revision))
 	}
 	if s.base.digest == nil {
-		dg, err := snapshot.DigestOf(&b.Config)
-		if err != nil {
-			return s.fallBack(applied, d.Revision, err)
+		p := s.base.pending
+		<-p.done
+		if p.err != nil {
+			return s.fallBack(applied, d.Revision, p.err)
 		}
-		s.base.digest = &dg
+		s.base.digest = &p.d
 	}
 	cfg, touched, err := d.Apply(&b.Config)
 	if err != nil {
@@ -81,13 +105,15 @@ func (s *Syncer) applyDelta(raw []byte, applied int64) error {
 			snapshot.ErrDigest, d.Base, d.Revision, d.Digest, b.Revision, got))
 	}
 	snap := &snapshot.Snapshot{Revision: d.Revision, Epoch: d.Epoch, Checksum: d.Digest, CreatedAt: d.CreatedAt, Config: *cfg}
-	if err := s.install(snap, "delta"); err != nil {
+	s.base.next = &got
+	err = s.install(snap, "delta")
+	s.base.next = nil
+	if err != nil {
 		s.rejected.Store(snap.Revision)
 		s.o.Log.Error("rejected snapshot; still serving the previous configuration",
 			"revision", snap.Revision, "serving", applied, "err", err)
 		return nil
 	}
-	s.base.digest = &got
 	s.o.Log.Info("applied delta", "revision", snap.Revision, "previous", applied, "objects", touched.Len(),
 		"apply_ms", float64(time.Since(start).Microseconds())/1000)
 	if s.o.StateDir != "" {
