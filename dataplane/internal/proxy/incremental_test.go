@@ -308,3 +308,33 @@ func BenchmarkCompileOneChange(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCompileOneAdd is BenchmarkCompileOneChange for a write that
+// adds a route: the router is rebuilt.
+func BenchmarkCompileOneAdd(b *testing.B) {
+	for _, n := range []int{5000, 100000} {
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			m := newMetaConfig(n)
+			deps := testDeps()
+			prev, err := Compile(m.snapshot(b), nil, deps)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				m.rev++
+				m.addRoute()
+				m.cfg.Sort()
+				s := m.snapshot(b)
+				b.StartTimer()
+				next, err := Compile(s, prev, deps)
+				if err != nil {
+					b.Fatal(err)
+				}
+				prev.Retire(next)
+				prev = next
+			}
+		})
+	}
+}
