@@ -275,8 +275,15 @@ func (c *Catalog) apply(ctx context.Context, actor Actor, m mutation) (*Change, 
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
-		if r := c.reset.Load(); r != nil {
-			return nil, nil, r
+		if c.reset.Load() != nil {
+			// Look again first: another replica may have adopted the
+			// store, or an operator restored it, since Run last probed.
+			if err := c.refresh(ctx); err != nil {
+				return nil, nil, err
+			}
+			if r := c.reset.Load(); r != nil {
+				return nil, nil, r
+			}
 		}
 		cur := c.Current().State
 		next := cur.Config.Clone()
@@ -291,7 +298,7 @@ func (c *Catalog) apply(ctx context.Context, actor Actor, m mutation) (*Change, 
 		normalize(next)
 		// The whole config is checked again however the mutation was
 		// validated: a state that fails here must never be stored.
-		if err := next.Validate(); err != nil {
+		if err := validateNext(&cur.Config, next); err != nil {
 			return nil, nil, err
 		}
 		ep := cur.Epoch

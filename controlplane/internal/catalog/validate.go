@@ -1,0 +1,45 @@
+package catalog
+
+import (
+	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/snapshot"
+)
+
+// validateNext checks next, the configuration a write would store, given
+// cur, the stored one (which passed the same check when it was stored). A
+// write that touches only routes, the usual one, is checked on what it
+// touched: the touched routes validated among themselves against every
+// service, consumer and issuer and the global section, each checked against
+// every other route for requests claimed twice (CheckRoute), and the names
+// checked for order and duplicates. Nothing an untouched route depends on
+// changed, so it stays valid. Any other write, or one touching many
+// routes, validates the whole configuration as before. The result is the
+// same as next.Validate() (TestValidateNextAgreesWithValidate); at 100,000
+// routes the whole check is a few hundred milliseconds per write.
+func validateNext(cur, next *config.Config) error {
+	t := snapshot.Changes(cur, next)
+	if t.Global || len(t.Services)+len(t.Consumers)+len(t.Issuers) > 0 || len(t.Routes) > 16 {
+		return next.Validate()
+	}
+	shadow := config.Config{Services: next.Services, Consumers: next.Consumers, Issuers: next.Issuers, Global: next.Global}
+	for i := range next.Routes {
+		r := &next.Routes[i]
+		if i > 0 && next.Routes[i-1].Name >= r.Name {
+			return next.Validate() // out of order or a duplicate: let the whole check say it
+		}
+		if _, ok := t.Routes[r.Name]; ok {
+			shadow.Routes = append(shadow.Routes, *r)
+		}
+	}
+	// On any failure the whole check runs: it reports the errors with the
+	// whole configuration's field paths, as before.
+	if shadow.Validate() != nil {
+		return next.Validate()
+	}
+	for k := range shadow.Routes {
+		if next.CheckRoute(&shadow.Routes[k]) != nil {
+			return next.Validate()
+		}
+	}
+	return nil
+}
