@@ -227,3 +227,24 @@ func TestStoreResetSeenByDataplane(t *testing.T) {
 		t.Errorf("adopted epoch %+v, want one after the data plane's", ep)
 	}
 }
+
+// TestStoreResetReplicaFollowsAdopt: two control planes on one Consul
+// store; after the agent restarts empty and one of them adopts the store,
+// the other writes at once, without an adopt of its own.
+func TestStoreResetReplicaFollowsAdopt(t *testing.T) {
+	agent := testutil.StartConsul(t)
+	a, b := newConsulServer(t, agent), newConsulServer(t, agent)
+	a.mustStatus(t, 201, "PUT", "/v1/services/users", svcBody)
+	agent.RestartEmpty()
+	for _, s := range []*testServer{a, b} {
+		testutil.Eventually(t, 15*time.Second, func() bool {
+			code, _, _ := s.call(t, "PUT", "/v1/services/orders", adminToken, svcBody)
+			return code == http.StatusConflict
+		}, "writes refused with store-reset")
+	}
+	a.mustStatus(t, 200, "POST", "/v1/store/adopt?config=last-seen", "")
+	b.mustStatus(t, 201, "PUT", "/v1/services/orders", svcBody)
+	if ea, eb := a.cat.Current().State.Epoch, b.cat.Current().State.Epoch; ea.ID != eb.ID || ea.ID == "" {
+		t.Errorf("epochs after adopt: %+v and %+v, want the same new one", ea, eb)
+	}
+}
