@@ -265,3 +265,82 @@ func TestHostilePathParameterRouting(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedCacheThroughGateway: issue 13's cache findings end to end, on
+// the wire: two data planes share a real Redis, the service is a real
+// listener, and the attacker's request goes to one data plane, the
+// victim's to the other. The victim must get the answer the service gives
+// to its own request.
+func TestSharedCacheThroughGateway(t *testing.T) {
+	rs := testutil.StartRedis(t)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		switch r.URL.Path {
+		case "/long":
+			if len(r.URL.RawQuery) > 64 {
+				w.WriteHeader(http.StatusRequestURITooLong)
+				fmt.Fprint(w, "too long")
+				return
+			}
+			fmt.Fprint(w, "id="+r.URL.Query().Get("id"))
+		case "/cookie":
+			if c, err := r.Cookie("session"); err == nil {
+				fmt.Fprint(w, "hello "+c.Value)
+				return
+			}
+			fmt.Fprint(w, "hello stranger")
+		case "/raw":
+			fmt.Fprint(w, "query="+r.URL.RawQuery)
+		case "/cloak":
+			// Splits on ';' too, and takes the last id (Rails, old Python).
+			id := ""
+			for _, kv := range strings.FieldsFunc(r.URL.RawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
+				if v, ok := strings.CutPrefix(kv, "id="); ok {
+					id = v
+				}
+			}
+			fmt.Fprint(w, "id="+id)
+		}
+	}))
+	t.Cleanup(app.Close)
+	cached := func(name, path string, keyQuery ...string) config.Route {
+		return config.Route{Name: name, Paths: []string{path}, Service: "app",
+			Cache: &config.RouteCache{TTL: config.Duration(time.Minute), Store: config.CacheRedis, KeyQuery: keyQuery}}
+	}
+	plane := func() string {
+		rc := redis.NewClient(&redis.Options{Addr: rs.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+		t.Cleanup(func() { _ = rc.Close() })
+		c := cache.New(cache.Options{Memory: cache.NewMemory(1 << 20), Redis: cache.NewRedis(rc, time.Second), Log: discardLog()})
+		h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry()), Cache: c})
+		h.Swap(compileCfg(t, 1, &config.Config{
+			Services: []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
+			Routes: []config.Route{cached("long", "/long", "id"), cached("cookie", "/cookie"),
+				cached("raw", "/raw"), cached("cloak", "/cloak", "id")},
+		}))
+		return trafficServer(t, h, 0)
+	}
+	a, b := plane(), plane()
+	tests := []struct {
+		name, attack, victim, want string
+	}{
+		{"414 for junk out of the key", "GET /long?id=1&junk=" + strings.Repeat("x", 80) + " HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+			"GET /long?id=1 HTTP/1.1\r\nHost: shop.example\r\n\r\n", "id=1"},
+		{"cookie", "GET /cookie HTTP/1.1\r\nHost: shop.example\r\nCookie: session=attacker\r\n\r\n",
+			"GET /cookie HTTP/1.1\r\nHost: shop.example\r\n\r\n", "hello stranger"},
+		{"invalid escape", "GET /raw?q=%zz HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+			"GET /raw?q=%25zz HTTP/1.1\r\nHost: shop.example\r\n\r\n", "query=q=%25zz"},
+		{"semicolon cloaking", "GET /cloak?id=1&utm=x;id=evil HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+			"GET /cloak?id=1 HTTP/1.1\r\nHost: shop.example\r\n\r\n", "id=1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if res := rawRequest(t, a, tt.attack, false); res.err != nil {
+				t.Fatal(res.err)
+			}
+			res := rawRequest(t, b, tt.victim, false)
+			if res.status != 200 || res.body != tt.want {
+				t.Fatalf("the victim got %d %q, want 200 %q", res.status, res.body, tt.want)
+			}
+		})
+	}
+}
