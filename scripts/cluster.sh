@@ -369,6 +369,22 @@ seed() {
   admin PUT /v1/routes/orders '{"paths":["/orders/*"],"service":"orders","strip_prefix":true,"rate_limit":{"limit":10,"window":"1s","burst":9,"key":"ip"}}'
 }
 
+# store_reset: the control plane reports its store emptied or rolled back.
+store_reset() {
+  curl -fsS --max-time 2 -H "Authorization: Bearer $ADMIN_TOKEN" "http://${CP_ADDRS[0]}/v1/store" |
+    grep -q '"writable":false'
+}
+
+# adopt_store: after Consul came back empty, re-seed the store with the
+# configuration the control planes last served (what the data planes run),
+# an explicit operator action (docs/OPERATIONS.md, "Store reset").
+adopt_store() {
+  # The control plane notices within a few seconds (it probes its store).
+  wait_for "cp-1 noticing the emptied store" 15 store_reset
+  log "re-seeding the emptied store with the configuration cp-1 last served (POST /v1/store/adopt?config=last-seen)"
+  admin POST '/v1/store/adopt?config=last-seen'
+}
+
 gateway_serves() { curl -fsS -o /dev/null --max-time 2 "http://$FRONT/users/ready"; }
 
 # --- commands --------------------------------------------------------------
@@ -388,10 +404,13 @@ cmd_up() {
   [[ -x "$BIN/controlplane" && -x "$BIN/dataplane" && -x "$BIN/demo-upstream" ]] ||
     die "binaries missing in $BIN: run make build (make cluster does)"
   mkdir -p "$PIDS" "$LOGS" "$DATA"
+  local consul_reset=""
   if ! running consul && others_running; then
-    # Consul runs in memory: a new agent would hand the control planes an
-    # empty store under their feet.
-    die "consul is not running but other twin processes are: run scripts/cluster.sh down, then up"
+    # Consul runs in memory: the new agent starts empty. Every process
+    # registers again by itself; the control planes find their store
+    # emptied and refuse writes until it is adopted, below.
+    log "consul is not running but other twin processes are: starting it again, empty"
+    consul_reset=1
   fi
   if [[ -z "$want" ]]; then
     want="$(cat "$WANT_DPS" 2>/dev/null || true)"
@@ -402,6 +421,7 @@ cmd_up() {
   start_redis
   start_controlplanes
   start_upstreams
+  [[ -z "$consul_reset" ]] || adopt_store
   seed
   start_haproxy
   scale_to "$want"
