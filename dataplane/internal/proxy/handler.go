@@ -453,6 +453,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, route *Route, 
 	clientFault := ex.clientFault.Load() || !timedOut && r.Context().Err() != nil
 	done(!clientFault && (ex.Failed || timedOut), clientFault)
 	reported = true
+	if body != nil && !body.complete() && (ex.Failed || timedOut) {
+		// Abandoned only now: cutting off a read makes net/http cancel the
+		// request's context, which would read as the client leaving.
+		body.Abandon()
+	}
 	o.upstream, o.attempts = ex.Addr, ex.Attempts
 }
 
@@ -543,6 +548,12 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		w.WriteHeader(499)
 	default:
 		clientFault = false
+		if body != nil && !body.complete() {
+			// The rest of the upload has nowhere to go: it is not read
+			// (forward abandons it once the outcome is reported), and the
+			// connection closes after the answer.
+			w.Header().Set("Connection", "close")
+		}
 		detail := "the upstream failed"
 		var ne net.Error
 		switch {

@@ -141,7 +141,9 @@ func slowClient(addr, path string, dribble bool) (int, bool, error) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer close(stop)
+	var once sync.Once
+	halt := func() { once.Do(func() { close(stop) }) }
+	defer halt()
 	if dribble {
 		wg.Go(func() {
 			tick := time.NewTicker(50 * time.Millisecond)
@@ -160,6 +162,7 @@ func slowClient(addr, path string, dribble bool) (int, bool, error) {
 	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
+	halt() // answered: a client stops sending
 	if err != nil {
 		return 0, false, err
 	}
