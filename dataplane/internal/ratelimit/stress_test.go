@@ -102,7 +102,7 @@ func TestBusyProcessDecidesInRedis(t *testing.T) {
 const MaxInt32 = 1<<31 - 1
 
 // TestHungRedisTripsWhenIdle: the lag allowance is measured, not assumed.
-// An idle process shows no lag, so a Redis that stops answering (paused:
+// An idle process shows no lag, so a Redis that stops answering (SIGSTOP:
 // connections open, nothing answered) is skipped after a few budgets, and
 // decisions go on locally without waiting for it; the lag monitor stops
 // with the load.
@@ -121,7 +121,13 @@ func TestHungRedisTripsWhenIdle(t *testing.T) {
 	idleLag := lim.lag.recent(time.Now())
 
 	const pause = 2 * time.Second
-	srv.Pause(pause)
+	srv.Freeze()
+	thawed := false
+	defer func() {
+		if !thawed {
+			srv.Thaw()
+		}
+	}()
 	pausedAt := time.Now()
 	var redisFailed, local int
 	var lat []time.Duration
@@ -151,6 +157,8 @@ func TestHungRedisTripsWhenIdle(t *testing.T) {
 	if lim.Status().RedisUp {
 		t.Fatal("breaker not open against a hung Redis")
 	}
+	srv.Thaw()
+	thawed = true
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		return lim.Allow(ctx, "hang", p).Source == SourceRedis
 	}, "decisions back in Redis after the pause")
