@@ -528,7 +528,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	// would let any client open the breaker for everyone.
 	clientFault := true
 	switch {
-	case body != nil && (body.stalled() || ex != nil && ex.clientFault.Load() ||
+	case body != nil && (body.stalled() || ex != nil && ex.clientFault.Load() || errors.Is(err, upstream.ErrClientLate) ||
 		errors.Is(err, upstream.ErrClientBody) && body.late()):
 		writeBodyError(w, r, errBodyStalled)
 	case errors.Is(err, upstream.ErrClientBody), errors.As(err, new(*http.MaxBytesError)):

@@ -33,6 +33,10 @@ var ErrAttemptTimeout = errors.New("upstream attempt timed out")
 // client that stopped sending it): the client's fault, not the instance's.
 var ErrClientBody = errors.New("reading the client's request body failed")
 
+// ErrClientLate is the ErrClientBody of an attempt that timed out while the
+// client was behind with its body: the timeout measured the client.
+var ErrClientLate = fmt.Errorf("%w: the client was late with it", ErrClientBody)
+
 // Exchange is the per-request state the transport needs and reports back.
 type Exchange struct {
 	Upstream *Upstream
@@ -125,6 +129,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			// let any client eject instances and open the breaker with
 			// malformed uploads; and no other instance would do better.
 			x.Failed = false
+			if body.late.Load() {
+				return nil, fmt.Errorf("%w: %w", ErrClientLate, err)
+			}
 			return nil, fmt.Errorf("%w: %w", ErrClientBody, err)
 		}
 		failed := err != nil || resp.StatusCode >= 500
@@ -174,9 +181,10 @@ func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path stri
 		timer = time.AfterFunc(u.AttemptTimeout, func() {
 			cancel()
 			if body != nil && body.client != nil && body.client.Late() {
-				// The attempt waited on the client: the body is abandoned
-				// (its read fails, so the failure is the client's), and
-				// the read must not hold the attempt past its timeout.
+				// The attempt waited on the client: the failure is the
+				// client's, and a read waiting for it must not hold the
+				// attempt past its timeout.
+				body.late.Store(true)
 				body.client.Abandon()
 			}
 		})
@@ -253,11 +261,13 @@ type bodyGuard struct {
 	// RoundTrip has returned a response.
 	failed atomic.Bool
 	client ClientBody // nil when the proxy does not say
+	// late: an attempt timed out while the client was late with the body.
+	late atomic.Bool
 }
 
 // clientFault reports whether a failed attempt is the client's doing.
 func (g *bodyGuard) clientFault() bool {
-	return g.failed.Load() || g.client != nil && g.client.ClientFault()
+	return g.failed.Load() || g.late.Load() || g.client != nil && g.client.ClientFault()
 }
 
 func (g *bodyGuard) Read(p []byte) (int, error) {
