@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/portico-gw/portico/dataplane/internal/promreg"
 	"github.com/portico-gw/portico/dataplane/internal/redisconn"
 )
 
@@ -237,6 +238,12 @@ func NewRedis(o Options) *RedisLimiter {
 	}
 	r.br.healthy.Store(true)
 	r.metrics.setUp(true)
+	if o.Metrics != nil {
+		promreg.Register(o.Metrics, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "portico_ratelimit_reaction_lag_seconds",
+			Help: "Largest delay this data plane took to react to a ready socket in the last second (measured only while rate-limit decisions are made); a Redis exchange may take the budget plus twice this.",
+		}, func() float64 { return r.lag.recent(time.Now()).Seconds() }))
+	}
 	if r.guarded {
 		r.log.Warn("rate limiter: the Redis client ignores context deadlines; exchanges still end at their deadline, but a stalled one holds a goroutine until the client's own timeouts (set ContextTimeoutEnabled)")
 	}
