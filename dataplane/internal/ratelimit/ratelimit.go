@@ -75,9 +75,14 @@
 // reply takes, with a peer that answers at once. On a saturated CPU Go
 // notices socket readiness late (netpoll is polled by sysmon every ~10ms
 // when run queues never empty), which is why a fixed 5ms deadline would
-// expire although Redis answered in 100µs. An idle process has no lag, so a
+// expire although Redis answered in 100µs. When the deadline comes it is
+// judged again on the evidence then (a ping not yet read, a starved
+// sampler, the deadline timer's own lateness), and before Redis is blamed
+// one more ping is written and waited for: it is readied by the same
+// netpoll as a reply already waiting, so only a process that answers its
+// own ping promptly calls Redis late. An idle process has no lag, so a
 // Redis that is genuinely slow or hung still misses its deadline within
-// about the budget.
+// about the budget (plus the ping's millisecond).
 //
 // An exchange that fails or misses its deadline is an error. After a few
 // consecutive errors spanning a few budgets a breaker stops calling Redis;
