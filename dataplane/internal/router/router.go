@@ -138,6 +138,11 @@ type Table struct {
 	// Match looks up only the suffixes of the request host that could exist.
 	wildLen [hostWindow + 1]bool
 	any     *node
+	// ext maps a rule's internal id (in targets) to its index in the rule
+	// list, -1 for a free id; nil means the identity (a table from
+	// Compile). free lists the free ids. See update.go.
+	ext  []int32
+	free []int32
 }
 
 // node is a position in a host group's segment trie: the patterns that
@@ -481,6 +486,9 @@ func (t *Table) matchIn(root *node, method, path string, m *Match) bool {
 		return false
 	}
 	m.Route, m.Path, m.PrefixLen = tg.route, tg.path, plen
+	if t.ext != nil {
+		m.Route = int(t.ext[tg.route])
+	}
 	k := copy(m.Params.keys[:], tg.names)
 	m.Params.n = k
 	// Abandoned branches may have written values past k.
