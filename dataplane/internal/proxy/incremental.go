@@ -23,13 +23,16 @@ import (
 //     every change of the object, a cache purge included) is the same and
 //     not zero, and its dependencies are the same objects: every service it
 //     sends to kept its *upstream.Upstream (which holds only when the
-//     service's spec is unchanged), and, for a route without a rate limit
-//     of its own, the global section is unchanged. Objects without
-//     metadata (hand-written snapshots, tests) are always rebuilt.
+//     service's spec is unchanged), every issuer it names serves in the new
+//     table (was not rejected), and, for a route without a rate limit of
+//     its own, the global section is unchanged. Objects without metadata
+//     (hand-written snapshots, tests) are always rebuilt.
 //   - Only new and changed routes are validated again (validateObjects),
 //     with every other object and every cross-reference.
 //   - The router is reused when every route kept its place and its matching
-//     part (paths, methods, hosts): the old matcher then gives the right
+//     part (paths, methods, hosts), and otherwise updated in place of a
+//     rebuild (router.Table.Update, for up to 64 routes added, deleted or
+//     re-pathed): the old matcher then gives the right
 //     route index for the new table. Adding, deleting or re-pathing a route
 //     rebuilds it.
 //
@@ -164,6 +167,15 @@ func (u *reuser) route(i int, r *config.Route, invalid string) *Route {
 			return nil
 		}
 	}
+	if r.Auth != nil {
+		// An issuer the route names may have been rejected in this table:
+		// then the route must be rebuilt to answer 503 (routeRejection).
+		for _, name := range r.Auth.Issuers {
+			if u.t.issuers[name] == nil {
+				return nil
+			}
+		}
+	}
 	u.t.reused++
 	return old
 }
@@ -197,11 +209,63 @@ func (t *Table) matcher(prev *Table) (*router.Table, error) {
 			return prev.router, nil
 		}
 	}
+	if rt := t.updateRouter(prev); rt != nil {
+		return rt, nil
+	}
 	rules := make([]router.Rule, len(t.routes))
 	for i, r := range t.routes {
 		rules[i] = router.Rule{Paths: r.spec.Paths, Methods: r.spec.Methods, Hosts: r.spec.Hosts}
 	}
 	return t.compileRouter(rules)
+}
+
+// maxRouterUpdate is the most rules added or removed for which the
+// previous router is updated rather than compiled again.
+const maxRouterUpdate = 64
+
+// updateRouter returns the previous table's router updated for t's routes
+// (router.Table.Update: only the paths of the routes added, deleted or
+// re-pathed are copied), or nil when a compile from scratch is due: no
+// previous router, routes not in name order, many changes, or a change the
+// update refuses (a conflict, which the full compile turns into a
+// rejection).
+func (t *Table) updateRouter(prev *Table) *router.Table {
+	byName := func(a, b *Route) int { return strings.Compare(a.Name, b.Name) }
+	if prev == nil || prev.router == nil || prev.router.Len() != len(prev.routes) ||
+		!slices.IsSortedFunc(prev.routes, byName) || !slices.IsSortedFunc(t.routes, byName) {
+		return nil
+	}
+	rule := func(r *Route) router.Rule {
+		return router.Rule{Paths: r.spec.Paths, Methods: r.spec.Methods, Hosts: r.spec.Hosts}
+	}
+	c := router.Change{Kept: make([]int, len(prev.routes)), Removed: map[int]router.Rule{}, Added: map[int]router.Rule{}, Len: len(t.routes)}
+	i, j := 0, 0
+	for i < len(prev.routes) || j < len(t.routes) {
+		if len(c.Removed)+len(c.Added) > maxRouterUpdate {
+			return nil
+		}
+		switch {
+		case j == len(t.routes) || i < len(prev.routes) && prev.routes[i].Name < t.routes[j].Name:
+			c.Kept[i], c.Removed[i] = -1, rule(prev.routes[i])
+			i++
+		case i == len(prev.routes) || t.routes[j].Name < prev.routes[i].Name:
+			c.Added[j] = rule(t.routes[j])
+			j++
+		default:
+			if o, r := prev.routes[i], t.routes[j]; o == r || sameRule(&o.spec, &r.spec) {
+				c.Kept[i] = j
+			} else {
+				c.Kept[i], c.Removed[i], c.Added[j] = -1, rule(o), rule(r)
+			}
+			i++
+			j++
+		}
+	}
+	rt, err := prev.router.Update(c)
+	if err != nil {
+		return nil
+	}
+	return rt
 }
 
 // sameRule reports whether two route specs have the same matching part.

@@ -36,6 +36,9 @@ func newMetaConfig(routes int) *metaConfig {
 		m.touch(&s.Meta)
 		m.cfg.Services = append(m.cfg.Services, s)
 	}
+	iss := config.Issuer{Name: "corp", Issuer: "https://id.example.com", Algorithms: []string{"HS256"}, Keys: []string{hmacSecret}}
+	m.touch(&iss.Meta)
+	m.cfg.Issuers = []config.Issuer{iss}
 	for range routes {
 		m.addRoute()
 	}
@@ -51,6 +54,9 @@ func (m *metaConfig) addRoute() {
 	if i%3 == 0 {
 		r.RateLimit = &config.RateLimit{Limit: 10 + i, Window: config.Duration(time.Second)}
 	}
+	if i%7 == 0 {
+		r.Auth = &config.RouteAuth{JWT: true, Issuers: []string{"corp"}}
+	}
 	if i%5 == 0 {
 		r.Aggregate = []config.AggregateBackend{{Service: fmt.Sprintf("svc%d", (i+1)%4), Path: "/a", Key: "a"}}
 		r.Service = ""
@@ -64,7 +70,7 @@ func (m *metaConfig) addRoute() {
 func (m *metaConfig) mutate(rng *rand.Rand) string {
 	m.rev++
 	routes := m.cfg.Routes
-	switch op := rng.IntN(9); {
+	switch op := rng.IntN(10); {
 	case op == 0 || len(routes) < 2:
 		m.addRoute()
 		m.cfg.Sort()
@@ -107,6 +113,16 @@ func (m *metaConfig) mutate(rng *rand.Rand) string {
 		r.Paths = []string{"no-leading-slash"}
 		m.touch(&r.Meta)
 		return "invalid route"
+	case op == 8:
+		// The issuer routes name turns invalid (rejected) or valid again.
+		is := &m.cfg.Issuers[0]
+		if is.Keys[0] == hmacSecret {
+			is.Keys = []string{"short"}
+		} else {
+			is.Keys = []string{hmacSecret}
+		}
+		m.touch(&is.Meta)
+		return "issuer keys"
 	default:
 		// A cache purge: only the metadata moves.
 		m.touch(&routes[rng.IntN(len(routes))].Meta)
