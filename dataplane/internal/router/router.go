@@ -54,6 +54,17 @@
 // none), the same method (or any) and the same path shape, because the winner
 // between them would be arbitrary. The control plane refuses both as well; the
 // table checks again because a bad table is worse than a rejected snapshot.
+//
+// # Updating
+//
+// Table.Update builds the table for a new rule list from an existing one
+// (rules removed, added anywhere, moved), copying only the trie nodes on the
+// changed rules' paths and sharing the rest; the old table is not modified.
+// Rules carry an internal id that stays while the rule does, mapped to the
+// rule's index in the current list at match time, so inserting a rule in
+// the middle of the list renumbers nothing in the trie. Update checks added
+// rules as Compile does; the answers of an updated table are those of a
+// table compiled from the new list (TestUpdateMatchesReference).
 package router
 
 import (
