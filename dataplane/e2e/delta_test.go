@@ -50,15 +50,19 @@ func TestDeltas(t *testing.T) {
 
 	// converged waits until dp applied rev (from source) and checks that
 	// its configuration is byte for byte the control plane's.
-	converged := func(t *testing.T, rev int64, source string) {
+	converged := func(t *testing.T, rev int64, via string) {
 		t.Helper()
 		testutil.Eventually(t, 20*time.Second, func() bool {
 			st := dp.status(t)
 			return st["applied_revision"] == float64(rev)
 		}, fmt.Sprintf("%s applying revision %d", dp.id, rev))
 		st := dp.status(t)
-		if st["source"] != source {
-			t.Fatalf("revision %d came as %v, want %s", rev, st["source"], source)
+		got := "full"
+		if st["delta"] == true {
+			got = "delta"
+		}
+		if st["source"] != "controlplane" || got != via {
+			t.Fatalf("revision %d came from %v as %s, want from the control plane as %s", rev, st["source"], got, via)
 		}
 		poll, err := sync.PollSnapshot(ctx, client.PollRequest{After: 0, Wait: time.Second, NodeID: "e2e-checker"})
 		if err != nil {
@@ -89,7 +93,7 @@ func TestDeltas(t *testing.T) {
 		}
 	}
 	imported, _ := cp.admin.ExportConfig(ctx)
-	converged(t, imported.Revision, "controlplane")
+	converged(t, imported.Revision, "full")
 
 	t.Run("current data plane gets deltas", func(t *testing.T) {
 		cases := []struct {
@@ -150,7 +154,7 @@ func TestDeltas(t *testing.T) {
 		}
 		dp.restart("dataplane")
 		waitHTTP(t, dp.ops+"/healthz", 200)
-		converged(t, res.Revision, "controlplane")
+		converged(t, res.Revision, "full")
 	})
 
 	t.Run("a base that is not the control plane's: digest mismatch, full snapshot", func(t *testing.T) {
@@ -182,7 +186,7 @@ func TestDeltas(t *testing.T) {
 		testutil.Eventually(t, 20*time.Second, func() bool { return serves(dp.url+"/tampered/x", "delta-one") },
 			"the data plane serving its tampered state file")
 		rev := write(t, putRoute("after-tamper", "/after-tamper/*", "a"))
-		converged(t, rev, "controlplane")
+		converged(t, rev, "full")
 		if code, _ := get(dp.url + "/tampered/x"); code != 404 {
 			t.Fatalf("GET /tampered/x = %d after the full snapshot, want 404", code)
 		}

@@ -285,13 +285,16 @@ type Status struct {
 	AppliedRevision int64     `json:"applied_revision"`
 	Epoch           string    `json:"epoch,omitempty"`
 	Checksum        string    `json:"checksum,omitempty"`
-	Source          string    `json:"source,omitempty"` // "state", "controlplane" (a full snapshot) or "delta"
+	Source          string    `json:"source,omitempty"` // "state" or "controlplane"
 	Connected       bool      `json:"controlplane_connected"`
 	LastContact     time.Time `json:"last_contact,omitzero"`
 	RejectedRev     int64     `json:"rejected_revision,omitempty"`
 	ClusterSize     int       `json:"cluster_size"`
 	// RejectedObjects are the objects of the applied revision left out.
 	RejectedObjects []config.Rejected `json:"rejected_objects,omitempty"`
+	// Delta: the applied revision came from the control plane as a delta
+	// (snapshot.Delta), not as a full snapshot.
+	Delta bool `json:"delta,omitempty"`
 }
 
 // Status reports what is applied and how the link to the control plane is.
@@ -304,6 +307,9 @@ func (s *Syncer) Status() Status {
 	}
 	if src := s.source.Load(); src != nil {
 		st.Source = *src
+		if st.Source == "delta" {
+			st.Source, st.Delta = "controlplane", true
+		}
 	}
 	if n := s.lastContact.Load(); n != 0 {
 		st.LastContact = time.Unix(0, n).UTC()
