@@ -73,10 +73,28 @@ func runScale(b *testing.B, routes, writes int) {
 	up := startUpstream(b, "scale-svc")
 	dir := b.TempDir()
 	cp := startControlPlane(b, "cp", "bolt:"+filepath.Join(dir, "cp.db"))
+	// PORTICO_BENCH_KEEP=<dir> keeps the logs of the control plane and the
+	// data planes, which then log at info level (each applied revision with
+	// its apply time) and with GODEBUG=gctrace=1 (one line per GC, with the
+	// assist time taken from request goroutines).
+	keep := os.Getenv("PORTICO_BENCH_KEEP")
+	var env, extra []string
+	if keep != "" {
+		env, extra = []string{"GODEBUG=gctrace=1"}, []string{"--log-level", "info"}
+	}
 	var dps []*dataPlane
 	for i := range dataPlanes {
 		id := fmt.Sprintf("dp-%d", i)
-		dps = append(dps, startDataPlane(b, id, cp.url, filepath.Join(dir, id)))
+		dps = append(dps, startDataPlaneEnv(b, env, id, cp.url, filepath.Join(dir, id), extra...))
+	}
+	if keep != "" {
+		b.Cleanup(func() {
+			for _, p := range append([]*proc{cp.proc}, dps[0].proc, dps[1].proc, dps[2].proc) {
+				if data, err := os.ReadFile(p.log); err == nil {
+					_ = os.WriteFile(filepath.Join(keep, fmt.Sprintf("routes%d-%s.log", routes, p.name)), data, 0o644)
+				}
+			}
+		})
 	}
 	cfg := &config.Config{Services: []config.Service{svc(up)}}
 	cfg.Services[0].Name = "scale"
@@ -149,6 +167,9 @@ func runScale(b *testing.B, routes, writes int) {
 			b.Fatal(err)
 		}
 		ack = append(ack, time.Since(t0))
+		if keep != "" {
+			b.Logf("write %d at %s", i, t0.UTC().Format(time.RFC3339Nano))
+		}
 		writeTimes = append(writeTimes, t0)
 		var pwg sync.WaitGroup
 		for _, dp := range dps {
