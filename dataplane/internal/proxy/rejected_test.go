@@ -3,9 +3,11 @@ package proxy
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portico-gw/portico/shared/apikey"
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/snapshot"
 )
 
 // TestCompileSkipsRejectedObjects: objects a data plane cannot apply (here:
@@ -84,4 +86,54 @@ func TestCompileSkipsRejectedObjects(t *testing.T) {
 	if len(got) != 5 {
 		t.Errorf("Rejected() = %v; want exactly the 5 objects above", got)
 	}
+}
+
+// TestRejectedAgainstTableInService: compiled against the table in service
+// (as every revision after the first is), an object that turns bad is
+// rejected all the same, a route depending on it answers 503 even though
+// the route itself did not change, and fixing the object brings it back.
+func TestRejectedAgainstTableInService(t *testing.T) {
+	up := headerEcho(t)
+	cfg := func(rev int64, keys []string) *snapshot.Snapshot {
+		c := &config.Config{
+			Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}, Meta: config.Meta{Version: 1, Revision: 1}}},
+			Issuers: []config.Issuer{{Name: "corp", Issuer: "https://id.example.com", Algorithms: []string{"HS256"}, Keys: keys,
+				Meta: config.Meta{Version: rev, Revision: rev}}},
+			Routes: []config.Route{
+				{Name: "open", Paths: []string{"/open"}, Service: "s", Meta: config.Meta{Version: 1, Revision: 1}},
+				{Name: "secure", Paths: []string{"/secure"}, Service: "s", Auth: &config.RouteAuth{JWT: true, Issuers: []string{"corp"}},
+					Meta: config.Meta{Version: 1, Revision: 1}},
+			},
+		}
+		s, _, err := snapshot.Encode(rev, c, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	h, gw := newGateway(t, nil)
+	deps := testDeps()
+	steps := []struct {
+		keys   []string
+		secure int // status of /secure without credentials
+	}{
+		{[]string{hmacSecret}, 401},
+		{[]string{"short"}, 503}, // the issuer turns bad: refused by validation
+		{[]string{hmacSecret}, 401},
+	}
+	for i, st := range steps {
+		tab, err := Compile(cfg(int64(i+1), st.keys), h.Table(), deps)
+		if err != nil {
+			t.Fatalf("revision %d: %v", i+1, err)
+		}
+		tab.Start()
+		h.Swap(tab)
+		if code, _, _ := do(t, "GET", gw+"/open", nil); code != 200 {
+			t.Fatalf("revision %d: /open = %d", i+1, code)
+		}
+		if code, _, body := do(t, "GET", gw+"/secure", nil); code != st.secure {
+			t.Fatalf("revision %d: /secure = %d %s, want %d", i+1, code, body, st.secure)
+		}
+	}
+	t.Cleanup(func() { h.Table().Retire(nil) })
 }
