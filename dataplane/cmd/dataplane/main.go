@@ -361,6 +361,9 @@ func newLimiter(rc redis.UniversalClient, budget time.Duration, peers func() int
 		}
 	}
 	rl := ratelimit.NewRedis(ratelimit.Options{Client: rc, Budget: budget, Peers: peers, Log: log, Metrics: reg})
+	// A connection and the scripts ready before the first request; bounded
+	// by the breaker's cool-down, errors are for the first decisions to see.
+	go func() { _ = rl.WarmUp() }()
 	return rl, func() any { return rl.Status() }
 }
 

@@ -181,10 +181,12 @@ func (b *batcher) send(batch []*pending) {
 		return
 	}
 	start := time.Now()
-	cmds, err := b.exchange(live, start, false)
+	cmds, err := b.exchange(live, start, false, 0)
 	if err == nil && anyNoScript(cmds) {
 		// Redis restarted or flushed its scripts: load them, run again.
-		cmds, err = b.exchange(live, time.Now(), true)
+		// Redis has just answered, so this exchange of three round trips
+		// (and a script compile) gets the whole allowance.
+		cmds, err = b.exchange(live, time.Now(), true, b.budget+MaxLagAllowance)
 	}
 	b.metrics.observe(time.Since(start))
 	for i, p := range live {
@@ -212,7 +214,7 @@ func (b *batcher) send(batch []*pending) {
 // enough that a reply may have waited as long. The pipeline runs in its own
 // goroutine, bounded by budget + MaxLagAllowance, so the worker can stop
 // waiting at a deadline that is only known then.
-func (b *batcher) exchange(live []*pending, start time.Time, load bool) ([]*redis.Cmd, error) {
+func (b *batcher) exchange(live []*pending, start time.Time, load bool, least time.Duration) ([]*redis.Cmd, error) {
 	hard := b.budget + MaxLagAllowance
 	ctx, cancel := context.WithTimeout(context.Background(), hard)
 	type result struct {
@@ -228,7 +230,7 @@ func (b *batcher) exchange(live []*pending, start time.Time, load bool) ([]*redi
 		cmds, err := b.pipeline(ctx, own, load)
 		ch <- result{cmds, err}
 	}()
-	deadline := b.exchangeDeadline(start)
+	deadline := max(least, b.exchangeDeadline(start))
 	timer := time.NewTimer(deadline)
 	defer timer.Stop()
 	pinged := false

@@ -370,6 +370,12 @@ func (r *RedisLimiter) probe() {
 	}()
 }
 
+// WarmUp dials a connection and loads the scripts before the first request
+// needs them: a cold pool dialing at a busy start would otherwise cost the
+// first decisions their deadline. It takes at most the breaker's cool-down;
+// an error is for the first decisions to find, and the caller may ignore it.
+func (r *RedisLimiter) WarmUp() error { return r.check() }
+
 func (r *RedisLimiter) check() error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.br.cooldown)
 	for _, s := range [...]*redis.Script{gcraScript, windowScript} {
