@@ -52,18 +52,6 @@ func TestDeltas(t *testing.T) {
 	// its configuration is byte for byte the control plane's.
 	converged := func(t *testing.T, rev int64, via string) {
 		t.Helper()
-		testutil.Eventually(t, 20*time.Second, func() bool {
-			st := dp.status(t)
-			return st["applied_revision"] == float64(rev)
-		}, fmt.Sprintf("%s applying revision %d", dp.id, rev))
-		st := dp.status(t)
-		got := "full"
-		if st["delta"] == true {
-			got = "delta"
-		}
-		if st["source"] != "controlplane" || got != via {
-			t.Fatalf("revision %d came from %v as %s, want from the control plane as %s", rev, st["source"], got, via)
-		}
 		poll, err := sync.PollSnapshot(ctx, client.PollRequest{After: 0, Wait: time.Second, NodeID: "e2e-checker"})
 		if err != nil {
 			t.Fatal(err)
@@ -72,9 +60,22 @@ func TestDeltas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if full.Revision != rev || st["checksum"] != full.Checksum {
-			t.Fatalf("data plane at revision %v has checksum %v; the control plane's revision %d has %s",
-				st["applied_revision"], st["checksum"], full.Revision, full.Checksum)
+		if full.Revision != rev {
+			t.Fatalf("the control plane is at revision %d, the test wrote %d", full.Revision, rev)
+		}
+		// The state file is sealed (and the checksum known) just after the
+		// revision is applied.
+		testutil.Eventually(t, 20*time.Second, func() bool {
+			st := dp.status(t)
+			return st["applied_revision"] == float64(rev) && st["checksum"] == full.Checksum
+		}, fmt.Sprintf("%s applying revision %d with the control plane's checksum %s", dp.id, rev, full.Checksum))
+		st := dp.status(t)
+		got := "full"
+		if st["delta"] == true {
+			got = "delta"
+		}
+		if st["source"] != "controlplane" || got != via {
+			t.Fatalf("revision %d came from %v as %s, want from the control plane as %s", rev, st["source"], got, via)
 		}
 	}
 	write := func(t *testing.T, f func() (*client.Response, error)) int64 {

@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/portico-gw/portico/shared/snapshot"
@@ -118,11 +119,14 @@ func (s *Syncer) applyDelta(raw []byte, applied int64) error {
 		"apply_ms", float64(time.Since(start).Microseconds())/1000)
 	if s.o.StateDir != "" {
 		// The state dir holds whole snapshots: seal the resulting
-		// configuration as the control plane would have.
-		full, data, err := snapshot.EncodeEpoch(snap.Revision, snap.Epoch, &snap.Config, snap.CreatedAt)
+		// configuration as the control plane would have (stream.go).
+		var sum string
+		err := saveStateWith(s.o.StateDir, func(w io.Writer) (err error) {
+			sum, err = writeSealed(w, snap)
+			return err
+		})
 		if err == nil {
-			s.checksum.Store(&full.Checksum)
-			err = saveState(s.o.StateDir, data)
+			s.checksum.Store(&sum)
 		}
 		if err != nil {
 			s.o.Log.Error("could not save the applied snapshot", "err", err)

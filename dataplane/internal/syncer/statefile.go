@@ -3,6 +3,7 @@ package syncer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,6 +17,14 @@ const stateFileName = "snapshot.json"
 // torn mix: write a temp file, fsync it, rename over the old one, fsync the
 // directory so the rename itself is durable.
 func saveState(dir string, raw []byte) error {
+	return saveStateWith(dir, func(w io.Writer) error {
+		_, err := w.Write(raw)
+		return err
+	})
+}
+
+// saveStateWith is saveState for content produced by write.
+func saveStateWith(dir string, write func(io.Writer) error) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
@@ -24,7 +33,7 @@ func saveState(dir string, raw []byte) error {
 		return fmt.Errorf("save state: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(raw); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return fmt.Errorf("save state: write %s: %w", tmp.Name(), err)
 	}
