@@ -10,14 +10,17 @@ import (
 )
 
 // History bounds: how many published steps, and how many object names over
-// all of them, the catalog remembers for deltas. A data plane further
+// all of them (names are at most config.MaxNameLen bytes, so this bounds the
+// bytes too), the catalog remembers for deltas. A data plane further
 // behind gets the full snapshot, which is what it would cost anyway.
 const (
 	maxHistorySteps = 1024
 	maxHistoryNames = 200_000
-	// maxCachedDeltas bounds the encoded deltas kept for the current
-	// revision: data planes at the same base share one encoding.
+	// maxCachedDeltas and maxCachedBytes bound the encoded deltas kept for
+	// the current revision: data planes at the same base share one
+	// encoding.
 	maxCachedDeltas = 8
+	maxCachedBytes  = 16 << 20
 )
 
 // history is the catalog's memory of what each published revision
@@ -33,8 +36,10 @@ type history struct {
 	epoch  string
 	rev    int64
 	digest snapshot.Digest
-	// cache holds encoded deltas to rev, by base revision.
-	cache map[int64][]byte
+	// cache holds encoded deltas to rev, by base revision; cached is its
+	// size in bytes.
+	cache  map[int64][]byte
+	cached int
 }
 
 // step is one published change: the objects touched going from revision
@@ -51,7 +56,7 @@ type step struct {
 func (h *history) record(old *Published, s *store.State) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.cache = nil
+	h.cache, h.cached = nil, 0
 	continues := old != nil && old.State.Epoch.ID == s.Epoch.ID && h.epoch == s.Epoch.ID &&
 		h.rev == old.State.Revision && s.Revision > old.State.Revision
 	if !continues {
@@ -129,10 +134,13 @@ func (h *history) delta(p *Published, base int64, epoch string, now time.Time) (
 	if err != nil {
 		return nil, fmt.Errorf("delta %d..%d: %w", base, s.Revision, err)
 	}
-	if h.cache == nil || len(h.cache) >= maxCachedDeltas {
-		h.cache = map[int64][]byte{}
+	if h.cache == nil || len(h.cache) >= maxCachedDeltas || h.cached+len(b) > maxCachedBytes {
+		h.cache, h.cached = map[int64][]byte{}, 0
 	}
-	h.cache[base] = b
+	if len(b) <= maxCachedBytes {
+		h.cache[base] = b
+		h.cached += len(b)
+	}
 	return b, nil
 }
 
