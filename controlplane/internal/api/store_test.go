@@ -235,6 +235,10 @@ func TestStoreResetReplicaFollowsAdopt(t *testing.T) {
 	agent := testutil.StartConsul(t)
 	a, b := newConsulServer(t, agent), newConsulServer(t, agent)
 	a.mustStatus(t, 201, "PUT", "/v1/services/users", svcBody)
+	// b must have seen a's write before the reset: a replica that never saw
+	// revision 1 finds an empty store as consistent as the one it knew.
+	want := a.cat.Current().State.Revision
+	testutil.Eventually(t, 15*time.Second, func() bool { return b.cat.Current().State.Revision >= want }, "b follows a's write")
 	agent.RestartEmpty()
 	for _, s := range []*testServer{a, b} {
 		testutil.Eventually(t, 15*time.Second, func() bool {
