@@ -50,9 +50,14 @@ func TestChaos(t *testing.T) {
 		{"saturation", cx.saturation},
 		{"redis stalled", cx.redisStalled},
 		{"redis killed", cx.redisKilled},
-		{"consul reset", cx.consulReset},
 		{"control plane killed", cx.controlPlaneKilled},
 		{"data plane killed", cx.dataPlaneKilled},
+		// Last: for a few seconds after an agent restarts empty, Consul's
+		// DNS can drop and re-add every data plane more than once while
+		// the new leader and anti-entropy settle (HAProxy then has no
+		// server; measured here, not hidden), which would be charged to
+		// whichever scenario came next.
+		{"consul reset", cx.consulReset},
 	} {
 		var row chaosRow
 		ok := t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) { row = sc.run(t) })
@@ -296,10 +301,7 @@ func (cx *chaos) consulReset(t *testing.T) chaosRow {
 	// the recovery time is that of the last one, counted from the agent
 	// answering again.
 	recovery := registered
-	calm := 2 * time.Second
-	if cx.full {
-		calm = 5 * time.Second
-	}
+	calm := 5 * time.Second
 	if last := l.quiet(t, calm, 200); last.After(up) {
 		recovery = max(recovery, last.Sub(up))
 	}
@@ -371,6 +373,7 @@ func (cx *chaos) adopt(t *testing.T, cp *controlPlane, config string) (int, stri
 // after the kill.
 func (cx *chaos) controlPlaneKilled(t *testing.T) chaosRow {
 	ctx := context.Background()
+	testutil.EventuallyNil(t, 30*time.Second, func() error { return cx.inRotation(cx.dps...) }, "every data plane behind HAProxy")
 	l := cx.load(t, "/users/1", cx.workers, true)
 	l.flowing(t)
 	dead, survivor := cx.cps[0], cx.cps[1]
@@ -387,6 +390,11 @@ func (cx *chaos) controlPlaneKilled(t *testing.T) chaosRow {
 	if c.ok != c.total {
 		t.Errorf("%d of %d requests not 200 after %s was killed; first: %s", c.total-c.ok, c.total, dead.name, c.first)
 	}
+	// Back for the Consul reset, which checks that one replica follows
+	// another's adopt.
+	dead.restart("controlplane")
+	waitHTTP(t, dead.url+"/readyz", 200)
+	cx.cps = []*controlPlane{dead, survivor}
 	return chaosRow{counts: c, admitted: -1, allowed: -1, recovery: recovery, note: dead.name + " SIGKILL; write through " + survivor.name}
 }
 
