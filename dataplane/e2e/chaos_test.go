@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,7 +97,7 @@ func startChaos(t *testing.T, full bool) *chaos {
 		cx.span, cx.workers = 20*time.Second, 8
 	}
 	for range 3 {
-		cx.addDataPlane(t)
+		cx.twin.startDataPlane(t) // the flags an operator gets by default
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -125,37 +122,6 @@ func startChaos(t *testing.T, full bool) *chaos {
 	testutil.EventuallyNil(t, 30*time.Second, func() error { return tw.converged(ctx, tw.cps, tw.dps) }, "every data plane converged")
 	testutil.EventuallyNil(t, 30*time.Second, func() error { return tw.inRotation(tw.dps...) }, "every data plane behind HAProxy")
 	return cx
-}
-
-// addDataPlane is twin.addDataPlane with the flags an operator gets by
-// default: only addresses, identity and the servers to use are given.
-func (cx *chaos) addDataPlane(t *testing.T) *dataPlane {
-	t.Helper()
-	tw := cx.twin
-	var host string
-	var port int
-	for tries := 0; ; tries++ {
-		tw.dpCount++
-		host = fmt.Sprintf("127.%d.%d.%d", tw.dpNet[0], tw.dpNet[1], tw.dpCount)
-		port = testutil.FreePort(t)
-		if twinPortFree(host, port) && twinPortFree(host, tw.opsPort) {
-			break
-		}
-		if tries == 5 {
-			t.Fatalf("no loopback address with ports %d and %d free under 127.%d.%d.0/24", port, tw.opsPort, tw.dpNet[0], tw.dpNet[1])
-		}
-	}
-	id := fmt.Sprintf("dp-%d", tw.dpCount)
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	ops := net.JoinHostPort(host, strconv.Itoa(tw.opsPort))
-	p := start(twinScope{TB: t, whole: tw.t}, id, "dataplane",
-		"--controlplane", "consul://portico-controlplane", "--consul", tw.consul.Addr, "--token", dpToken,
-		"--redis", tw.redis.URL(), "--trusted-proxies", "127.0.0.1/32",
-		"--listen", addr, "--ops-listen", ops, "--state-dir", filepath.Join(tw.dir, id), "--node-id", id)
-	dp := &dataPlane{proc: p, id: id, url: "http://" + addr, ops: "http://" + ops, stateDir: filepath.Join(tw.dir, id)}
-	waitHTTP(t, dp.ops+"/healthz", 200)
-	tw.dps = append(tw.dps, dp)
-	return dp
 }
 
 // --- scenarios ------------------------------------------------------------------

@@ -402,10 +402,19 @@ func (tw *twin) startService(t *testing.T, name string) {
 	waitHTTP(t, "http://"+addr+"/healthz", 200)
 }
 
-// addDataPlane starts the next data plane on its own loopback address, with
-// the flags of make cluster. t may be a phase: the process still lives
-// until the whole test ends.
+// addDataPlane starts the next data plane with the flags of make cluster
+// (scripts/cluster.sh). Its rate limiter runs on the default Redis budget: the
+// rate-limit phase checks the limit a user gets. t may be a phase: the
+// process still lives until the whole test ends.
 func (tw *twin) addDataPlane(t *testing.T) *dataPlane {
+	t.Helper()
+	return tw.startDataPlane(t, "--drain-delay", "2s", "--poll-wait", "10s", "--access-log-sample", "0", "--log-level", "warn")
+}
+
+// startDataPlane starts the next data plane on its own loopback address,
+// found through Consul, counting in the twin's Redis, behind HAProxy, with
+// extra flags on top of what every deployment must give.
+func (tw *twin) startDataPlane(t *testing.T, extra ...string) *dataPlane {
 	t.Helper()
 	var host string
 	var port int
@@ -425,15 +434,12 @@ func (tw *twin) addDataPlane(t *testing.T) *dataPlane {
 	id := fmt.Sprintf("dp-%d", tw.dpCount)
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	ops := net.JoinHostPort(host, strconv.Itoa(tw.opsPort))
-	p := start(twinScope{TB: t, whole: tw.t}, id, "dataplane",
+	args := append([]string{
 		"--controlplane", "consul://portico-controlplane", "--consul", tw.consul.Addr, "--token", dpToken,
-		"--redis", tw.redis.URL(),
-		// Generous: the rate-limit phase measures the shared count in
-		// Redis, not the local fallback a busy machine would trigger.
-		"--redis-budget", "500ms",
-		"--drain-delay", "2s", "--trusted-proxies", "127.0.0.1/32",
+		"--redis", tw.redis.URL(), "--trusted-proxies", "127.0.0.1/32",
 		"--listen", addr, "--ops-listen", ops, "--state-dir", filepath.Join(tw.dir, id), "--node-id", id,
-		"--poll-wait", "10s", "--access-log-sample", "0", "--log-level", "warn")
+	}, extra...)
+	p := start(twinScope{TB: t, whole: tw.t}, id, "dataplane", args...)
 	dp := &dataPlane{proc: p, id: id, url: "http://" + addr, ops: "http://" + ops, stateDir: filepath.Join(tw.dir, id)}
 	waitHTTP(t, dp.ops+"/healthz", 200)
 	tw.dps = append(tw.dps, dp)
