@@ -1,9 +1,7 @@
 package ratelimit
 
 import (
-	"context"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -75,37 +73,7 @@ func TestClusterAccuracy(t *testing.T) {
 			p := Policy{Limit: L, Window: W, Burst: tc.burst}
 			key := "cluster:" + tc.name
 
-			var (
-				wg       sync.WaitGroup
-				mu       sync.Mutex
-				admits   []int64 // server time, µs
-				calls    int
-				notRedis int
-			)
-			stopAt := time.Now().Add(2*W + 300*time.Millisecond)
-			for w := range workers {
-				lim := lims[w%planes]
-				wg.Go(func() {
-					var mine []int64
-					n, bad := 0, 0
-					for time.Now().Before(stopAt) {
-						d, at := lim.allow(context.Background(), key, p)
-						n++
-						switch {
-						case d.Source != SourceRedis:
-							bad++
-						case d.Allowed:
-							mine = append(mine, at)
-						}
-					}
-					mu.Lock()
-					admits = append(admits, mine...)
-					calls += n
-					notRedis += bad
-					mu.Unlock()
-				})
-			}
-			wg.Wait()
+			admits, calls, notRedis := hammerRedis(lims, workers, key, p, time.Now().Add(2*W+300*time.Millisecond), 0)
 			if notRedis > 0 {
 				t.Fatalf("%d of %d decisions were not made in Redis: the machine is too loaded for a 1s budget", notRedis, calls)
 			}

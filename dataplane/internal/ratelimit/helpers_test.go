@@ -161,3 +161,37 @@ func (l *load) stop() []event {
 	}
 	return all
 }
+
+// hammerRedis has workers spread over lims decide key under p as fast as
+// they can until stopAt (or maxCalls each, when positive), and returns the
+// Redis server times (µs) of the admissions decided in Redis, the number of
+// calls, and how many were not decided in Redis.
+func hammerRedis(lims []*RedisLimiter, workers int, key string, p Policy, stopAt time.Time, maxCalls int) (admits []int64, calls, notRedis int) {
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	for w := range workers {
+		lim := lims[w%len(lims)]
+		wg.Go(func() {
+			var mine []int64
+			n, bad := 0, 0
+			for ; (maxCalls <= 0 || n < maxCalls) && time.Now().Before(stopAt); n++ {
+				d, at := lim.allow(context.Background(), key, p)
+				switch {
+				case d.Source != SourceRedis:
+					bad++
+				case d.Allowed:
+					mine = append(mine, at)
+				}
+			}
+			mu.Lock()
+			admits = append(admits, mine...)
+			calls += n
+			notRedis += bad
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return admits, calls, notRedis
+}

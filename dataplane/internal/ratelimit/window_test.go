@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -95,35 +94,7 @@ func TestWindowSliding(t *testing.T) {
 			lims = append(lims, NewRedis(Options{Client: newClient(t, srv.URL()), Log: slog.New(&logRecorder{})}))
 		}
 		p := Policy{Limit: L, Window: 500 * time.Millisecond, Algorithm: SlidingWindow}
-		var (
-			wg              sync.WaitGroup
-			mu              sync.Mutex
-			admits          []int64
-			notRedis, calls int
-		)
-		stopAt := time.Now().Add(3 * p.Window)
-		for w := range workers {
-			lim := lims[w%planes]
-			wg.Go(func() {
-				var mine []int64
-				bad, n := 0, 0
-				for ; n < 20_000 && time.Now().Before(stopAt); n++ {
-					d, at := lim.allow(context.Background(), "sliding", p)
-					switch {
-					case d.Source != SourceRedis:
-						bad++
-					case d.Allowed:
-						mine = append(mine, at)
-					}
-				}
-				mu.Lock()
-				admits = append(admits, mine...)
-				notRedis += bad
-				calls += n
-				mu.Unlock()
-			})
-		}
-		wg.Wait()
+		admits, calls, notRedis := hammerRedis(lims, workers, "sliding", p, time.Now().Add(3*p.Window), 20_000)
 		// Only admissions in Redis are checked (a local one is this
 		// plane's share, not the cluster's count). Nine workers spinning
 		// on two cores keep the process busy: nearly all decisions must
