@@ -297,37 +297,25 @@ func TestUnchangedRoutesKeepCompiledObject(t *testing.T) {
 // changes one route of many: an incremental compile against the table in
 // service.
 func BenchmarkCompileOneChange(b *testing.B) {
-	for _, n := range []int{5000, 100000} {
-		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
-			m := newMetaConfig(n)
-			deps := testDeps()
-			prev, err := Compile(m.snapshot(b), nil, deps)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				b.StopTimer()
-				m.rev++
-				r := &m.cfg.Routes[int(m.rev)%len(m.cfg.Routes)]
-				r.Timeout = config.Duration(time.Duration(1+m.rev%50) * time.Second)
-				m.touch(&r.Meta)
-				s := m.snapshot(b)
-				b.StartTimer()
-				next, err := Compile(s, prev, deps)
-				if err != nil {
-					b.Fatal(err)
-				}
-				prev.Retire(next)
-				prev = next
-			}
-		})
-	}
+	benchCompileRevisions(b, func(m *metaConfig) {
+		r := &m.cfg.Routes[int(m.rev)%len(m.cfg.Routes)]
+		r.Timeout = config.Duration(time.Duration(1+m.rev%50) * time.Second)
+		m.touch(&r.Meta)
+	})
 }
 
 // BenchmarkCompileOneAdd is BenchmarkCompileOneChange for a write that
 // adds a route: the router is rebuilt.
 func BenchmarkCompileOneAdd(b *testing.B) {
+	benchCompileRevisions(b, func(m *metaConfig) {
+		m.addRoute()
+		m.cfg.Sort()
+	})
+}
+
+// benchCompileRevisions times the compile of one revision after another,
+// each made by change, against the table in service.
+func benchCompileRevisions(b *testing.B, change func(m *metaConfig)) {
 	for _, n := range []int{5000, 100000} {
 		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
 			m := newMetaConfig(n)
@@ -340,8 +328,7 @@ func BenchmarkCompileOneAdd(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				m.rev++
-				m.addRoute()
-				m.cfg.Sort()
+				change(m)
 				s := m.snapshot(b)
 				b.StartTimer()
 				next, err := Compile(s, prev, deps)
