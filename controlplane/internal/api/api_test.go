@@ -58,6 +58,13 @@ func newTestServer(t *testing.T, dev bool) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveCatalog(t, cat, log, dev)
+}
+
+// serveCatalog serves cat's admin and sync API on a test listener: in dev
+// mode without tokens, else with adminToken and dpToken.
+func serveCatalog(t *testing.T, cat *catalog.Catalog, log *slog.Logger, dev bool) *testServer {
+	t.Helper()
 	o := Options{Catalog: cat, Nodes: nodes.NewRegistry(time.Minute, time.Hour), Log: log, Dev: dev, MaxWait: 5 * time.Second,
 		Analytics: analytics.NewAggregator(time.Hour, 10*time.Second, time.Now)}
 	if !dev {

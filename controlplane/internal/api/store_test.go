@@ -6,19 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/portico-gw/portico/controlplane/internal/analytics"
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
-	"github.com/portico-gw/portico/controlplane/internal/nodes"
 	"github.com/portico-gw/portico/controlplane/internal/store"
 	"github.com/portico-gw/portico/shared/apiv1"
-	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/problem"
 	"github.com/portico-gw/portico/shared/snapshot"
 	"github.com/portico-gw/portico/shared/testutil"
@@ -47,16 +43,7 @@ func newConsulServer(t *testing.T, agent *testutil.Consul) *testServer {
 		}
 		st.Close()
 	})
-	o := Options{Catalog: cat, Nodes: nodes.NewRegistry(time.Minute, time.Hour), Log: log, MaxWait: 5 * time.Second,
-		AdminToken: adminToken, DataplaneToken: dpToken,
-		Analytics: analytics.NewAggregator(time.Hour, 10*time.Second, time.Now)}
-	srv := httptest.NewServer(New(o))
-	t.Cleanup(srv.Close)
-	admin, err := client.New(srv.URL, adminToken, client.WithActor("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testServer{URL: srv.URL, cat: cat, admin: admin, http: srv.Client()}
+	return serveCatalog(t, cat, log, false)
 }
 
 // TestStoreReset empties or rolls back a Consul KV store under a running
