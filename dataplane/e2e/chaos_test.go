@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"strings"
@@ -79,19 +78,7 @@ type chaos struct {
 
 func startChaos(t *testing.T, full bool) *chaos {
 	t.Helper()
-	hap := twinHAProxyBinary(t)
-	tw := &twin{t: t, dir: t.TempDir(), opsPort: testutil.FreePort(t)}
-	tw.dpNet = [2]int{100 + rand.IntN(150), rand.IntN(256)}
-	tw.consul = testutil.StartConsulWithDNS(t)
-	tw.redis = testutil.StartRedis(t)
-	store := "consul://" + tw.consul.Addr + "/portico/chaos"
-	for _, name := range []string{"cp-a", "cp-b"} {
-		tw.cps = append(tw.cps, tw.startControlPlane(t, name, store))
-	}
-	for _, name := range []string{"users", "orders"} {
-		tw.startService(t, name)
-	}
-	tw.startHAProxy(t, hap)
+	tw := startTwinServers(t, "chaos")
 	cx := &chaos{twin: tw, full: full, span: 3 * time.Second, workers: 4}
 	if full {
 		cx.span, cx.workers = 20*time.Second, 8

@@ -82,21 +82,7 @@ type twin struct {
 
 func startTwin(t *testing.T) *twin {
 	t.Helper()
-	hap := twinHAProxyBinary(t)
-	tw := &twin{t: t, dir: t.TempDir(), opsPort: testutil.FreePort(t)}
-	// Random, away from 127.0.0.x and 127.0.1.1 (Debian's hostname): runs of
-	// this test side by side, or make cluster (127.0.8.N), never share one.
-	tw.dpNet = [2]int{100 + rand.IntN(150), rand.IntN(256)}
-	tw.consul = testutil.StartConsulWithDNS(t)
-	tw.redis = testutil.StartRedis(t)
-	store := "consul://" + tw.consul.Addr + "/portico/twin"
-	for _, name := range []string{"cp-a", "cp-b"} {
-		tw.cps = append(tw.cps, tw.startControlPlane(t, name, store))
-	}
-	for _, name := range []string{"users", "orders"} {
-		tw.startService(t, name)
-	}
-	tw.startHAProxy(t, hap)
+	tw := startTwinServers(t, "twin")
 	for range 2 {
 		tw.addDataPlane(t)
 	}
@@ -400,6 +386,29 @@ func (tw *twin) startService(t *testing.T, name string) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	start(t, name, "demo-upstream", "--listen", addr, "--name", name, "--consul", tw.consul.Addr, "--service", name)
 	waitHTTP(t, "http://"+addr+"/healthz", 200)
+}
+
+// startTwinServers starts everything of the twin but its data planes:
+// Consul (with DNS), redis-server, two control planes sharing the Consul KV
+// prefix portico/<prefix>, the demo services and HAProxy.
+func startTwinServers(t *testing.T, prefix string) *twin {
+	t.Helper()
+	hap := twinHAProxyBinary(t)
+	tw := &twin{t: t, dir: t.TempDir(), opsPort: testutil.FreePort(t)}
+	// Random, away from 127.0.0.x and 127.0.1.1 (Debian's hostname): runs of
+	// this test side by side, or make cluster (127.0.8.N), never share one.
+	tw.dpNet = [2]int{100 + rand.IntN(150), rand.IntN(256)}
+	tw.consul = testutil.StartConsulWithDNS(t)
+	tw.redis = testutil.StartRedis(t)
+	store := "consul://" + tw.consul.Addr + "/portico/" + prefix
+	for _, name := range []string{"cp-a", "cp-b"} {
+		tw.cps = append(tw.cps, tw.startControlPlane(t, name, store))
+	}
+	for _, name := range []string{"users", "orders"} {
+		tw.startService(t, name)
+	}
+	tw.startHAProxy(t, hap)
+	return tw
 }
 
 // addDataPlane starts the next data plane with the flags of make cluster
