@@ -355,11 +355,7 @@ const (
 )
 
 // unsettable headers are managed by the gateway and HTTP itself.
-var unsettable = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
-	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true,
-	"Host": true,
-}
+var unsettable = withHopByHop("Content-Length", "Host")
 
 func (e *Edits) validate(l *errorList, p string, kind editKind, known func(string) bool) {
 	if e == nil {

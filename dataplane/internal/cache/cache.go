@@ -506,8 +506,9 @@ func (q *request) errorStorable(status int, explicit bool) bool {
 	return status < 400 || explicit && q.p.keysWholeQuery()
 }
 
-// hopByHop headers belong to one connection and are never stored.
-var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+// hopByHop headers belong to one connection and are never stored; the
+// proxy-authentication pair belongs to the hop to the gateway.
+var hopByHop = append([]string{"Proxy-Authenticate", "Proxy-Authorization"}, config.HopByHop...)
 
 // plan decides at WriteHeader time whether a response may be stored, and
 // returns its entry without the body; nil when it may not.

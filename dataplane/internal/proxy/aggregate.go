@@ -201,9 +201,11 @@ func (h *Handler) aggregateHeader(r *http.Request, route *Route, id *auth.Identi
 	out := make(http.Header, len(r.Header)+4)
 	for k, v := range r.Header {
 		switch k {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-			"Content-Length", "Content-Type", "Content-Encoding", "Expect", "Forwarded",
+		case "Content-Length", "Content-Type", "Content-Encoding", "Expect", "Forwarded",
 			"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+			continue
+		}
+		if config.IsHopByHop(k) {
 			continue
 		}
 		out[k] = v
