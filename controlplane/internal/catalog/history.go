@@ -64,7 +64,12 @@ func (h *history) record(old *Published, s *store.State) {
 		h.reset(s)
 		return
 	}
-	t := snapshot.Changes(&old.State.Config, &s.Config)
+	var t snapshot.Touched
+	if s.Touched != nil && s.Revision == old.State.Revision+1 {
+		t = *s.Touched // what apply found, against the published revision before
+	} else {
+		t = snapshot.Changes(&old.State.Config, &s.Config)
+	}
 	total := len(s.Config.Services) + len(s.Config.Routes) + len(s.Config.Consumers) + len(s.Config.Issuers)
 	var err error
 	if t.Len() > total/2 {

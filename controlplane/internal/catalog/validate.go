@@ -18,6 +18,11 @@ import (
 // routes the whole check is a few hundred milliseconds per write.
 func validateNext(cur, next *config.Config) error {
 	t := snapshot.Changes(cur, next)
+	return validateTouched(next, &t)
+}
+
+// validateTouched is validateNext given what next changed (snapshot.Changes).
+func validateTouched(next *config.Config, t *snapshot.Touched) error {
 	if t.Global || len(t.Services)+len(t.Consumers)+len(t.Issuers) > 0 || len(t.Routes) > 16 {
 		return next.Validate()
 	}

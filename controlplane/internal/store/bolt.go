@@ -10,28 +10,130 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/snapshot"
 )
 
 // boltLockTimeout bounds the wait for bbolt's exclusive file lock: a second
 // control plane on the same file should fail with a clear error, not hang.
 const boltLockTimeout = 2 * time.Second
 
-// Layout of the bbolt file.
+// Layout of the bbolt file: one key per object, so that a commit writes
+// what changed (State.Touched) instead of the whole configuration, which at
+// 100,000 routes is tens of megabytes of JSON encoded and written per admin
+// write.
+//
+//	meta/revision   8-byte big-endian revision
+//	meta/epoch      the epoch id
+//	meta/epoch_prev the epoch it replaced (snapshot.Epoch.Prev)
+//	meta/layout     "objects": this layout
+//	meta/config     JSON of the configuration without its object lists
+//	                (the global section, and any field a later version adds)
+//	services/<name>, routes/<name>, consumers/<name>, issuers/<name>
+//	                JSON of one object; bbolt keeps keys in byte order,
+//	                which is the name order of the canonical configuration
+//	audit/<rev>     8-byte big-endian revision -> JSON AuditEntry
+//
+// Files written before this layout hold the whole State as JSON in
+// meta/state; opening one converts it in one transaction.
 var (
 	bucketMeta  = []byte("meta")
-	bucketAudit = []byte("audit") // 8-byte big-endian revision -> JSON AuditEntry
-	keyState    = []byte("state") // JSON State
+	bucketAudit = []byte("audit")
 	// keyRevision duplicates State.Revision as 8 big-endian bytes so that a
-	// commit's compare-and-swap need not decode a multi-megabyte state.
+	// commit's compare-and-swap need not read the state.
 	keyRevision = []byte("revision")
 	// keyEpoch duplicates State.Epoch.ID for the same reason.
-	keyEpoch = []byte("epoch")
+	keyEpoch     = []byte("epoch")
+	keyEpochPrev = []byte("epoch_prev")
+	keyLayout    = []byte("layout")
+	keyConfig    = []byte("config")
+	// keyState is the whole State of the old layout.
+	keyState = []byte("state")
+
+	layoutObjects = []byte("objects")
 )
+
+// boltKinds are the object collections, each in its own bucket.
+var boltKinds = []boltKind{
+	kindOf([]byte("services"), func(c *config.Config) *[]config.Service { return &c.Services },
+		func(s *config.Service) string { return s.Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Services }),
+	kindOf([]byte("routes"), func(c *config.Config) *[]config.Route { return &c.Routes },
+		func(r *config.Route) string { return r.Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Routes }),
+	kindOf([]byte("consumers"), func(c *config.Config) *[]config.Consumer { return &c.Consumers },
+		func(c *config.Consumer) string { return c.Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Consumers }),
+	kindOf([]byte("issuers"), func(c *config.Config) *[]config.Issuer { return &c.Issuers },
+		func(i *config.Issuer) string { return i.Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Issuers }),
+}
+
+// boltKind stores and loads one collection.
+type boltKind struct {
+	bucket []byte
+	// put writes the objects of cfg named in only (deleting those cfg
+	// does not have), or, with only nil, every object.
+	put  func(b *bbolt.Bucket, cfg *config.Config, only map[string]struct{}, all bool) error
+	load func(b *bbolt.Bucket, cfg *config.Config) error
+	// touched picks this kind's names out of a Touched.
+	touched func(t *snapshot.Touched) map[string]struct{}
+}
+
+func kindOf[T any](bucket []byte, items func(*config.Config) *[]T, name func(*T) string, touched func(*snapshot.Touched) map[string]struct{}) boltKind {
+	return boltKind{
+		bucket:  bucket,
+		touched: touched,
+		put: func(b *bbolt.Bucket, cfg *config.Config, only map[string]struct{}, all bool) error {
+			list := *items(cfg)
+			putOne := func(o *T) error {
+				v, err := json.Marshal(o)
+				if err != nil {
+					return fmt.Errorf("encode %s %q: %w", bucket, name(o), err)
+				}
+				return b.Put([]byte(name(o)), v)
+			}
+			if all {
+				for i := range list {
+					if err := putOne(&list[i]); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			for n := range only {
+				i, ok := slices.BinarySearchFunc(list, n, func(o T, n string) int { return strings.Compare(name(&o), n) })
+				var err error
+				if ok {
+					err = putOne(&list[i])
+				} else {
+					err = b.Delete([]byte(n))
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		load: func(b *bbolt.Bucket, cfg *config.Config) error {
+			var list []T
+			err := b.ForEach(func(k, v []byte) error {
+				var o T
+				if err := json.Unmarshal(v, &o); err != nil {
+					return fmt.Errorf("decode %s %q: %w", bucket, k, err)
+				}
+				list = append(list, o)
+				return nil
+			})
+			*items(cfg) = list
+			return err
+		},
+	}
+}
 
 // Bolt is a Store in one bbolt file, for a single control-plane process: the
 // file is locked while open.
@@ -126,8 +228,11 @@ func initBolt(db *bbolt.DB) (int64, error) {
 		if err != nil {
 			return err
 		}
-		if (rev == 0) != (meta.Get(keyState) == nil) {
-			return fmt.Errorf("damaged file: revision %d but state present=%t", rev, meta.Get(keyState) != nil)
+		if err := upgradeLayout(tx, meta); err != nil {
+			return err
+		}
+		if (rev == 0) != (meta.Get(keyConfig) == nil) {
+			return fmt.Errorf("damaged file: revision %d but configuration present=%t", rev, meta.Get(keyConfig) != nil)
 		}
 		if k, _ := audit.Cursor().Last(); k != nil && binary.BigEndian.Uint64(k) != uint64(rev) {
 			return fmt.Errorf("damaged file: last audit entry %x but revision %d", k, rev)
@@ -135,6 +240,80 @@ func initBolt(db *bbolt.DB) (int64, error) {
 		return nil
 	})
 	return rev, err
+}
+
+// upgradeLayout creates the object buckets and converts a file of the old
+// layout (the whole State in meta/state), in the transaction that opens it:
+// a crash leaves the old layout, to be converted at the next open.
+func upgradeLayout(tx *bbolt.Tx, meta *bbolt.Bucket) error {
+	if bytes.Equal(meta.Get(keyLayout), layoutObjects) {
+		for _, k := range boltKinds {
+			if tx.Bucket(k.bucket) == nil {
+				return fmt.Errorf("damaged file: bucket %s missing", k.bucket)
+			}
+		}
+		return nil
+	}
+	if l := meta.Get(keyLayout); l != nil {
+		return fmt.Errorf("file layout %q is newer than this control plane knows (%q)", l, layoutObjects)
+	}
+	for _, k := range boltKinds {
+		if _, err := tx.CreateBucketIfNotExists(k.bucket); err != nil {
+			return err
+		}
+	}
+	if raw := meta.Get(keyState); raw != nil {
+		var st State
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fmt.Errorf("convert the state to one key per object: decode: %w", err)
+		}
+		st.Config.Sort()
+		if err := putConfig(tx, meta, &st.Config, nil); err != nil {
+			return fmt.Errorf("convert the state to one key per object: %w", err)
+		}
+		if err := meta.Put(keyEpochPrev, []byte(st.Epoch.Prev)); err != nil {
+			return err
+		}
+		if err := meta.Delete(keyState); err != nil {
+			return err
+		}
+	}
+	return meta.Put(keyLayout, layoutObjects)
+}
+
+// putConfig writes cfg: only the objects named in touched, or, when
+// touched is nil, every object (the buckets are emptied first).
+func putConfig(tx *bbolt.Tx, meta *bbolt.Bucket, cfg *config.Config, touched *snapshot.Touched) error {
+	rest := *cfg
+	rest.Services, rest.Routes, rest.Consumers, rest.Issuers = nil, nil, nil, nil
+	raw, err := json.Marshal(&rest)
+	if err != nil {
+		return fmt.Errorf("encode configuration: %w", err)
+	}
+	if err := meta.Put(keyConfig, raw); err != nil {
+		return err
+	}
+	for _, k := range boltKinds {
+		b := tx.Bucket(k.bucket)
+		if touched == nil {
+			if err := tx.DeleteBucket(k.bucket); err != nil {
+				return err
+			}
+			if b, err = tx.CreateBucket(k.bucket); err != nil {
+				return err
+			}
+			// Written in key order: full pages, as bbolt fills them
+			// for appends.
+			b.FillPercent = 1
+			err = k.put(b, cfg, nil, true)
+		} else {
+			err = k.put(b, cfg, k.touched(touched), false)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // recoverDamaged turns a panic inside bbolt into an error. bbolt panics on
@@ -190,39 +369,43 @@ func (b *Bolt) Load(ctx context.Context) (*State, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var raw []byte
+	s := &State{}
 	err := b.view(func(tx *bbolt.Tx) error {
-		// Copied so that decoding happens outside the transaction: a long
-		// read transaction holds off the remapping a growing file needs.
-		raw = bytes.Clone(tx.Bucket(bucketMeta).Get(keyState))
+		meta := tx.Bucket(bucketMeta)
+		var err error
+		if s.Revision, err = decodeRevision(meta.Get(keyRevision)); err != nil || s.Revision == 0 {
+			return err
+		}
+		s.Epoch = snapshot.Epoch{ID: string(meta.Get(keyEpoch)), Prev: string(meta.Get(keyEpochPrev))}
+		// Decoded inside the transaction: a long read holds off the
+		// remapping a growing file needs, but Load runs at start and when
+		// another writer is suspected, not per write.
+		if err := json.Unmarshal(meta.Get(keyConfig), &s.Config); err != nil {
+			return fmt.Errorf("decode configuration: %w", err)
+		}
+		for _, k := range boltKinds {
+			if err := k.load(tx.Bucket(k.bucket), &s.Config); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load state: %w", err)
-	}
-	if raw == nil {
-		return emptyState(), nil
-	}
-	var s State
-	if err := json.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("load state from %s: %w", b.path, err)
 	}
-	fillEmpty(&s)
-	return &s, nil
+	fillEmpty(s)
+	return s, nil
 }
 
-// Commit implements Store.
+// Commit implements Store. With next.Touched it writes only the objects
+// named there, provided the stored revision is of next's epoch (the caller
+// computed next from it); otherwise every object.
 func (b *Bolt) Commit(ctx context.Context, next *State, entry AuditEntry) error {
 	if err := checkCommit(next, entry); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
-	}
-	// Encoded before the write transaction, which excludes other writers.
-	state, err := json.Marshal(next)
-	if err != nil {
-		return fmt.Errorf("commit %d: encode state: %w", next.Revision, err)
 	}
 	audit, err := json.Marshal(entry)
 	if err != nil {
@@ -237,13 +420,23 @@ func (b *Bolt) Commit(ctx context.Context, next *State, entry AuditEntry) error 
 		if cur != next.Revision-1 {
 			return fmt.Errorf("%w: stored revision is %d", ErrConflict, cur)
 		}
-		if err := checkEpoch(cur, string(meta.Get(keyEpoch)), next.Epoch); err != nil {
+		storedEpoch := string(meta.Get(keyEpoch))
+		if err := checkEpoch(cur, storedEpoch, next.Epoch); err != nil {
+			return err
+		}
+		touched := next.Touched
+		if cur == 0 || storedEpoch != next.Epoch.ID {
+			// A first revision, or a new epoch: the state it was
+			// computed from is not necessarily the stored one.
+			touched = nil
+		}
+		if err := putConfig(tx, meta, &next.Config, touched); err != nil {
 			return err
 		}
 		if err := meta.Put(keyEpoch, []byte(next.Epoch.ID)); err != nil {
 			return err
 		}
-		if err := meta.Put(keyState, state); err != nil {
+		if err := meta.Put(keyEpochPrev, []byte(next.Epoch.Prev)); err != nil {
 			return err
 		}
 		if err := meta.Put(keyRevision, encodeRevision(next.Revision)); err != nil {

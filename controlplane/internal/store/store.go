@@ -44,6 +44,14 @@ type State struct {
 	// and in one written before epochs existed.
 	Epoch  snapshot.Epoch `json:"epoch,omitzero"`
 	Config config.Config  `json:"config"`
+	// Touched, when set on a state given to Commit, names the objects
+	// (and whether the global section) that differ from the stored
+	// revision Revision-1 of the same epoch: the caller vouches for it. A
+	// backend that stores objects one by one then writes only those (the
+	// embedded store: one route written into 100,000 is one key, not the
+	// whole configuration). It is never stored, and a backend may ignore
+	// it. Nil means "unknown": everything is written.
+	Touched *snapshot.Touched `json:"-"`
 }
 
 // NewEpochID returns a random epoch id.
@@ -111,6 +119,32 @@ func checkCommit(next *State, entry AuditEntry) error {
 	}
 	if entry.Revision != next.Revision {
 		return fmt.Errorf("store: audit entry revision %d != state revision %d", entry.Revision, next.Revision)
+	}
+	return checkCanonical(&next.Config)
+}
+
+// checkCanonical refuses collections that are not in strict name order
+// with non-empty names: the canonical form the catalog stores (names are
+// unique per kind, and sorted). A store may then keep objects by name and
+// give them back in the same order.
+func checkCanonical(c *config.Config) error {
+	return errors.Join(
+		canonical(config.KindService, c.Services, func(s *config.Service) string { return s.Name }),
+		canonical(config.KindRoute, c.Routes, func(r *config.Route) string { return r.Name }),
+		canonical(config.KindConsumer, c.Consumers, func(c *config.Consumer) string { return c.Name }),
+		canonical(config.KindIssuer, c.Issuers, func(i *config.Issuer) string { return i.Name }),
+	)
+}
+
+func canonical[T any](kind config.Kind, items []T, name func(*T) string) error {
+	for i := range items {
+		n := name(&items[i])
+		if n == "" {
+			return fmt.Errorf("store: %s %d has no name", kind, i)
+		}
+		if i > 0 && name(&items[i-1]) >= n {
+			return fmt.Errorf("store: %ss not in strict name order at %q", kind, n)
+		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Epoch", testEpoch},
 		{"LargeState", testLargeState},
+		{"Touched", testTouched},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {
@@ -269,6 +271,11 @@ func testInvalidCommit(t *testing.T, s store.Store) {
 		{"nil state", nil, entryFor(2)},
 		{"revision 0", &store.State{}, entryFor(0)},
 		{"entry revision differs", &store.State{Revision: 2}, entryFor(3)},
+		// Stores keep objects by name: the canonical form is in strict
+		// name order.
+		{"routes out of order", &store.State{Revision: 2, Config: config.Config{Routes: []config.Route{{Name: "b"}, {Name: "a"}}}}, entryFor(2)},
+		{"services named twice", &store.State{Revision: 2, Config: config.Config{Services: []config.Service{{Name: "a"}, {Name: "a"}}}}, entryFor(2)},
+		{"consumer without a name", &store.State{Revision: 2, Config: config.Config{Consumers: []config.Consumer{{}}}}, entryFor(2)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := s.Commit(ctxFor(t), tc.next, tc.entry)
@@ -529,6 +536,70 @@ func testLargeState(t *testing.T, s store.Store) {
 	}
 	if diff := cmp.Diff(small, mustLoad(t, s), cmpOpts); diff != "" {
 		t.Fatalf("small state after large (-want +got):\n%s", diff)
+	}
+}
+
+// testTouched commits states that say what they changed (State.Touched),
+// as the catalog does: creations, changes and deletions of every kind and
+// of the global section must all be stored, and a commit that starts a new
+// epoch is stored whole whatever it says it touched (it was not computed
+// from the stored revision).
+func testTouched(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	cur := &store.State{Revision: 1, Epoch: snapshot.Epoch{ID: "e1"}, Config: LargeConfig(300)}
+	cur.Config.Issuers = []config.Issuer{{Name: "idp", Issuer: "https://idp.example"}}
+	if err := s.Commit(ctx, cur, store.AuditEntry{Revision: 1, Action: "import"}); err != nil {
+		t.Fatalf("commit 1: %v", err)
+	}
+	at := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	steps := []func(c *config.Config){
+		func(c *config.Config) { // change a route, delete one, add one
+			c.Routes[7].Paths = []string{"/changed"}
+			c.Routes[7].Meta.Version++
+			c.Routes = slices.Delete(c.Routes, 11, 12)
+			c.Routes = append(c.Routes, config.Route{Name: "zz-new", Paths: []string{"/new"}, Service: "svc-000", Meta: config.Meta{Version: 1, CreatedAt: at}})
+		},
+		func(c *config.Config) { // a service, a consumer, an issuer and the global section
+			c.Services[3].Targets = []config.Target{{URL: "http://10.9.9.9:80"}}
+			c.Consumers = slices.Delete(c.Consumers, 0, 1)
+			c.Issuers[0].Audiences = []string{"api"}
+			c.Global.RateLimit = &config.RateLimit{Limit: 10, Window: config.Duration(time.Second)}
+		},
+		func(c *config.Config) { // everything of one kind goes
+			c.Issuers = nil
+			c.Global.RateLimit = nil
+		},
+	}
+	for i, step := range steps {
+		next := &store.State{Revision: cur.Revision + 1, Epoch: cur.Epoch, Config: *cur.Config.Clone()}
+		step(&next.Config)
+		for j := range next.Config.Routes {
+			next.Config.Routes[j].Meta.Revision = max(next.Config.Routes[j].Meta.Revision, 1)
+		}
+		changed := snapshot.Changes(&cur.Config, &next.Config)
+		changed.Services["svc-003"] = struct{}{} // its version did not move here
+		changed.Issuers["idp"] = struct{}{}
+		changed.Routes["route-00007"] = struct{}{}
+		next.Touched = &changed
+		if err := s.Commit(ctx, next, store.AuditEntry{Revision: next.Revision, Action: "update"}); err != nil {
+			t.Fatalf("step %d: commit: %v", i, err)
+		}
+		next.Touched = nil
+		if d := diff(next, mustLoad(t, s)); d != "" {
+			t.Fatalf("step %d: load after a commit of what it touched (-want +got):\n%s", i, d)
+		}
+		cur = next
+	}
+	// A new epoch names its predecessor and claims to touch nothing: it is
+	// still stored whole.
+	adopt := &store.State{Revision: cur.Revision + 1, Epoch: snapshot.Epoch{ID: "e2", Prev: "e1"}, Config: Sample(9)}
+	adopt.Touched = &snapshot.Touched{}
+	if err := s.Commit(ctx, adopt, store.AuditEntry{Revision: adopt.Revision, Action: "adopt"}); err != nil {
+		t.Fatalf("commit in a new epoch: %v", err)
+	}
+	adopt.Touched = nil
+	if d := cmp.Diff(adopt, mustLoad(t, s), cmpOpts); d != "" {
+		t.Fatalf("load after a new epoch (-want +got):\n%s", d)
 	}
 }
 
