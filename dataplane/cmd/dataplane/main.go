@@ -1,6 +1,11 @@
 // Command dataplane runs a Portico data plane: it serves client traffic
 // according to the configuration it long-polls from the control plane, and
 // keeps serving its last configuration when the control plane is away.
+//
+// Its life, in the order run takes it: read the flags; assemble the traffic
+// handler (newDataplane: limiter, cache, access log, analytics) and the
+// syncer that feeds it snapshots through proxy.Applier; boot from the
+// snapshot saved in the state dir; serve until SIGTERM, then drain.
 package main
 
 import (
@@ -22,8 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/portico-gw/portico/dataplane/internal/redisconn"
-
+	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -38,15 +42,14 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/ops"
 	"github.com/portico-gw/portico/dataplane/internal/proxy"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
+	"github.com/portico-gw/portico/dataplane/internal/redisconn"
 	"github.com/portico-gw/portico/dataplane/internal/syncer"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/client"
-	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
-	"github.com/portico-gw/portico/shared/snapshot"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -55,51 +58,22 @@ var version = "dev"
 func main() { cli.Main("dataplane", run) }
 
 func run(args []string) error {
-	fs := envflag.New("dataplane")
-	cpURL := fs.String("controlplane", "PORTICO_CONTROLPLANE", "http://127.0.0.1:9000", "control plane URL, or consul://<service> to find it through Consul")
-	token := fs.String("token", "PORTICO_DATAPLANE_TOKEN", "", "bearer token for the control plane's sync API")
-	cpCA := fs.String("controlplane-ca", "PORTICO_CONTROLPLANE_CA", "", "PEM CA bundle to verify an https control plane (default: the system roots)")
-	listen := fs.String("listen", "PORTICO_LISTEN", ":8080", "traffic listener")
-	opsListen := fs.String("ops-listen", "PORTICO_OPS_LISTEN", ":8081", "operations listener (/healthz, /readyz, /metrics, /status)")
-	stateDir := fs.String("state-dir", "PORTICO_STATE_DIR", "portico-data/dataplane", "directory for the last applied snapshot (boot source when the control plane is down)")
-	nodeID := fs.String("node-id", "PORTICO_NODE_ID", "", "node id reported to the control plane (default: hostname plus a random suffix)")
-	pollWait := fs.Duration("poll-wait", "PORTICO_POLL_WAIT", 30*time.Second, "long-poll wait asked of the control plane")
-	drainDelay := fs.Duration("drain-delay", "PORTICO_DRAIN_DELAY", 0, "on SIGTERM, report not-ready this long before closing listeners (lets load balancers notice)")
-	shutdownTimeout := fs.Duration("shutdown-timeout", "PORTICO_SHUTDOWN_TIMEOUT", 30*time.Second, "how long in-flight requests may take to finish on SIGTERM")
-	consulAddr := fs.String("consul", "CONSUL_HTTP_ADDR", "", "Consul agent address for discovery and self-registration (default 127.0.0.1:8500 for discovery; registration only when set)")
-	advertise := fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)")
-	redisURL := fs.String("redis", "PORTICO_REDIS_URL", "", "Redis for cluster-wide rate limits: redis://host:6379/0, rediss://..., redis://h1:6379?addr=h2:6379 (cluster), or redis://...?master_name=mymaster (Sentinel); empty: an in-process limiter")
-	redisBudget := fs.Duration("redis-budget", "PORTICO_REDIS_BUDGET", 5*time.Millisecond, "time budget of one rate-limit exchange with Redis while the data plane is idle; a busy data plane adds twice its measured reaction lag (at most 500ms) before it blames Redis and falls back locally")
-	cacheSize := fs.Int64("cache-size", "PORTICO_CACHE_SIZE", cache.DefaultMemoryBytes, "bytes of responses the in-memory cache of this data plane may hold (LRU)")
-	cacheBudget := fs.Duration("cache-redis-budget", "PORTICO_CACHE_REDIS_BUDGET", 50*time.Millisecond, "time budget of one call to the shared Redis cache; past it the request goes on as a miss")
-	trusted := fs.String("trusted-proxies", "PORTICO_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (e.g. the front load balancer)")
-	accessLog := fs.String("access-log", "PORTICO_ACCESS_LOG", "stdout", "access log: stdout, stderr or off (one JSON line per request)")
-	accessSample := fs.Float64("access-log-sample", "PORTICO_ACCESS_LOG_SAMPLE", 1, "share of 1xx-3xx requests logged (0..1); 4xx and 5xx are always logged")
-	reportEvery := fs.Duration("report-interval", "PORTICO_REPORT_INTERVAL", 10*time.Second, "how often traffic counters go to the control plane (cluster analytics)")
-	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
-	pprofOn := fs.Bool("ops-pprof", "PORTICO_OPS_PPROF", false, "serve the Go profiler under /debug/pprof/ on the ops listener")
-	bodyTimeout := fs.Duration("body-read-timeout", "PORTICO_BODY_READ_TIMEOUT", proxy.DefaultBodyReadTimeout, "longest wait for the next bytes of a request body; past it the client gets 408 and its connection is closed")
-	bodyMinRate := fs.Int64("body-min-rate", "PORTICO_BODY_MIN_RATE", proxy.DefaultBodyMinRate, "bytes per second a client must keep up while the gateway waits for its request body, after --body-min-rate-grace; -1 turns it off")
-	bodyGrace := fs.Duration("body-min-rate-grace", "PORTICO_BODY_MIN_RATE_GRACE", proxy.DefaultBodyMinRateGrace, "waiting for a request body this long is free before --body-min-rate applies")
-	tunnelIdle := fs.Duration("tunnel-idle-timeout", "PORTICO_TUNNEL_IDLE_TIMEOUT", proxy.DefaultTunnelIdleTimeout, "close an upgraded connection (WebSocket) with no traffic either way for this long")
-	tunnelLife := fs.Duration("tunnel-max-lifetime", "PORTICO_TUNNEL_MAX_LIFETIME", proxy.DefaultTunnelMaxLifetime, "close an upgraded connection (WebSocket) after this long, busy or not")
-	allowUnderscore := fs.Bool("allow-underscore-headers", "PORTICO_ALLOW_UNDERSCORE_HEADERS", false, "pass client headers whose names contain '_' (dropped by default; those that read as a gateway header are dropped regardless)")
-	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *showVersion {
-		fmt.Println(version)
-		return nil
-	}
-	log, err := cli.NewLogger(*logLevel)
+	f, err := parseFlags(args)
 	if err != nil {
 		return err
 	}
-	if *nodeID == "" {
-		*nodeID = defaultNodeID()
+	if *f.showVersion {
+		fmt.Println(version)
+		return nil
 	}
-	log = log.With("node_id", *nodeID)
+	log, err := cli.NewLogger(*f.logLevel)
+	if err != nil {
+		return err
+	}
+	if *f.nodeID == "" {
+		*f.nodeID = defaultNodeID()
+	}
+	log = log.With("node_id", *f.nodeID)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -108,26 +82,139 @@ func run(args []string) error {
 		return err
 	}
 	defer flushTraces()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ips, err := clientip.Parse(*trusted)
+	dp, err := newDataplane(f, log)
 	if err != nil {
-		return fmt.Errorf("--trusted-proxies: %w", err)
+		return err
 	}
+	defer dp.close()
+	dp.boot()
+	return dp.serve(ctx)
+}
+
+// flags are the command line; docs/FLAGS.md lists them.
+type flags struct {
+	cpURL, token, cpCA, listen, opsListen, stateDir, nodeID *string
+	pollWait, drainDelay, shutdownTimeout                   *time.Duration
+	consulAddr, advertise                                   *string
+	redisURL                                                *string
+	redisBudget                                             *time.Duration
+	cacheSize                                               *int64
+	cacheBudget                                             *time.Duration
+	trusted, accessLog                                      *string
+	accessSample                                            *float64
+	reportEvery                                             *time.Duration
+	logLevel                                                *string
+	pprofOn                                                 *bool
+	bodyTimeout                                             *time.Duration
+	bodyMinRate                                             *int64
+	bodyGrace, tunnelIdle, tunnelLife                       *time.Duration
+	allowUnderscore, showVersion                            *bool
+}
+
+func parseFlags(args []string) (*flags, error) {
+	fs := envflag.New("dataplane")
+	f := &flags{
+		cpURL:           fs.String("controlplane", "PORTICO_CONTROLPLANE", "http://127.0.0.1:9000", "control plane URL, or consul://<service> to find it through Consul"),
+		token:           fs.String("token", "PORTICO_DATAPLANE_TOKEN", "", "bearer token for the control plane's sync API"),
+		cpCA:            fs.String("controlplane-ca", "PORTICO_CONTROLPLANE_CA", "", "PEM CA bundle to verify an https control plane (default: the system roots)"),
+		listen:          fs.String("listen", "PORTICO_LISTEN", ":8080", "traffic listener"),
+		opsListen:       fs.String("ops-listen", "PORTICO_OPS_LISTEN", ":8081", "operations listener (/healthz, /readyz, /metrics, /status)"),
+		stateDir:        fs.String("state-dir", "PORTICO_STATE_DIR", "portico-data/dataplane", "directory for the last applied snapshot (boot source when the control plane is down)"),
+		nodeID:          fs.String("node-id", "PORTICO_NODE_ID", "", "node id reported to the control plane (default: hostname plus a random suffix)"),
+		pollWait:        fs.Duration("poll-wait", "PORTICO_POLL_WAIT", 30*time.Second, "long-poll wait asked of the control plane"),
+		drainDelay:      fs.Duration("drain-delay", "PORTICO_DRAIN_DELAY", 0, "on SIGTERM, report not-ready this long before closing listeners (lets load balancers notice)"),
+		shutdownTimeout: fs.Duration("shutdown-timeout", "PORTICO_SHUTDOWN_TIMEOUT", 30*time.Second, "how long in-flight requests may take to finish on SIGTERM"),
+		consulAddr:      fs.String("consul", "CONSUL_HTTP_ADDR", "", "Consul agent address for discovery and self-registration (default 127.0.0.1:8500 for discovery; registration only when set)"),
+		advertise:       fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)"),
+		redisURL:        fs.String("redis", "PORTICO_REDIS_URL", "", "Redis for cluster-wide rate limits: redis://host:6379/0, rediss://..., redis://h1:6379?addr=h2:6379 (cluster), or redis://...?master_name=mymaster (Sentinel); empty: an in-process limiter"),
+		redisBudget:     fs.Duration("redis-budget", "PORTICO_REDIS_BUDGET", 5*time.Millisecond, "time budget of one rate-limit exchange with Redis while the data plane is idle; a busy data plane adds twice its measured reaction lag (at most 500ms) before it blames Redis and falls back locally"),
+		cacheSize:       fs.Int64("cache-size", "PORTICO_CACHE_SIZE", cache.DefaultMemoryBytes, "bytes of responses the in-memory cache of this data plane may hold (LRU)"),
+		cacheBudget:     fs.Duration("cache-redis-budget", "PORTICO_CACHE_REDIS_BUDGET", 50*time.Millisecond, "time budget of one call to the shared Redis cache; past it the request goes on as a miss"),
+		trusted:         fs.String("trusted-proxies", "PORTICO_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (e.g. the front load balancer)"),
+		accessLog:       fs.String("access-log", "PORTICO_ACCESS_LOG", "stdout", "access log: stdout, stderr or off (one JSON line per request)"),
+		accessSample:    fs.Float64("access-log-sample", "PORTICO_ACCESS_LOG_SAMPLE", 1, "share of 1xx-3xx requests logged (0..1); 4xx and 5xx are always logged"),
+		reportEvery:     fs.Duration("report-interval", "PORTICO_REPORT_INTERVAL", 10*time.Second, "how often traffic counters go to the control plane (cluster analytics)"),
+		logLevel:        fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error"),
+		pprofOn:         fs.Bool("ops-pprof", "PORTICO_OPS_PPROF", false, "serve the Go profiler under /debug/pprof/ on the ops listener"),
+		bodyTimeout:     fs.Duration("body-read-timeout", "PORTICO_BODY_READ_TIMEOUT", proxy.DefaultBodyReadTimeout, "longest wait for the next bytes of a request body; past it the client gets 408 and its connection is closed"),
+		bodyMinRate:     fs.Int64("body-min-rate", "PORTICO_BODY_MIN_RATE", proxy.DefaultBodyMinRate, "bytes per second a client must keep up while the gateway waits for its request body, after --body-min-rate-grace; -1 turns it off"),
+		bodyGrace:       fs.Duration("body-min-rate-grace", "PORTICO_BODY_MIN_RATE_GRACE", proxy.DefaultBodyMinRateGrace, "waiting for a request body this long is free before --body-min-rate applies"),
+		tunnelIdle:      fs.Duration("tunnel-idle-timeout", "PORTICO_TUNNEL_IDLE_TIMEOUT", proxy.DefaultTunnelIdleTimeout, "close an upgraded connection (WebSocket) with no traffic either way for this long"),
+		tunnelLife:      fs.Duration("tunnel-max-lifetime", "PORTICO_TUNNEL_MAX_LIFETIME", proxy.DefaultTunnelMaxLifetime, "close an upgraded connection (WebSocket) after this long, busy or not"),
+		allowUnderscore: fs.Bool("allow-underscore-headers", "PORTICO_ALLOW_UNDERSCORE_HEADERS", false, "pass client headers whose names contain '_' (dropped by default; those that read as a gateway header are dropped regardless)"),
+		showVersion:     fs.FlagSet.Bool("version", false, "print the version and exit"),
+	}
+	return f, fs.Parse(args)
+}
+
+// dataplane is what run assembles: the traffic handler and the syncer that
+// feeds it snapshots, with what they share.
+type dataplane struct {
+	f        *flags
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	handler  *proxy.Handler
+	sync     *syncer.Syncer
+	consul   *api.Client
+	watcher  *discovery.Watcher
+	grpc     *grpcjson.Pool
+	recorder *analytics.Recorder
+	// report sends the traffic counters to the control plane.
+	report        func(context.Context, apiv1.Report) error
+	limiterStatus func() any
+}
+
+// newDataplane checks the flags and assembles the data plane; nothing serves
+// or polls yet.
+func newDataplane(f *flags, log *slog.Logger) (_ *dataplane, err error) {
+	dp := &dataplane{f: f, log: log, reg: prometheus.NewRegistry()}
+	dp.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ips, err := clientip.Parse(*f.trusted)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	if err := dp.newHandler(ips); err != nil {
+		return nil, err
+	}
+	if dp.consul, err = consulreg.Client(*f.consulAddr); err != nil {
+		return nil, err
+	}
+	dp.watcher = discovery.NewWatcher(dp.consul, log, dp.reg)
+	dp.grpc = grpcjson.NewPool(grpcjson.PoolOptions{})
+	defer func() {
+		if err != nil {
+			dp.close()
+		}
+	}()
+	applier := proxy.NewApplier(dp.handler, proxy.Deps{
+		Upstream: upstream.Deps{Watcher: dp.watcher, Log: log, Metrics: upstream.NewMetrics(dp.reg), ClientIP: ips.ClientIP},
+		Issuer:   auth.IssuerOptions{Log: log},
+		GRPC:     dp.grpc,
+	})
+	if err := dp.newSyncer(applier); err != nil {
+		return nil, err
+	}
+	return dp, nil
+}
+
+// newHandler builds the traffic handler: rate limiter, response cache,
+// access log, analytics and the client-facing limits.
+func (dp *dataplane) newHandler(ips *clientip.Resolver) error {
+	f, log := dp.f, dp.log
 	// The syncer learns the cluster size; the limiter needs it first.
-	var sy *syncer.Syncer
 	peers := func() int {
-		if sy == nil {
+		if dp.sync == nil {
 			return 1
 		}
-		return sy.Peers()
+		return dp.sync.Peers()
 	}
-	if *cacheSize <= 0 {
-		return fmt.Errorf("--cache-size %d: want a positive number of bytes", *cacheSize)
+	if *f.cacheSize <= 0 {
+		return fmt.Errorf("--cache-size %d: want a positive number of bytes", *f.cacheSize)
 	}
 	var rc redis.UniversalClient
-	if *redisURL != "" {
-		if rc, err = redisconn.ParseURL(*redisURL); err != nil {
+	if *f.redisURL != "" {
+		var err error
+		if rc, err = redisconn.ParseURL(*f.redisURL); err != nil {
 			return fmt.Errorf("--redis: %w", err)
 		}
 		// go-redis logs every failed dial to stderr during an outage; the
@@ -135,121 +222,116 @@ func run(args []string) error {
 		// go to debug.
 		redis.SetLogger(redisLog{log})
 	}
-	limiter, limiterStatus := newLimiter(rc, *redisBudget, peers, log, reg)
-	copts := cache.Options{Memory: cache.NewMemory(*cacheSize), Log: log, Registerer: reg}
+	var limiter ratelimit.Limiter
+	limiter, dp.limiterStatus = newLimiter(rc, *f.redisBudget, peers, log, dp.reg)
+	copts := cache.Options{Memory: cache.NewMemory(*f.cacheSize), Log: log, Registerer: dp.reg}
 	if rc != nil {
-		copts.Redis = cache.NewRedis(rc, *cacheBudget)
+		copts.Redis = cache.NewRedis(rc, *f.cacheBudget)
 	}
 	respCache := cache.New(copts)
-	access, err := accessLogger(*accessLog)
+	access, err := accessLogger(*f.accessLog)
 	if err != nil {
 		return err
 	}
-	if *accessSample < 0 || *accessSample > 1 {
-		return fmt.Errorf("--access-log-sample %v: want a share between 0 and 1", *accessSample)
+	if *f.accessSample < 0 || *f.accessSample > 1 {
+		return fmt.Errorf("--access-log-sample %v: want a share between 0 and 1", *f.accessSample)
 	}
-	recorder := analytics.NewRecorder(*nodeID, time.Now)
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+	dp.recorder = analytics.NewRecorder(*f.nodeID, time.Now)
+	dp.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "portico_analytics_dropped_requests_total",
 		Help: "Requests whose analytics counters were dropped because the control plane was unreachable for too long.",
-	}, func() float64 { return float64(recorder.Dropped()) }))
-	if *bodyTimeout <= 0 || *bodyGrace <= 0 || *tunnelIdle <= 0 || *tunnelLife <= 0 || *bodyMinRate == 0 {
+	}, func() float64 { return float64(dp.recorder.Dropped()) }))
+	if *f.bodyTimeout <= 0 || *f.bodyGrace <= 0 || *f.tunnelIdle <= 0 || *f.tunnelLife <= 0 || *f.bodyMinRate == 0 {
 		return errors.New("--body-read-timeout, --body-min-rate-grace, --tunnel-idle-timeout and --tunnel-max-lifetime must be positive, --body-min-rate positive or -1 (off)")
 	}
 	limits := proxy.Limits{
-		BodyReadTimeout: *bodyTimeout, BodyMinRate: *bodyMinRate, BodyMinRateGrace: *bodyGrace,
-		TunnelIdleTimeout: *tunnelIdle, TunnelMaxLifetime: *tunnelLife, AllowUnderscoreHeaders: *allowUnderscore,
+		BodyReadTimeout: *f.bodyTimeout, BodyMinRate: *f.bodyMinRate, BodyMinRateGrace: *f.bodyGrace,
+		TunnelIdleTimeout: *f.tunnelIdle, TunnelMaxLifetime: *f.tunnelLife, AllowUnderscoreHeaders: *f.allowUnderscore,
 	}
-	handler := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(reg), Limiter: limiter, ClientIP: ips, Cache: respCache,
-		Observe: proxy.ObserveOptions{AccessLog: access, AccessLogSample: *accessSample, Analytics: recorder}, Limits: limits})
+	dp.handler = proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(dp.reg), Limiter: limiter, ClientIP: ips, Cache: respCache,
+		Observe: proxy.ObserveOptions{AccessLog: access, AccessLogSample: *f.accessSample, Analytics: dp.recorder}, Limits: limits})
+	return nil
+}
 
-	consul, err := consulreg.Client(*consulAddr)
-	if err != nil {
-		return err
-	}
-	watcher := discovery.NewWatcher(consul, log, reg)
-	defer watcher.Close()
-	grpcPool := grpcjson.NewPool(grpcjson.PoolOptions{})
-	defer grpcPool.Close()
-	deps := proxy.Deps{
-		Upstream: upstream.Deps{Watcher: watcher, Log: log, Metrics: upstream.NewMetrics(reg), ClientIP: ips.ClientIP},
-		Issuer:   auth.IssuerOptions{Log: log},
-		GRPC:     grpcPool,
-	}
-
-	pollHTTP := &http.Client{Timeout: *pollWait + 15*time.Second}
-	if *cpCA != "" {
-		pem, err := os.ReadFile(*cpCA)
+// newSyncer builds the control-plane client (a fixed URL, or a service
+// resolved in Consul) and the syncer that hands every snapshot to applier.
+func (dp *dataplane) newSyncer(applier *proxy.Applier) error {
+	f := dp.f
+	pollHTTP := &http.Client{Timeout: *f.pollWait + 15*time.Second}
+	if *f.cpCA != "" {
+		pem, err := os.ReadFile(*f.cpCA)
 		if err != nil {
 			return fmt.Errorf("--controlplane-ca: %w", err)
 		}
 		roots := x509.NewCertPool()
 		if !roots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--controlplane-ca %s: no PEM certificate in it", *cpCA)
+			return fmt.Errorf("--controlplane-ca %s: no PEM certificate in it", *f.cpCA)
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 		pollHTTP.Transport = tr
 	}
-	var (
-		poller syncer.Poller
-		report func(context.Context, apiv1.Report) error
-	)
-	if svcName, ok := strings.CutPrefix(*cpURL, "consul://"); ok {
+	var poller syncer.Poller
+	if svcName, ok := strings.CutPrefix(*f.cpURL, "consul://"); ok {
 		rp := &syncer.ResolvingPoller{
-			Resolve: func(ctx context.Context) ([]string, error) { return consulreg.Resolve(ctx, consul, svcName) },
-			Token:   *token, HTTP: pollHTTP, Log: log,
+			Resolve: func(ctx context.Context) ([]string, error) { return consulreg.Resolve(ctx, dp.consul, svcName) },
+			Token:   *f.token, HTTP: pollHTTP, Log: dp.log,
 		}
-		poller, report = rp, rp.Report
+		poller, dp.report = rp, rp.Report
 	} else {
-		cp, err := client.New(*cpURL, *token, client.WithHTTPClient(pollHTTP))
+		cp, err := client.New(*f.cpURL, *f.token, client.WithHTTPClient(pollHTTP))
 		if err != nil {
 			return err
 		}
-		poller, report = cp, cp.Report
+		poller, dp.report = cp, cp.Report
 	}
-	sy = syncer.New(syncer.Options{
+	dp.sync = syncer.New(syncer.Options{
 		Poller:   poller,
-		StateDir: *stateDir,
-		NodeID:   *nodeID,
+		StateDir: *f.stateDir,
+		NodeID:   *f.nodeID,
 		Version:  version,
-		Wait:     *pollWait,
-		Log:      log,
-		Apply: func(s *snapshot.Snapshot) error {
-			t, err := proxy.Compile(s, handler.Table(), deps)
-			if err != nil {
-				return err
-			}
-			t.Start()
-			handler.Swap(t)
-			return nil
-		},
-		Rejected: func() []config.Rejected {
-			if t := handler.Table(); t != nil {
-				return t.Rejected()
-			}
-			return nil
-		},
+		Wait:     *f.pollWait,
+		Log:      dp.log,
+		Apply:    applier.Apply,
 	})
-	registerSyncMetrics(reg, sy)
-	booted, err := sy.Boot()
+	registerSyncMetrics(dp.reg, dp.sync)
+	return nil
+}
+
+// close stops what newDataplane started.
+func (dp *dataplane) close() {
+	dp.grpc.Close()
+	dp.watcher.Close()
+}
+
+// boot applies the snapshot saved in the state dir, so that the data plane
+// serves before (and without) the control plane.
+func (dp *dataplane) boot() {
+	booted, err := dp.sync.Boot()
 	if err != nil {
-		log.Error("ignoring the saved snapshot", "err", err)
+		dp.log.Error("ignoring the saved snapshot", "err", err)
 	}
 	if booted {
-		log.Info("serving the snapshot saved in the state dir until the control plane answers",
-			"revision", sy.Applied(), "state_dir", *stateDir)
+		dp.log.Info("serving the snapshot saved in the state dir until the control plane answers",
+			"revision", dp.sync.Applied(), "state_dir", *dp.f.stateDir)
 	}
+}
 
+// serve opens the traffic and ops listeners, registers in Consul when asked
+// to, runs the syncer and the analytics reports, and on ctx's end drains:
+// not ready, deregistered, --drain-delay, then in-flight requests finish
+// within --shutdown-timeout.
+func (dp *dataplane) serve(ctx context.Context) error {
+	f, log := dp.f, dp.log
 	var draining atomic.Bool
 	opsHandler := ops.Handler(ops.Options{
-		Gatherer: reg,
-		Pprof:    *pprofOn,
+		Gatherer: dp.reg,
+		Pprof:    *f.pprofOn,
 		Ready: func() (bool, string) {
 			switch {
 			case draining.Load():
 				return false, "draining"
-			case handler.Table() == nil:
+			case dp.handler.Table() == nil:
 				return false, "no configuration loaded yet"
 			}
 			return true, ""
@@ -257,7 +339,7 @@ func run(args []string) error {
 		Status: func() any {
 			routes := 0
 			var ups []upstream.Status
-			if t := handler.Table(); t != nil {
+			if t := dp.handler.Table(); t != nil {
 				routes, ups = t.Routes(), t.Upstreams()
 			}
 			return struct {
@@ -269,42 +351,42 @@ func run(args []string) error {
 				Upstreams []upstream.Status        `json:"upstreams"`
 				Discovery []discovery.SourceStatus `json:"discovery"`
 				RateLimit any                      `json:"rate_limit"`
-			}{*nodeID, version, sy.Status(), routes, draining.Load(), ups, watcher.Status(), limiterStatus()}
+			}{*f.nodeID, version, dp.sync.Status(), routes, draining.Load(), ups, dp.watcher.Status(), dp.limiterStatus()}
 		},
 	})
 
-	trafficLn, err := net.Listen("tcp", *listen)
+	trafficLn, err := net.Listen("tcp", *f.listen)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", *listen, err)
+		return fmt.Errorf("listen %s: %w", *f.listen, err)
 	}
-	opsLn, err := net.Listen("tcp", *opsListen)
+	opsLn, err := net.Listen("tcp", *f.opsListen)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", *opsListen, err)
+		return fmt.Errorf("listen %s: %w", *f.opsListen, err)
 	}
 	// Header, body, idle and tunnel limits are always on (proxy.Limits);
 	// bodies are bounded per route and may stream, so there is no
 	// whole-request read or write timeout.
-	traffic := handler.Server(log)
+	traffic := dp.handler.Server(log)
 	opsSrv := &http.Server{Handler: opsHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	log.Info("data plane started", "listen", trafficLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
-		"controlplane", *cpURL, "version", version)
+		"controlplane", *f.cpURL, "version", version)
 
 	// deregister leaves Consul when draining starts, so that load balancers
 	// that follow Consul stop sending before the listeners close.
 	var deregister = func() {}
-	if *consulAddr != "" {
-		reg, err := registration(*nodeID, *advertise, trafficLn.Addr().String(), opsLn.Addr().String())
+	if *f.consulAddr != "" {
+		reg, err := registration(*f.nodeID, *f.advertise, trafficLn.Addr().String(), opsLn.Addr().String())
 		if err != nil {
 			return err
 		}
-		deregister = consulreg.RegisterForLife(ctx, consul, reg, log)
+		deregister = consulreg.RegisterForLife(ctx, dp.consul, reg, log)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	syncCtx, stopSync := context.WithCancel(context.Background())
 	defer stopSync()
-	g.Go(func() error { return sy.Run(syncCtx) })
+	g.Go(func() error { return dp.sync.Run(syncCtx) })
 	g.Go(func() error {
-		recorder.Run(syncCtx, *reportEvery, report)
+		dp.recorder.Run(syncCtx, *f.reportEvery, dp.report)
 		return nil
 	})
 	g.Go(func() error { return serve(traffic, trafficLn) })
@@ -313,9 +395,9 @@ func run(args []string) error {
 		<-gctx.Done()
 		draining.Store(true)
 		deregister()
-		log.Info("draining", "delay", *drainDelay)
-		time.Sleep(*drainDelay)
-		sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+		log.Info("draining", "delay", *f.drainDelay)
+		time.Sleep(*f.drainDelay)
+		sctx, cancel := context.WithTimeout(context.Background(), *f.shutdownTimeout)
 		defer cancel()
 		err := traffic.Shutdown(sctx)
 		stopSync()

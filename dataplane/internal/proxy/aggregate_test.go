@@ -75,7 +75,7 @@ func TestAggregate(t *testing.T) {
 	users := newJSONUpstream(t, 200, `{"id":"7","name":"Ada"}`, nil)
 	orders := newJSONUpstream(t, 200, `[{"id":1},{"id":2}]`, nil)
 	prefs := newJSONUpstream(t, 200, `{"theme":"dark","lang":"en"}`, nil)
-	_, gw := newGateway(t, compileCfg(t, 1, aggConfig(users.srv.URL, orders.srv.URL, prefs.srv.URL, false)))
+	_, gw := newGateway(t, aggConfig(users.srv.URL, orders.srv.URL, prefs.srv.URL, false))
 
 	status, hdr, body := do(t, "GET", gw+"/profile/7?status=open%20now", nil, "Accept-Language", "fr")
 	if status != 200 || hdr.Get("X-Portico-Completed") != "true" {
@@ -107,7 +107,7 @@ func TestAggregatePathInjection(t *testing.T) {
 		Routes: []config.Route{{Name: "dash", Paths: []string{"/dash"},
 			Aggregate: []config.AggregateBackend{{Service: "users", Path: "/users/{user}/summary", Key: "u"}}}},
 	}
-	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	_, gw := newGateway(t, cfg)
 	for _, q := range []string{"..%2F..%2Finternal%2Fexport%23", "42%2Fsecrets", "..", "."} {
 		if status, _, body := do(t, "GET", gw+"/dash?user="+q, nil); status != http.StatusBadRequest {
 			t.Errorf("user=%s: %d %s", q, status, body)
@@ -132,7 +132,7 @@ func TestAggregateMissingValue(t *testing.T) {
 		Routes: []config.Route{{Name: "dash", Paths: []string{"/dash"},
 			Aggregate: []config.AggregateBackend{{Service: "prefs", Path: "/prefs/{user}", Key: "p"}}}},
 	}
-	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	_, gw := newGateway(t, cfg)
 	for _, q := range []string{"", "?user=", "?other=1"} {
 		status, _, body := do(t, "GET", gw+"/dash"+q, nil)
 		if status != http.StatusBadRequest || !strings.Contains(body, "missing-parameter") || !strings.Contains(body, `"parameter":"user"`) {
@@ -153,7 +153,7 @@ func TestAggregatePartial(t *testing.T) {
 	users := newJSONUpstream(t, 200, `{"id":"7"}`, nil)
 	orders := newJSONUpstream(t, 503, `{"error":"down"}`, nil)
 	slowPrefs := newJSONUpstream(t, 200, `{"theme":"dark"}`, release) // never answers in time
-	h, gw := newGateway(t, compileCfg(t, 1, aggConfig(users.srv.URL, orders.srv.URL, slowPrefs.srv.URL, false)))
+	h, gw := newGateway(t, aggConfig(users.srv.URL, orders.srv.URL, slowPrefs.srv.URL, false))
 
 	status, hdr, body := do(t, "GET", gw+"/profile/7", nil)
 	if status != 200 || hdr.Get("X-Portico-Completed") != "false" {
@@ -182,7 +182,7 @@ func TestAggregatePartial(t *testing.T) {
 
 	// A required backend down: 502 problem naming it.
 	down := testutil.RefusedAddr(t)
-	h.Swap(compileCfg(t, 2, aggConfig("http://"+down, orders.srv.URL, users.srv.URL, false)))
+	applyCfg(t, h, 2, aggConfig("http://"+down, orders.srv.URL, users.srv.URL, false))
 	status, _, body = do(t, "GET", gw+"/profile/7", nil)
 	if status != http.StatusBadGateway {
 		t.Fatalf("required backend down: %d %s", status, body)
@@ -195,7 +195,7 @@ func TestAggregatePartial(t *testing.T) {
 	}
 
 	// aggregate_require_all: any failure fails the request.
-	h.Swap(compileCfg(t, 3, aggConfig(users.srv.URL, orders.srv.URL, users.srv.URL, true)))
+	applyCfg(t, h, 3, aggConfig(users.srv.URL, orders.srv.URL, users.srv.URL, true))
 	if status, _, body = do(t, "GET", gw+"/profile/7", nil); status != http.StatusBadGateway {
 		t.Errorf("require all: %d %s", status, body)
 	}
@@ -205,7 +205,7 @@ func TestAggregateRejectsNonJSON(t *testing.T) {
 	users := newJSONUpstream(t, 200, `{"id":"7"}`, nil)
 	orders := newJSONUpstream(t, 200, `<html>oops</html>`, nil)
 	prefs := newJSONUpstream(t, 200, `["not","an","object"]`, nil) // unkeyed: must be an object
-	_, gw := newGateway(t, compileCfg(t, 1, aggConfig(users.srv.URL, orders.srv.URL, prefs.srv.URL, false)))
+	_, gw := newGateway(t, aggConfig(users.srv.URL, orders.srv.URL, prefs.srv.URL, false))
 	status, _, body := do(t, "GET", gw+"/profile/7", nil)
 	var got struct {
 		Errors []aggError `json:"errors"`
@@ -225,7 +225,7 @@ func TestAggregateSpans(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
 	h := NewHandler(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Observe: ObserveOptions{TracerProvider: tp, Propagator: propagator}})
-	h.Swap(compileCfg(t, 1, aggConfig(users.srv.URL, orders.srv.URL, prefs.srv.URL, false)))
+	applyCfg(t, h, 1, aggConfig(users.srv.URL, orders.srv.URL, prefs.srv.URL, false))
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	if status, _, body := do(t, "GET", srv.URL+"/profile/7", nil); status != 200 {

@@ -33,7 +33,7 @@ func TestGRPCRouteIdentity(t *testing.T) {
 			GRPC:            &config.RouteGRPC{Method: "shop.v1.Orders/GetOrder"},
 			ResponseHeaders: &config.Edits{Set: map[string]string{"X-Order": "{id}"}}}},
 	}
-	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	_, gw := newGateway(t, cfg)
 	status, hdr, body := do(t, "GET", gw+"/orders/5", nil, "X-Consumer-Name", "admin", "X-Consumer-Role", "root", "X-Request-Id", "rid-1")
 	if status != 200 {
 		t.Fatalf("%d %s", status, body)

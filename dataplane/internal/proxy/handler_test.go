@@ -45,31 +45,36 @@ func echoUpstream(t *testing.T, name string) *httptest.Server {
 	return srv
 }
 
-func compileCfg(t testing.TB, rev int64, cfg *config.Config) *Table {
+// applyCfg puts cfg in service on h at revision rev the way the data plane
+// does (Applier.Apply) and returns what was left out; the table in service
+// is retired when the test ends.
+func applyCfg(t testing.TB, h *Handler, rev int64, cfg *config.Config) []config.Rejected {
 	t.Helper()
 	cfg.Sort()
 	s, _, err := snapshot.Encode(rev, cfg, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab, err := Compile(s, nil, testDeps())
+	a := NewApplier(h, testDeps())
+	rejected, err := a.Apply(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab.Start()
-	t.Cleanup(func() { tab.Retire(nil) })
-	return tab
+	t.Cleanup(a.Close)
+	return rejected
 }
 
 func testDeps() Deps {
 	return Deps{Upstream: upstream.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, GRPC: grpcjson.NewPool(grpcjson.PoolOptions{})}
 }
 
-func newGateway(t testing.TB, tab *Table) (*Handler, string) {
+// newGateway serves a Handler with cfg applied at revision 1 (none when
+// cfg is nil).
+func newGateway(t testing.TB, cfg *config.Config) (*Handler, string) {
 	t.Helper()
 	h := NewHandler(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(prometheus.NewRegistry())})
-	if tab != nil {
-		h.Swap(tab)
+	if cfg != nil {
+		applyCfg(t, h, 1, cfg)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -101,7 +106,7 @@ func do(t *testing.T, method, url string, body io.Reader, hdr ...string) (int, h
 func TestProxyRouting(t *testing.T) {
 	users := echoUpstream(t, "users")
 	orders := echoUpstream(t, "orders")
-	tab := compileCfg(t, 1, &config.Config{
+	cfg := &config.Config{
 		Services: []config.Service{
 			{Name: "users", Targets: []config.Target{{URL: users.URL + "/base"}}},
 			{Name: "orders", Targets: []config.Target{{URL: orders.URL}}},
@@ -111,8 +116,8 @@ func TestProxyRouting(t *testing.T) {
 			{Name: "user", Paths: []string{"/user/{id}"}, Methods: []string{"GET"}, Service: "users"},
 			{Name: "orders", Paths: []string{"/orders/*"}, Hosts: []string{"shop.example.com"}, Service: "orders"},
 		},
-	})
-	_, gw := newGateway(t, tab)
+	}
+	_, gw := newGateway(t, cfg)
 	tests := []struct {
 		name, method, path string
 		hdr                []string
@@ -145,11 +150,11 @@ func TestProxyRouting(t *testing.T) {
 
 func TestWeightedRoundRobin(t *testing.T) {
 	a, b := echoUpstream(t, "a"), echoUpstream(t, "b")
-	tab := compileCfg(t, 1, &config.Config{
+	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", LoadBalancer: config.LBWeighted, Targets: []config.Target{{URL: a.URL, Weight: 3}, {URL: b.URL, Weight: 1}}}},
 		Routes:   []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
-	})
-	_, gw := newGateway(t, tab)
+	}
+	_, gw := newGateway(t, cfg)
 	counts := map[string]int{}
 	for range 400 {
 		_, h, _ := do(t, "GET", gw+"/", nil)
@@ -163,7 +168,7 @@ func TestWeightedRoundRobin(t *testing.T) {
 func TestUpstreamFailures(t *testing.T) {
 	slow := echoUpstream(t, "slow")
 	dead := deadURL(t)
-	tab := compileCfg(t, 1, &config.Config{
+	cfg := &config.Config{
 		Services: []config.Service{
 			{Name: "slow", Targets: []config.Target{{URL: slow.URL}}},
 			{Name: "dead", Targets: []config.Target{{URL: dead}}},
@@ -172,8 +177,8 @@ func TestUpstreamFailures(t *testing.T) {
 			{Name: "slow", Paths: []string{"/slow/*"}, Service: "slow", Timeout: config.Duration(100 * time.Millisecond), MaxBodyBytes: 1024},
 			{Name: "dead", Paths: []string{"/dead"}, Service: "dead"},
 		},
-	})
-	_, gw := newGateway(t, tab)
+	}
+	_, gw := newGateway(t, cfg)
 
 	if code, _, body := do(t, "GET", gw+"/dead", nil); code != 502 || !strings.Contains(body, "refused") {
 		t.Fatalf("dead upstream = %d %s, want 502", code, body)
@@ -210,11 +215,11 @@ func TestTimeoutDoesNotCutStreams(t *testing.T) {
 		}
 	}))
 	t.Cleanup(up.Close)
-	tab := compileCfg(t, 1, &config.Config{
+	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
 		Routes:   []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s", Timeout: config.Duration(100 * time.Millisecond)}},
-	})
-	_, gw := newGateway(t, tab)
+	}
+	_, gw := newGateway(t, cfg)
 	code, _, body := do(t, "GET", gw+"/stream", nil)
 	if code != 200 || !strings.Contains(body, "chunk4") {
 		t.Fatalf("stream = %d %q, want all 5 chunks", code, body)
@@ -239,12 +244,12 @@ func TestUpgradeIsTunnelled(t *testing.T) {
 		_ = brw.Flush()
 	}))
 	t.Cleanup(up.Close)
-	tab := compileCfg(t, 1, &config.Config{
+	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
 		Routes: []config.Route{{Name: "r", Paths: []string{"/ws"}, Service: "s", Timeout: config.Duration(50 * time.Millisecond),
 			UpgradeProtocols: []string{"echo"}}},
-	})
-	_, gw := newGateway(t, tab)
+	}
+	_, gw := newGateway(t, cfg)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(gw, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +296,7 @@ func TestSwapUnderLoad(t *testing.T) {
 		}
 		return c
 	}
-	h, gw := newGateway(t, compileCfg(t, 1, cfgWith("/a", "/slow")))
+	h, gw := newGateway(t, cfgWith("/a", "/slow"))
 	slowDone := make(chan int, 1)
 	go func() {
 		resp, err := http.Get(gw + "/slow")
@@ -305,7 +310,7 @@ func TestSwapUnderLoad(t *testing.T) {
 	<-arrived
 	stop, _ := testutil.Load(4, testutil.HTTPStatus(http.DefaultClient, gw+"/a", 200))
 	for rev := int64(2); rev < 50; rev++ {
-		h.Swap(compileCfg(t, rev, cfgWith("/a", fmt.Sprintf("/b%d", rev))))
+		applyCfg(t, h, rev, cfgWith("/a", fmt.Sprintf("/b%d", rev)))
 	}
 	res := stop()
 	close(release)

@@ -84,10 +84,10 @@ func TestHostileHostAuthority(t *testing.T) {
 // no further.
 func TestHostHeaderDisagreesWithAuthority(t *testing.T) {
 	h := NewHandler(Options{Log: discardLog()})
-	h.Swap(compileCfg(t, 1, &config.Config{
+	applyCfg(t, h, 1, &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://" + testutil.RefusedAddr(t)}}}},
 		Routes:   []config.Route{{Name: "internal", Paths: []string{"/internal/*"}, Hosts: []string{"internal.example"}, Service: "s"}},
-	}))
+	})
 	for _, tt := range []struct {
 		authority, host string
 		status          int
@@ -184,7 +184,7 @@ func TestCachePoisoningThroughHost(t *testing.T) {
 		t.Cleanup(func() { _ = rc.Close() })
 		c := cache.New(cache.Options{Memory: cache.NewMemory(1 << 20), Redis: cache.NewRedis(rc, time.Second), Log: discardLog()})
 		h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry()), Cache: c})
-		h.Swap(compileCfg(t, 1, cfg()))
+		applyCfg(t, h, 1, cfg())
 		return trafficServer(t, h, 0)
 	}
 	a, b := plane(), plane()
@@ -229,14 +229,14 @@ func TestHostilePathParameterRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry())})
-	h.Swap(compileCfg(t, 1, &config.Config{
+	applyCfg(t, h, 1, &config.Config{
 		Services:  []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
 		Consumers: []config.Consumer{{Name: "alice", APIKeys: []config.APIKey{{ID: id, Hash: hash, Prefix: apikey.Prefix(key)}}}},
 		Routes: []config.Route{
 			{Name: "site", Paths: []string{"/*"}, Service: "app"},
 			{Name: "admin", Paths: []string{"/admin/*"}, Service: "app", Auth: &config.RouteAuth{APIKey: true}},
 		},
-	}))
+	})
 	addr := trafficServer(t, h, 0)
 	tests := []struct {
 		path   string
@@ -312,11 +312,11 @@ func TestSharedCacheThroughGateway(t *testing.T) {
 		t.Cleanup(func() { _ = rc.Close() })
 		c := cache.New(cache.Options{Memory: cache.NewMemory(1 << 20), Redis: cache.NewRedis(rc, time.Second), Log: discardLog()})
 		h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry()), Cache: c})
-		h.Swap(compileCfg(t, 1, &config.Config{
+		applyCfg(t, h, 1, &config.Config{
 			Services: []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
 			Routes: []config.Route{cached("long", "/long", "id"), cached("cookie", "/cookie"),
 				cached("raw", "/raw"), cached("cloak", "/cloak", "id")},
-		}))
+		})
 		return trafficServer(t, h, 0)
 	}
 	a, b := plane(), plane()

@@ -189,15 +189,15 @@ func slowGateway(t *testing.T, lim Limits, routeTimeout, attempt time.Duration) 
 	t.Helper()
 	a, _ := recordingUpstream(t, "a")
 	b, _ := recordingUpstream(t, "b")
-	tab := compileCfg(t, 1, &config.Config{
+	cfg := &config.Config{
 		Services: []config.Service{{Name: "svc", Targets: []config.Target{{URL: a.URL}, {URL: b.URL}}, Timeout: config.Duration(attempt)}},
 		Routes: []config.Route{
 			{Name: "slow", Paths: []string{"/slow"}, Service: "svc", Timeout: config.Duration(routeTimeout)},
 			{Name: "capped", Paths: []string{"/capped"}, Service: "svc", MaxInFlight: 3},
 		},
-	})
+	}
 	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry()), Limits: lim})
-	h.Swap(tab)
+	applyCfg(t, h, 1, cfg)
 	return &slowEnv{addr: trafficServer(t, h, 0), h: h}
 }
 
@@ -340,7 +340,7 @@ func headerGateway(t *testing.T, lim Limits) *headerEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab := compileCfg(t, 1, &config.Config{
+	cfg := &config.Config{
 		Services:  []config.Service{{Name: "svc", Targets: []config.Target{{URL: "http://" + up.addr}}}},
 		Consumers: []config.Consumer{{Name: "alice", APIKeys: []config.APIKey{{ID: id, Hash: hash, Prefix: apikey.Prefix(key)}}}},
 		Routes: []config.Route{
@@ -349,9 +349,9 @@ func headerGateway(t *testing.T, lim Limits) *headerEnv {
 				Auth: &config.RouteAuth{APIKey: true, ForwardClaims: map[string]string{"sub": "X-User-Sub"}}},
 			{Name: "ws", Paths: []string{"/ws/*"}, Service: "svc", UpgradeProtocols: []string{"echo"}},
 		},
-	})
+	}
 	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry()), Limits: lim})
-	h.Swap(tab)
+	applyCfg(t, h, 1, cfg)
 	return &headerEnv{addr: trafficServer(t, h, 0), up: up, key: key}
 }
 
@@ -630,13 +630,13 @@ func TestSlowClientDoesNotHideServiceFailures(t *testing.T) {
 			})
 		}
 	})
-	tab := compileCfg(t, 1, &config.Config{
+	cfg := &config.Config{
 		Services: []config.Service{{Name: "svc", Targets: []config.Target{{URL: "http://" + ln.Addr().String()}},
 			CircuitBreaker: &config.CircuitBreaker{MinRequests: 3, FailureRatio: 0.5}}},
 		Routes: []config.Route{{Name: "slow", Paths: []string{"/slow"}, Service: "svc"}},
-	})
+	}
 	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry())})
-	h.Swap(tab)
+	applyCfg(t, h, 1, cfg)
 	addr := trafficServer(t, h, 0)
 	for i := range 3 {
 		status, _, err := slowClient(addr, "/slow", true)

@@ -109,7 +109,7 @@ func hostileGateway(t *testing.T, readHeaderTimeout time.Duration) *hostileEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab := compileCfg(t, 1, &config.Config{
+	cfg := &config.Config{
 		Services: []config.Service{
 			{Name: "public", Targets: []config.Target{{URL: pub.URL}}},
 			{Name: "admin", Targets: []config.Target{{URL: adm.URL}}},
@@ -124,9 +124,9 @@ func hostileGateway(t *testing.T, readHeaderTimeout time.Duration) *hostileEnv {
 			{Name: "admin", Paths: []string{"/admin/*"}, Service: "admin", Auth: &config.RouteAuth{APIKey: true}},
 			{Name: "internal", Paths: []string{"/internal/*"}, Hosts: []string{"internal.example"}, Service: "internal"},
 		},
-	})
+	}
 	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry())})
-	h.Swap(tab)
+	applyCfg(t, h, 1, cfg)
 	return &hostileEnv{
 		addr: trafficServer(t, h, readHeaderTimeout),
 		pub:  pubSeen, admin: admSeen, internal: intSeen,

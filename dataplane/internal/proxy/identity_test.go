@@ -30,7 +30,7 @@ func TestJWTConsumerBoundToIssuers(t *testing.T) {
 			{Name: "any", Paths: []string{"/any"}, Service: "s", Auth: &config.RouteAuth{JWT: true}},
 		},
 	}
-	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	_, gw := newGateway(t, cfg)
 	token := func(iss, secret string) string {
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": iss, "sub": "alice",
 			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
@@ -71,7 +71,7 @@ func TestJWTLifetimeBound(t *testing.T) {
 		Issuers:  []config.Issuer{{Name: "corp", Issuer: "https://id.example.com", Algorithms: []string{"HS256"}, Keys: []string{hmacSecret}}},
 		Routes:   []config.Route{{Name: "any", Paths: []string{"/any"}, Service: "s", Auth: &config.RouteAuth{JWT: true}}},
 	}
-	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	_, gw := newGateway(t, cfg)
 	now := time.Now()
 	tests := []struct {
 		name     string

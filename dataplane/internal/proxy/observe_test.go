@@ -85,7 +85,7 @@ func observedGateway(t *testing.T, extraTargets ...string) *observed {
 			AccessLogSample: 1,
 		},
 	})
-	h.Swap(compileCfg(t, 1, cfg))
+	applyCfg(t, h, 1, cfg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &observed{gw: srv.URL, spans: rec, accessed: &buf, reg: reg, seen: seen, key: key, mu: &mu}

@@ -64,7 +64,7 @@ func authGateway(t *testing.T) (gw string, key string) {
 				ForwardClaims: map[string]string{"sub": "X-User-Id"}}},
 		},
 	}
-	_, gw = newGateway(t, compileCfg(t, 1, cfg))
+	_, gw = newGateway(t, cfg)
 	return gw, key
 }
 
@@ -125,7 +125,7 @@ func TestRateLimitHeaders(t *testing.T) {
 		},
 		Global: config.Global{RateLimit: &config.RateLimit{Limit: 1, Window: config.Duration(time.Hour)}},
 	}
-	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	_, gw := newGateway(t, cfg)
 	codes := []int{}
 	var last http.Header
 	for range 5 {
@@ -175,7 +175,7 @@ func TestThrottle(t *testing.T) {
 			{Name: "queued", Paths: []string{"/q/*"}, Service: "s", MaxInFlight: 1, QueueTimeout: config.Duration(5 * time.Second)},
 		},
 	}
-	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	_, gw := newGateway(t, cfg)
 	held := make(chan int, 2)
 	go func() { code, _, _ := do(t, "GET", gw+"/hold", nil); held <- code }()
 	testutil.Eventually(t, 5*time.Second, func() bool { return inside.Load() == 1 }, "first request inside")

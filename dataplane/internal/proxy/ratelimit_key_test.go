@@ -24,7 +24,7 @@ func TestRateLimitKeyMemoryBounded(t *testing.T) {
 		Routes: []config.Route{{Name: "keyed", Paths: []string{"/keyed"}, Service: "s",
 			RateLimit: &config.RateLimit{Limit: 1, Window: config.Duration(time.Hour), Key: "header:X-Client"}}},
 	}
-	h, _ := newGateway(t, compileCfg(t, 1, cfg))
+	h, _ := newGateway(t, cfg)
 	serve := func(value string) int {
 		r := httptest.NewRequest(http.MethodGet, "/keyed", nil)
 		r.Header.Set("X-Client", value)

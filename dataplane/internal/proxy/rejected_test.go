@@ -41,8 +41,8 @@ func TestCompileSkipsRejectedObjects(t *testing.T) {
 			{Name: "bad-route", Paths: []string{"/bad-route"}, Service: "s", MaxInFlight: -1},
 		},
 	}
-	tab := compileCfg(t, 7, cfg)
-	_, gw := newGateway(t, tab)
+	h, gw := newGateway(t, nil)
+	rejected := applyCfg(t, h, 7, cfg)
 
 	tests := []struct {
 		name, path string
@@ -69,7 +69,7 @@ func TestCompileSkipsRejectedObjects(t *testing.T) {
 	}
 
 	got := map[string]string{}
-	for _, r := range tab.Rejected() {
+	for _, r := range rejected {
 		got[string(r.Kind)+"/"+r.Name] = r.Reason
 	}
 	for _, want := range []struct{ obj, reason string }{
@@ -112,7 +112,8 @@ func TestRejectedAgainstTableInService(t *testing.T) {
 		return s
 	}
 	h, gw := newGateway(t, nil)
-	deps := testDeps()
+	applier := NewApplier(h, testDeps())
+	t.Cleanup(applier.Close)
 	steps := []struct {
 		keys   []string
 		secure int // status of /secure without credentials
@@ -122,12 +123,9 @@ func TestRejectedAgainstTableInService(t *testing.T) {
 		{[]string{hmacSecret}, 401},
 	}
 	for i, st := range steps {
-		tab, err := Compile(cfg(int64(i+1), st.keys), h.Table(), deps)
-		if err != nil {
+		if _, err := applier.Apply(cfg(int64(i+1), st.keys)); err != nil {
 			t.Fatalf("revision %d: %v", i+1, err)
 		}
-		tab.Start()
-		h.Swap(tab)
 		if code, _, _ := do(t, "GET", gw+"/open", nil); code != 200 {
 			t.Fatalf("revision %d: /open = %d", i+1, code)
 		}

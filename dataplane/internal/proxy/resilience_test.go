@@ -57,10 +57,10 @@ func newCounting(t *testing.T, name string) *counting {
 func gateway(t *testing.T, svc config.Service) string {
 	t.Helper()
 	svc.Name = "s"
-	_, gw := newGateway(t, compileCfg(t, 1, &config.Config{
+	_, gw := newGateway(t, &config.Config{
 		Services: []config.Service{svc},
 		Routes:   []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
-	}))
+	})
 	return gw
 }
 
@@ -321,7 +321,7 @@ func TestAbortedBodyIsAccounted(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(reg)})
-	h.Swap(compileCfg(t, 1, cfg))
+	applyCfg(t, h, 1, cfg)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 

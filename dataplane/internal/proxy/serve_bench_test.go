@@ -65,14 +65,12 @@ func BenchmarkServe(b *testing.B) {
 		{"jwt+ratelimit-redis", "/guarded", ratelimit.NewRedis(ratelimit.Options{Client: rc, Budget: 50 * time.Millisecond, Log: quiet})},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			tab, err := Compile(snap, nil, testDeps())
-			if err != nil {
+			h := NewHandler(Options{Log: quiet, Metrics: NewMetrics(prometheus.NewRegistry()), Limiter: c.limiter})
+			applier := NewApplier(h, testDeps())
+			if _, err := applier.Apply(snap); err != nil {
 				b.Fatal(err)
 			}
-			tab.Start()
-			defer tab.Retire(nil)
-			h := NewHandler(Options{Log: quiet, Metrics: NewMetrics(prometheus.NewRegistry()), Limiter: c.limiter})
-			h.Swap(tab)
+			defer applier.Close()
 			gw := httptest.NewServer(h)
 			defer gw.Close()
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

@@ -33,7 +33,7 @@ func BenchmarkAggregate(b *testing.B) {
 		config.Route{Name: "o", Paths: []string{"/o"}, Service: "orders"},
 		config.Route{Name: "p", Paths: []string{"/p/{id}"}, Service: "prefs"},
 	)
-	_, gw := newGateway(b, compileCfg(b, 1, cfg))
+	_, gw := newGateway(b, cfg)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	get := func(url string) {
 		resp, err := client.Get(url)

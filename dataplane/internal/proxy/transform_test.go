@@ -51,7 +51,7 @@ func TestTransformations(t *testing.T) {
 				Query: &config.Edits{Set: map[string]string{"v": "2"}, Remove: []string{"debug"}}},
 		},
 	}
-	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	_, gw := newGateway(t, cfg)
 
 	status, hdr, body := do(t, "GET", gw+"/api/users/42?x=1", nil,
 		"X-Tenant", "evil", "Cookie", "session=secret", "X-Debug", "1", "X-Added", "client")
@@ -101,7 +101,7 @@ func TestCORS(t *testing.T) {
 			{Name: "plain", Paths: []string{"/plain"}, Methods: []string{"GET"}, Service: "users"},
 		},
 	}
-	_, gw := newGateway(t, compileCfg(t, 1, cfg))
+	_, gw := newGateway(t, cfg)
 
 	tests := []struct {
 		name       string

@@ -28,10 +28,10 @@ func TestWebSocketTunnel(t *testing.T) {
 		}
 	}))
 	t.Cleanup(up.Close)
-	tab := compileCfg(t, 1, &config.Config{
+	cfg := &config.Config{
 		Services: []config.Service{{Name: "ws", Targets: []config.Target{{URL: up.URL}}}},
 		Routes:   []config.Route{{Name: "ws", Paths: []string{"/ws"}, Service: "ws"}},
-	})
+	}
 	for _, tt := range []struct {
 		name string
 		lim  Limits
@@ -41,7 +41,7 @@ func TestWebSocketTunnel(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry()), Limits: tt.lim})
-			h.Swap(tab)
+			applyCfg(t, h, 1, cfg)
 			addr := trafficServer(t, h, 0)
 			ws, err := websocket.Dial("ws://"+addr+"/ws", "", "http://"+addr)
 			if err != nil {

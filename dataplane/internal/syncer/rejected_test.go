@@ -36,30 +36,18 @@ func (l *lockedBuffer) count(s string) int {
 func TestSyncerReportsRejectedObjects(t *testing.T) {
 	p := &scripted{answers: make(chan answer), asked: make(chan client.PollRequest)}
 	var logs lockedBuffer
-	var (
-		mu       sync.Mutex
-		rejected []config.Rejected
-	)
 	sy := New(Options{
 		Poller: p,
 		NodeID: "n1",
 		Log:    slog.New(slog.NewTextHandler(&logs, nil)),
-		// Stands in for proxy.Compile: routes named bad-* are left out.
-		Apply: func(s *snapshot.Snapshot) error {
-			mu.Lock()
-			defer mu.Unlock()
-			rejected = nil
+		// Stands in for proxy.Applier: routes named bad-* are left out.
+		Apply: func(s *snapshot.Snapshot) (rejected []config.Rejected, _ error) {
 			for _, r := range s.Config.Routes {
 				if strings.HasPrefix(r.Name, "bad-") {
 					rejected = append(rejected, config.NewRejected(config.KindRoute, r.Name, "broken"))
 				}
 			}
-			return nil
-		},
-		Rejected: func() []config.Rejected {
-			mu.Lock()
-			defer mu.Unlock()
-			return rejected
+			return rejected, nil
 		},
 	})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -34,9 +34,11 @@ type Poller interface {
 	PollSnapshot(ctx context.Context, req client.PollRequest) (*client.Poll, error)
 }
 
-// Applier compiles and installs a snapshot. An error leaves the previous
-// configuration serving.
-type Applier func(s *snapshot.Snapshot) error
+// Applier compiles and installs a snapshot (proxy.Applier.Apply) and
+// returns the objects of it that could not be applied (the rest serves);
+// the syncer logs each new one and reports the list on every poll. An error
+// leaves the previous configuration serving.
+type Applier func(s *snapshot.Snapshot) ([]config.Rejected, error)
 
 // Options configure a Syncer.
 type Options struct {
@@ -49,10 +51,6 @@ type Options struct {
 	Log      *slog.Logger
 	// OnApplied is called after each applied snapshot (for metrics).
 	OnApplied func(rev int64)
-	// Rejected, if set, lists the objects of the snapshot just applied
-	// that could not be applied (the rest serves). The syncer logs each new
-	// one and reports the list on every poll.
-	Rejected func() []config.Rejected
 }
 
 // Syncer runs the poll loop. Its Status methods are safe to call anytime.
@@ -111,7 +109,8 @@ func (s *Syncer) Boot() (bool, error) {
 }
 
 func (s *Syncer) install(snap *snapshot.Snapshot, source string) error {
-	if err := s.o.Apply(snap); err != nil {
+	rejected, err := s.o.Apply(snap)
+	if err != nil {
 		return err
 	}
 	s.applied.Store(snap.Revision)
@@ -119,7 +118,7 @@ func (s *Syncer) install(snap *snapshot.Snapshot, source string) error {
 	s.keep(snap)
 	s.checksum.Store(&snap.Checksum)
 	s.source.Store(&source)
-	s.noteRejected(snap.Revision)
+	s.noteRejected(snap.Revision, rejected)
 	if s.o.OnApplied != nil {
 		s.o.OnApplied(snap.Revision)
 	}
@@ -225,11 +224,8 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 // noteRejected takes the applied revision's rejections and logs, loudly,
 // each one that is new (or has a new reason): one line per failure, not one
 // per revision, so that a lasting problem does not flood the log.
-func (s *Syncer) noteRejected(rev int64) {
-	if s.o.Rejected == nil {
-		return
-	}
-	list := slices.Clone(s.o.Rejected())
+func (s *Syncer) noteRejected(rev int64, rejected []config.Rejected) {
+	list := slices.Clone(rejected)
 	old := s.RejectedObjects()
 	for _, r := range list {
 		if !slices.Contains(old, r) {

@@ -93,12 +93,12 @@ func TestSyncerAppliesRejectsAndPersists(t *testing.T) {
 		StateDir: dir,
 		NodeID:   "n1",
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Apply: func(s *snapshot.Snapshot) error {
+		Apply: func(s *snapshot.Snapshot) ([]config.Rejected, error) {
 			if _, bad := s.Config.Route("bad"); bad {
-				return errors.New("refusing route bad")
+				return nil, errors.New("refusing route bad")
 			}
 			applied <- s.Revision
-			return nil
+			return nil, nil
 		},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -132,7 +132,7 @@ func TestSyncerAppliesRejectsAndPersists(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 	// What was applied last is on disk, and a fresh syncer boots from it.
-	boot := New(Options{StateDir: dir, Apply: func(s *snapshot.Snapshot) error { return nil }})
+	boot := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot) ([]config.Rejected, error) { return nil, nil }})
 	ok, err := boot.Boot()
 	if err != nil || !ok || boot.Applied() != 3 || boot.Status().Source != "state" {
 		t.Fatalf("boot = %v, %v, status %+v", ok, err, boot.Status())
@@ -145,7 +145,10 @@ func TestBootIgnoresCorruptState(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, stateFileName), raw[:len(raw)/2], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sy := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot) error { t.Fatal("applied a corrupt snapshot"); return nil }})
+	sy := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot) ([]config.Rejected, error) {
+		t.Fatal("applied a corrupt snapshot")
+		return nil, nil
+	}})
 	ok, err := sy.Boot()
 	if ok || err == nil {
 		t.Fatalf("boot from a truncated file = %v, %v; want an error", ok, err)
@@ -173,7 +176,7 @@ func TestSyncerEpochs(t *testing.T) {
 	sy := New(Options{
 		Poller: p, StateDir: dir, NodeID: "n1",
 		Log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Apply: func(s *snapshot.Snapshot) error { applied <- s.Revision; return nil },
+		Apply: func(s *snapshot.Snapshot) ([]config.Rejected, error) { applied <- s.Revision; return nil, nil },
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -224,7 +227,7 @@ func TestSyncerEpochs(t *testing.T) {
 	default:
 	}
 	// The state file records the epoch: a restarted data plane reports it.
-	boot := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot) error { return nil }})
+	boot := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot) ([]config.Rejected, error) { return nil, nil }})
 	if ok, err := boot.Boot(); !ok || err != nil || boot.Epoch() != c || boot.Applied() != 1 {
 		t.Fatalf("boot = %v, %v: revision %d epoch %+v", ok, err, boot.Applied(), boot.Epoch())
 	}
