@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/shared/apikey"
 	"github.com/portico-gw/portico/shared/config"
 )
@@ -24,24 +25,10 @@ const (
 	MethodAPIKey = "api_key"
 )
 
-// Identity is a verified caller. It is shared by every request that sends
-// the same token (see cache.go) and must not be modified.
-type Identity struct {
-	// Consumer is the consumer's name; "" if a valid JWT names no known
-	// consumer.
-	Consumer string
-	// Groups are the consumer's groups.
-	Groups []string
-	// Method is MethodJWT or MethodAPIKey.
-	Method string
-	// Issuer is the issuer object's name, for a JWT.
-	Issuer string
-	// Claims are the verified JWT claims (nil for an API key).
-	Claims map[string]any
-	// Scopes come from "scope" (space-separated) or, without it, "scp"
-	// (space-separated string or array of strings).
-	Scopes []string
-}
+// Identity is a verified caller (the type the request path carries, see
+// package stage). It is shared by every request that sends the same token
+// (see cache.go) and must not be modified.
+type Identity = stage.Identity
 
 type consumer struct {
 	name   string

@@ -214,7 +214,7 @@ func (h *Handler) aggregateHeader(r *http.Request, route *Route, id *auth.Identi
 	// merge: bodies are decoded as JSON here.
 	out.Del("Accept-Encoding")
 	setOutboundIdentity(out, route.auth, id)
-	setForwarded(out, r, h.ips.Trusts(r))
+	h.ips.SetForwarded(out, r)
 	return out
 }
 

@@ -478,7 +478,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	out.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = ""
 	// A trusted proxy's forwarding chain is kept and extended.
-	setForwarded(pr.Out.Header, pr.In, h.ips.Trusts(pr.In))
+	h.ips.SetForwarded(pr.Out.Header, pr.In)
 	ex := exchangeFrom(pr.In.Context())
 	if ex == nil {
 		setOutboundIdentity(pr.Out.Header, nil, nil)

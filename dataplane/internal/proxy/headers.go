@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net"
 	"net/http"
 	"strings"
 
@@ -20,7 +19,7 @@ import (
 //     nginx does by default: CGI and WSGI servers read X_Consumer_Name as
 //     X-Consumer-Name. Limits.AllowUnderscoreHeaders passes them, except
 //     those that read as a header the gateway owns (config.ReservedHeader).
-//   - setForwarded, the one writer of X-Forwarded-For/-Host/-Proto, for the
+//   - clientip.Resolver.SetForwarded, the one writer of X-Forwarded-For/-Host/-Proto, for the
 //     reverse proxy and aggregation alike.
 
 // strippedAlways are removed from every request: the gateway sets some of
@@ -100,23 +99,4 @@ func sanitize(r *http.Request, stripped *headerSet, allowUnderscore bool) int {
 		}
 	}
 	return n
-}
-
-// setForwarded writes the forwarding headers of a request to a service:
-// X-Forwarded-For is the TCP peer's address, after the chain a trusted
-// proxy sent (trusted: the peer is one of --trusted-proxies); X-Forwarded-Host
-// is the request's host and X-Forwarded-Proto its scheme. Whatever else the
-// client sent under these names was removed before (by ReverseProxy's
-// Rewrite mode, or by aggregation's header copy).
-func setForwarded(out http.Header, in *http.Request, trusted bool) {
-	if peer, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-		if prior := in.Header["X-Forwarded-For"]; trusted && len(prior) > 0 {
-			peer = strings.Join(prior, ", ") + ", " + peer
-		}
-		out.Set("X-Forwarded-For", peer)
-	} else {
-		out.Del("X-Forwarded-For")
-	}
-	out.Set("X-Forwarded-Host", in.Host)
-	out.Set("X-Forwarded-Proto", scheme(in))
 }
