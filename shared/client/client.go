@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/shared/apiv1"
+	"github.com/portico-gw/portico/shared/bearer"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/problem"
 )
@@ -106,7 +107,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		req.Header.Set("Authorization", bearer.Authorization(c.token))
 	}
 	if c.actor != "" {
 		req.Header.Set(apiv1.HeaderActor, c.actor)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
 	"github.com/portico-gw/portico/shared/apiv1"
+	"github.com/portico-gw/portico/shared/bearer"
 )
 
 const principalKey = "portico.principal"
@@ -21,7 +22,7 @@ func (s *server) requireToken(principal, token string) echo.MiddlewareFunc {
 	want := sha256.Sum256([]byte(token))
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			got, ok := bearer(c.Request().Header.Get(echo.HeaderAuthorization))
+			got, ok := bearer.Token(c.Request().Header.Get(echo.HeaderAuthorization))
 			switch {
 			case ok && token != "":
 				h := sha256.Sum256([]byte(got))
@@ -34,22 +35,13 @@ func (s *server) requireToken(principal, token string) echo.MiddlewareFunc {
 				c.Set(principalKey, "dev")
 				return next(c)
 			}
-			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="portico"`)
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, bearer.Challenge)
 			if !ok {
 				return writeProblem(c, http.StatusUnauthorized, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)")
 			}
 			return writeProblem(c, http.StatusUnauthorized, "unauthorized", "the bearer token is not valid for this endpoint")
 		}
 	}
-}
-
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }
 
 // actor builds the audit identity of a request.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
+	"github.com/portico-gw/portico/shared/bearer"
 	"github.com/portico-gw/portico/shared/config"
 )
 
@@ -64,7 +65,7 @@ func compileAuth(a *config.RouteAuth) *routeAuth {
 	}
 	var ch []string
 	if ra.jwt {
-		ch = append(ch, `Bearer realm="portico"`)
+		ch = append(ch, bearer.Challenge)
 	}
 	if ra.apiKey {
 		ch = append(ch, `APIKey realm="portico", header="`+ra.apiKeyHeader+`"`)
@@ -96,7 +97,7 @@ func (ra *routeAuth) authenticate(ctx context.Context, v *auth.Verifier, r *http
 		}
 	}
 	if id == nil && ra.jwt {
-		if tok, ok := bearerToken(r.Header.Get("Authorization")); ok {
+		if tok, ok := bearer.Token(r.Header.Get("Authorization")); ok {
 			presented = true
 			id, err = v.VerifyJWT(ctx, tok, ra.issuers)
 		}
@@ -124,15 +125,6 @@ func (ra *routeAuth) authenticate(ctx context.Context, v *auth.Verifier, r *http
 		}
 	}
 	return id, nil
-}
-
-func bearerToken(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }
 
 // setOutboundIdentity makes h, the headers going to a service, carry the
