@@ -14,6 +14,27 @@ func (c *Config) Sort() {
 	slices.SortFunc(c.Issuers, func(a, b Issuer) int { return strings.Compare(a.Name, b.Name) })
 }
 
+// FillEmpty makes every nil collection an empty one, so that a
+// configuration encodes as [] rather than null whichever way it was built
+// (decoded, loaded from a store, assembled by hand) and readers need not
+// tell "none" from "absent". It is the one list of collections to fill: the
+// stores call it on what they load and the catalog on what it publishes
+// (TestFillEmptyCoversEveryCollection keeps it complete).
+func (c *Config) FillEmpty() {
+	if c.Services == nil {
+		c.Services = []Service{}
+	}
+	if c.Routes == nil {
+		c.Routes = []Route{}
+	}
+	if c.Consumers == nil {
+		c.Consumers = []Consumer{}
+	}
+	if c.Issuers == nil {
+		c.Issuers = []Issuer{}
+	}
+}
+
 // Normalize puts every object into its canonical form (see the objects'
 // Normalize methods).
 func (c *Config) Normalize() {

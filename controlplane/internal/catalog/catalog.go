@@ -128,7 +128,7 @@ func (c *Catalog) refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load configuration: %w", err)
 	}
-	normalize(&s.Config)
+	canonicalCollections(&s.Config)
 	if !c.check(s) {
 		return nil // the last good state stays published; writes are refused
 	}
@@ -147,19 +147,11 @@ func (c *Catalog) refresh(ctx context.Context) error {
 	return nil
 }
 
-func normalize(cfg *config.Config) {
-	if cfg.Services == nil {
-		cfg.Services = []config.Service{}
-	}
-	if cfg.Routes == nil {
-		cfg.Routes = []config.Route{}
-	}
-	if cfg.Consumers == nil {
-		cfg.Consumers = []config.Consumer{}
-	}
-	if cfg.Issuers == nil {
-		cfg.Issuers = []config.Issuer{}
-	}
+// canonicalCollections puts a configuration's collections in the form the
+// catalog publishes and stores: none nil, each in name order. (The objects'
+// own canonical form is config's Normalize, applied when they are written.)
+func canonicalCollections(cfg *config.Config) {
+	cfg.FillEmpty()
 	cfg.Sort()
 }
 
@@ -308,7 +300,7 @@ func (c *Catalog) apply(ctx context.Context, actor Actor, m mutation) (*Change, 
 		if noop {
 			return &Change{Revision: cur.Revision, NoOp: true}, cur, nil
 		}
-		normalize(next)
+		canonicalCollections(next)
 		// What the write touched, found once for the validation, the store
 		// (which writes only that) and the history of deltas.
 		touched := snapshot.Changes(&cur.Config, next)

@@ -164,7 +164,7 @@ func (c *Catalog) Adopt(ctx context.Context, actor Actor, lastSeen bool) (*Chang
 	if err != nil {
 		return nil, fmt.Errorf("adopt: load the store: %w", err)
 	}
-	normalize(&st.Config)
+	canonicalCollections(&st.Config)
 	now := c.now().UTC()
 	next := &store.State{
 		Revision: st.Revision + 1,

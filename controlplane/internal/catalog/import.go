@@ -33,7 +33,7 @@ func (c *Catalog) Import(ctx context.Context, desired *config.Config, dryRun boo
 	if err := want.Validate(); err != nil {
 		return nil, err
 	}
-	normalize(want)
+	canonicalCollections(want)
 	res := &ImportResult{ImportResult: apiv1.ImportResult{DryRun: dryRun}}
 	m := func(cur *store.State, next *config.Config, now time.Time) (store.AuditEntry, bool, error) {
 		if ifRevision != nil && cur.Revision != *ifRevision {

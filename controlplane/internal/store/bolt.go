@@ -393,7 +393,7 @@ func (b *Bolt) Load(ctx context.Context) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load state from %s: %w", b.path, err)
 	}
-	fillEmpty(s)
+	s.Config.FillEmpty()
 	return s, nil
 }
 

@@ -292,7 +292,7 @@ func (s *Consul) loadState(ctx context.Context, h *consulHead) (*State, error) {
 	if st.Revision != h.Revision {
 		return nil, fmt.Errorf("%s holds revision %d", dir, st.Revision)
 	}
-	fillEmpty(&st)
+	st.Config.FillEmpty()
 	return &st, nil
 }
 

@@ -157,22 +157,10 @@ func checkAudit(limit int) error {
 }
 
 // emptyState is what a new store holds. Its collections are empty rather than
-// nil so that it encodes as [] like every later state, and callers need not
-// tell "none" from "absent".
+// nil (config.FillEmpty, which every Load applies too) so that it encodes as
+// [] like every later state, and callers need not tell "none" from "absent".
 func emptyState() *State {
 	s := &State{}
-	fillEmpty(s)
+	s.Config.FillEmpty()
 	return s
-}
-
-func fillEmpty(s *State) {
-	if s.Config.Services == nil {
-		s.Config.Services = []config.Service{}
-	}
-	if s.Config.Routes == nil {
-		s.Config.Routes = []config.Route{}
-	}
-	if s.Config.Consumers == nil {
-		s.Config.Consumers = []config.Consumer{}
-	}
 }
