@@ -34,9 +34,11 @@ func (c *Consumer) ObjectName() string { return c.Name }
 // writing b over a would change nothing a data plane sees.
 func SameSpec(a, b any) bool { return len(ChangedFields(a, b)) == 0 }
 
-// normalizeEmpty treats nil and empty slices alike by round-tripping through
-// JSON, which is how objects travel anyway.
-func normalizeEmpty[T any](v T) any {
+// jsonFields returns an object's top-level fields as its JSON encoding has
+// them (how objects travel anyway), leaving out empty lists so that nil and
+// empty compare alike. It falls back to v itself for what is not a JSON
+// object.
+func jsonFields[T any](v T) any {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return v
@@ -56,7 +58,7 @@ func normalizeEmpty[T any](v T) any {
 // ChangedFields lists the top-level fields whose values differ between two
 // objects of the same kind, ignoring metadata. It feeds the dry-run diff.
 func ChangedFields(before, after any) []string {
-	a, b := normalizeEmpty(before), normalizeEmpty(after)
+	a, b := jsonFields(before), jsonFields(after)
 	am, ok1 := a.(map[string]any)
 	bm, ok2 := b.(map[string]any)
 	if !ok1 || !ok2 {
