@@ -102,23 +102,16 @@ func (c *Config) CheckRoute(r *Route) error {
 			l.add(fmt.Sprintf("aggregate[%d].service", i), "service %q speaks gRPC; aggregation calls HTTP services", b.Service)
 		}
 	}
-	mine := r.matchKeys()
-	if len(mine) > 0 {
-		taken := make(map[matchKey]string)
+	if len(r.Paths) > 0 {
+		claims := newRouteClaims(len(c.Routes))
 		for i := range c.Routes {
-			other := &c.Routes[i]
-			if other.Name == r.Name {
-				continue
-			}
-			for _, k := range other.matchKeys() {
-				taken[k.key] = other.Name
+			if other := &c.Routes[i]; other.Name != r.Name {
+				claims.claim(other, func(int, matchKey, string) {})
 			}
 		}
-		for _, k := range mine {
-			if owner, ok := taken[k.key]; ok {
-				l.conflictf(fmt.Sprintf("paths[%d]", k.path), "matches exactly the same requests as route %q (%s)", owner, k.key)
-			}
-		}
+		claims.claim(r, func(path int, key matchKey, holder string) {
+			l.conflictf(fmt.Sprintf("paths[%d]", path), "%s", ambiguity(key, holder))
+		})
 	}
 	return l.err()
 }

@@ -346,7 +346,7 @@ func (c *Config) check() *errorList {
 		services[s.Name] = i
 	}
 	routes := make(map[string]int, len(c.Routes))
-	claims := make(map[matchKey]claim)
+	claims := newRouteClaims(len(c.Routes))
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		p := fmt.Sprintf("routes[%d]", i)
@@ -367,14 +367,9 @@ func (c *Config) check() *errorList {
 				l.add(join(p, fmt.Sprintf("aggregate[%d].service", k)), "service %q speaks gRPC; aggregation calls HTTP services", b.Service)
 			}
 		}
-		for _, k := range r.matchKeys() {
-			if other, taken := claims[k.key]; taken && other.route != r.Name {
-				l.conflictf(join(p, fmt.Sprintf("paths[%d]", k.path)),
-					"matches exactly the same requests as route %q (%s)", other.route, k.key)
-				continue
-			}
-			claims[k.key] = claim{route: r.Name}
-		}
+		claims.claim(r, func(path int, key matchKey, holder string) {
+			l.conflictf(join(p, fmt.Sprintf("paths[%d]", path)), "%s", ambiguity(key, holder))
+		})
 	}
 	consumers := make(map[string]int, len(c.Consumers))
 	keyHashes := map[string]string{}
@@ -430,54 +425,6 @@ func (c *Config) check() *errorList {
 		}
 	}
 	return &l
-}
-
-// matchKey identifies the set of requests one (host, method, path) triple of
-// a route matches. Two routes sharing a key would be ambiguous.
-type matchKey struct {
-	host, method, shape string
-}
-
-func (k matchKey) String() string {
-	host, method := k.host, k.method
-	if host == "" {
-		host = "any host"
-	}
-	if method == "" {
-		method = "any method"
-	}
-	return fmt.Sprintf("%s %s %s", method, host, k.shape)
-}
-
-type claim struct{ route string }
-
-type routeKey struct {
-	key  matchKey
-	path int
-}
-
-func (r *Route) matchKeys() []routeKey {
-	hosts := r.Hosts
-	if len(hosts) == 0 {
-		hosts = []string{""}
-	}
-	methods := r.Methods
-	if len(methods) == 0 {
-		methods = []string{""}
-	}
-	var keys []routeKey
-	for pi, path := range r.Paths {
-		shape, err := PathShape(path)
-		if err != nil {
-			continue
-		}
-		for _, h := range hosts {
-			for _, m := range methods {
-				keys = append(keys, routeKey{key: matchKey{host: h, method: m, shape: shape}, path: pi})
-			}
-		}
-	}
-	return keys
 }
 
 // PathShape validates a route path pattern and returns its shape: the pattern

@@ -52,8 +52,15 @@
 // Compile checks every pattern with config.PathShape, the same rules the
 // control plane applies, and refuses two rules that claim the same host (or
 // none), the same method (or any) and the same path shape, because the winner
-// between them would be arbitrary. The control plane refuses both as well; the
-// table checks again because a bad table is worse than a rejected snapshot.
+// between them would be arbitrary. That is config's one rule of route
+// ambiguity (shared/config/ambiguity.go), by which the control plane refuses
+// the later route; here the trie holds it (two rules' keys meet in one leaf
+// exactly when they are equal), and FuzzAmbiguityMatchesConfig checks that
+// Compile refuses exactly the route and path config.Validate refuses first.
+// The table checks because a bad table is worse than a rejected snapshot,
+// and because an incremental compile validates only the changed routes
+// among themselves: a changed route claiming an unchanged one's requests is
+// found here.
 //
 // # Updating
 //
