@@ -88,20 +88,7 @@ func ChangedFields(before, after any) []string {
 // Field paths are relative to the route, as the admin API reports them.
 func (c *Config) CheckRoute(r *Route) error {
 	var l errorList
-	if r.Service != "" {
-		if svc, ok := c.Service(r.Service); !ok {
-			l.add("service", "service %q does not exist", r.Service)
-		} else {
-			checkRouteProtocol(&l, "", r, svc)
-		}
-	}
-	for i, b := range r.Aggregate {
-		if svc, ok := c.Service(b.Service); !ok {
-			l.add(fmt.Sprintf("aggregate[%d].service", i), "service %q does not exist", b.Service)
-		} else if svc.Protocol == ProtocolGRPC {
-			l.add(fmt.Sprintf("aggregate[%d].service", i), "service %q speaks gRPC; aggregation calls HTTP services", b.Service)
-		}
-	}
+	checkRouteServices(&l, "", r, c.Service)
 	if len(r.Paths) > 0 {
 		claims := newRouteClaims(len(c.Routes))
 		for i := range c.Routes {
@@ -118,37 +105,82 @@ func (c *Config) CheckRoute(r *Route) error {
 
 // CheckRouteAuth checks a route's references to issuers.
 func (c *Config) CheckRouteAuth(r *Route) error {
-	if r.Auth == nil {
-		return nil
-	}
 	var l errorList
-	for i, name := range r.Auth.Issuers {
-		if _, ok := c.Issuer(name); !ok {
-			l.add(fmt.Sprintf("auth.issuers[%d]", i), "issuer %q does not exist", name)
-		}
-	}
+	checkRouteIssuers(&l, "", r, c.hasIssuer)
 	return l.err()
 }
 
 // CheckIssuer refuses a second issuer object for the same iss value.
 func (c *Config) CheckIssuer(is *Issuer) error {
+	var l errorList
 	for _, other := range c.Issuers {
 		if other.Name != is.Name && other.Issuer == is.Issuer {
-			return Conflict("issuer", "issuer %q already has %q", other.Name, is.Issuer)
+			checkIssValue(&l, "", is, other.Name)
+			break
 		}
 	}
-	return nil
+	return l.err()
 }
 
 // CheckConsumer checks a consumer's references to issuers.
 func (c *Config) CheckConsumer(cs *Consumer) error {
 	var l errorList
-	for i, name := range cs.JWTIssuers {
-		if _, ok := c.Issuer(name); !ok {
-			l.add(fmt.Sprintf("jwt_issuers[%d]", i), "issuer %q does not exist", name)
+	checkIssuerRefs(&l, "jwt_issuers", cs.JWTIssuers, c.hasIssuer)
+	return l.err()
+}
+
+// The rules between objects, each written once: Validate applies them to a
+// whole configuration (field paths from the document's root), the Check
+// methods to one object against the rest (paths relative to the object).
+
+// checkRouteServices: the service a route names exists and speaks the
+// route's protocol, and every service it aggregates exists and speaks HTTP.
+func checkRouteServices(l *errorList, p string, r *Route, service func(string) (*Service, bool)) {
+	if r.Service != "" {
+		if svc, ok := service(r.Service); !ok {
+			l.add(join(p, "service"), "service %q does not exist", r.Service)
+		} else {
+			checkRouteProtocol(l, p, r, svc)
 		}
 	}
-	return l.err()
+	for i, b := range r.Aggregate {
+		f := join(p, fmt.Sprintf("aggregate[%d].service", i))
+		if svc, ok := service(b.Service); !ok {
+			l.add(f, "service %q does not exist", b.Service)
+		} else if svc.Protocol == ProtocolGRPC {
+			l.add(f, "service %q speaks gRPC; aggregation calls HTTP services", b.Service)
+		}
+	}
+}
+
+// checkRouteIssuers: every issuer a route's auth names exists.
+func checkRouteIssuers(l *errorList, p string, r *Route, exists func(string) bool) {
+	if r.Auth != nil {
+		checkIssuerRefs(l, join(p, "auth.issuers"), r.Auth.Issuers, exists)
+	}
+}
+
+// checkIssuerRefs: every issuer named in the list at field exists.
+func checkIssuerRefs(l *errorList, field string, names []string, exists func(string) bool) {
+	for i, name := range names {
+		if !exists(name) {
+			l.add(fmt.Sprintf("%s[%d]", field, i), "issuer %q does not exist", name)
+		}
+	}
+}
+
+// checkIssValue: one issuer object per iss value, so that a token's iss
+// names one set of keys. other already has is's value. An empty value is
+// the issuer's own validation's business.
+func checkIssValue(l *errorList, p string, is *Issuer, other string) {
+	if is.Issuer != "" {
+		l.conflictf(join(p, "issuer"), "issuer %q already has %q: one object per iss value", other, is.Issuer)
+	}
+}
+
+func (c *Config) hasIssuer(name string) bool {
+	_, ok := c.Issuer(name)
+	return ok
 }
 
 // CheckIssuerDelete refuses to delete an issuer that routes or consumers

@@ -243,7 +243,7 @@ func (r *Route) validate(l *errorList, p string) {
 	}
 	if r.RateLimit != nil {
 		r.RateLimit.validate(l, join(p, "rate_limit"))
-		if k := r.RateLimit.Key; (k == "consumer" || strings.HasPrefix(k, "claim:")) && r.Auth == nil {
+		if k := r.RateLimit.Key; keyNeedsConsumer(k) && r.Auth == nil {
 			l.add(join(p, "rate_limit.key"), "%q needs auth on the route to know the consumer", k)
 		}
 	}
@@ -355,18 +355,13 @@ func (c *Config) check() *errorList {
 			l.conflictf(join(p, "name"), "duplicate route name %q (also routes[%d])", r.Name, j)
 		}
 		routes[r.Name] = i
-		if j, ok := services[r.Service]; r.Service != "" && !ok {
-			l.add(join(p, "service"), "service %q does not exist", r.Service)
-		} else if ok {
-			checkRouteProtocol(&l, p, r, &c.Services[j])
-		}
-		for k, b := range r.Aggregate {
-			if j, ok := services[b.Service]; !ok {
-				l.add(join(p, fmt.Sprintf("aggregate[%d].service", k)), "service %q does not exist", b.Service)
-			} else if c.Services[j].Protocol == ProtocolGRPC {
-				l.add(join(p, fmt.Sprintf("aggregate[%d].service", k)), "service %q speaks gRPC; aggregation calls HTTP services", b.Service)
+		checkRouteServices(&l, p, r, func(name string) (*Service, bool) {
+			j, ok := services[name]
+			if !ok {
+				return nil, false
 			}
-		}
+			return &c.Services[j], true
+		})
 		claims.claim(r, func(path int, key matchKey, holder string) {
 			l.conflictf(join(p, fmt.Sprintf("paths[%d]", path)), "%s", ambiguity(key, holder))
 		})
@@ -397,30 +392,21 @@ func (c *Config) check() *errorList {
 		if j, dup := issuers[is.Name]; dup {
 			l.conflictf(join(p, "name"), "duplicate issuer name %q (also issuers[%d])", is.Name, j)
 		}
-		if other, dup := issValues[is.Issuer]; dup && is.Issuer != "" {
-			l.conflictf(join(p, "issuer"), "issuer %q already has %q: one object per iss value", other, is.Issuer)
+		if other, dup := issValues[is.Issuer]; dup {
+			checkIssValue(&l, p, is, other)
 		}
 		issuers[is.Name], issValues[is.Issuer] = i, is.Name
 	}
+	issuerExists := func(name string) bool { _, ok := issuers[name]; return ok }
 	for i := range c.Routes {
-		if a := c.Routes[i].Auth; a != nil {
-			for k, name := range a.Issuers {
-				if _, ok := issuers[name]; !ok {
-					l.add(fmt.Sprintf("routes[%d].auth.issuers[%d]", i, k), "issuer %q does not exist", name)
-				}
-			}
-		}
+		checkRouteIssuers(&l, fmt.Sprintf("routes[%d]", i), &c.Routes[i], issuerExists)
 	}
 	for i := range c.Consumers {
-		for k, name := range c.Consumers[i].JWTIssuers {
-			if _, ok := issuers[name]; !ok {
-				l.add(fmt.Sprintf("consumers[%d].jwt_issuers[%d]", i, k), "issuer %q does not exist", name)
-			}
-		}
+		checkIssuerRefs(&l, fmt.Sprintf("consumers[%d].jwt_issuers", i), c.Consumers[i].JWTIssuers, issuerExists)
 	}
 	if rl := c.Global.RateLimit; rl != nil {
 		rl.validate(&l, "global.rate_limit")
-		if k := rl.Key; k == "consumer" || strings.HasPrefix(k, "claim:") {
+		if k := rl.Key; keyNeedsConsumer(k) {
 			l.add("global.rate_limit.key", "%q needs an authenticated consumer, which not every route has; use route, ip or header:<Name>", k)
 		}
 	}
@@ -638,4 +624,10 @@ func isToken(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// keyNeedsConsumer says whether a rate-limit key counts per authenticated
+// consumer ("consumer", "claim:<name>"), which only a route with auth has.
+func keyNeedsConsumer(key string) bool {
+	return key == "consumer" || strings.HasPrefix(key, "claim:")
 }
