@@ -413,3 +413,58 @@ func (d Digest) Advance(old, next *config.Config, t *Touched) (Digest, error) {
 	}
 	return d, nil
 }
+
+// Compose returns one delta equivalent to applying ds in order to base
+// (the configuration at ds[0].Base): the last version of each object
+// touched, and the deletions of objects base has. Each delta must start
+// where the one before ends, in the same epoch. A data plane replaying its
+// journal of deltas at boot applies the composition once instead of
+// copying the whole configuration per delta.
+func Compose(base *config.Config, ds []*Delta) (*Delta, error) {
+	if len(ds) == 0 {
+		return nil, errors.New("compose: no deltas")
+	}
+	for i := 1; i < len(ds); i++ {
+		if ds[i].Base != ds[i-1].Revision || ds[i].Epoch.ID != ds[i-1].Epoch.ID {
+			return nil, fmt.Errorf("compose: delta %d..%d does not follow %d..%d", ds[i].Base, ds[i].Revision, ds[i-1].Base, ds[i-1].Revision)
+		}
+	}
+	last := ds[len(ds)-1]
+	out := &Delta{Base: ds[0].Base, Revision: last.Revision, Epoch: last.Epoch, Digest: last.Digest, CreatedAt: last.CreatedAt}
+	out.Services, out.Deleted.Services = composeKind(ds, func(d *Delta) ([]config.Service, []string) { return d.Services, d.Deleted.Services },
+		func(s *config.Service) string { return s.Name }, func(n string) bool { _, ok := base.Service(n); return ok })
+	out.Routes, out.Deleted.Routes = composeKind(ds, func(d *Delta) ([]config.Route, []string) { return d.Routes, d.Deleted.Routes },
+		func(r *config.Route) string { return r.Name }, func(n string) bool { _, ok := base.Route(n); return ok })
+	out.Consumers, out.Deleted.Consumers = composeKind(ds, func(d *Delta) ([]config.Consumer, []string) { return d.Consumers, d.Deleted.Consumers },
+		func(c *config.Consumer) string { return c.Name }, func(n string) bool { _, ok := base.Consumer(n); return ok })
+	out.Issuers, out.Deleted.Issuers = composeKind(ds, func(d *Delta) ([]config.Issuer, []string) { return d.Issuers, d.Deleted.Issuers },
+		func(i *config.Issuer) string { return i.Name }, func(n string) bool { _, ok := base.Issuer(n); return ok })
+	for _, d := range ds {
+		if d.Global != nil {
+			out.Global = d.Global
+		}
+	}
+	return out, nil
+}
+
+func composeKind[T any](ds []*Delta, of func(*Delta) ([]T, []string), name func(*T) string, inBase func(string) bool) (upserts []T, deleted []string) {
+	last := map[string]*T{} // nil: deleted
+	for _, d := range ds {
+		ups, dels := of(d)
+		for i := range ups {
+			last[name(&ups[i])] = &ups[i]
+		}
+		for _, n := range dels {
+			last[n] = nil
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(last)) {
+		switch o := last[n]; {
+		case o != nil:
+			upserts = append(upserts, *o)
+		case inBase(n):
+			deleted = append(deleted, n)
+		}
+	}
+	return upserts, deleted
+}

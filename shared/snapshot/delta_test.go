@@ -207,3 +207,71 @@ func TestDeltaRefusesWrongBase(t *testing.T) {
 		t.Fatalf("ParseDigest of a malformed digest: %v", err)
 	}
 }
+
+// TestComposeEqualsSteps: the deltas of consecutive revisions, composed
+// from any earlier revision, apply to that revision's configuration (as a
+// data plane holds it) to give exactly the later one and its digest, as
+// applying them one by one does. Objects created and deleted in between
+// leave no trace.
+func TestComposeEqualsSteps(t *testing.T) {
+	for seed := range uint64(6) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			h := &history{rev: 1}
+			for i := range 3 {
+				s := config.Service{Name: fmt.Sprintf("s%d", i), Targets: []config.Target{{URL: "http://10.0.0.1:80"}}}
+				h.touch(&s.Meta)
+				h.cfg.Services = append(h.cfg.Services, s)
+			}
+			var cfgs []*config.Config // cfgs[i] at revision i+1
+			var steps []*Delta        // steps[i] from revision i+1 to i+2
+			cfgs = append(cfgs, h.cfg.Clone())
+			for range 40 {
+				prev := cfgs[len(cfgs)-1]
+				h.write(rng)
+				cur := h.cfg.Clone()
+				dg, err := DigestOf(cur)
+				if err != nil {
+					t.Fatal(err)
+				}
+				touched := Changes(prev, cur)
+				raw, err := EncodeDelta(NewDelta(h.rev-1, h.rev, Epoch{ID: "e"}, cur, &touched, dg, time.Unix(h.rev, 0)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d, err := DecodeDelta(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				steps = append(steps, d)
+				cfgs = append(cfgs, cur)
+			}
+			for range 20 {
+				from := rng.IntN(len(steps))
+				to := from + 1 + rng.IntN(len(steps)-from)
+				base := roundTrip(t, cfgs[from])
+				c, err := Compose(base, steps[from:to])
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, applied, err := c.Apply(base)
+				if err != nil {
+					t.Fatalf("%d..%d: %v", from+1, to+1, err)
+				}
+				if g, w := jsonOf(t, got), jsonOf(t, cfgs[to]); g != w {
+					t.Fatalf("%d..%d: composed delta gives\n%s\nwant\n%s", from+1, to+1, g, w)
+				}
+				bd, err := DigestOf(base)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if adv, err := bd.Advance(base, got, applied); err != nil || adv.String() != c.Digest {
+					t.Fatalf("%d..%d: advanced digest %s (%v), composed delta says %s", from+1, to+1, adv, err, c.Digest)
+				}
+			}
+			if _, err := Compose(&h.cfg, []*Delta{steps[0], steps[2]}); err == nil {
+				t.Fatal("composed deltas that do not follow each other")
+			}
+		})
+	}
+}
