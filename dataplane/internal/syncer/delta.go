@@ -3,6 +3,8 @@ package syncer
 import (
 	"fmt"
 	"io"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/portico-gw/portico/shared/snapshot"
@@ -118,21 +120,81 @@ func (s *Syncer) applyDelta(raw []byte, applied int64) error {
 	s.o.Log.Info("applied delta", "revision", snap.Revision, "previous", applied, "objects", touched.Len(),
 		"apply_ms", float64(time.Since(start).Microseconds())/1000)
 	if s.o.StateDir != "" {
-		// The state dir holds whole snapshots: seal the resulting
-		// configuration as the control plane would have (stream.go).
-		var sum string
-		err := saveStateWith(s.o.StateDir, func(w io.Writer) (err error) {
-			sum, err = writeSealed(w, snap)
-			return err
-		})
-		if err == nil {
-			s.checksum.Store(&sum)
-		}
-		if err != nil {
-			s.o.Log.Error("could not save the applied snapshot", "err", err)
+		if err := s.journal.appendDelta(raw, snap); err != nil {
+			// Serving goes on; only a restart without a control plane suffers.
+			s.o.Log.Error("could not save the applied delta", "err", err)
 		}
 	}
 	return nil
+}
+
+// replay applies, at boot, the journaled deltas that follow snap (read from
+// the state file), composed into one, and returns the resulting snapshot
+// and how many deltas it took, or nil when there are none or they do not
+// give the digest the last one names. It leaves the digest of the result
+// for keep.
+func (s *Syncer) replay(snap *snapshot.Snapshot) (*snapshot.Snapshot, int) {
+	ds, err := replay(s.o.StateDir, snap)
+	if len(ds) == 0 {
+		if err != nil {
+			s.o.Log.Warn("could not read the journal of deltas; serving the state file's snapshot", "err", err)
+		}
+		return nil, 0
+	}
+	fail := func(err error) (*snapshot.Snapshot, int) {
+		s.o.Log.Warn("the journal of deltas does not apply to the state file; serving the state file's snapshot",
+			"revision", snap.Revision, "journal_revision", ds[len(ds)-1].Revision, "err", err)
+		return nil, 0
+	}
+	d, err := snapshot.Compose(&snap.Config, ds)
+	if err != nil {
+		return fail(err)
+	}
+	cfg, touched, err := d.Apply(&snap.Config)
+	if err != nil {
+		return fail(err)
+	}
+	from, err := snapshot.DigestOf(&snap.Config)
+	if err != nil {
+		return fail(err)
+	}
+	got, err := from.Advance(&snap.Config, cfg, touched)
+	if err != nil {
+		return fail(err)
+	}
+	if got.String() != d.Digest {
+		return fail(fmt.Errorf("%w: the journal says %s, applied it gives %s", snapshot.ErrDigest, d.Digest, got))
+	}
+	s.base.next = &got
+	return &snapshot.Snapshot{Revision: d.Revision, Epoch: d.Epoch, Checksum: d.Digest, CreatedAt: d.CreatedAt, Config: *cfg}, len(ds)
+}
+
+// sealedSum is the checksum /status reports: that of the control plane's
+// full snapshot of the applied configuration. A full snapshot carries it;
+// for one built from deltas it is computed on first demand (hashing the
+// whole configuration as json.Marshal encodes it, writeSealed), not per
+// delta.
+type sealedSum struct {
+	once sync.Once
+	snap *snapshot.Snapshot
+	sum  string
+}
+
+func newSealedSum(snap *snapshot.Snapshot) *sealedSum {
+	l := &sealedSum{snap: snap}
+	if strings.HasPrefix(snap.Checksum, "sha256:") {
+		l.sum = snap.Checksum
+	}
+	return l
+}
+
+func (l *sealedSum) get() string {
+	l.once.Do(func() {
+		if l.sum == "" {
+			l.sum, _ = writeSealed(io.Discard, l.snap)
+		}
+	})
+	return l.sum
 }
 
 // fallBack gives up on a delta: the next poll asks for the full snapshot.

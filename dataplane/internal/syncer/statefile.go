@@ -25,38 +25,74 @@ func saveState(dir string, raw []byte) error {
 
 // saveStateWith is saveState for content produced by write.
 func saveStateWith(dir string, write func(io.Writer) error) error {
+	tmp, err := writeTemp(dir, write)
+	if err != nil {
+		return err
+	}
+	if err := replaceState(dir, tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// writeTemp writes the content produced by write to a new file in dir and
+// syncs it, returning its path.
+func writeTemp(dir string, write func(io.Writer) error) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return "", fmt.Errorf("save state: %w", err)
 	}
 	tmp, err := os.CreateTemp(dir, stateFileName+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return "", fmt.Errorf("save state: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
 	if err := write(tmp); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save state: write %s: %w", tmp.Name(), err)
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("save state: write %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save state: sync %s: %w", tmp.Name(), err)
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("save state: sync %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("save state: %w", err)
+	}
+	return tmp.Name(), nil
+}
+
+// replaceState renames tmp (from writeTemp) over the state file and syncs
+// the directory so the rename itself is durable.
+func replaceState(dir, tmp string) error {
+	if err := os.Rename(tmp, filepath.Join(dir, stateFileName)); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	final := filepath.Join(dir, stateFileName)
-	if err := os.Rename(tmp.Name(), final); err != nil {
+	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
+	return nil
+}
+
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("save state: %w", err)
+		return err
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("save state: sync dir %s: %w", dir, err)
+		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
+}
+
+// removeTemps removes temporary files a crash left in dir.
+func removeTemps(dir string) {
+	tmps, _ := filepath.Glob(filepath.Join(dir, stateFileName+".tmp-*"))
+	for _, t := range tmps {
+		_ = os.Remove(t)
+	}
 }
 
 // loadState returns the saved snapshot bytes, or nil if there is none.

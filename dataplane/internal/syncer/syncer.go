@@ -57,7 +57,7 @@ type Options struct {
 type Syncer struct {
 	o           Options
 	applied     atomic.Int64
-	checksum    atomic.Pointer[string]
+	sum         atomic.Pointer[sealedSum]
 	source      atomic.Pointer[string]
 	lastContact atomic.Int64 // unix nanoseconds of the last answered poll
 	connected   atomic.Bool
@@ -74,6 +74,8 @@ type Syncer struct {
 	objects atomic.Pointer[[]config.Rejected]
 	// base is the applied configuration deltas apply to (delta.go).
 	base base
+	// journal writes the state dir (journal.go).
+	journal *journal
 }
 
 // New returns a Syncer.
@@ -84,7 +86,7 @@ func New(o Options) *Syncer {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Syncer{o: o}
+	return &Syncer{o: o, journal: &journal{dir: o.StateDir}}
 }
 
 // Boot applies the snapshot saved in the state dir, if any. It returns
@@ -94,6 +96,7 @@ func (s *Syncer) Boot() (bool, error) {
 	if s.o.StateDir == "" {
 		return false, nil
 	}
+	removeTemps(s.o.StateDir)
 	raw, err := loadState(s.o.StateDir)
 	if err != nil || raw == nil {
 		return false, err
@@ -102,6 +105,15 @@ func (s *Syncer) Boot() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("state dir %s: %w", s.o.StateDir, err)
 	}
+	s.journal.start, s.journal.snapBytes = snap.Revision, int64(len(raw))
+	if next, n := s.replay(snap); next != nil {
+		if err := s.install(next, "state"); err == nil {
+			s.journal.start, s.journal.entries = next.Revision, n
+			return true, nil
+		}
+		s.o.Log.Warn("the journaled deltas did not apply; serving the state file's snapshot", "revision", snap.Revision, "err", err)
+	}
+	s.base.next = nil
 	if err := s.install(snap, "state"); err != nil {
 		return false, fmt.Errorf("state dir %s: %w", s.o.StateDir, err)
 	}
@@ -116,7 +128,7 @@ func (s *Syncer) install(snap *snapshot.Snapshot, source string) error {
 	s.applied.Store(snap.Revision)
 	s.epoch.Store(&snap.Epoch)
 	s.keep(snap)
-	s.checksum.Store(&snap.Checksum)
+	s.sum.Store(newSealedSum(snap))
 	s.source.Store(&source)
 	s.noteRejected(snap.Revision, rejected)
 	if s.o.OnApplied != nil {
@@ -213,7 +225,7 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 	s.o.Log.Info("applied snapshot", "revision", snap.Revision, "previous", applied,
 		"apply_ms", float64(time.Since(start).Microseconds())/1000)
 	if s.o.StateDir != "" {
-		if err := saveState(s.o.StateDir, raw); err != nil {
+		if err := s.journal.save(raw, snap.Revision); err != nil {
 			// Serving goes on; only a restart without a control plane suffers.
 			s.o.Log.Error("could not save the applied snapshot", "err", err)
 		}
@@ -298,8 +310,8 @@ func (s *Syncer) Status() Status {
 	st := Status{AppliedRevision: s.applied.Load(), Connected: s.connected.Load(), RejectedRev: s.rejected.Load(), ClusterSize: s.Peers(),
 		RejectedObjects: s.RejectedObjects()}
 	st.Epoch = s.Epoch().ID
-	if c := s.checksum.Load(); c != nil {
-		st.Checksum = *c
+	if c := s.sum.Load(); c != nil {
+		st.Checksum = c.get()
 	}
 	if src := s.source.Load(); src != nil {
 		st.Source = *src
