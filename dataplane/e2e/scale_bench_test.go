@@ -80,7 +80,7 @@ func runScale(b *testing.B, routes, writes int) {
 	keep := os.Getenv("PORTICO_BENCH_KEEP")
 	var env, extra []string
 	if keep != "" {
-		env, extra = []string{"GODEBUG=gctrace=1"}, []string{"--log-level", "info"}
+		env, extra = []string{"GODEBUG=gctrace=1"}, []string{"--log-level", "info", "--ops-pprof"}
 	}
 	var dps []*dataPlane
 	for i := range dataPlanes {
@@ -158,6 +158,18 @@ func runScale(b *testing.B, routes, writes int) {
 	writesFrom := steadyFrom.Add(4 * time.Second)
 	time.Sleep(time.Until(writesFrom)) // the steady phase is a duration of traffic
 
+	if keep != "" {
+		// A CPU profile of dp-0 over the writes (about 0.6 s each) and its
+		// allocations since start, for `go tool pprof`.
+		secs := max(1, writes/2)
+		profiled := make(chan struct{})
+		defer func() { <-profiled }()
+		go func() {
+			defer close(profiled)
+			fetchTo(filepath.Join(keep, fmt.Sprintf("routes%d-dp-0.cpu.pprof", routes)), fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", dps[0].ops, secs))
+			fetchTo(filepath.Join(keep, fmt.Sprintf("routes%d-dp-0.allocs.pprof", routes)), dps[0].ops+"/debug/pprof/allocs")
+		}()
+	}
 	var prop, ack []time.Duration
 	var writeTimes []time.Time
 	for i := range writes {
@@ -225,4 +237,18 @@ func quantileMS(d []time.Duration, q float64) float64 {
 	d = slices.Clone(d)
 	slices.Sort(d)
 	return float64(d[min(len(d)-1, int(q*float64(len(d))))].Microseconds()) / 1000
+}
+
+// fetchTo saves the body of url to path, best effort (a profile for a
+// person to read, not a result).
+func fetchTo(path, url string) {
+	c := &http.Client{Timeout: 2 * time.Minute}
+	resp, err := c.Get(url)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	if data, err := io.ReadAll(resp.Body); err == nil && resp.StatusCode == http.StatusOK {
+		_ = os.WriteFile(path, data, 0o644)
+	}
 }
