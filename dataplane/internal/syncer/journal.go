@@ -72,7 +72,9 @@ type journal struct {
 	sealed    sync.WaitGroup
 }
 
-func journalName(rev int64) string { return fmt.Sprintf("%s%020d%s", journalPrefix, rev, journalSuffix) }
+func journalName(rev int64) string {
+	return fmt.Sprintf("%s%020d%s", journalPrefix, rev, journalSuffix)
+}
 
 // journals lists the journal files of dir by the revision they start at.
 func journals(dir string) ([]int64, error) {
