@@ -108,7 +108,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPathShape$$' -fuzztime $(FUZZTIME) ./shared/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzSnapshotDecode$$' -fuzztime $(FUZZTIME) ./shared/snapshot/
 	$(GO) test -run '^$$' -fuzz '^FuzzClientIP$$' -fuzztime $(FUZZTIME) ./dataplane/internal/clientip/
-	$(GO) test -run '^$$' -fuzz '^FuzzRateLimitKey$$' -fuzztime $(FUZZTIME) ./dataplane/internal/proxy/
+	$(GO) test -run '^$$' -fuzz '^FuzzRateLimitKey$$' -fuzztime $(FUZZTIME) ./dataplane/internal/ratelimit/
 	$(GO) test -run '^$$' -fuzz '^FuzzCompileAcceptsWhatValidateAccepts$$' -fuzztime $(FUZZTIME) ./dataplane/internal/proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzJWTHeader$$' -fuzztime $(FUZZTIME) ./dataplane/internal/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) ./dataplane/internal/cache/

@@ -1,15 +1,34 @@
-package proxy
+package ratelimit
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/portico-gw/portico/dataplane/internal/auth"
+	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/shared/config"
 )
+
+// TestRateLimitKeyHashed: header and claim values reach the limiter as a
+// fixed-size hash, the same on every data plane, distinct per value.
+func TestRateLimitKeyHashed(t *testing.T) {
+	rl := compileRoute("r", &config.RateLimit{Limit: 1, Window: config.Duration(time.Minute), Key: "header:X-Client"}, nil)
+	key := func(v string) string {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("X-Client", v)
+		return rl.key(r, "192.0.2.1", nil)
+	}
+	long, short := key(strings.Repeat("x", 60<<10)), key("x")
+	if len(long) != len(short) || len(long) != len(rl.prefix)+22 {
+		t.Fatalf("keys %d and %d bytes, want the prefix + 22", len(long), len(short))
+	}
+	if a1, a2 := key("a"), key("a"); a1 != a2 || a1 == key("b") || strings.Contains(key("secret-value"), "secret") {
+		t.Fatalf("keys not a deterministic hash of the value: %q %q", key("a"), key("b"))
+	}
+}
 
 // FuzzRateLimitKey checks that a counter key is a function of the keyed
 // value and of nothing else: two callers share a bucket exactly when the
@@ -37,7 +56,7 @@ func FuzzRateLimitKey(f *testing.F) {
 			return
 		}
 		const route = "route-1"
-		rl := compileRateLimit(route, &config.RateLimit{Limit: 1, Window: config.Duration(time.Minute), Key: key})
+		rl := compileRoute(route, &config.RateLimit{Limit: 1, Window: config.Duration(time.Minute), Key: key}, nil)
 		kind, name, _ := strings.Cut(key, ":")
 		if kind == "" {
 			kind = "route"
@@ -56,7 +75,7 @@ func FuzzRateLimitKey(f *testing.F) {
 			if kind == "header" {
 				r.Header.Set(name, in.hdr)
 			}
-			id := &auth.Identity{Consumer: in.consumer, Method: auth.MethodJWT, Claims: map[string]any{"fuzz-noise": in.noise}}
+			id := &stage.Identity{Consumer: in.consumer, Method: "jwt", Claims: map[string]any{"fuzz-noise": in.noise}}
 			if in.hasClaim {
 				id.Claims[name] = in.claim
 			}
