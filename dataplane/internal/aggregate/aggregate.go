@@ -286,16 +286,18 @@ func call(ctx context.Context, env *stage.Env, b *backend, path, query string, h
 		}
 		span.End()
 	}()
-	done, err := b.up.Admit()
-	if err != nil {
+	// The call path is the reverse proxy's (upstream.Call with the HTTP
+	// attempt of upstream.Transport); only the body is read here, and a
+	// body that breaks off counts against the service like a failed answer.
+	ex := &exchange{upstream.Exchange{Call: upstream.Call{Upstream: b.up}, Path: path}}
+	if err := ex.Admit(); err != nil {
 		return result{err: errors.New("circuit breaker open")}
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
-	ex := &exchange{upstream.Exchange{Upstream: b.up, Path: path}}
 	req, err := http.NewRequestWithContext(context.WithValue(ctx, upstream.ExchangeKey{}, ex), b.method, "http://upstream.invalid/", nil)
 	if err != nil {
-		done(false, false)
+		ex.End(false, false)
 		return result{err: err}
 	}
 	req.URL.RawQuery = query
@@ -304,8 +306,7 @@ func call(ctx context.Context, env *stage.Env, b *backend, path, query string, h
 	req.Header = header.Clone()
 	resp, err := env.Transport.RoundTrip(req)
 	if err != nil {
-		gone := errors.Is(err, context.Canceled) && ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled)
-		done(!gone, gone)
+		ex.End(ex.Failed, ex.ClientFault)
 		switch {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return result{status: http.StatusGatewayTimeout, err: fmt.Errorf("no answer within %s", b.timeout)}
@@ -316,7 +317,7 @@ func call(ctx context.Context, env *stage.Env, b *backend, path, query string, h
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPart+1))
-	done(ex.Failed || err != nil, false)
+	ex.End(ex.Failed || err != nil, false)
 	switch {
 	case err != nil:
 		return result{status: http.StatusBadGateway, err: errors.New("reading the answer failed")}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/portico-gw/portico/dataplane/internal/demoshop"
+	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/problem"
 	"github.com/portico-gw/portico/shared/testutil"
 )
@@ -46,7 +47,7 @@ func serve(t *testing.T, m *Method, method, target, body string, params map[stri
 	return res
 }
 
-func mustMethod(t *testing.T, full string, set []byte, up Picker, pool *Pool) *Method {
+func mustMethod(t *testing.T, full string, set []byte, up *upstream.Upstream, pool *Pool) *Method {
 	t.Helper()
 	m, err := NewMethod("shop", full, set, up, pool)
 	if err != nil {

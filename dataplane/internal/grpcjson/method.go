@@ -24,12 +24,21 @@
 // That is what grpc-gateway and Envoy emit by default, so clients written
 // against either keep working.
 //
-// Instances are chosen by the service's upstream (the same balancer, outlier
-// ejection and in-flight accounting as HTTP), and each instance has one
-// long-lived ClientConn in a Pool shared across configuration revisions.
-// A call that fails with UNAVAILABLE before any connection carried it is
-// retried on another instance, which is safe for any method because the
-// server never saw it.
+// A call goes through the service's call path (upstream.Call: circuit
+// breaker, balancer, retries under the service's `retries` and budget,
+// outlier detection, in-flight accounting), the one the reverse proxy and
+// aggregation use; this package supplies only the attempt, over one
+// long-lived ClientConn per instance in a Pool shared across configuration
+// revisions. An attempt that reached no server (connection refused,
+// UNAVAILABLE before any connection carried it) may go to another instance
+// whatever the method, since no server saw it; one that a server saw is
+// tried again only when the client's HTTP method is idempotent (the
+// message is in memory, so it can be sent whole again): after the
+// service's attempt timeout, or on a status whose HTTP mapping is listed in
+// retries.on_statuses (UNAVAILABLE is 503). UNAVAILABLE, DEADLINE_EXCEEDED,
+// INTERNAL, UNKNOWN and DATA_LOSS count against the instance and the
+// breaker; statuses about the request (NOT_FOUND, INVALID_ARGUMENT...) do
+// not, nor does a client that went away.
 //
 // Errors are RFC 9457 problem documents. A gRPC status maps to an HTTP
 // status the way grpc-gateway maps it, with the code, message and details
@@ -63,26 +72,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
-	"github.com/portico-gw/portico/dataplane/internal/balancer"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/problem"
 )
-
-// Picker chooses instances; *upstream.Upstream satisfies it.
-type Picker interface {
-	Pick(r *http.Request, tried *balancer.Tried) (*upstream.Picked, error)
-}
-
-// Admitter is the circuit breaker of a service; *upstream.Upstream
-// satisfies it. When the Picker is one, Serve asks it before calling and
-// reports the outcome, so the proxy must not do so again for gRPC routes.
-type Admitter interface {
-	Admit() (done func(failed, clientGone bool), err error)
-}
-
-// maxAttempts bounds the instances one request tries when connections
-// cannot be established.
-const maxAttempts = 3
 
 // reflectionTimeout bounds one descriptor lookup. It runs detached from the
 // request that triggered it (others may be waiting for the same lookup), so
@@ -96,7 +88,7 @@ type Method struct {
 	fullMethod string // "/pkg.Service/Method", as on the wire
 	svcName    protoreflect.FullName
 	methodName protoreflect.Name
-	up         Picker
+	up         *upstream.Upstream
 	pool       *Pool
 
 	// static is set from a descriptor set and never changes; otherwise
@@ -111,7 +103,7 @@ type Method struct {
 // descriptorSet (serialized google.protobuf.FileDescriptorSet) the method
 // must be in it; without one, descriptors come from the server's
 // reflection service on first use.
-func NewMethod(service, fullMethod string, descriptorSet []byte, up Picker, pool *Pool) (*Method, error) {
+func NewMethod(service, fullMethod string, descriptorSet []byte, up *upstream.Upstream, pool *Pool) (*Method, error) {
 	svc, meth, ok := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
 	if !ok || svc == "" || meth == "" || strings.Contains(meth, "/") {
 		return nil, fmt.Errorf("grpc method %q: want package.Service/Method", fullMethod)
@@ -144,39 +136,13 @@ func NewMethod(service, fullMethod string, descriptorSet []byte, up Picker, pool
 // FullMethod returns the method as it travels on the wire ("/pkg.Service/Method").
 func (m *Method) FullMethod() string { return m.fullMethod }
 
-// attempt is one instance chosen for the request.
-type attempt struct {
-	picked *upstream.Picked
-	conn   *grpc.ClientConn
-	done   bool
-}
-
-// finish reports the outcome to the upstream, once.
-func (a *attempt) finish(failed bool) {
-	if a != nil && !a.done {
-		a.done = true
-		a.picked.Done(failed)
-	}
-}
-
-// pick chooses an instance not tried yet and its connection.
-func (m *Method) pick(r *http.Request, tried *balancer.Tried) (*attempt, error) {
-	p, err := m.up.Pick(r, tried)
-	if err != nil {
-		return nil, err
-	}
-	c, err := m.pool.conn(p.Scheme, p.Host)
-	if err != nil {
-		p.Done(false)
-		return nil, err
-	}
-	return &attempt{picked: p, conn: c}, nil
-}
-
-// descriptors returns the method's descriptors, asking the server through
-// a's connection when they are not known. Concurrent requests share one
-// lookup.
-func (m *Method) descriptors(ctx context.Context, a *attempt) (*methodDesc, error) {
+// descriptors returns the method's descriptors, asking a server through
+// reflection when they are not known. Concurrent requests share one
+// lookup. The lookup goes through the service's call path like a call (an
+// instance failing it is recorded, another is tried under the service's
+// retries) but asks no breaker: it is not a client's request, and it
+// only reads, so any failure may be tried elsewhere.
+func (m *Method) descriptors(ctx context.Context) (*methodDesc, error) {
 	if m.static != nil {
 		return m.static, nil
 	}
@@ -186,11 +152,20 @@ func (m *Method) descriptors(ctx context.Context, a *attempt) (*methodDesc, erro
 	ch := m.lookups.DoChan("", func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reflectionTimeout)
 		defer cancel()
-		files, err := fetchReflection(lctx, a.conn, m.svcName)
-		if err != nil {
-			return nil, err
-		}
-		d, err := describe(files, m.svcName, m.methodName)
+		// No Request: the lookup outlives the request that started it.
+		c := upstream.Call{Upstream: m.up, Resend: true}
+		var d *methodDesc
+		err := c.Do(lctx, func(ctx context.Context, inst *upstream.Member, _ int) upstream.Result {
+			conn, err := m.pool.conn(inst.Scheme, inst.Host)
+			if err != nil {
+				return upstream.Result{Outcome: upstream.Local, Err: err}
+			}
+			files, err := fetchReflection(ctx, conn, m.svcName)
+			if err == nil {
+				d, err = describe(files, m.svcName, m.methodName)
+			}
+			return lookupResult(err)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -212,51 +187,17 @@ func (m *Method) descriptors(ctx context.Context, a *attempt) (*methodDesc, erro
 // bounds r's context (route timeout) and r's body (size limit).
 func (m *Method) Serve(w http.ResponseWriter, r *http.Request, params map[string]string) {
 	ctx := r.Context()
-	var tried balancer.Tried
-	var a *attempt
-	d := m.static
-	if d == nil {
-		d = m.learned.Load()
-	}
-	if d == nil {
-		// Reflection needs a server: the instance found here also
-		// carries the call, so a cold start costs no extra pick.
-		var err error
-		if a, err = m.pick(r, &tried); err != nil {
-			writeProblem(w, r, m.pickProblem(err))
-			return
-		}
-		if d, err = m.descriptors(ctx, a); err != nil {
-			p, failed := m.lookupProblem(ctx, err)
-			a.finish(failed)
-			writeProblem(w, r, p)
-			return
-		}
+	d, err := m.descriptors(ctx)
+	if err != nil {
+		writeProblem(w, r, m.lookupProblem(ctx, err))
+		return
 	}
 	in, perr := m.buildRequest(d, r, params)
 	if perr != nil {
-		// The instance did nothing wrong; it answered reflection if asked.
-		a.finish(false)
 		writeProblem(w, r, perr)
 		return
 	}
-	var breakerDone func(failed, clientGone bool)
-	if ad, ok := m.up.(Admitter); ok {
-		done, err := ad.Admit()
-		if err != nil {
-			a.finish(false)
-			writeProblem(w, r, gatewayProblem(http.StatusServiceUnavailable, "circuit-open", "service "+m.service+" is failing; requests are paused"))
-			return
-		}
-		breakerDone = done
-	}
-	out, hdr, trl, err := m.call(ctx, r, &tried, a, d, in)
-	if breakerDone != nil {
-		// Only a status from a call counts; not finding an instance is
-		// not the upstream failing a request.
-		st, isStatus := status.FromError(err)
-		breakerDone(err != nil && isStatus && instanceFailed(st.Code()), clientGone(ctx))
-	}
+	out, hdr, trl, err := m.call(ctx, r, d, in)
 	h := w.Header()
 	writeMetadata(h, "Grpc-Metadata-", hdr)
 	writeMetadata(h, "Grpc-Trailer-", trl)
@@ -275,47 +216,83 @@ func (m *Method) Serve(w http.ResponseWriter, r *http.Request, params map[string
 	_, _ = w.Write(body)
 }
 
-// call invokes the method, on a when given, moving to another instance
-// while connections cannot be established.
-func (m *Method) call(ctx context.Context, r *http.Request, tried *balancer.Tried, a *attempt, d *methodDesc, in proto.Message) (proto.Message, metadata.MD, metadata.MD, error) {
+// call invokes the method through the service's call path; the header and
+// trailer metadata are the last attempt's.
+func (m *Method) call(ctx context.Context, r *http.Request, d *methodDesc, in proto.Message) (proto.Message, metadata.MD, metadata.MD, error) {
 	md := outgoingMetadata(r.Header)
-	var lastErr error
-	for n := 0; n < maxAttempts; n++ {
-		if a == nil {
-			var err error
-			if a, err = m.pick(r, tried); err != nil {
-				if lastErr != nil {
-					return nil, nil, nil, lastErr
-				}
-				return nil, nil, nil, &pickError{err}
-			}
+	// The message is in memory, so a request whose HTTP method is
+	// idempotent can be sent again whole.
+	c := upstream.Call{Upstream: m.up, Request: r, Resend: upstream.Idempotent(r.Method)}
+	var out proto.Message
+	var hdr, trl metadata.MD
+	err := c.Run(ctx, func(ctx context.Context, inst *upstream.Member, n int) upstream.Result {
+		conn, err := m.pool.conn(inst.Scheme, inst.Host)
+		if err != nil {
+			return upstream.Result{Outcome: upstream.Local, Err: err}
 		}
-		out := dynamicpb.NewMessage(d.out)
-		var hdr, trl metadata.MD
+		msg := dynamicpb.NewMessage(d.out)
+		hdr, trl = nil, nil
 		var pr peer.Peer
-		err := m.invoke(ctx, a, md.Copy(), in, out, &hdr, &trl, &pr)
-		code := status.Code(err)
-		a.finish(err != nil && instanceFailed(code) && !clientGone(ctx))
+		err = m.invoke(ctx, conn, inst.Host, n, md.Copy(), in, msg, &hdr, &trl, &pr)
 		if err == nil {
-			return out, hdr, trl, nil
+			out = msg
 		}
-		if code == codes.Unimplemented && m.static == nil {
+		return callResult(err, pr.Addr != nil)
+	})
+	if err != nil {
+		if status.Code(err) == codes.Unimplemented && m.static == nil {
 			// The server may have been redeployed without the method, or
 			// with a different schema: look it up again next time.
 			m.learned.CompareAndSwap(d, nil)
 		}
-		if code != codes.Unavailable || pr.Addr != nil || ctx.Err() != nil {
-			return nil, hdr, trl, err
-		}
-		// Never reached a server: safe to try another instance.
-		lastErr, a = err, nil
+		return nil, hdr, trl, err
 	}
-	return nil, nil, nil, lastErr
+	return out, hdr, trl, nil
 }
 
-// invoke makes one call with a client span and trace context.
-func (m *Method) invoke(ctx context.Context, a *attempt, md metadata.MD, in, out proto.Message, hdr, trl *metadata.MD, pr *peer.Peer) error {
-	host, port, _ := net.SplitHostPort(a.picked.Host)
+// callResult classifies one call for the call path; reached tells whether
+// a connection carried it to a server.
+func callResult(err error, reached bool) upstream.Result {
+	if err == nil {
+		return upstream.Result{}
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return upstream.Result{Outcome: upstream.Broken, Err: err}
+	}
+	c := st.Code()
+	switch {
+	case c == codes.Unavailable && !reached:
+		// No server saw it: another instance may have it.
+		return upstream.Result{Outcome: upstream.Broken, Unsent: true, Err: err}
+	case instanceFailed(c):
+		return upstream.Result{Outcome: upstream.Failed, Status: HTTPStatus(c), Err: err}
+	}
+	return upstream.Result{Status: HTTPStatus(c), Err: err}
+}
+
+// lookupResult classifies a reflection lookup for the call path: a server
+// that answers without the method, or without reflection, did its job.
+func lookupResult(err error) upstream.Result {
+	if err == nil || errors.Is(err, errMethodNotFound) || errors.Is(err, errNoReflection) {
+		return upstream.Result{Err: err}
+	}
+	st, ok := status.FromError(err)
+	switch {
+	case !ok:
+		return upstream.Result{Err: err}
+	case st.Code() == codes.Unavailable:
+		return upstream.Result{Outcome: upstream.Broken, Err: err}
+	case instanceFailed(st.Code()):
+		return upstream.Result{Outcome: upstream.Failed, Status: HTTPStatus(st.Code()), Err: err}
+	}
+	return upstream.Result{Status: HTTPStatus(st.Code()), Err: err}
+}
+
+// invoke makes one call (attempt n) on conn, to host, with a client span
+// and trace context.
+func (m *Method) invoke(ctx context.Context, conn *grpc.ClientConn, hostPort string, n int, md metadata.MD, in, out proto.Message, hdr, trl *metadata.MD, pr *peer.Peer) error {
+	host, port, _ := net.SplitHostPort(hostPort)
 	pn, _ := strconv.Atoi(port)
 	ctx, span := m.pool.tracer.Start(ctx, strings.TrimPrefix(m.fullMethod, "/"),
 		trace.WithSpanKind(trace.SpanKindClient),
@@ -325,11 +302,13 @@ func (m *Method) invoke(ctx context.Context, a *attempt, md metadata.MD, in, out
 			attribute.String("rpc.method", string(m.methodName)),
 			attribute.String("server.address", host),
 			attribute.Int("server.port", pn),
+			attribute.String("portico.service", m.service),
+			attribute.Int("portico.attempt", n),
 		))
 	defer span.End()
 	m.pool.prop.Inject(ctx, mdCarrier(md))
 	ctx = metadata.NewOutgoingContext(ctx, md)
-	err := a.conn.Invoke(ctx, m.fullMethod, in, out, grpc.Header(hdr), grpc.Trailer(trl), grpc.Peer(pr))
+	err := conn.Invoke(ctx, m.fullMethod, in, out, grpc.Header(hdr), grpc.Trailer(trl), grpc.Peer(pr))
 	code := status.Code(err)
 	span.SetAttributes(attribute.Int("rpc.grpc.status_code", int(code)))
 	if err != nil {
@@ -349,54 +328,54 @@ func instanceFailed(c codes.Code) bool {
 	return false
 }
 
-// clientGone tells whether the client left: what fails then says nothing
-// about the instance. A route timeout (deadline) does count against it.
-func clientGone(ctx context.Context) bool { return errors.Is(ctx.Err(), context.Canceled) }
-
-// pickError is a failure to choose an instance.
-type pickError struct{ err error }
-
-func (e *pickError) Error() string { return e.err.Error() }
-func (e *pickError) Unwrap() error { return e.err }
-
-func (m *Method) pickProblem(err error) *problem.Problem {
-	if errors.Is(err, upstream.ErrNoEndpoints) {
+// pathProblem is the problem of a call the call path ended before any
+// server answered it, or nil.
+func (m *Method) pathProblem(err error) *problem.Problem {
+	switch {
+	case errors.Is(err, upstream.ErrCircuitOpen):
+		return gatewayProblem(http.StatusServiceUnavailable, "circuit-open", "service "+m.service+" is failing; requests are paused")
+	case errors.Is(err, upstream.ErrNoEndpoints):
 		return gatewayProblem(http.StatusServiceUnavailable, "no-healthy-upstream", "service "+m.service+" has no healthy instance")
-	}
-	if errors.Is(err, ErrPoolClosed) {
+	case errors.Is(err, ErrPoolClosed):
 		return gatewayProblem(http.StatusServiceUnavailable, "shutting-down", "the gateway is shutting down")
+	case errors.Is(err, upstream.ErrAttemptTimeout):
+		p := gatewayProblem(http.StatusGatewayTimeout, "upstream-timeout", "the gRPC server did not answer in time")
+		return withCode(p, codes.DeadlineExceeded, "")
 	}
-	return gatewayProblem(http.StatusBadGateway, "bad-gateway", "service "+m.service+": "+err.Error())
+	if _, ok := status.FromError(err); !ok {
+		return gatewayProblem(http.StatusBadGateway, "bad-gateway", "service "+m.service+": "+err.Error())
+	}
+	return nil
 }
 
-// lookupProblem explains a failed descriptor lookup; failed tells whether
-// it counts against the instance.
-func (m *Method) lookupProblem(ctx context.Context, err error) (*problem.Problem, bool) {
+// lookupProblem explains a failed descriptor lookup.
+func (m *Method) lookupProblem(ctx context.Context, err error) *problem.Problem {
 	switch {
 	case errors.Is(err, errMethodNotFound):
 		p := gatewayProblem(http.StatusNotImplemented, "grpc-unimplemented", fmt.Sprintf("service %s does not offer %s (per its reflection service)", m.service, strings.TrimPrefix(m.fullMethod, "/")))
-		return withCode(p, codes.Unimplemented, err.Error()), false
+		return withCode(p, codes.Unimplemented, err.Error())
 	case errors.Is(err, errNoReflection):
-		return gatewayProblem(http.StatusBadGateway, "grpc-no-descriptors", "service "+m.service+": "+err.Error()), false
+		return gatewayProblem(http.StatusBadGateway, "grpc-no-descriptors", "service "+m.service+": "+err.Error())
 	case ctx.Err() != nil:
-		return m.contextProblem(ctx), false
+		return m.contextProblem(ctx)
+	case errors.Is(err, upstream.ErrNoEndpoints), errors.Is(err, ErrPoolClosed), errors.Is(err, upstream.ErrAttemptTimeout):
+		return m.pathProblem(err)
 	}
 	if st, ok := status.FromError(err); ok {
 		if st.Code() == codes.Unavailable {
-			return m.unavailable(st), true
+			return m.unavailable(st)
 		}
 		p := statusProblem(st, globalTypes)
 		p.Detail = "looking up " + strings.TrimPrefix(m.fullMethod, "/") + " through reflection failed: " + p.Detail
-		return p, instanceFailed(st.Code())
+		return p
 	}
-	return gatewayProblem(http.StatusBadGateway, "grpc-bad-descriptors", fmt.Sprintf("service %s: reflection: %v", m.service, err)), false
+	return gatewayProblem(http.StatusBadGateway, "grpc-bad-descriptors", fmt.Sprintf("service %s: reflection: %v", m.service, err))
 }
 
 // callProblem explains a failed call.
 func (m *Method) callProblem(ctx context.Context, err error, d *methodDesc) *problem.Problem {
-	var pe *pickError
-	if errors.As(err, &pe) {
-		return m.pickProblem(pe.err)
+	if p := m.pathProblem(err); p != nil {
+		return p
 	}
 	st := status.Convert(err)
 	switch {

@@ -52,6 +52,9 @@ type serverOpts struct {
 	reflection reflectionMode
 	withCancel bool
 	addr       string // listen here (a restart); "" picks a free port
+	// onCall, when set, runs in each call before it is answered (after it
+	// is counted): a test can hold calls there.
+	onCall func()
 }
 
 // shopServer is a real gRPC server on loopback serving shop.v1.Orders with
@@ -77,6 +80,9 @@ func startShop(t testing.TB, o serverOpts) *shopServer {
 	err = demoshop.Register(s.srv, demoshop.Options{Reflection: o.reflection, WithCancel: o.withCancel, OnCall: func(md metadata.MD) {
 		s.calls.Add(1)
 		s.lastMD.Store(&md)
+		if o.onCall != nil {
+			o.onCall()
+		}
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -99,11 +105,19 @@ func (s *shopServer) stop() { s.srv.Stop() }
 // newUpstream builds and starts a real upstream over the given addresses.
 func newUpstream(t testing.TB, addrs ...string) *upstream.Upstream {
 	t.Helper()
-	svc := &config.Service{Name: "shop", Protocol: config.ProtocolGRPC}
+	return newService(t, config.Service{}, upstream.Deps{}, addrs...)
+}
+
+// newService builds and starts a real upstream from svc (its name,
+// protocol and targets filled in) over the given addresses.
+func newService(t testing.TB, svc config.Service, deps upstream.Deps, addrs ...string) *upstream.Upstream {
+	t.Helper()
+	svc.Name, svc.Protocol = "shop", config.ProtocolGRPC
 	for _, a := range addrs {
 		svc.Targets = append(svc.Targets, config.Target{URL: "http://" + a, Weight: 1})
 	}
-	u, err := upstream.Build(svc, nil, upstream.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	deps.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	u, err := upstream.Build(&svc, nil, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

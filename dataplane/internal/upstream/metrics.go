@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,14 +79,17 @@ func (sm serviceMetrics) observeLatency(d time.Duration) {
 	}
 }
 
-func (sm serviceMetrics) attempt(err error, resp *http.Response) {
+// attempt counts one attempt by what it said about the instance: "5xx"
+// is an answer that failed (an HTTP 5xx, or a gRPC status counted against
+// the instance), "error" no answer at all.
+func (sm serviceMetrics) attempt(o Outcome) {
 	if sm.ok == nil {
 		return
 	}
-	switch {
-	case err != nil:
+	switch o {
+	case Broken:
 		sm.failed.Inc()
-	case resp.StatusCode >= 500:
+	case Failed:
 		sm.fiveXX.Inc()
 	default:
 		sm.ok.Inc()

@@ -40,15 +40,6 @@ func newRetryPolicy(r *config.Retries) retryPolicy {
 	return p
 }
 
-// idempotent methods may be sent twice (RFC 9110 §9.2.2).
-func idempotent(method string) bool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
-}
-
 // retryBudget keeps retries to a share of traffic: each request deposits
 // budgetPercent/100 of a token, each retry spends one, and minPerSecond
 // tokens per second are granted regardless. During an outage where every
@@ -178,9 +169,6 @@ func (u *Upstream) record(v *view, m *Member, failed bool) {
 	u.deps.Log.Warn("ejected upstream instance", "service", u.Name, "instance", m.Host, "for", d, "ejections", n)
 }
 
-// errClientGone marks outcomes that say nothing about the upstream.
-var errClientGone = errors.New("client went away")
-
 func newBreaker(name string, c *config.CircuitBreaker, m *Metrics) (*gobreaker.TwoStepCircuitBreaker[struct{}], string) {
 	if c != nil && c.Disabled {
 		return nil, "disabled"
@@ -222,36 +210,6 @@ func newBreaker(name string, c *config.CircuitBreaker, m *Metrics) (*gobreaker.T
 	return gobreaker.NewTwoStepCircuitBreaker[struct{}](st), desc
 }
 
-// ErrCircuitOpen is returned by Admit while the breaker refuses requests.
-var ErrCircuitOpen = errors.New("circuit breaker open")
-
-// Admit asks the circuit breaker for permission. done must be called with
-// the request's outcome: failed when the upstream failed it (connection
-// error, timeout, 5xx), clientGone when the client is to blame (it left
-// first, or its body stalled, broke off or was refused): such an outcome is
-// not counted at all, neither as a failure nor as a success.
-func (u *Upstream) Admit() (done func(failed, clientGone bool), err error) {
-	if u.breaker == nil {
-		return func(bool, bool) {}, nil
-	}
-	d, err := u.breaker.Allow()
-	if err != nil {
-		return nil, ErrCircuitOpen
-	}
-	return func(failed, clientGone bool) {
-		switch {
-		case clientGone:
-			d(errClientGone)
-		case failed:
-			d(errUpstreamFailed)
-		default:
-			d(nil)
-		}
-	}, nil
-}
-
-var errUpstreamFailed = errors.New("upstream failed")
-
 // pick returns the next member for a request, or nil.
 func (v *view) pick(r *http.Request, tried *balancer.Tried, now int64) *Member {
 	ep := v.set.Pick(r, tried, now)
@@ -259,34 +217,4 @@ func (v *view) pick(r *http.Request, tried *balancer.Tried, now int64) *Member {
 		return nil
 	}
 	return v.members[ep]
-}
-
-// Picked is an instance chosen for a call that does not go through
-// Transport (gRPC). Done must be called once with the call's outcome so
-// that outlier detection and least_request see it like any HTTP attempt.
-type Picked struct {
-	Scheme, Host, BasePath string
-	u                      *Upstream
-	v                      *view
-	m                      *Member
-}
-
-// Pick chooses an instance for r, skipping those in tried (a retry on
-// another instance passes the same Tried again).
-func (u *Upstream) Pick(r *http.Request, tried *balancer.Tried) (*Picked, error) {
-	v := u.view.Load()
-	m := v.pick(r, tried, u.deps.Now().UnixNano())
-	if m == nil {
-		return nil, ErrNoEndpoints
-	}
-	tried.Add(m.EP)
-	m.EP.Acquire()
-	return &Picked{Scheme: m.Scheme, Host: m.Host, BasePath: m.BasePath, u: u, v: v, m: m}, nil
-}
-
-// Done reports the outcome of the call: failed when the instance failed it
-// (unreachable, timed out, or an error of its own making).
-func (p *Picked) Done(failed bool) {
-	p.m.EP.Release()
-	p.u.record(p.v, p.m, failed)
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -37,19 +36,13 @@ var ErrClientBody = errors.New("reading the client's request body failed")
 // client was behind with its body: the timeout measured the client.
 var ErrClientLate = fmt.Errorf("%w: the client was late with it", ErrClientBody)
 
-// Exchange is the per-request state the transport needs and reports back.
+// Exchange is a Call of the reverse proxy (or of anyone sending an HTTP
+// request through Transport), with the upstream path the instance's base
+// path is put in front of.
 type Exchange struct {
-	Upstream *Upstream
+	Call
 	// Path is the upstream path before the instance's base path.
 	Path string
-	// Reported by RoundTrip:
-	Attempts int
-	Addr     string // instance of the last attempt
-	Failed   bool   // the upstream failed the request (for the breaker)
-	// Client is the client's request body as the proxy reads it, or nil.
-	// An attempt that fails while it reports a fault of the client's is
-	// not charged to the instance, the breaker or the retry budget.
-	Client ClientBody
 }
 
 // ClientBody is the client's request body as the proxy reads it.
@@ -73,8 +66,9 @@ type Exchanger interface{ UpstreamExchange() *Exchange }
 // ExchangeKey is the context key of the Exchanger.
 type ExchangeKey struct{}
 
-// Transport sends each request to an instance of its Upstream, retrying on
-// another instance when that is safe and the retry budget allows.
+// Transport is the HTTP attempt of the call path: RoundTrip runs the Call
+// of the Exchange in the request's context (Call.Do), sending each attempt
+// to its instance through the shared HTTP transport.
 type Transport struct {
 	base   http.RoundTripper
 	tracer trace.Tracer
@@ -95,103 +89,54 @@ func NewTransport(base http.RoundTripper, tp trace.TracerProvider, prop propagat
 	return &Transport{base: base, tracer: tp.Tracer("github.com/portico-gw/portico/dataplane/upstream"), prop: prop}
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements http.RoundTripper: the Exchange's call with HTTP
+// attempts. A request without an Exchange goes to the base transport as it
+// is.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	xv, _ := req.Context().Value(ExchangeKey{}).(Exchanger)
 	if xv == nil {
 		return t.base.RoundTrip(req)
 	}
 	x := xv.UpstreamExchange()
-	u := x.Upstream
-	u.budget.request()
-	v := u.view.Load()
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	var body *bodyGuard
 	if hasBody {
-		body = &bodyGuard{rc: req.Body, client: x.Client}
+		body = &bodyGuard{rc: req.Body}
 	}
-	safeToResend := idempotent(req.Method) && !hasBody
-	var tried balancer.Tried
-	m := v.pick(req, &tried, u.deps.Now().UnixNano())
-	if m == nil {
-		x.Failed = true
-		return nil, ErrNoEndpoints
-	}
-	for attempt := 1; ; attempt++ {
-		tried.Add(m.EP)
-		x.Attempts, x.Addr = attempt, m.Host
-		resp, err := t.attempt(req, u, m, x.Path, body, attempt)
-		if err != nil && req.Context().Err() != nil {
-			return nil, err // the client went away: nothing to learn, nobody to answer
-		}
-		if err != nil && body != nil && body.clientFault() {
-			// Charging the instance (or, through x.Failed, the breaker) would
-			// let any client eject instances and open the breaker with
-			// malformed uploads; and no other instance would do better.
-			x.Failed = false
-			if body.late.Load() {
-				return nil, fmt.Errorf("%w: %w", ErrClientLate, err)
-			}
-			return nil, fmt.Errorf("%w: %w", ErrClientBody, err)
-		}
-		failed := err != nil || resp.StatusCode >= 500
-		u.record(v, m, failed)
-		u.metrics.attempt(err, resp)
-
-		retry := attempt < u.retry.attempts &&
-			(err != nil && (dialFailed(err) || safeToResend) ||
-				err == nil && safeToResend && u.retry.onStatus[resp.StatusCode])
-		var next *Member
-		if retry {
-			next = v.pick(req, &tried, u.deps.Now().UnixNano())
-		}
-		if next == nil || !u.budget.spend() {
-			x.Failed = failed
-			if err != nil {
-				return nil, err
-			}
-			return resp, nil
-		}
+	x.Request = req
+	// A body is read as it is sent: once an instance has had some of it,
+	// another cannot get it whole.
+	x.Resend = Idempotent(req.Method) && !hasBody
+	var resp *http.Response
+	err := x.Do(req.Context(), func(ctx context.Context, m *Member, n int) Result {
 		if resp != nil {
-			drain(resp)
+			drain(resp) // a retry: the previous answer is discarded
 		}
-		u.metrics.retry()
-		m = next
+		var res Result
+		resp, res = t.attempt(ctx, req, x, m, body, n)
+		return res
+	})
+	if err != nil {
+		return nil, err
 	}
+	return resp, nil
 }
 
-// attempt sends one try to m. The instance counts as in flight until the
+// attempt sends one try to m. The instance stays in flight until the
 // response body is closed, which is what least_request compares.
-func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path string, body *bodyGuard, n int) (*http.Response, error) {
+func (t *Transport) attempt(ctx context.Context, req *http.Request, x *Exchange, m *Member, body *bodyGuard, n int) (*http.Response, Result) {
 	// A request whose span is not recorded (not sampled, or no tracing)
 	// gets no attempt span either: creating one would cost an allocation
 	// per attempt for nothing, and the trace context sent upstream is the
 	// request's own.
-	ctx := req.Context()
 	var span trace.Span
 	if trace.SpanFromContext(ctx).IsRecording() {
 		ctx, span = t.tracer.Start(ctx, req.Method, clientSpan...)
 		defer span.End()
 	}
-	start := time.Now()
-	var timer *time.Timer
-	if u.AttemptTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		timer = time.AfterFunc(u.AttemptTimeout, func() {
-			cancel()
-			if body != nil && body.client != nil && body.client.Late() {
-				// The attempt waited on the client: the failure is the
-				// client's, and a read waiting for it must not hold the
-				// attempt past its timeout.
-				body.late.Store(true)
-				body.client.Abandon()
-			}
-		})
-	}
 	out := req.WithContext(ctx)
 	url := *req.URL
-	url.Scheme, url.Host, url.Path, url.RawPath = m.Scheme, m.Host, m.BasePath+path, ""
+	url.Scheme, url.Host, url.Path, url.RawPath = m.Scheme, m.Host, m.BasePath+x.Path, ""
 	out.URL = &url
 	if body != nil {
 		out.Body = body
@@ -199,18 +144,13 @@ func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path stri
 	// Attempts run one after another, so writing the trace context into
 	// the shared header map cannot race with an earlier attempt.
 	t.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
-	m.EP.Acquire()
 	resp, err := t.base.RoundTrip(out)
-	if timer != nil && !timer.Stop() && err != nil {
-		err = fmt.Errorf("%w after %s: %w", ErrAttemptTimeout, u.AttemptTimeout, err)
-	}
-	u.metrics.observeLatency(time.Since(start))
 	if span != nil {
 		span.SetAttributes(
 			attribute.String("http.request.method", req.Method),
 			attribute.String("server.address", m.Host),
 			attribute.String("url.full", url.String()),
-			attribute.String("portico.service", u.Name),
+			attribute.String("portico.service", x.Upstream.Name),
 			attribute.Int("portico.attempt", n),
 		)
 		if err != nil {
@@ -223,17 +163,23 @@ func (t *Transport) attempt(req *http.Request, u *Upstream, m *Member, path stri
 			}
 		}
 	}
-	if err != nil {
-		m.EP.Release()
-		return nil, err
+	switch {
+	case err != nil && body != nil && body.failed.Load():
+		return nil, Result{Outcome: ClientFault, Err: err}
+	case err != nil:
+		return nil, Result{Outcome: Broken, Unsent: dialFailed(err), Err: err}
 	}
 	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		// An upgraded connection must stay writable for the tunnel.
 		resp.Body = &releaseRWBody{releaseBody{ReadCloser: rw, ep: m.EP}, rw}
-		return resp, nil
+	} else {
+		resp.Body = &releaseBody{ReadCloser: resp.Body, ep: m.EP}
 	}
-	resp.Body = &releaseBody{ReadCloser: resp.Body, ep: m.EP}
-	return resp, nil
+	res := Result{Status: resp.StatusCode, Keep: true}
+	if resp.StatusCode >= 500 {
+		res.Outcome = Failed
+	}
+	return resp, res
 }
 
 // dialFailed reports a connection that was never established: nothing was
@@ -260,14 +206,6 @@ type bodyGuard struct {
 	// failed is atomic: the transport may still be reading the body when
 	// RoundTrip has returned a response.
 	failed atomic.Bool
-	client ClientBody // nil when the proxy does not say
-	// late: an attempt timed out while the client was late with the body.
-	late atomic.Bool
-}
-
-// clientFault reports whether a failed attempt is the client's doing.
-func (g *bodyGuard) clientFault() bool {
-	return g.failed.Load() || g.late.Load() || g.client != nil && g.client.ClientFault()
 }
 
 func (g *bodyGuard) Read(p []byte) (int, error) {
