@@ -162,6 +162,10 @@ type dataplane struct {
 	// report sends the traffic counters to the control plane.
 	report        func(context.Context, apiv1.Report) error
 	limiterStatus func() any
+	// limiter and cache are what compiled routes decide rate limits with
+	// and cache responses in (proxy.Deps).
+	limiter ratelimit.Limiter
+	cache   *cache.Cache
 }
 
 // newDataplane checks the flags and assembles the data plane; nothing serves
@@ -190,6 +194,8 @@ func newDataplane(f *flags, log *slog.Logger) (_ *dataplane, err error) {
 		Upstream: upstream.Deps{Watcher: dp.watcher, Log: log, Metrics: upstream.NewMetrics(dp.reg), ClientIP: ips.ClientIP},
 		Issuer:   auth.IssuerOptions{Log: log},
 		GRPC:     dp.grpc,
+		Limiter:  dp.limiter,
+		Cache:    dp.cache,
 	})
 	if err := dp.newSyncer(applier); err != nil {
 		return nil, err
@@ -197,8 +203,9 @@ func newDataplane(f *flags, log *slog.Logger) (_ *dataplane, err error) {
 	return dp, nil
 }
 
-// newHandler builds the traffic handler: rate limiter, response cache,
-// access log, analytics and the client-facing limits.
+// newHandler builds the traffic handler (access log, analytics, the
+// client-facing limits) and what its routes' stages use: the rate limiter
+// and the response cache.
 func (dp *dataplane) newHandler(ips *clientip.Resolver) error {
 	f, log := dp.f, dp.log
 	// The syncer learns the cluster size; the limiter needs it first.
@@ -222,13 +229,12 @@ func (dp *dataplane) newHandler(ips *clientip.Resolver) error {
 		// go to debug.
 		redis.SetLogger(redisLog{log})
 	}
-	var limiter ratelimit.Limiter
-	limiter, dp.limiterStatus = newLimiter(rc, *f.redisBudget, peers, log, dp.reg)
+	dp.limiter, dp.limiterStatus = newLimiter(rc, *f.redisBudget, peers, log, dp.reg)
 	copts := cache.Options{Memory: cache.NewMemory(*f.cacheSize), Log: log, Registerer: dp.reg}
 	if rc != nil {
 		copts.Redis = cache.NewRedis(rc, *f.cacheBudget)
 	}
-	respCache := cache.New(copts)
+	dp.cache = cache.New(copts)
 	access, err := accessLogger(*f.accessLog)
 	if err != nil {
 		return err
@@ -248,7 +254,7 @@ func (dp *dataplane) newHandler(ips *clientip.Resolver) error {
 		BodyReadTimeout: *f.bodyTimeout, BodyMinRate: *f.bodyMinRate, BodyMinRateGrace: *f.bodyGrace,
 		TunnelIdleTimeout: *f.tunnelIdle, TunnelMaxLifetime: *f.tunnelLife, AllowUnderscoreHeaders: *f.allowUnderscore,
 	}
-	dp.handler = proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(dp.reg), Limiter: limiter, ClientIP: ips, Cache: respCache,
+	dp.handler = proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(dp.reg), ClientIP: ips,
 		Observe: proxy.ObserveOptions{AccessLog: access, AccessLogSample: *f.accessSample, Analytics: dp.recorder}, Limits: limits})
 	return nil
 }

@@ -147,6 +147,15 @@ func TestAggregateMissingValue(t *testing.T) {
 	}
 }
 
+// aggError is a failed backend as an aggregated answer's "errors" member
+// and its problem's failed_backends list it.
+type aggError struct {
+	Service string `json:"service"`
+	Key     string `json:"key,omitempty"`
+	Status  int    `json:"status,omitempty"`
+	Error   string `json:"error"`
+}
+
 func TestAggregatePartial(t *testing.T) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })

@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/portico-gw/portico/dataplane/internal/stage"
 )
 
 // Request bodies are read under deadlines, like nginx's client_body_timeout
@@ -148,6 +150,17 @@ func (b *clientBody) prefetch() error {
 		err = nil
 	}
 	return err
+}
+
+// Await is prefetch for a stage (a throttle) that must not take a scarce
+// slot for a client that has sent nothing yet: false when the body failed
+// and the request was answered (408, 413 or 400).
+func (b *clientBody) Await(req *stage.Request) bool {
+	if err := b.prefetch(); err != nil {
+		writeBodyError(req.W, req.R, err)
+		return false
+	}
+	return true
 }
 
 // Close gives up on the rest of the body. A read still blocked on the

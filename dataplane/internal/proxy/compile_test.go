@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/snapshot"
@@ -20,32 +21,16 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // describe renders a compiled table as data, so golden files show exactly
-// what a configuration compiles to (defaults applied, pools resolved).
+// what a configuration compiles to (defaults applied, pools resolved, every
+// route's stages in order with what each compiled to).
 func describe(t *Table) any {
-	type backend struct {
-		Service  string `json:"service"`
-		Method   string `json:"method"`
-		Path     string `json:"path"`
-		Query    string `json:"query,omitempty"`
-		Key      string `json:"key,omitempty"`
-		Timeout  string `json:"timeout"`
-		Required bool   `json:"required,omitempty"`
-	}
 	type route struct {
-		Name         string    `json:"name"`
-		Service      string    `json:"service"`
-		StripPrefix  bool      `json:"strip_prefix"`
-		Timeout      string    `json:"timeout"`
-		MaxBodyBytes int64     `json:"max_body_bytes"`
-		Rewrite      string    `json:"rewrite,omitempty"`
-		Query        string    `json:"query,omitempty"`
-		ReqHeaders   string    `json:"request_headers,omitempty"`
-		RespHeaders  string    `json:"response_headers,omitempty"`
-		CORS         string    `json:"cors,omitempty"`
-		Aggregate    []backend `json:"aggregate,omitempty"`
-		CacheRoute   string    `json:"cache_route,omitempty"`
-		GRPC         string    `json:"grpc,omitempty"`
-		Rejected     string    `json:"rejected,omitempty"`
+		Name         string      `json:"name"`
+		Service      string      `json:"service"`
+		Timeout      string      `json:"timeout"`
+		MaxBodyBytes int64       `json:"max_body_bytes"`
+		Stages       []stageDesc `json:"stages,omitempty"`
+		Rejected     string      `json:"rejected,omitempty"`
 	}
 	out := struct {
 		Revision int64                      `json:"revision"`
@@ -55,25 +40,8 @@ func describe(t *Table) any {
 		Rejected []config.Rejected          `json:"rejected,omitempty"`
 	}{Revision: t.Revision, Rules: t.router.Len(), Services: map[string]upstream.Report{}, Rejected: t.Rejected()}
 	for _, r := range t.routes {
-		d := route{Name: r.Name, Service: r.service(), StripPrefix: r.StripPrefix, Timeout: r.Timeout.String(), MaxBodyBytes: r.MaxBodyBytes,
-			Query: goSyntax(r.query), ReqHeaders: goSyntax(r.reqEdits), RespHeaders: goSyntax(r.respEdits), CORS: goSyntax(r.cors)}
-		if r.rewrite != nil {
-			d.Rewrite = fmt.Sprintf("%+v", r.rewrite.parts)
-		}
-		if a := r.aggregate; a != nil {
-			for _, b := range a.backends {
-				d.Aggregate = append(d.Aggregate, backend{b.up.Name, b.method, fmt.Sprintf("%+v", b.path.parts),
-					fmt.Sprintf("%+v", b.query.parts), b.key, b.timeout.String(), b.required})
-			}
-		}
-		if r.cache != nil {
-			d.CacheRoute = r.cache.Route()
-		}
-		if r.grpc != nil {
-			d.GRPC = r.grpc.FullMethod()
-		}
-		d.Rejected = r.rejected
-		out.Routes = append(out.Routes, d)
+		out.Routes = append(out.Routes, route{Name: r.Name, Service: r.service(), Timeout: r.Timeout.String(),
+			MaxBodyBytes: r.MaxBodyBytes, Stages: describeStages(r.Stages()), Rejected: r.rejected})
 	}
 	for name, u := range t.upstreams {
 		out.Services[name] = u.Report()
@@ -81,13 +49,19 @@ func describe(t *Table) any {
 	return out
 }
 
-// goSyntax prints a compiled part in Go syntax ("" for nil): maps print
-// sorted, so the output is stable.
-func goSyntax[T any](p *T) string {
-	if p == nil {
-		return ""
+// stageDesc is one compiled stage as data: its package-qualified type and
+// what it describes itself as.
+type stageDesc struct {
+	Stage    string `json:"stage"`
+	Compiled any    `json:"compiled"`
+}
+
+func describeStages(stages []stage.Stage) []stageDesc {
+	var out []stageDesc
+	for _, s := range stages {
+		out = append(out, stageDesc{strings.TrimPrefix(fmt.Sprintf("%T", s), "*"), s.Describe()})
 	}
-	return fmt.Sprintf("%+v", *p)
+	return out
 }
 
 // TestCompileGolden: testdata/compile/<case>.in.json (a configuration) →

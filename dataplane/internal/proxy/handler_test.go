@@ -50,12 +50,18 @@ func echoUpstream(t *testing.T, name string) *httptest.Server {
 // is retired when the test ends.
 func applyCfg(t testing.TB, h *Handler, rev int64, cfg *config.Config) []config.Rejected {
 	t.Helper()
+	return applyWith(t, h, testDeps(), rev, cfg)
+}
+
+// applyWith is applyCfg with the given Deps (a limiter, a cache).
+func applyWith(t testing.TB, h *Handler, deps Deps, rev int64, cfg *config.Config) []config.Rejected {
+	t.Helper()
 	cfg.Sort()
 	s, _, err := snapshot.Encode(rev, cfg, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewApplier(h, testDeps())
+	a := NewApplier(h, deps)
 	rejected, err := a.Apply(s)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/portico-gw/portico/dataplane/internal/auth"
+	"github.com/portico-gw/portico/dataplane/internal/stage"
+
 	"github.com/portico-gw/portico/shared/config"
 )
 
@@ -25,7 +28,7 @@ import (
 // strippedAlways are removed from every request: the gateway sets some of
 // them itself, and does not vouch for the others.
 var strippedAlways = []string{
-	HeaderConsumer, HeaderConsumerGroups, HeaderAuthMethod,
+	stage.HeaderConsumer, stage.HeaderConsumerGroups, stage.HeaderAuthMethod,
 	"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl",
 }
 
@@ -49,19 +52,23 @@ func compileStripped(routes []*Route) *headerSet {
 	for _, n := range strippedAlways {
 		set.names[n] = true
 	}
+	var keyHeaders []string
 	for _, r := range routes {
-		if r == nil || r.auth == nil {
+		if r == nil {
 			continue
 		}
-		for _, h := range r.auth.forward {
-			set.names[h] = true
+		if a, ok := stage.Find[*auth.Route](r.chain); ok {
+			for _, h := range a.ForwardHeaders() {
+				set.names[h] = true
+			}
+			if h := a.APIKeyHeader(); h != "" {
+				keyHeaders = append(keyHeaders, h)
+			}
 		}
 	}
 	delete(set.names, "Authorization")
-	for _, r := range routes {
-		if r != nil && r.auth != nil && r.auth.apiKey {
-			delete(set.names, r.auth.apiKeyHeader)
-		}
+	for _, h := range keyHeaders {
+		delete(set.names, h)
 	}
 	for n := range set.names {
 		set.first[n[0]] = true

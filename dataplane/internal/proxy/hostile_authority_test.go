@@ -183,8 +183,10 @@ func TestCachePoisoningThroughHost(t *testing.T) {
 		rc := redis.NewClient(&redis.Options{Addr: rs.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 		t.Cleanup(func() { _ = rc.Close() })
 		c := cache.New(cache.Options{Memory: cache.NewMemory(1 << 20), Redis: cache.NewRedis(rc, time.Second), Log: discardLog()})
-		h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry()), Cache: c})
-		applyCfg(t, h, 1, cfg())
+		h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry())})
+		deps := testDeps()
+		deps.Cache = c
+		applyWith(t, h, deps, 1, cfg())
 		return trafficServer(t, h, 0)
 	}
 	a, b := plane(), plane()
@@ -311,8 +313,10 @@ func TestSharedCacheThroughGateway(t *testing.T) {
 		rc := redis.NewClient(&redis.Options{Addr: rs.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 		t.Cleanup(func() { _ = rc.Close() })
 		c := cache.New(cache.Options{Memory: cache.NewMemory(1 << 20), Redis: cache.NewRedis(rc, time.Second), Log: discardLog()})
-		h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry()), Cache: c})
-		applyCfg(t, h, 1, &config.Config{
+		h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry())})
+		deps := testDeps()
+		deps.Cache = c
+		applyWith(t, h, deps, 1, &config.Config{
 			Services: []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
 			Routes: []config.Route{cached("long", "/long", "id"), cached("cookie", "/cookie"),
 				cached("raw", "/raw"), cached("cloak", "/cloak", "id")},

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/portico-gw/portico/dataplane/internal/auth"
+	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/shared/apikey"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/testutil"
@@ -582,7 +584,8 @@ func TestHostileHeaderBlockLimit(t *testing.T) {
 func BenchmarkRequestHeaderChecks(b *testing.B) {
 	routes := make([]*Route, 100)
 	for i := range routes {
-		routes[i] = &Route{auth: &routeAuth{forward: map[string]string{"c": fmt.Sprintf("X-Claim-%d", i)}}}
+		routes[i] = &Route{chain: stage.NewChain(auth.CompileRoute(&config.RouteAuth{JWT: true,
+			ForwardClaims: map[string]string{"c": fmt.Sprintf("X-Claim-%d", i)}}, nil))}
 	}
 	stripped := compileStripped(routes)
 	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET /api/v1/items?page=2 HTTP/1.1\r\nHost: shop.example\r\n" +

@@ -14,7 +14,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/portico-gw/portico/dataplane/internal/clientip"
+	"github.com/portico-gw/portico/dataplane/internal/stage"
 )
 
 // ObserveOptions configure tracing, access logs and analytics.
@@ -53,28 +53,6 @@ func newObserver(o ObserveOptions) observer {
 	return observer{ObserveOptions: o, tracerProvider: tp, tracer: tp.Tracer("github.com/portico-gw/portico/dataplane"), prop: prop}
 }
 
-// outcome is what serve found out about a request, for the span, the
-// access log, metrics and analytics.
-type outcome struct {
-	route, pattern, service string
-	consumer                string
-	upstream                string
-	attempts                int
-	ratelimit               string // "", "allowed", "refused"
-	cache                   string // "", "HIT", "MISS", "BYPASS"
-	authFailure             string
-	clientIP                string // resolved once, on first use
-}
-
-// ip returns the request's client address, resolving it (a parse, and an
-// X-Forwarded-For walk behind trusted proxies) at most once per request.
-func (o *outcome) ip(ips *clientip.Resolver, r *http.Request) string {
-	if o.clientIP == "" {
-		o.clientIP = ips.ClientIP(r)
-	}
-	return o.clientIP
-}
-
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ctx := h.obs.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
@@ -83,7 +61,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.metrics != nil {
 		h.metrics.inFlight.Inc()
 	}
-	rec := &recorder{ResponseWriter: w}
+	c := &call{rec: recorder{ResponseWriter: w}}
+	c.rec.req = &c.req
+	c.req.W, c.req.R, c.req.Env = &c.rec, r, &h.env
+	rec := &c.rec
 	if len(r.TransferEncoding) > 0 {
 		// net/http honours Transfer-Encoding over a Content-Length sent
 		// with it and then drops the Content-Length, so the handler cannot
@@ -94,72 +75,79 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// one reconnect each.
 		rec.Header().Set("Connection", "close")
 	}
-	var o outcome
 	defer func() {
 		// ReverseProxy aborts a body cut off mid-stream with a panic
 		// (http.ErrAbortHandler); such a request is still counted, logged
 		// and its span ended, then the panic goes on to net/http.
 		if p := recover(); p != nil {
-			h.finish(rec, r, &o, span, start)
+			h.finish(c, r, span, start)
 			panic(p)
 		}
 	}()
-	h.serve(rec, r, &o)
-	h.finish(rec, r, &o, span, start)
+	h.serve(c)
+	h.finish(c, r, span, start)
 }
 
 // finish records a request once it is answered (or aborted).
-func (h *Handler) finish(rec *recorder, r *http.Request, o *outcome, span trace.Span, start time.Time) {
-	status, elapsed := rec.status(), time.Since(start)
+func (h *Handler) finish(c *call, r *http.Request, span trace.Span, start time.Time) {
+	status, elapsed := c.rec.status(), time.Since(start)
+	o := &c.req.Outcome
 	if h.metrics != nil {
 		h.metrics.inFlight.Dec()
-		h.metrics.observe(o.route, r.Method, status, elapsed)
+		h.metrics.observe(o.Route, r.Method, status, elapsed)
+		if o.AuthFailure != "" {
+			h.metrics.authFailures.WithLabelValues(o.Route, o.AuthFailure).Inc()
+		}
+		if o.Throttled {
+			h.metrics.throttled.WithLabelValues(o.Route).Inc()
+		}
 	}
 	if span.IsRecording() {
-		h.endSpan(span, r, o, status)
+		h.endSpan(span, r, &c.req, status)
 	}
 	span.End()
 	if h.obs.Analytics != nil {
-		h.obs.Analytics.Observe(o.route, status, elapsed)
+		h.obs.Analytics.Observe(o.Route, status, elapsed)
 	}
 	if l := h.obs.AccessLog; l != nil && (status >= 400 || h.obs.AccessLogSample >= 1 || rand.Float64() < h.obs.AccessLogSample) {
-		h.accessLog(l, r, o, status, rec.bytes, elapsed, span.SpanContext())
+		h.accessLog(l, r, &c.req, status, c.rec.bytes, elapsed, span.SpanContext())
 	}
 }
 
 // endSpan names the server span after the matched route (HTTP semantic
 // conventions: "{method} {http.route}") and records the outcome.
-func (h *Handler) endSpan(span trace.Span, r *http.Request, o *outcome, status int) {
-	if o.pattern != "" {
-		span.SetName(r.Method + " " + o.pattern)
+func (h *Handler) endSpan(span trace.Span, r *http.Request, req *stage.Request, status int) {
+	o := &req.Outcome
+	if o.Pattern != "" {
+		span.SetName(r.Method + " " + o.Pattern)
 	}
 	span.SetAttributes(
 		attribute.String("http.request.method", r.Method),
 		attribute.String("url.path", r.URL.Path),
 		attribute.String("url.scheme", scheme(r)),
 		attribute.String("server.address", r.Host),
-		attribute.String("client.address", o.ip(h.ips, r)),
+		attribute.String("client.address", req.ClientIP()),
 		attribute.String("user_agent.original", r.UserAgent()),
 		attribute.Int("http.response.status_code", status),
 	)
-	if o.pattern != "" {
-		span.SetAttributes(attribute.String("http.route", o.pattern),
-			attribute.String("portico.route", o.route), attribute.String("portico.service", o.service))
+	if o.Pattern != "" {
+		span.SetAttributes(attribute.String("http.route", o.Pattern),
+			attribute.String("portico.route", o.Route), attribute.String("portico.service", o.Service))
 	}
-	if o.consumer != "" {
-		span.SetAttributes(attribute.String("portico.consumer", o.consumer))
+	if o.Consumer != "" {
+		span.SetAttributes(attribute.String("portico.consumer", o.Consumer))
 	}
-	if o.ratelimit != "" {
-		span.SetAttributes(attribute.String("portico.ratelimit", o.ratelimit))
+	if o.RateLimit != "" {
+		span.SetAttributes(attribute.String("portico.ratelimit", o.RateLimit))
 	}
-	if o.cache != "" {
-		span.SetAttributes(attribute.String("portico.cache", o.cache))
+	if o.Cache != "" {
+		span.SetAttributes(attribute.String("portico.cache", o.Cache))
 	}
-	if o.authFailure != "" {
-		span.SetAttributes(attribute.String("portico.auth.failure", o.authFailure))
+	if o.AuthFailure != "" {
+		span.SetAttributes(attribute.String("portico.auth.failure", o.AuthFailure))
 	}
-	if o.attempts > 1 {
-		span.SetAttributes(attribute.Int("portico.upstream.attempts", o.attempts))
+	if o.Attempts > 1 {
+		span.SetAttributes(attribute.Int("portico.upstream.attempts", o.Attempts))
 	}
 	// Server spans are errors on 5xx only: a 4xx is the client's doing.
 	if status >= 500 {
@@ -170,7 +158,8 @@ func (h *Handler) endSpan(span trace.Span, r *http.Request, o *outcome, status i
 
 // accessLog writes one JSON line per request. It never logs headers,
 // cookies, credentials or the query string (which may carry tokens).
-func (h *Handler) accessLog(l *slog.Logger, r *http.Request, o *outcome, status int, bytes int64, d time.Duration, sc trace.SpanContext) {
+func (h *Handler) accessLog(l *slog.Logger, r *http.Request, req *stage.Request, status int, bytes int64, d time.Duration, sc trace.SpanContext) {
+	o := &req.Outcome
 	attrs := make([]slog.Attr, 0, 16)
 	if sc.IsValid() {
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
@@ -182,25 +171,25 @@ func (h *Handler) accessLog(l *slog.Logger, r *http.Request, o *outcome, status 
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.Int64("bytes", bytes),
-		slog.String("client_ip", o.ip(h.ips, r)),
-		slog.String("route", o.route),
-		slog.String("service", o.service),
-		slog.String("upstream", o.upstream),
+		slog.String("client_ip", req.ClientIP()),
+		slog.String("route", o.Route),
+		slog.String("service", o.Service),
+		slog.String("upstream", o.Upstream),
 	)
-	if o.attempts > 1 {
-		attrs = append(attrs, slog.Int("attempts", o.attempts))
+	if o.Attempts > 1 {
+		attrs = append(attrs, slog.Int("attempts", o.Attempts))
 	}
-	if o.consumer != "" {
-		attrs = append(attrs, slog.String("consumer", o.consumer))
+	if o.Consumer != "" {
+		attrs = append(attrs, slog.String("consumer", o.Consumer))
 	}
-	if o.ratelimit != "" {
-		attrs = append(attrs, slog.String("ratelimit", o.ratelimit))
+	if o.RateLimit != "" {
+		attrs = append(attrs, slog.String("ratelimit", o.RateLimit))
 	}
-	if o.cache != "" {
-		attrs = append(attrs, slog.String("cache", o.cache))
+	if o.Cache != "" {
+		attrs = append(attrs, slog.String("cache", o.Cache))
 	}
-	if o.authFailure != "" {
-		attrs = append(attrs, slog.String("auth_failure", o.authFailure))
+	if o.AuthFailure != "" {
+		attrs = append(attrs, slog.String("auth_failure", o.AuthFailure))
 	}
 	l.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
 }

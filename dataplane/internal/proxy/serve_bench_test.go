@@ -65,8 +65,10 @@ func BenchmarkServe(b *testing.B) {
 		{"jwt+ratelimit-redis", "/guarded", ratelimit.NewRedis(ratelimit.Options{Client: rc, Budget: 50 * time.Millisecond, Log: quiet})},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			h := NewHandler(Options{Log: quiet, Metrics: NewMetrics(prometheus.NewRegistry()), Limiter: c.limiter})
-			applier := NewApplier(h, testDeps())
+			h := NewHandler(Options{Log: quiet, Metrics: NewMetrics(prometheus.NewRegistry())})
+			deps := testDeps()
+			deps.Limiter = c.limiter
+			applier := NewApplier(h, deps)
 			if _, err := applier.Apply(snap); err != nil {
 				b.Fatal(err)
 			}

@@ -5,14 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
+	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/router"
+	"github.com/portico-gw/portico/dataplane/internal/stage"
+	"github.com/portico-gw/portico/dataplane/internal/throttle"
+	"github.com/portico-gw/portico/dataplane/internal/transform"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/snapshot"
@@ -29,6 +32,10 @@ type Table struct {
 	upstreams map[string]*upstream.Upstream
 	issuers   map[string]*issuer
 	verifier  *auth.Verifier
+	// limiter and cache are what the table's stages decide and store in
+	// (Deps), so that the next table can carry them over.
+	limiter ratelimit.Limiter
+	cache   *cache.Cache
 	// stripped are the client headers removed from every request: every
 	// route's forwarded-claim headers and more (headers.go).
 	stripped *headerSet
@@ -51,34 +58,23 @@ type issuer struct {
 	iss  *auth.Issuer
 }
 
-// Route is a compiled route.
+// Route is a compiled route: what the handler needs before the route's
+// stages, and the stages.
 type Route struct {
 	Name         string
 	Upstream     *upstream.Upstream
-	StripPrefix  bool
 	Timeout      time.Duration
 	MaxBodyBytes int64
-	auth         *routeAuth
-	limit        *rateLimit
-	throttle     *throttle
-	spec         config.Route
+	// chain is the route's stages in the declared order (stages.go).
+	chain *stage.Chain
+	// preflight: the route answers CORS preflights, so a preflight matches
+	// it by the method it announces.
+	preflight bool
+	spec      config.Route
 	// version and revision are the route object's config.Meta: with its
 	// dependencies they decide whether the next compile reuses this Route
 	// as it is (incremental.go).
 	version, revision int64
-	// Transformations (transform.go) and the other ways of answering
-	// (aggregate.go); nil when the route does not use them.
-	rewrite   *tmpl
-	query     *edits
-	reqEdits  *edits
-	respEdits *edits
-	cors      *cors
-	aggregate *aggregate
-	cache     *cache.Policy
-	grpc      *grpcjson.Method
-	// params: some template of the route uses its {param}s, so requests
-	// resolve them (once) after the match.
-	params bool
 	// rejected: the route, or an object it depends on, could not be
 	// applied. It keeps its place in the router and answers 503, so that
 	// its requests neither reach a stale version nor fall through to a
@@ -86,8 +82,8 @@ type Route struct {
 	rejected string
 }
 
-// hasResponseHook says whether responses on the route are edited.
-func (r *Route) hasResponseHook() bool { return r.respEdits != nil || r.cors != nil }
+// Stages returns the route's compiled stages, in order.
+func (r *Route) Stages() []stage.Stage { return r.chain.Stages() }
 
 // Deps are the long-lived things a compiled table uses.
 type Deps struct {
@@ -96,6 +92,13 @@ type Deps struct {
 	// GRPC holds the connections of gRPC routes; needed when a route
 	// names a gRPC method.
 	GRPC *grpcjson.Pool
+	// Limiter decides rate limits; nil: the previous table's, or a new
+	// in-process limiter for the first.
+	Limiter ratelimit.Limiter
+	// Cache holds cached responses; nil: the previous table's, or a new
+	// in-memory cache of the default size (without metrics) for the
+	// first.
+	Cache *cache.Cache
 }
 
 // Compile turns a snapshot into a Table. It re-validates the configuration:
@@ -131,6 +134,17 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 			t.Retire(prev)
 		}
 	}()
+	t.limiter, t.cache = deps.Limiter, deps.Cache
+	if prev != nil {
+		t.limiter, t.cache = cmp.Or(t.limiter, prev.limiter), cmp.Or(t.cache, prev.cache)
+	}
+	if t.limiter == nil {
+		t.limiter = ratelimit.NewLocal(time.Now)
+	}
+	if t.cache == nil {
+		t.cache = cache.New(cache.Options{Memory: cache.NewMemory(cache.DefaultMemoryBytes)})
+	}
+	deps.Limiter, deps.Cache = t.limiter, t.cache
 	for i := range cfg.Services {
 		svc := &cfg.Services[i]
 		if reason, bad := invalid.Services[i]; bad {
@@ -205,61 +219,71 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 			t.routes[i] = rt
 			continue
 		}
-		rl := r.RateLimit
-		if rl == nil {
-			rl = cfg.Global.RateLimit
-		}
-		timeout := cmp.Or(r.Timeout.Std(), config.DefaultRouteTimeout)
-		rt := &Route{
-			Name:         r.Name,
-			Upstream:     t.upstreams[r.Service],
-			StripPrefix:  r.StripPrefix,
-			Timeout:      timeout,
-			MaxBodyBytes: cmp.Or(r.MaxBodyBytes, config.DefaultMaxBodyBytes),
-			auth:         compileAuth(r.Auth),
-			limit:        compileRateLimit(r.Name, rl),
-			spec:         *r,
-			query:        compileEdits(r.Query, func(s string) string { return s }),
-			reqEdits:     compileEdits(r.RequestHeaders, http.CanonicalHeaderKey),
-			respEdits:    compileEdits(r.ResponseHeaders, http.CanonicalHeaderKey),
-			cors:         compileCORS(r.CORS, r.Methods),
-			aggregate:    compileAggregate(r, t.upstreams, timeout),
-			// The route's revision moves on every change and on a purge,
-			// so it keys away every entry cached before.
-			cache: cache.Compile(r.Name, r.Revision, r.Cache),
-		}
-		if r.Rewrite != "" {
-			tp := compileTmpl(r.Rewrite)
-			rt.rewrite = &tp
-		}
-		rt.params = rt.aggregate != nil || rt.rewrite != nil && !rt.rewrite.isStatic() ||
-			rt.query.usesParams() || rt.reqEdits.usesParams() || rt.respEdits.usesParams()
-		if r.GRPC != nil {
-			m, gerr := compileGRPC(cfg, r, rt.Upstream, prevRoutes(r.Name), deps.GRPC)
-			if gerr != nil {
-				rt.rejected = gerr.Error()
-				t.reject(config.KindRoute, r.Name, rt.rejected)
-			}
-			rt.grpc = m
-		}
-		rt.spec.Meta = config.Meta{}
-		rt.version, rt.revision = r.Meta.Version, r.Meta.Revision
-		// The in-flight cap counts requests across revisions: a new table
-		// must not open a fresh set of slots while old requests still hold
-		// theirs.
-		if old := prevRoutes(r.Name); old != nil && old.throttle != nil &&
-			old.spec.MaxInFlight == r.MaxInFlight && old.spec.QueueTimeout == r.QueueTimeout {
-			rt.throttle = old.throttle
-		} else {
-			rt.throttle = newThrottle(r.MaxInFlight, r.QueueTimeout.Std())
-		}
-		t.routes[i] = rt
+		t.routes[i] = t.compileRoute(cfg, r, prevRoutes(r.Name), &deps)
 	}
 	t.stripped = compileStripped(t.routes)
 	if t.router, err = t.matcher(prev); err != nil {
 		return nil, fmt.Errorf("compile snapshot %d routes: %w", s.Revision, err)
 	}
 	return t, nil
+}
+
+// routeCompiler is what compiling one route's stages needs (stages.go).
+type routeCompiler struct {
+	t    *Table
+	cfg  *config.Config
+	deps *Deps
+	rt   *Route
+	prev *Route // the route of that name in the previous table, or nil
+	grpc stage.Stage
+}
+
+// compileRoute compiles route r, which depends on nothing rejected.
+func (t *Table) compileRoute(cfg *config.Config, r *config.Route, prev *Route, deps *Deps) *Route {
+	rt := &Route{
+		Name:         r.Name,
+		Upstream:     t.upstreams[r.Service],
+		Timeout:      cmp.Or(r.Timeout.Std(), config.DefaultRouteTimeout),
+		MaxBodyBytes: cmp.Or(r.MaxBodyBytes, config.DefaultMaxBodyBytes),
+		spec:         *r,
+		version:      r.Meta.Version,
+		revision:     r.Meta.Revision,
+	}
+	rt.spec.Meta = config.Meta{}
+	c := &routeCompiler{t: t, cfg: cfg, deps: deps, rt: rt, prev: prev}
+	if r.GRPC != nil {
+		m, err := compileGRPC(cfg, r, rt.Upstream, prev, deps.GRPC)
+		if err != nil {
+			rt.rejected = err.Error()
+			t.reject(config.KindRoute, r.Name, rt.rejected)
+		} else {
+			c.grpc = grpcjson.NewRoute(m, rt.Timeout)
+		}
+	}
+	rt.chain = c.stages(r)
+	if resp, ok := stage.Find[*transform.Response](rt.chain); ok {
+		rt.preflight = resp.AnswersPreflight()
+	}
+	return rt
+}
+
+// rateLimit is the route's rate limit: its own, or the global default.
+func (c *routeCompiler) rateLimit(r *config.Route) *config.RateLimit {
+	if r.RateLimit != nil {
+		return r.RateLimit
+	}
+	return c.cfg.Global.RateLimit
+}
+
+// prevThrottle is the previous table's throttle of the route: the
+// in-flight cap counts requests across revisions, so a new table must not
+// open a fresh set of slots while old requests still hold theirs.
+func (c *routeCompiler) prevThrottle() *throttle.Route {
+	if c.prev == nil {
+		return nil
+	}
+	th, _ := stage.Find[*throttle.Route](c.prev.chain)
+	return th
 }
 
 // reject records an object that could not be applied.
@@ -349,8 +373,10 @@ func compileGRPC(cfg *config.Config, r *config.Route, up *upstream.Upstream, pre
 	if pool == nil {
 		return nil, fmt.Errorf("route %q names a gRPC method but the data plane has no gRPC pool", r.Name)
 	}
-	if prev != nil && prev.grpc != nil && prev.Upstream == up && prev.spec.GRPC != nil && prev.spec.GRPC.Method == r.GRPC.Method {
-		return prev.grpc, nil
+	if prev != nil && prev.Upstream == up && prev.spec.GRPC != nil && prev.spec.GRPC.Method == r.GRPC.Method {
+		if g, ok := stage.Find[*grpcjson.Route](prev.chain); ok {
+			return g.Method(), nil
+		}
 	}
 	svc, _ := cfg.Service(r.Service)
 	var set []byte
@@ -370,6 +396,15 @@ func (t *Table) routesByName() map[string]*Route {
 		m[r.Name] = r
 	}
 	return m
+}
+
+// service names the route's service for metrics and logs; an aggregating
+// route has several.
+func (r *Route) service() string {
+	if r.Upstream != nil {
+		return r.Upstream.Name
+	}
+	return "aggregate"
 }
 
 // Upstreams reports the state of every service's pool, for /status.

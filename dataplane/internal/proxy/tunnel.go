@@ -2,39 +2,19 @@ package proxy
 
 import (
 	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Upgraded connections (WebSocket, and the protocols a route lists in
-// upgrade_protocols; any other Upgrade header is dropped, serve) become
+// upgrade_protocols; any other Upgrade header is dropped, stages.go) become
 // tunnels: ReverseProxy copies bytes both ways between the client's
 // connection and the service's. Every byte either way passes through the
 // service side, so a tunnel watches that side: no byte for
 // Limits.TunnelIdleTimeout, or a lifetime over Limits.TunnelMaxLifetime,
 // cancels the exchange, which closes the service's connection and with it
 // the client's.
-
-// upgradeAllowed reports whether a request's Upgrade header (its values)
-// names exactly one protocol the route tunnels: websocket, or one of its
-// upgrade_protocols.
-func (r *Route) upgradeAllowed(values []string) bool {
-	if len(values) != 1 || strings.ContainsRune(values[0], ',') {
-		return false
-	}
-	proto := strings.TrimSpace(values[0])
-	if strings.EqualFold(proto, "websocket") {
-		return true
-	}
-	for _, p := range r.spec.UpgradeProtocols {
-		if strings.EqualFold(proto, p) {
-			return true
-		}
-	}
-	return false
-}
 
 // tunnel is the service side of an upgraded connection.
 type tunnel struct {

@@ -148,7 +148,9 @@ func (rl *Route) Describe() any {
 		Burst      int    `json:"burst,omitempty"`
 		Algorithm  string `json:"algorithm"`
 		FailClosed bool   `json:"fail_closed,omitempty"`
-		Key        string `json:"key"`
+		KeyPrefix  string `json:"key_prefix"`
+		KeyKind    string `json:"key_kind"`
+		KeyName    string `json:"key_name,omitempty"`
 		Policy     string `json:"ratelimit_policy"`
-	}{rl.policy.Limit, rl.policy.Window.String(), rl.policy.Burst, algo, rl.policy.FailClosed, rl.prefix + "…", rl.header}
+	}{rl.policy.Limit, rl.policy.Window.String(), rl.policy.Burst, algo, rl.policy.FailClosed, rl.prefix, rl.kind, rl.name, rl.header}
 }

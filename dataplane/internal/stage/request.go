@@ -56,6 +56,9 @@ type Body interface {
 // Env is what the gateway process lends every request's stages: long-lived
 // services that belong to no configuration.
 type Env struct {
+	// Proxy is the gateway's reverse proxy, which the forward stage hands
+	// a request to (with the exchange in its context).
+	Proxy http.Handler
 	// Transport calls a service's instances (balancer, retries, outlier
 	// detection) for a request whose context carries an
 	// upstream.Exchanger.
