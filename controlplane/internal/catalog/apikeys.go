@@ -31,7 +31,8 @@ func (c *Catalog) CreateAPIKey(ctx context.Context, consumer string, actor Actor
 			return store.AuditEntry{}, false, config.Conflict("api_keys", "consumer %q already has %d keys; revoke one first", consumer, len(cs.APIKeys))
 		}
 		rec = config.APIKey{ID: id, Hash: hash, Prefix: apikey.Prefix(key), CreatedAt: now}
-		cs.APIKeys = append(cs.APIKeys, rec)
+		// A new list: the old one is shared with the published revision.
+		cs.APIKeys = append(slices.Clip(cs.APIKeys), rec)
 		bump(&cs.Meta, cur.Revision+1, now)
 		return store.AuditEntry{Action: "create-api-key", Kind: config.KindConsumer, Name: consumer,
 			Version: cs.Version, Summary: "api key " + id}, false, nil
@@ -53,7 +54,8 @@ func (c *Catalog) DeleteAPIKey(ctx context.Context, consumer, id string, actor A
 		if i < 0 {
 			return store.AuditEntry{}, false, fmt.Errorf("api key %q of consumer %q: %w", id, consumer, ErrNotFound)
 		}
-		cs.APIKeys = slices.Delete(cs.APIKeys, i, i+1)
+		// Into a new list: the old one is shared with the published revision.
+		cs.APIKeys = slices.Delete(slices.Clone(cs.APIKeys), i, i+1)
 		bump(&cs.Meta, cur.Revision+1, now)
 		return store.AuditEntry{Action: "delete-api-key", Kind: config.KindConsumer, Name: consumer,
 			Version: cs.Version, Summary: "api key " + id}, false, nil

@@ -171,6 +171,9 @@ func Put[T any](ctx context.Context, c *Catalog, k *Kind[T], obj T, mode PutMode
 			if err := k.check(next, &obj); err != nil {
 				return store.AuditEntry{}, false, err
 			}
+			if k.Kind == config.KindRoute {
+				c.checkedRoute = name // checked against everything else in next
+			}
 		}
 		if existing != nil && config.SameSpec(&(*items)[i], &obj) {
 			return store.AuditEntry{}, true, nil
