@@ -4,6 +4,12 @@
 // retry budget, passive outlier ejection, the circuit breaker and active
 // health checks.
 //
+// Every way of calling a service goes through one call path, Call (see
+// call.go): the reverse proxy and aggregation through Transport, which
+// supplies the HTTP attempt, JSON→gRPC with an attempt of its own. So the
+// service's retries, budget, breaker and outlier detection mean the same
+// on every route.
+//
 // An Upstream is compiled from one service's configuration. When a new
 // configuration revision leaves a service unchanged, the new table keeps the
 // same Upstream, so breaker state, retry budget and ejections carry over;
