@@ -12,6 +12,7 @@ func (c *Config) Sort() {
 	slices.SortFunc(c.Routes, func(a, b Route) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(c.Consumers, func(a, b Consumer) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(c.Issuers, func(a, b Issuer) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(c.Certificates, func(a, b Certificate) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // FillEmpty makes every nil collection an empty one, so that a
@@ -33,6 +34,9 @@ func (c *Config) FillEmpty() {
 	if c.Issuers == nil {
 		c.Issuers = []Issuer{}
 	}
+	if c.Certificates == nil {
+		c.Certificates = []Certificate{}
+	}
 }
 
 // Normalize puts every object into its canonical form (see the objects'
@@ -50,17 +54,21 @@ func (c *Config) Normalize() {
 	for i := range c.Issuers {
 		c.Issuers[i].Normalize()
 	}
+	for i := range c.Certificates {
+		c.Certificates[i].Normalize()
+	}
 }
 
 // Clone returns a deep copy, so that a change can be prepared without
 // touching a configuration that readers may hold.
 func (c *Config) Clone() *Config {
 	out := &Config{
-		Services:  make([]Service, len(c.Services)),
-		Routes:    make([]Route, len(c.Routes)),
-		Consumers: make([]Consumer, len(c.Consumers)),
-		Issuers:   make([]Issuer, len(c.Issuers)),
-		Global:    Global{RateLimit: clonePtr(c.Global.RateLimit)},
+		Services:     make([]Service, len(c.Services)),
+		Routes:       make([]Route, len(c.Routes)),
+		Consumers:    make([]Consumer, len(c.Consumers)),
+		Issuers:      make([]Issuer, len(c.Issuers)),
+		Certificates: make([]Certificate, len(c.Certificates)),
+		Global:       Global{RateLimit: clonePtr(c.Global.RateLimit)},
 	}
 	for i, s := range c.Services {
 		s.Targets = slices.Clone(s.Targets)
@@ -125,6 +133,11 @@ func (c *Config) Clone() *Config {
 		is.Algorithms = slices.Clone(is.Algorithms)
 		is.Keys = slices.Clone(is.Keys)
 		out.Issuers[i] = is
+	}
+	for i, cert := range c.Certificates {
+		cert.SNIs = slices.Clone(cert.SNIs)
+		cert.Status = nil
+		out.Certificates[i] = cert
 	}
 	return out
 }

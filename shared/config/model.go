@@ -23,6 +23,8 @@ const (
 	KindRoute    Kind = "route"
 	KindConsumer Kind = "consumer"
 	KindIssuer   Kind = "issuer"
+	// KindCertificate: TLS certificates served by the data planes.
+	KindCertificate Kind = "certificate"
 )
 
 // Meta is what the control plane maintains on every object. Clients may send
@@ -358,7 +360,10 @@ type Config struct {
 	Routes    []Route    `json:"routes"`
 	Consumers []Consumer `json:"consumers"`
 	Issuers   []Issuer   `json:"issuers"`
-	Global    Global     `json:"global"`
+	// Certificates carry private keys: the admin API never returns them
+	// (see Certificate.Key); only the sync API ships them.
+	Certificates []Certificate `json:"certificates"`
+	Global       Global        `json:"global"`
 }
 
 // Defaults applied by the data plane when a field is zero or a policy is

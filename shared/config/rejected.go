@@ -38,22 +38,22 @@ func NewRejected(kind Kind, name, reason string) Rejected {
 // InvalidObjects is the result of ValidateObjects: per kind, the index of each
 // object that failed, with its first error.
 type InvalidObjects struct {
-	Services, Routes, Consumers, Issuers map[int]string
+	Services, Routes, Consumers, Issuers, Certificates map[int]string
 }
 
 // Empty reports no invalid object.
 func (in *InvalidObjects) Empty() bool {
-	return len(in.Services)+len(in.Routes)+len(in.Consumers)+len(in.Issuers) == 0
+	return len(in.Services)+len(in.Routes)+len(in.Consumers)+len(in.Issuers)+len(in.Certificates) == 0
 }
 
-var objectPath = regexp.MustCompile(`^(services|routes|consumers|issuers)\[(\d+)\]`)
+var objectPath = regexp.MustCompile(`^(services|routes|consumers|issuers|certificates)\[(\d+)\]`)
 
 // ValidateObjects runs Validate and attributes each failing field to the
 // object it belongs to, so that a data plane can leave out exactly the
 // objects it must not apply. An error that belongs to no one object (the
 // global section) is returned as err: then nothing can be applied.
 func (c *Config) ValidateObjects() (in InvalidObjects, err error) {
-	in = InvalidObjects{Services: map[int]string{}, Routes: map[int]string{}, Consumers: map[int]string{}, Issuers: map[int]string{}}
+	in = InvalidObjects{Services: map[int]string{}, Routes: map[int]string{}, Consumers: map[int]string{}, Issuers: map[int]string{}, Certificates: map[int]string{}}
 	// Both severities count here: Validate reports conflicts only once no
 	// field is invalid, but an object that conflicts must be left out too.
 	l := c.check()
@@ -67,7 +67,7 @@ func (c *Config) ValidateObjects() (in InvalidObjects, err error) {
 			return in, verr
 		}
 		i, _ := strconv.Atoi(m[2])
-		set := map[string]map[int]string{"services": in.Services, "routes": in.Routes, "consumers": in.Consumers, "issuers": in.Issuers}[m[1]]
+		set := map[string]map[int]string{"services": in.Services, "routes": in.Routes, "consumers": in.Consumers, "issuers": in.Issuers, "certificates": in.Certificates}[m[1]]
 		if _, seen := set[i]; !seen {
 			set[i] = f.Error()
 		}

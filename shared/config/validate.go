@@ -397,6 +397,24 @@ func (c *Config) check() *errorList {
 		}
 		issuers[is.Name], issValues[is.Issuer] = i, is.Name
 	}
+	certificates := make(map[string]int, len(c.Certificates))
+	sniOwners := map[string]string{}
+	for i := range c.Certificates {
+		cert := &c.Certificates[i]
+		p := fmt.Sprintf("certificates[%d]", i)
+		cert.validate(&l, p, true)
+		if j, dup := certificates[cert.Name]; dup {
+			l.conflictf(join(p, "name"), "duplicate certificate name %q (also certificates[%d])", cert.Name, j)
+		}
+		certificates[cert.Name] = i
+		for k, s := range cert.SNIs {
+			if owner, dup := sniOwners[s]; dup && owner != cert.Name {
+				checkSNIOwner(&l, join(p, fmt.Sprintf("snis[%d]", k)), s, owner)
+			} else if !dup {
+				sniOwners[s] = cert.Name
+			}
+		}
+	}
 	issuerExists := func(name string) bool { _, ok := issuers[name]; return ok }
 	for i := range c.Routes {
 		checkRouteIssuers(&l, fmt.Sprintf("routes[%d]", i), &c.Routes[i], issuerExists)

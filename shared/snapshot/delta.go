@@ -49,10 +49,11 @@ type Delta struct {
 	Digest    string    `json:"digest"`
 	CreatedAt time.Time `json:"created_at"`
 
-	Services  []config.Service  `json:"services,omitempty"`
-	Routes    []config.Route    `json:"routes,omitempty"`
-	Consumers []config.Consumer `json:"consumers,omitempty"`
-	Issuers   []config.Issuer   `json:"issuers,omitempty"`
+	Services     []config.Service     `json:"services,omitempty"`
+	Routes       []config.Route       `json:"routes,omitempty"`
+	Consumers    []config.Consumer    `json:"consumers,omitempty"`
+	Issuers      []config.Issuer      `json:"issuers,omitempty"`
+	Certificates []config.Certificate `json:"certificates,omitempty"`
 	// Global is the new global section, nil when it did not change.
 	Global  *config.Global `json:"global,omitempty"`
 	Deleted Deleted        `json:"deleted,omitzero"`
@@ -60,23 +61,24 @@ type Delta struct {
 
 // Deleted names the objects a delta removes.
 type Deleted struct {
-	Services  []string `json:"services,omitempty"`
-	Routes    []string `json:"routes,omitempty"`
-	Consumers []string `json:"consumers,omitempty"`
-	Issuers   []string `json:"issuers,omitempty"`
+	Services     []string `json:"services,omitempty"`
+	Routes       []string `json:"routes,omitempty"`
+	Consumers    []string `json:"consumers,omitempty"`
+	Issuers      []string `json:"issuers,omitempty"`
+	Certificates []string `json:"certificates,omitempty"`
 }
 
 // Touched names, per kind, the objects that differ between two
 // configurations (created, changed or deleted), and whether the global
 // section does.
 type Touched struct {
-	Services, Routes, Consumers, Issuers map[string]struct{}
-	Global                               bool
+	Services, Routes, Consumers, Issuers, Certificates map[string]struct{}
+	Global                                             bool
 }
 
 // Len is the number of objects touched (the global section counts one).
 func (t *Touched) Len() int {
-	n := len(t.Services) + len(t.Routes) + len(t.Consumers) + len(t.Issuers)
+	n := len(t.Services) + len(t.Routes) + len(t.Consumers) + len(t.Issuers) + len(t.Certificates)
 	if t.Global {
 		n++
 	}
@@ -85,7 +87,7 @@ func (t *Touched) Len() int {
 
 // Merge adds the names of o to t.
 func (t *Touched) Merge(o *Touched) {
-	for _, m := range []*map[string]struct{}{&t.Services, &t.Routes, &t.Consumers, &t.Issuers} {
+	for _, m := range []*map[string]struct{}{&t.Services, &t.Routes, &t.Consumers, &t.Issuers, &t.Certificates} {
 		if *m == nil {
 			*m = map[string]struct{}{}
 		}
@@ -94,6 +96,7 @@ func (t *Touched) Merge(o *Touched) {
 	maps.Copy(t.Routes, o.Routes)
 	maps.Copy(t.Consumers, o.Consumers)
 	maps.Copy(t.Issuers, o.Issuers)
+	maps.Copy(t.Certificates, o.Certificates)
 	t.Global = t.Global || o.Global
 }
 
@@ -104,11 +107,12 @@ func (t *Touched) Merge(o *Touched) {
 // costs a few string compares per object instead of a deep comparison.
 func Changes(old, next *config.Config) Touched {
 	t := Touched{
-		Services:  diffNames(old.Services, next.Services, func(s *config.Service) (string, *config.Meta) { return s.Name, &s.Meta }),
-		Routes:    diffNames(old.Routes, next.Routes, func(r *config.Route) (string, *config.Meta) { return r.Name, &r.Meta }),
-		Consumers: diffNames(old.Consumers, next.Consumers, func(c *config.Consumer) (string, *config.Meta) { return c.Name, &c.Meta }),
-		Issuers:   diffNames(old.Issuers, next.Issuers, func(i *config.Issuer) (string, *config.Meta) { return i.Name, &i.Meta }),
-		Global:    !reflect.DeepEqual(old.Global, next.Global),
+		Services:     diffNames(old.Services, next.Services, func(s *config.Service) (string, *config.Meta) { return s.Name, &s.Meta }),
+		Routes:       diffNames(old.Routes, next.Routes, func(r *config.Route) (string, *config.Meta) { return r.Name, &r.Meta }),
+		Consumers:    diffNames(old.Consumers, next.Consumers, func(c *config.Consumer) (string, *config.Meta) { return c.Name, &c.Meta }),
+		Issuers:      diffNames(old.Issuers, next.Issuers, func(i *config.Issuer) (string, *config.Meta) { return i.Name, &i.Meta }),
+		Certificates: diffNames(old.Certificates, next.Certificates, func(c *config.Certificate) (string, *config.Meta) { return c.Name, &c.Meta }),
+		Global:       !reflect.DeepEqual(old.Global, next.Global),
 	}
 	return t
 }
@@ -158,6 +162,7 @@ func NewDelta(base, rev int64, ep Epoch, cur *config.Config, touched *Touched, d
 	d.Routes, d.Deleted.Routes = pick(touched.Routes, cur.Route)
 	d.Consumers, d.Deleted.Consumers = pick(touched.Consumers, cur.Consumer)
 	d.Issuers, d.Deleted.Issuers = pick(touched.Issuers, cur.Issuer)
+	d.Certificates, d.Deleted.Certificates = pick(touched.Certificates, cur.Certificate)
 	if touched.Global {
 		g := cur.Global
 		d.Global = &g
@@ -221,6 +226,9 @@ func (d *Delta) Apply(base *config.Config) (*config.Config, *Touched, error) {
 	}
 	if out.Issuers, t.Issuers, err = merge(base.Issuers, d.Issuers, d.Deleted.Issuers, func(i *config.Issuer) string { return i.Name }); err != nil {
 		return nil, nil, fmt.Errorf("delta %d..%d issuers: %w", d.Base, d.Revision, err)
+	}
+	if out.Certificates, t.Certificates, err = merge(base.Certificates, d.Certificates, d.Deleted.Certificates, func(c *config.Certificate) string { return c.Name }); err != nil {
+		return nil, nil, fmt.Errorf("delta %d..%d certificates: %w", d.Base, d.Revision, err)
 	}
 	if d.Global != nil {
 		out.Global, t.Global = *d.Global, true
@@ -350,6 +358,7 @@ func DigestOf(cfg *config.Config) (Digest, error) {
 		{&all.Routes, func() []string { return names(cfg.Routes, func(r *config.Route) string { return r.Name }) }},
 		{&all.Consumers, func() []string { return names(cfg.Consumers, func(c *config.Consumer) string { return c.Name }) }},
 		{&all.Issuers, func() []string { return names(cfg.Issuers, func(i *config.Issuer) string { return i.Name }) }},
+		{&all.Certificates, func() []string { return names(cfg.Certificates, func(c *config.Certificate) string { return c.Name }) }},
 	} {
 		*p.set = map[string]struct{}{}
 		for _, n := range p.names() {
@@ -380,6 +389,7 @@ func (d Digest) Advance(old, next *config.Config, t *Touched) (Digest, error) {
 		{"route", t.Routes, func(c *config.Config, n string) (any, bool) { return c.Route(n) }},
 		{"consumer", t.Consumers, func(c *config.Config, n string) (any, bool) { return c.Consumer(n) }},
 		{"issuer", t.Issuers, func(c *config.Config, n string) (any, bool) { return c.Issuer(n) }},
+		{"certificate", t.Certificates, func(c *config.Config, n string) (any, bool) { return c.Certificate(n) }},
 	}
 	for _, s := range steps {
 		for n := range s.set {
@@ -439,6 +449,8 @@ func Compose(base *config.Config, ds []*Delta) (*Delta, error) {
 		func(c *config.Consumer) string { return c.Name }, func(n string) bool { _, ok := base.Consumer(n); return ok })
 	out.Issuers, out.Deleted.Issuers = composeKind(ds, func(d *Delta) ([]config.Issuer, []string) { return d.Issuers, d.Deleted.Issuers },
 		func(i *config.Issuer) string { return i.Name }, func(n string) bool { _, ok := base.Issuer(n); return ok })
+	out.Certificates, out.Deleted.Certificates = composeKind(ds, func(d *Delta) ([]config.Certificate, []string) { return d.Certificates, d.Deleted.Certificates },
+		func(c *config.Certificate) string { return c.Name }, func(n string) bool { _, ok := base.Certificate(n); return ok })
 	for _, d := range ds {
 		if d.Global != nil {
 			out.Global = d.Global

@@ -13,6 +13,11 @@ import (
 
 func (s *server) exportConfig(c echo.Context) error {
 	cfg, rev := s.Catalog.Export()
+	// Private keys never leave through the admin API; an import of this
+	// export keeps the stored keys (see catalog.keepCertificateKeys).
+	for i := range cfg.Certificates {
+		cfg.Certificates[i] = cfg.Certificates[i].Redacted()
+	}
 	c.Response().Header().Set("ETag", etag(rev))
 	c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(rev, 10))
 	return c.JSON(http.StatusOK, apiv1.Export{Revision: rev, Config: cfg})

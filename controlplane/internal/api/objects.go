@@ -22,7 +22,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 			items = []T{}
 		}
 		c.Response().Header().Set("ETag", etag(rev))
-		return c.JSON(http.StatusOK, apiv1.List[T]{Revision: rev, Items: items})
+		return c.JSON(http.StatusOK, apiv1.List[T]{Revision: rev, Items: presentAll(s, items)})
 	})
 	g.POST(path, func(c echo.Context) error {
 		obj, err := decodeObject[T](c)
@@ -37,6 +37,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 			return err
 		}
 		c.Response().Header().Set(echo.HeaderLocation, c.Request().URL.Path+"/"+nameOf(&res.Object))
+		s.present(&res.Object)
 		return writeObject(c, http.StatusCreated, res.Object, res.Change.Revision)
 	})
 	g.GET(path+"/:name", func(c echo.Context) error {
@@ -44,6 +45,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 		if err != nil {
 			return err
 		}
+		s.present(&obj)
 		return writeObject(c, http.StatusOK, obj, s.Catalog.Current().State.Revision)
 	})
 	g.PUT(path+"/:name", func(c echo.Context) error {
@@ -73,6 +75,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 		if res.Created {
 			status = http.StatusCreated
 		}
+		s.present(&res.Object)
 		return writeObject(c, status, res.Object, res.Change.Revision)
 	})
 	g.DELETE(path+"/:name", func(c echo.Context) error {

@@ -87,6 +87,7 @@ func New(o Options) *echo.Echo {
 	registerKind(s, admin, "/routes", catalog.Routes)
 	registerKind(s, admin, "/consumers", catalog.Consumers)
 	registerKind(s, admin, "/issuers", catalog.Issuers)
+	registerKind(s, admin, "/certificates", catalog.Certificates)
 	admin.GET("/consumers/:name/api-keys", s.listAPIKeys)
 	admin.POST("/consumers/:name/api-keys", s.createAPIKey)
 	admin.DELETE("/consumers/:name/api-keys/:id", s.deleteAPIKey)

@@ -356,6 +356,7 @@ func nextOf(cur *config.Config) *config.Config {
 	next.Routes = slices.Clone(cur.Routes)
 	next.Consumers = slices.Clone(cur.Consumers)
 	next.Issuers = slices.Clone(cur.Issuers)
+	next.Certificates = slices.Clone(cur.Certificates)
 	return &next
 }
 

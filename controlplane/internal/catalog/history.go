@@ -70,7 +70,7 @@ func (h *history) record(old *Published, s *store.State) {
 	} else {
 		t = snapshot.Changes(&old.State.Config, &s.Config)
 	}
-	total := len(s.Config.Services) + len(s.Config.Routes) + len(s.Config.Consumers) + len(s.Config.Issuers)
+	total := len(s.Config.Services) + len(s.Config.Routes) + len(s.Config.Consumers) + len(s.Config.Issuers) + len(s.Config.Certificates)
 	var err error
 	if t.Len() > total/2 {
 		// A bulk change (an import): hashing everything once is cheaper
@@ -131,7 +131,7 @@ func (h *history) delta(p *Published, base int64, epoch string, now time.Time) (
 	for _, st := range h.steps[i:] {
 		t.Merge(&st.touched)
 	}
-	total := len(s.Config.Services) + len(s.Config.Routes) + len(s.Config.Consumers) + len(s.Config.Issuers)
+	total := len(s.Config.Services) + len(s.Config.Routes) + len(s.Config.Consumers) + len(s.Config.Issuers) + len(s.Config.Certificates)
 	if t.Len() > total/2 {
 		return nil, nil
 	}

@@ -28,6 +28,9 @@ type ImportResult struct {
 func (c *Catalog) Import(ctx context.Context, desired *config.Config, dryRun bool, ifRevision *int64, actor Actor) (*ImportResult, error) {
 	want := desired.Clone()
 	want.Normalize()
+	if err := keepCertificateKeys(want, &c.Current().State.Config, time.Now()); err != nil {
+		return nil, err
+	}
 	// Validate in the submitted order so field paths point into the
 	// document the operator sent.
 	if err := want.Validate(); err != nil {
@@ -45,6 +48,7 @@ func (c *Catalog) Import(ctx context.Context, desired *config.Config, dryRun boo
 		next.Routes = merge(Routes, &cur.Config, want.Routes, rev, now, &changes)
 		next.Consumers = merge(Consumers, &cur.Config, want.Consumers, rev, now, &changes)
 		next.Issuers = merge(Issuers, &cur.Config, want.Issuers, rev, now, &changes)
+		next.Certificates = merge(Certificates, &cur.Config, want.Certificates, rev, now, &changes)
 		if f := config.ChangedFields(&cur.Config.Global, &want.Global); len(f) > 0 {
 			changes = append(changes, DiffEntry{Op: "update", Kind: "global", Name: "global", Fields: f})
 		}
@@ -125,4 +129,33 @@ func describe(s map[string]int) string {
 func (c *Catalog) Export() (*config.Config, int64) {
 	st := c.Current().State
 	return st.Config.Clone(), st.Revision
+}
+
+// keepCertificateKeys fills the keys an import leaves out (an export has
+// none) from the stored certificates of the same name, when they match,
+// and applies the write-time expiry rule to the certificates the import
+// creates or changes: an unchanged certificate that has expired since it
+// was stored does not block re-applying a configuration. Field paths point
+// into the submitted document.
+func keepCertificateKeys(want, cur *config.Config, now time.Time) error {
+	var fields []config.FieldError
+	for i := range want.Certificates {
+		w := &want.Certificates[i]
+		old, ok := cur.Certificate(w.Name)
+		if ok {
+			config.CertificateKeepsKey(old, w)
+		}
+		if ok && old.Cert == w.Cert {
+			continue
+		}
+		if _, err := config.CertificateExpiry(w, now); err != nil {
+			for _, f := range config.FieldErrors(err) {
+				fields = append(fields, config.FieldError{Field: fmt.Sprintf("certificates[%d].%s", i, f.Field), Message: f.Message})
+			}
+		}
+	}
+	if len(fields) > 0 {
+		return &config.ValidationError{Kind: config.ErrInvalid, Fields: fields}
+	}
+	return nil
 }

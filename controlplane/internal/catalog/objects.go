@@ -64,6 +64,23 @@ var (
 		check:       func(c *config.Config, is *config.Issuer) error { return c.CheckIssuer(is) },
 		deleteCheck: func(c *config.Config, name string) error { return c.CheckIssuerDelete(name) },
 	}
+	Certificates = &Kind[config.Certificate]{
+		Kind:    config.KindCertificate,
+		items:   func(c *config.Config) *[]config.Certificate { return &c.Certificates },
+		obj:     func(x *config.Certificate) config.Object { return x },
+		setName: func(x *config.Certificate, n string) { x.Name = n },
+		// A write may leave the key out (GET never shows it): the stored
+		// key is kept when it matches the certificate.
+		keep: func(existing, obj *config.Certificate) { config.CertificateKeepsKey(existing, obj) },
+		// Expiry is checked at write time only (see config.CertificateExpiry).
+		check: func(c *config.Config, x *config.Certificate) error {
+			if err := c.CheckCertificate(x); err != nil {
+				return err
+			}
+			_, err := config.CertificateExpiry(x, time.Now())
+			return err
+		},
+	}
 )
 
 // Precondition carries the conditional-request headers of a write.

@@ -26,7 +26,7 @@ func validateNext(cur, next *config.Config) error {
 // rest of next (Put does, for the field paths of its errors): CheckRoute,
 // a pass over every route, is not run for it twice.
 func validateTouched(next *config.Config, t *snapshot.Touched, checked string) error {
-	if t.Global || len(t.Services)+len(t.Consumers)+len(t.Issuers) > 0 || len(t.Routes) > 16 {
+	if t.Global || len(t.Services)+len(t.Consumers)+len(t.Issuers)+len(t.Certificates) > 0 || len(t.Routes) > 16 {
 		return next.Validate()
 	}
 	shadow := config.Config{Services: next.Services, Consumers: next.Consumers, Issuers: next.Issuers, Global: next.Global}

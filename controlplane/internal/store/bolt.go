@@ -71,11 +71,21 @@ var boltKinds = []boltKind{
 		func(c *config.Consumer) string { return c.Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Consumers }),
 	kindOf([]byte("issuers"), func(c *config.Config) *[]config.Issuer { return &c.Issuers },
 		func(i *config.Issuer) string { return i.Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Issuers }),
+	addedLater(kindOf([]byte("certificates"), func(c *config.Config) *[]config.Certificate { return &c.Certificates },
+		func(c *config.Certificate) string { return c.Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Certificates })),
+}
+
+// addedLater marks a kind that files of the objects layout may not have
+// yet (written before the kind existed): its bucket is created on open.
+func addedLater(k boltKind) boltKind {
+	k.addedLater = true
+	return k
 }
 
 // boltKind stores and loads one collection.
 type boltKind struct {
-	bucket []byte
+	bucket     []byte
+	addedLater bool
 	// put writes the objects of cfg named in only (deleting those cfg
 	// does not have), or, with only nil, every object.
 	put  func(b *bbolt.Bucket, cfg *config.Config, only map[string]struct{}, all bool) error
@@ -248,8 +258,14 @@ func initBolt(db *bbolt.DB) (int64, error) {
 func upgradeLayout(tx *bbolt.Tx, meta *bbolt.Bucket) error {
 	if bytes.Equal(meta.Get(keyLayout), layoutObjects) {
 		for _, k := range boltKinds {
-			if tx.Bucket(k.bucket) == nil {
+			if tx.Bucket(k.bucket) != nil {
+				continue
+			}
+			if !k.addedLater {
 				return fmt.Errorf("damaged file: bucket %s missing", k.bucket)
+			}
+			if _, err := tx.CreateBucket(k.bucket); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -285,7 +301,7 @@ func upgradeLayout(tx *bbolt.Tx, meta *bbolt.Bucket) error {
 // touched is nil, every object (the buckets are emptied first).
 func putConfig(tx *bbolt.Tx, meta *bbolt.Bucket, cfg *config.Config, touched *snapshot.Touched) error {
 	rest := *cfg
-	rest.Services, rest.Routes, rest.Consumers, rest.Issuers = nil, nil, nil, nil
+	rest.Services, rest.Routes, rest.Consumers, rest.Issuers, rest.Certificates = nil, nil, nil, nil, nil
 	raw, err := json.Marshal(&rest)
 	if err != nil {
 		return fmt.Errorf("encode configuration: %w", err)

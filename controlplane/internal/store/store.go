@@ -133,6 +133,7 @@ func checkCanonical(c *config.Config) error {
 		canonical(config.KindRoute, c.Routes, func(r *config.Route) string { return r.Name }),
 		canonical(config.KindConsumer, c.Consumers, func(c *config.Consumer) string { return c.Name }),
 		canonical(config.KindIssuer, c.Issuers, func(i *config.Issuer) string { return i.Name }),
+		canonical(config.KindCertificate, c.Certificates, func(c *config.Certificate) string { return c.Name }),
 	)
 }
 
