@@ -61,10 +61,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.metrics != nil {
 		h.metrics.inFlight.Inc()
 	}
-	c := &call{rec: recorder{ResponseWriter: w}}
-	c.rec.req = &c.req
-	c.req.W, c.req.R, c.req.Env = &c.rec, r, &h.env
-	rec := &c.rec
+	// The request's state comes from a pool (as gin's and echo's contexts
+	// do): a stage.Request is valid only until the request is answered.
+	req := requests.Get().(*stage.Request)
+	rec := &recorder{ResponseWriter: w, req: req}
+	req.W, req.R, req.Env = rec, r, &h.env
 	if len(r.TransferEncoding) > 0 {
 		// net/http honours Transfer-Encoding over a Content-Length sent
 		// with it and then drops the Content-Length, so the handler cannot
@@ -80,18 +81,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// (http.ErrAbortHandler); such a request is still counted, logged
 		// and its span ended, then the panic goes on to net/http.
 		if p := recover(); p != nil {
-			h.finish(c, r, span, start)
+			// Not back to the pool: what panicked may still hold it.
+			h.finish(rec, req, r, span, start)
 			panic(p)
 		}
 	}()
-	h.serve(c)
-	h.finish(c, r, span, start)
+	h.serve(rec, req)
+	h.finish(rec, req, r, span, start)
+	*req = stage.Request{}
+	requests.Put(req)
 }
 
 // finish records a request once it is answered (or aborted).
-func (h *Handler) finish(c *call, r *http.Request, span trace.Span, start time.Time) {
-	status, elapsed := c.rec.status(), time.Since(start)
-	o := &c.req.Outcome
+func (h *Handler) finish(rec *recorder, req *stage.Request, r *http.Request, span trace.Span, start time.Time) {
+	status, elapsed := rec.status(), time.Since(start)
+	o := &req.Outcome
 	if h.metrics != nil {
 		h.metrics.inFlight.Dec()
 		h.metrics.observe(o.Route, r.Method, status, elapsed)
@@ -103,14 +107,14 @@ func (h *Handler) finish(c *call, r *http.Request, span trace.Span, start time.T
 		}
 	}
 	if span.IsRecording() {
-		h.endSpan(span, r, &c.req, status)
+		h.endSpan(span, r, req, status)
 	}
 	span.End()
 	if h.obs.Analytics != nil {
 		h.obs.Analytics.Observe(o.Route, status, elapsed)
 	}
 	if l := h.obs.AccessLog; l != nil && (status >= 400 || h.obs.AccessLogSample >= 1 || rand.Float64() < h.obs.AccessLogSample) {
-		h.accessLog(l, r, &c.req, status, c.rec.bytes, elapsed, span.SpanContext())
+		h.accessLog(l, r, req, status, rec.bytes, elapsed, span.SpanContext())
 	}
 }
 

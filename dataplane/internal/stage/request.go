@@ -14,9 +14,10 @@ import (
 // Request is the state of one request on its way through a route's chain:
 // what the proxy found (the cleaned path, the route match), what stages
 // learn (the identity, the path the service receives), and what happened
-// (Outcome, for the span, the access log and metrics). The proxy allocates
-// it once per request, together with its response recorder; stages read
-// and write it in place, one at a time.
+// (Outcome, for the span, the access log and metrics). Stages read and
+// write it in place, one at a time. A Request is valid only while its
+// request is being served: the proxy reuses it for the next request, so a
+// stage must not keep it, nor hand it to a goroutine that outlives Serve.
 type Request struct {
 	W http.ResponseWriter
 	R *http.Request
