@@ -82,6 +82,9 @@ func runScale(b *testing.B, routes, writes int) {
 	if keep != "" {
 		env, extra = []string{"GODEBUG=gctrace=1"}, []string{"--log-level", "info", "--ops-pprof"}
 	}
+	// PORTICO_BENCH_DP_ARGS adds flags to the data planes (space-separated),
+	// to compare settings.
+	extra = append(extra, strings.Fields(os.Getenv("PORTICO_BENCH_DP_ARGS"))...)
 	var dps []*dataPlane
 	for i := range dataPlanes {
 		id := fmt.Sprintf("dp-%d", i)
