@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -91,5 +92,24 @@ func TestWritesLeavePublishedRevisionsAlone(t *testing.T) {
 	for _, s := range steps {
 		must(s.do())
 		check(s.name)
+	}
+}
+
+// TestNextOfCopiesEveryCollection: every collection of config.Config
+// (found by reflection, so that a new kind cannot be forgotten) is a copy
+// in nextOf's result, which mutations append to and assign into.
+func TestNextOfCopiesEveryCollection(t *testing.T) {
+	var cur config.Config
+	v := reflect.ValueOf(&cur).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Slice {
+			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+		}
+	}
+	next := reflect.ValueOf(nextOf(&cur)).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Slice && f.Pointer() == next.Field(i).Pointer() {
+			t.Errorf("nextOf shares Config.%s with the published configuration", v.Type().Field(i).Name)
+		}
 	}
 }
