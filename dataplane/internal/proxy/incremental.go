@@ -24,8 +24,10 @@ import (
 //     not zero, and its dependencies are the same objects: every service it
 //     sends to kept its *upstream.Upstream (which holds only when the
 //     service's spec is unchanged), every issuer it names serves in the new
-//     table (was not rejected), and, for a route without a rate limit of
-//     its own, the global section is unchanged. Objects without metadata
+//     table (was not rejected), for a route with auth the table kept its
+//     verifier (no consumer or issuer changed: the auth stage holds it),
+//     and, for a route without a rate limit of its own, the global section
+//     is unchanged. Objects without metadata
 //     (hand-written snapshots, tests) are always rebuilt.
 //   - Only new and changed routes are validated again (validateObjects),
 //     with every other object and every cross-reference.
@@ -168,6 +170,12 @@ func (u *reuser) route(i int, r *config.Route, invalid string) *Route {
 		}
 	}
 	if r.Auth != nil {
+		// The auth stage verifies with the verifier of the table it was
+		// compiled for: a new one (a consumer, a key or an issuer changed)
+		// means a new stage.
+		if u.t.verifier != u.prev.verifier {
+			return nil
+		}
 		// An issuer the route names may have been rejected in this table:
 		// then the route must be rebuilt to answer 503 (routeRejection).
 		for _, name := range r.Auth.Issuers {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -32,6 +33,9 @@ type Table struct {
 	upstreams map[string]*upstream.Upstream
 	issuers   map[string]*issuer
 	verifier  *auth.Verifier
+	// consumers name the consumers verifier was built from (beside the
+	// issuers), nil when one has no metadata.
+	consumers []stamp
 	// limiter and cache are what the table's stages decide and store in
 	// (Deps), so that the next table can carry them over.
 	limiter ratelimit.Limiter
@@ -202,7 +206,15 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 			consumers = append(consumers, cfg.Consumers[i])
 		}
 	}
-	t.verifier = auth.NewVerifier(byName, consumers)
+	t.consumers = stampsOf(consumers)
+	if prev != nil && prev.verifier != nil && t.consumers != nil && slices.Equal(prev.consumers, t.consumers) && maps.Equal(prev.issuers, t.issuers) {
+		// Nothing the verifier is built from changed: the table keeps it
+		// (with the tokens it verified), and so may the auth stages of the
+		// routes it carries over, which hold it.
+		t.verifier = prev.verifier
+	} else {
+		t.verifier = auth.NewVerifier(byName, consumers)
+	}
 
 	prevRoutes := prev.routeLookup()
 	reuse := t.reuser(prev, reusable, cfg)
@@ -226,6 +238,27 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		return nil, fmt.Errorf("compile snapshot %d routes: %w", s.Revision, err)
 	}
 	return t, nil
+}
+
+// stamp identifies one version of a configuration object: the control
+// plane moves an object's version and revision on every change.
+type stamp struct {
+	name              string
+	version, revision int64
+}
+
+// stampsOf returns the stamps of cs, or nil when one has no metadata
+// (hand-written snapshots): such objects cannot be told unchanged.
+func stampsOf(cs []config.Consumer) []stamp {
+	out := make([]stamp, len(cs))
+	for i := range cs {
+		c := &cs[i]
+		if c.Meta.Revision == 0 {
+			return nil
+		}
+		out[i] = stamp{c.Name, c.Meta.Version, c.Meta.Revision}
+	}
+	return out
 }
 
 // routeCompiler is what compiling one route's stages needs (stages.go).
