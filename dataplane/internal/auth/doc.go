@@ -49,4 +49,11 @@
 //   - API keys are looked up by their SHA-256 hash; the gateway never holds
 //     the keys themselves.
 //   - Tokens, keys and secrets are never logged, and never put into errors.
+//
+// A route's requirements are its auth stage (Route, route.go; see package
+// stage): compiled from the route's auth section with the table's
+// Verifier, it refuses with 401 (and a challenge) or 403, records the
+// verified Identity on the request, and writes the identity headers and
+// forwarded claims into every request to the service, after removing what
+// a client sent under those names.
 package auth

@@ -61,4 +61,7 @@
 // own stored-at time and lifetime, not by the store's expiry, so that the
 // clock can be injected and Redis and memory behave alike; the store's ttl
 // only reclaims space.
+//
+// A route's cache settings are its cache stage (Route, route.go; see
+// package stage), which wraps the rest of the route's chain in Serve.
 package cache

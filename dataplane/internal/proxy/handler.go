@@ -1,8 +1,13 @@
 // Package proxy is the data plane's request path: match the request against
-// the current compiled Table (one atomic load, no lock), pick an upstream
-// target, and proxy with httputil.ReverseProxy over one shared, tuned
-// transport. A new configuration swaps the Table; requests in flight finish
-// on the one they started with.
+// the current compiled Table (one atomic load, no lock), then run the
+// matched route's stages, compiled with the table in the one order
+// declared in stages.go (see package stage): transformations, auth, rate
+// limit, throttle, cache, and a terminal stage that answers: aggregation,
+// a gRPC call, or by default the reverse proxy (forward.go:
+// httputil.ReverseProxy over one shared, tuned transport and the upstream
+// call path). Each route feature lives in a package of its own; proxy keeps
+// the table, the handler and the order. A new configuration swaps the
+// Table; requests in flight finish on the one they started with.
 //
 // What a client can hold or claim is bounded before any route stage runs
 // (Limits, limits.go): an exact header-block limit, deadlines and a minimum

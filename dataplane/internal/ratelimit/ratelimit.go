@@ -116,6 +116,14 @@
 // DefaultMaxBytes: a key whose state is full again is dropped in amortised
 // sweeps, and a shard at its byte budget forgets arbitrary keys (which
 // admits more, never less).
+//
+// # The route stage
+//
+// A route's rate limit is its rate-limit stage (Route, route.go; see
+// package stage): the policy, the counter key of a request (the route, the
+// client address, the consumer, a header's or a claim's value hashed to
+// 128 bits, namespaced by route and key kind), the RateLimit-* headers on
+// every answer, and 429 with Retry-After.
 package ratelimit
 
 import (
