@@ -190,6 +190,12 @@ func (c *Client) Consumers() Objects[config.Consumer] {
 	return Objects[config.Consumer]{c, "/v1/consumers"}
 }
 
+// Certificates is the certificates collection; what it returns never
+// carries a key (Put without one keeps the stored key).
+func (c *Client) Certificates() Objects[config.Certificate] {
+	return Objects[config.Certificate]{c, "/v1/certificates"}
+}
+
 // List returns every object and the revision they were read at.
 func (o Objects[T]) List(ctx context.Context) ([]T, int64, error) {
 	var l apiv1.List[T]

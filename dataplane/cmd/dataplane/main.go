@@ -45,12 +45,15 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/redisconn"
 	"github.com/portico-gw/portico/dataplane/internal/syncer"
+	"github.com/portico-gw/portico/dataplane/internal/tlsedge"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/client"
+	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
+	"github.com/portico-gw/portico/shared/snapshot"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -121,6 +124,7 @@ type flags struct {
 	bodyGrace, tunnelIdle, tunnelLife                       *time.Duration
 	allowUnderscore, showVersion                            *bool
 	gcPercent                                               *int64
+	tlsListen, tlsDefault                                   *string
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -155,6 +159,8 @@ func parseFlags(args []string) (*flags, error) {
 		tunnelLife:      fs.Duration("tunnel-max-lifetime", "PORTICO_TUNNEL_MAX_LIFETIME", proxy.DefaultTunnelMaxLifetime, "close an upgraded connection (WebSocket) after this long, busy or not"),
 		allowUnderscore: fs.Bool("allow-underscore-headers", "PORTICO_ALLOW_UNDERSCORE_HEADERS", false, "pass client headers whose names contain '_' (dropped by default; those that read as a gateway header are dropped regardless)"),
 		gcPercent:       fs.Int64("gc-percent", "PORTICO_GC_PERCENT", defaultGCPercent, "garbage collector target: heap growth in percent of the live heap before a collection (Go's GOGC; -1 turns the collector off, for use with GOMEMLIMIT)"),
+		tlsListen:       fs.String("tls-listen", "PORTICO_TLS_LISTEN", "", "TLS traffic listener (HTTP/1.1 and HTTP/2) with the certificates of the configuration, chosen by SNI; empty: off"),
+		tlsDefault:      fs.String("tls-default-cert", "PORTICO_TLS_DEFAULT_CERT", "", "name of the certificate object served to TLS clients that send no SNI (an IP address in the URL); empty: such handshakes fail"),
 		showVersion:     fs.FlagSet.Bool("version", false, "print the version and exit"),
 	}
 	return f, fs.Parse(args)
@@ -179,6 +185,8 @@ type dataplane struct {
 	// and cache responses in (proxy.Deps).
 	limiter ratelimit.Limiter
 	cache   *cache.Cache
+	// certs are the TLS listener's certificates (nil without --tls-listen).
+	certs *tlsedge.Certificates
 }
 
 // newDataplane checks the flags and assembles the data plane; nothing serves
@@ -198,6 +206,9 @@ func newDataplane(f *flags, log *slog.Logger) (_ *dataplane, err error) {
 	}
 	dp.watcher = discovery.NewWatcher(dp.consul, log, dp.reg)
 	dp.grpc = grpcjson.NewPool(grpcjson.PoolOptions{})
+	if *f.tlsListen != "" {
+		dp.certs = tlsedge.New(*f.tlsDefault, log)
+	}
 	defer func() {
 		if err != nil {
 			dp.close()
@@ -311,10 +322,25 @@ func (dp *dataplane) newSyncer(applier *proxy.Applier) error {
 		Version:  version,
 		Wait:     *f.pollWait,
 		Log:      dp.log,
-		Apply:    applier.Apply,
+		Apply:    dp.apply(applier),
 	})
 	registerSyncMetrics(dp.reg, dp.sync)
 	return nil
+}
+
+// apply puts a snapshot into service: the routes' table, then the TLS
+// listener's certificates; the objects either left out are reported.
+func (dp *dataplane) apply(applier *proxy.Applier) syncer.Applier {
+	if dp.certs == nil {
+		return applier.Apply
+	}
+	return func(s *snapshot.Snapshot) ([]config.Rejected, error) {
+		rejected, err := applier.Apply(s)
+		if err != nil {
+			return nil, err
+		}
+		return append(rejected, dp.certs.Apply(&s.Config)...), nil
+	}
 }
 
 // close stops what newDataplane started.
@@ -370,7 +396,9 @@ func (dp *dataplane) serve(ctx context.Context) error {
 				Upstreams []upstream.Status        `json:"upstreams"`
 				Discovery []discovery.SourceStatus `json:"discovery"`
 				RateLimit any                      `json:"rate_limit"`
-			}{*f.nodeID, version, dp.sync.Status(), routes, draining.Load(), ups, dp.watcher.Status(), dp.limiterStatus()}
+				// TLSCertificates: the certificates in service on --tls-listen.
+				TLSCertificates []string `json:"tls_certificates,omitempty"`
+			}{*f.nodeID, version, dp.sync.Status(), routes, draining.Load(), ups, dp.watcher.Status(), dp.limiterStatus(), dp.certs.Names()}
 		},
 	})
 
@@ -386,6 +414,17 @@ func (dp *dataplane) serve(ctx context.Context) error {
 	// bodies are bounded per route and may stream, so there is no
 	// whole-request read or write timeout.
 	traffic := dp.handler.Server(log)
+	// The TLS listener serves the same handler with the same limits.
+	var tlsLn net.Listener
+	var tlsSrv *http.Server
+	if dp.certs != nil {
+		if tlsLn, err = net.Listen("tcp", *f.tlsListen); err != nil {
+			return fmt.Errorf("listen %s: %w", *f.tlsListen, err)
+		}
+		tlsSrv = dp.handler.Server(log)
+		tlsedge.Configure(tlsSrv, dp.certs)
+		log.Info("TLS listener", "tls_listen", tlsLn.Addr().String(), "tls_default_cert", *f.tlsDefault)
+	}
 	opsSrv := &http.Server{Handler: opsHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	log.Info("data plane started", "listen", trafficLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
 		"controlplane", *f.cpURL, "version", version)
@@ -410,6 +449,14 @@ func (dp *dataplane) serve(ctx context.Context) error {
 	})
 	g.Go(func() error { return serve(traffic, trafficLn) })
 	g.Go(func() error { return serve(opsSrv, opsLn) })
+	if tlsSrv != nil {
+		g.Go(func() error {
+			if err := tlsSrv.ServeTLS(tlsLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
@@ -419,6 +466,9 @@ func (dp *dataplane) serve(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), *f.shutdownTimeout)
 		defer cancel()
 		err := traffic.Shutdown(sctx)
+		if tlsSrv != nil {
+			err = errors.Join(err, tlsSrv.Shutdown(sctx))
+		}
 		stopSync()
 		_ = opsSrv.Shutdown(sctx)
 		log.Info("stopped", "err", err)
