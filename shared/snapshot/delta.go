@@ -12,6 +12,7 @@ import (
 	"math/bits"
 	"reflect"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -237,7 +238,10 @@ func (d *Delta) Apply(base *config.Config) (*config.Config, *Touched, error) {
 }
 
 // merge applies upserts and deletions to a name-sorted list, keeping it
-// sorted. With nothing to do it returns base itself.
+// sorted. With nothing to do it returns base itself. The unchanged runs
+// between two edits are found by binary search and copied whole: at
+// 100,000 routes, comparing and appending object by object took tens of
+// milliseconds per delta.
 func merge[T any](base, upserts []T, deleted []string, name func(*T) string) ([]T, map[string]struct{}, error) {
 	touched := make(map[string]struct{}, len(upserts)+len(deleted))
 	if len(upserts) == 0 && len(deleted) == 0 {
@@ -250,41 +254,44 @@ func merge[T any](base, upserts []T, deleted []string, name func(*T) string) ([]
 		}
 		touched[n] = struct{}{}
 	}
-	gone := make(map[string]bool, len(deleted))
-	for _, n := range deleted {
+	gone := slices.Sorted(slices.Values(deleted))
+	for k, n := range gone {
 		if _, dup := touched[n]; dup {
 			return nil, nil, fmt.Errorf("%q is both changed and deleted", n)
 		}
-		gone[n] = false
+		if k > 0 && gone[k-1] == n {
+			return nil, nil, fmt.Errorf("%q is deleted twice", n)
+		}
 		touched[n] = struct{}{}
 	}
-	out := make([]T, 0, len(base)+len(upserts)-len(deleted))
-	i, j := 0, 0
-	for i < len(base) || j < len(upserts) {
-		switch {
-		case j == len(upserts) || i < len(base) && name(&base[i]) < name(&upserts[j]):
-			n := name(&base[i])
-			if _, ok := gone[n]; ok {
-				gone[n] = true
-			} else {
-				out = append(out, base[i])
+	out := make([]T, 0, len(base)+len(upserts)-len(gone))
+	i, u, g := 0, 0, 0 // next of base, upserts, gone
+	for u < len(upserts) || g < len(gone) {
+		var n string
+		del := u == len(upserts) || g < len(gone) && gone[g] < name(&upserts[u])
+		if del {
+			n = gone[g]
+		} else {
+			n = name(&upserts[u])
+		}
+		k := i + sort.Search(len(base)-i, func(x int) bool { return name(&base[i+x]) >= n })
+		out = append(out, base[i:k]...)
+		exists := k < len(base) && name(&base[k]) == n
+		if exists {
+			k++
+		}
+		if del {
+			if !exists {
+				return nil, nil, fmt.Errorf("deletes %q, which the base does not have", n)
 			}
-			i++
-		case i == len(base) || name(&upserts[j]) < name(&base[i]):
-			out = append(out, upserts[j])
-			j++
-		default: // the same name: replaced
-			out = append(out, upserts[j])
-			i++
-			j++
+			g++
+		} else {
+			out = append(out, upserts[u])
+			u++
 		}
+		i = k
 	}
-	for n, seen := range gone {
-		if !seen {
-			return nil, nil, fmt.Errorf("deletes %q, which the base does not have", n)
-		}
-	}
-	return out, touched, nil
+	return append(out, base[i:]...), touched, nil
 }
 
 // Digest is the multiset hash of a whole configuration (see the package

@@ -275,3 +275,21 @@ func TestComposeEqualsSteps(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkApplyOneRoute is a data plane applying a delta of one changed
+// and one added route to 100,000.
+func BenchmarkApplyOneRoute(b *testing.B) {
+	base := &config.Config{Services: []config.Service{{Name: "s"}}}
+	for i := range 100_000 {
+		base.Routes = append(base.Routes, config.Route{Name: fmt.Sprintf("r%06d", i), Paths: []string{fmt.Sprintf("/r%d", i)}, Service: "s"})
+	}
+	changed := base.Routes[50_000]
+	changed.Timeout = config.Duration(time.Second)
+	d := &Delta{Base: 1, Revision: 2, Routes: []config.Route{changed, {Name: "r050000x", Paths: []string{"/x"}, Service: "s"}}, Deleted: Deleted{Routes: []string{"r000007"}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := d.Apply(base); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
