@@ -3,6 +3,7 @@ package grpcjson
 import (
 	"context"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,5 +135,37 @@ func TestClientGoneIsNotCounted(t *testing.T) {
 	}
 	if st := up.Status(); st.Breaker != "open" || st.Available != st.Endpoints {
 		t.Fatalf("after a route timeout: %+v, want the breaker open and no instance ejected", st)
+	}
+}
+
+// ServeCall reports the instance that answered and the attempts made, for
+// the access log: a retry after a refused connection is two attempts.
+func TestServeCallReportsAttempts(t *testing.T) {
+	live := startShop(t, serverOpts{reflection: reflectNone})
+	up := newService(t, config.Service{OutlierDetection: &config.OutlierDetection{Disabled: true}}, upstream.Deps{},
+		testutil.RefusedAddr(t), live.addr)
+	m := mustMethod(t, "shop.v1.Orders/GetOrder", shopDescriptorSet(t), up, newPool(t, PoolOptions{}))
+	retried := 0
+	for range 2 {
+		w := httptest.NewRecorder()
+		addr, n := m.ServeCall(w, httptest.NewRequest("GET", "/orders/1", nil), map[string]string{"id": "1"})
+		if w.Code != 200 || addr != live.addr {
+			t.Fatalf("%d from %q, want 200 from %s", w.Code, addr, live.addr)
+		}
+		switch n {
+		case 1:
+		case 2:
+			retried++
+		default:
+			t.Fatalf("%d attempts", n)
+		}
+	}
+	// Round robin: at least one of the two met the refusing instance first.
+	if retried == 0 {
+		t.Fatal("no request reported its retry")
+	}
+	w := httptest.NewRecorder()
+	if addr, n := m.ServeCall(w, httptest.NewRequest("POST", "/orders/1", strings.NewReader("{")), nil); n != 0 || addr != "" || w.Code != 400 {
+		t.Fatalf("a request the gateway refused: %d, %q, %d attempts", w.Code, addr, n)
 	}
 }

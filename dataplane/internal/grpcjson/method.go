@@ -186,43 +186,54 @@ func (m *Method) descriptors(ctx context.Context) (*methodDesc, error) {
 // Serve translates one request; see the package documentation. The caller
 // bounds r's context (route timeout) and r's body (size limit).
 func (m *Method) Serve(w http.ResponseWriter, r *http.Request, params map[string]string) {
+	m.ServeCall(w, r, params)
+}
+
+// ServeCall is Serve, reporting the instance of the call's last attempt and
+// how many attempts it made (none when the gateway answered by itself), for
+// the access log.
+func (m *Method) ServeCall(w http.ResponseWriter, r *http.Request, params map[string]string) (addr string, attempts int) {
 	ctx := r.Context()
 	d, err := m.descriptors(ctx)
 	if err != nil {
 		writeProblem(w, r, m.lookupProblem(ctx, err))
-		return
+		return "", 0
 	}
 	in, perr := m.buildRequest(d, r, params)
 	if perr != nil {
 		writeProblem(w, r, perr)
-		return
+		return "", 0
 	}
-	out, hdr, trl, err := m.call(ctx, r, d, in)
+	c := upstream.Call{Upstream: m.up, Request: r}
+	out, hdr, trl, err := m.call(ctx, &c, d, in)
+	addr, attempts = c.Addr, c.Attempts
 	h := w.Header()
 	writeMetadata(h, "Grpc-Metadata-", hdr)
 	writeMetadata(h, "Grpc-Trailer-", trl)
 	if err != nil {
 		writeProblem(w, r, m.callProblem(ctx, err, d))
-		return
+		return addr, attempts
 	}
 	body, err := d.marshal.Marshal(out)
 	if err != nil {
 		writeProblem(w, r, gatewayProblem(http.StatusBadGateway, "grpc-bad-response", fmt.Sprintf("the %s response cannot be written as JSON: %v", d.out.FullName(), err)))
-		return
+		return addr, attempts
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+	return addr, attempts
 }
 
-// call invokes the method through the service's call path; the header and
-// trailer metadata are the last attempt's.
-func (m *Method) call(ctx context.Context, r *http.Request, d *methodDesc, in proto.Message) (proto.Message, metadata.MD, metadata.MD, error) {
+// call invokes the method through the service's call path c (for c's
+// Request); the header and trailer metadata are the last attempt's.
+func (m *Method) call(ctx context.Context, c *upstream.Call, d *methodDesc, in proto.Message) (proto.Message, metadata.MD, metadata.MD, error) {
+	r := c.Request
 	md := outgoingMetadata(r.Header)
 	// The message is in memory, so a request whose HTTP method is
 	// idempotent can be sent again whole.
-	c := upstream.Call{Upstream: m.up, Request: r, Resend: upstream.Idempotent(r.Method)}
+	c.Resend = upstream.Idempotent(r.Method)
 	var out proto.Message
 	var hdr, trl metadata.MD
 	err := c.Run(ctx, func(ctx context.Context, inst *upstream.Member, n int) upstream.Result {

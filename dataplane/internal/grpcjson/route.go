@@ -39,7 +39,7 @@ func (g *Route) Serve(req *stage.Request) {
 	r := req.R.WithContext(ctx)
 	r.Header = r.Header.Clone()
 	req.WriteIdentity(r.Header)
-	g.method.Serve(req.W, r, params)
+	req.Outcome.Upstream, req.Outcome.Attempts = g.method.ServeCall(req.W, r, params)
 }
 
 // Describe renders the method, for golden files.
