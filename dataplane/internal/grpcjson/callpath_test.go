@@ -169,3 +169,37 @@ func TestServeCallReportsAttempts(t *testing.T) {
 		t.Fatalf("a request the gateway refused: %d, %q, %d attempts", w.Code, addr, n)
 	}
 }
+
+// The service's timeout bounds each gRPC attempt: a GET whose instance
+// does not answer in time goes to the other one; a POST answers 504.
+func TestAttemptTimeout(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	stuck := startShop(t, serverOpts{reflection: reflectNone, onCall: func() { <-release }})
+	live := startShop(t, serverOpts{reflection: reflectNone})
+	up := newService(t, config.Service{
+		Timeout:          config.Duration(50 * time.Millisecond),
+		OutlierDetection: &config.OutlierDetection{Disabled: true},
+		CircuitBreaker:   &config.CircuitBreaker{Disabled: true},
+	}, upstream.Deps{}, stuck.addr, live.addr)
+	m := mustMethod(t, "shop.v1.Orders/GetOrder", shopDescriptorSet(t), up, newPool(t, PoolOptions{}))
+	for i := range 4 {
+		if res := serve(t, m, "GET", "/orders/1", "", map[string]string{"id": "1"}); res.status != 200 {
+			t.Fatalf("GET %d: %d %s", i, res.status, res.raw)
+		}
+	}
+	if stuck.calls.Load() == 0 {
+		t.Fatal("the stuck instance was never tried")
+	}
+	codes := map[int]int{}
+	for range 4 {
+		res := serve(t, m, "POST", "/orders/1", `{"id":"1"}`, nil)
+		codes[res.status]++
+		if res.status == 504 {
+			wantProblem(t, res, 504, "upstream-timeout", "DEADLINE_EXCEEDED")
+		}
+	}
+	if codes[504] == 0 || codes[200] == 0 || codes[504]+codes[200] != 4 {
+		t.Fatalf("POST statuses %v, want 504 from the stuck instance (not resent) and 200 from the live one", codes)
+	}
+}
