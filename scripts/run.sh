@@ -2,9 +2,11 @@
 # `make run`: a working Portico on this machine, no Docker. Starts a control
 # plane (dev mode, embedded bbolt store), one data plane, a demo upstream and
 # a demo gRPC service, creates example services and routes (a plain one,
-# a cached one, an aggregating one, a JSON-to-gRPC one), and prints what to
-# try. Ctrl-C stops
-# everything. Ports can be moved with the variables below.
+# a cached one, an aggregating one, a JSON-to-gRPC one), serves HTTPS on
+# TLS_ADDR with a certificate for localhost it makes on first start (a local
+# CA and a leaf, kept in $DATA/tls, remade when under 30 days from expiry;
+# needs openssl), and prints what to try. Ctrl-C stops everything. Ports can
+# be moved with the variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +17,35 @@ DP_ADDR="${DP_ADDR:-127.0.0.1:8080}"
 OPS_ADDR="${OPS_ADDR:-127.0.0.1:8081}"
 UP_ADDR="${UP_ADDR:-127.0.0.1:9001}"
 GRPC_ADDR="${GRPC_ADDR:-127.0.0.1:9090}"
+TLS_ADDR="${TLS_ADDR:-127.0.0.1:8443}"
 mkdir -p "$DATA"
+
+# make_cert: a local CA and a certificate for localhost signed by it, made
+# once and kept in $DATA/tls (the CA's key never leaves that directory).
+TLS_DIR="$DATA/tls"
+make_cert() {
+  command -v openssl >/dev/null || return 1
+  if [ -f "$TLS_DIR/cert.pem" ] && openssl x509 -checkend 2592000 -noout -in "$TLS_DIR/cert.pem" >/dev/null 2>&1; then
+    return 0
+  fi
+  mkdir -p "$TLS_DIR" && chmod 700 "$TLS_DIR"
+  (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+      -days 3650 -subj "/CN=Portico make-run local CA" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out leaf.csr -subj "/CN=localhost"
+    printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >leaf.ext
+    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 397 -extfile leaf.ext -out cert.pem
+    rm -f leaf.csr leaf.ext
+  ) >"$DATA/tls.log" 2>&1
+}
+TLS_ARGS=()
+if make_cert; then
+  TLS_ARGS=(--tls-listen "$TLS_ADDR" --tls-default-cert local)
+else
+  echo "openssl not found: no HTTPS listener this time" >&2
+fi
 
 pids=()
 cleanup() {
@@ -44,7 +74,7 @@ pids+=($!)
 pids+=($!)
 wait_http "http://$CP_ADDR/healthz" "control plane"
 "$BIN/dataplane" --controlplane "http://$CP_ADDR" --listen "$DP_ADDR" --ops-listen "$OPS_ADDR" \
-  --state-dir "$DATA/dataplane" --node-id local-1 >"$DATA/dataplane.log" 2>&1 &
+  --state-dir "$DATA/dataplane" --node-id local-1 ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} >"$DATA/dataplane.log" 2>&1 &
 pids+=($!)
 wait_http "http://$UP_ADDR/" "demo upstream"
 
@@ -60,6 +90,14 @@ curl -fsS -X PUT "http://$CP_ADDR/v1/services/shop" -H 'Content-Type: applicatio
   -d "{\"protocol\":\"grpc\",\"targets\":[{\"url\":\"http://$GRPC_ADDR\"}]}" >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/order" -H 'Content-Type: application/json' \
   -d '{"paths":["/shop/orders/{id}"],"methods":["GET"],"service":"shop","grpc":{"method":"shop.v1.Orders/GetOrder"}}' >/dev/null
+if [ ${#TLS_ARGS[@]} -gt 0 ]; then
+  # The certificate goes through the admin API like any other; its key is
+  # never shown again (GET and the export leave it out).
+  # (through stdin: a key on a command line would show in ps)
+  pem_json() { awk 'BEGIN { ORS = "" } { print $0 "\\n" }' "$1"; }
+  printf '{"cert":"%s","key":"%s","snis":["localhost"]}' "$(pem_json "$TLS_DIR/cert.pem")" "$(pem_json "$TLS_DIR/key.pem")" |
+    curl -fsS -X PUT "http://$CP_ADDR/v1/certificates/local" -H 'Content-Type: application/json' --data-binary @- >/dev/null
+fi
 wait_http "http://$OPS_ADDR/readyz" "data plane"
 for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://$DP_ADDR/demo/" 2>/dev/null && break; sleep 0.1; done
 
@@ -71,9 +109,18 @@ Portico is running (dev mode: the admin API needs no token here).
   data plane     http://$DP_ADDR   (traffic)   ops: http://$OPS_ADDR/status
   demo upstream  http://$UP_ADDR     demo gRPC  $GRPC_ADDR (shop.v1.Orders, reflection)
   logs and data  $DATA
+MSG
+if [ ${#TLS_ARGS[@]} -gt 0 ]; then
+  cat <<MSG
+  HTTPS          https://localhost:${TLS_ADDR##*:}   (HTTP/2; certificate by the local CA $TLS_DIR/ca.pem)
+MSG
+fi
+cat <<MSG
 
 Try:
   curl -s http://$DP_ADDR/demo/hello?x=1                 # proxied to the demo upstream
+  curl -s --cacert $TLS_DIR/ca.pem -w '%{http_version}\n' https://localhost:${TLS_ADDR##*:}/demo/hello   # HTTPS, HTTP/2
+  curl -s http://$CP_ADDR/v1/certificates | jq           # subject, expiry, days left (never the key)
   curl -si http://$DP_ADDR/cached/hello | grep -i cache   # MISS, then HIT (30 s)
   curl -s -X POST http://$CP_ADDR/v1/routes/cached/cache/purge >/dev/null   # purge it
   curl -s http://$DP_ADDR/profile/7 | jq                 # two calls merged into one answer

@@ -110,6 +110,15 @@ call PUT /v1/global <<'EOF'
 {"rate_limit":{"limit":300,"window":"1m","burst":30,"key":"ip","on_redis_error":"fail_open"}}
 EOF
 
+# The demo certificate (made by tls-init) for the data planes' TLS
+# listener. Its key goes in once more on every run (an unchanged
+# certificate is a no-op); the admin API never shows it back.
+if [ -f /tls/cert.pem ] && [ -f /tls/key.pem ]; then
+  pem_json() { awk 'BEGIN { ORS = "" } { print $0 "\\n" }' "$1"; }
+  printf '{"cert":"%s","key":"%s","snis":["localhost"]}' "$(pem_json /tls/cert.pem)" "$(pem_json /tls/key.pem)" |
+    call PUT /v1/certificates/demo
+fi
+
 call GET /v1/consumers/alice/api-keys
 if grep -q '"id"' "$out"; then
   echo "seed: alice already has an API key (keys are shown once; revoke it and run the seed again for a new one)"
@@ -121,4 +130,5 @@ else
 fi
 echo "seed: JWTs for /users and /orders: HS256 with PORTICO_JWT_SECRET, iss portico-demo, aud portico, sub alice, with exp"
 echo "seed: done; try  curl http://localhost:8080/public/hello"
+echo "seed:      and  curl --cacert portico-ca.pem https://localhost:8443/public/hello (HTTP/2; the CA: docker compose run --rm --entrypoint cat tls-init /tls/ca.pem > portico-ca.pem)"
 echo "seed:      and  curl -i http://localhost:8080/catalog/books (X-Cache-Status), curl http://localhost:8080/profile/7"
