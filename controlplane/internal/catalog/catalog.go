@@ -98,6 +98,9 @@ type Catalog struct {
 	// checkedRoute is a route the running mutation checked against the
 	// rest of its next configuration (under writeMu; see validateTouched).
 	checkedRoute string
+	// shapes indexes the routes of the published revision by path shape
+	// for Put's check (claims.go; under writeMu).
+	shapes shapeIndex
 	// history remembers what each published revision changed, for the
 	// deltas the sync API sends to data planes that are current.
 	history history
@@ -344,6 +347,7 @@ func (c *Catalog) apply(ctx context.Context, actor Actor, m mutation) (*Change, 
 			return nil, nil, fmt.Errorf("commit revision %d: %w", st.Revision, err)
 		}
 		c.publish(st)
+		c.shapes.advance(cur, st, &touched)
 		return &Change{Revision: st.Revision, Entry: entry}, st, nil
 	}
 	return nil, nil, fmt.Errorf("commit: %w after %d attempts", store.ErrConflict, maxCommitAttempts)

@@ -42,6 +42,8 @@ var (
 		items:   func(c *config.Config) *[]config.Route { return &c.Routes },
 		obj:     func(r *config.Route) config.Object { return r },
 		setName: func(r *config.Route, n string) { r.Name = n },
+		// Put runs the same two checks through the catalog's index of
+		// path shapes (shapeIndex.checkRoute).
 		check: func(c *config.Config, r *config.Route) error {
 			return errors.Join(c.CheckRoute(r), c.CheckRouteAuth(r))
 		},
@@ -184,12 +186,16 @@ func Put[T any](ctx context.Context, c *Catalog, k *Kind[T], obj T, mode PutMode
 				k.keep(&zero, &obj)
 			}
 		}
-		if k.check != nil {
-			if err := k.check(next, &obj); err != nil {
+		if r, ok := any(&obj).(*config.Route); ok {
+			// Routes' check, against the routes that share a path
+			// shape with r only (claims.go).
+			if err := c.shapes.at(cur).checkRoute(next, r); err != nil {
 				return store.AuditEntry{}, false, err
 			}
-			if k.Kind == config.KindRoute {
-				c.checkedRoute = name // checked against everything else in next
+			c.checkedRoute = name // checked against everything else in next
+		} else if k.check != nil {
+			if err := k.check(next, &obj); err != nil {
+				return store.AuditEntry{}, false, err
 			}
 		}
 		if existing != nil && config.SameSpec(&(*items)[i], &obj) {
