@@ -28,7 +28,7 @@ type journalRun struct {
 func newJournalRun(t *testing.T, maxEntries int) *journalRun {
 	t.Helper()
 	cfg := &config.Config{Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://h:1"}}, Meta: config.Meta{Version: 1, Revision: 1}}},
-		Consumers: []config.Consumer{}, Issuers: []config.Issuer{}}
+		Consumers: []config.Consumer{}, Issuers: []config.Issuer{}, Certificates: []config.Certificate{}}
 	for i := range 50 {
 		cfg.Routes = append(cfg.Routes, config.Route{Name: fmt.Sprintf("r%04d", i), Paths: []string{fmt.Sprintf("/r%d", i)}, Service: "s", Meta: config.Meta{Version: 1, Revision: 1}})
 	}
