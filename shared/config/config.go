@@ -113,6 +113,7 @@ func (c *Config) Clone() *Config {
 		r.Aggregate = slices.Clone(r.Aggregate)
 		r.UpgradeProtocols = slices.Clone(r.UpgradeProtocols)
 		r.GRPC = clonePtr(r.GRPC)
+		r.HSTS = clonePtr(r.HSTS)
 		if r.Auth != nil {
 			a := *r.Auth
 			a.Issuers, a.Consumers = slices.Clone(a.Issuers), slices.Clone(a.Consumers)

@@ -208,7 +208,21 @@ type Route struct {
 	// allowed) for which the route opens a tunnel to its service; any other
 	// Upgrade header is dropped and the request goes on as a plain one.
 	UpgradeProtocols []string `json:"upgrade_protocols,omitempty"`
+	// HTTPSRedirect answers requests that arrive over plain HTTP with 308
+	// to the same URL on HTTPS, at HTTPSPort (0: the default, 443).
+	HTTPSRedirect bool `json:"https_redirect,omitempty"`
+	HTTPSPort     int  `json:"https_port,omitempty"`
+	// HSTS adds Strict-Transport-Security to the route's answers over
+	// HTTPS.
+	HSTS *HSTS `json:"hsts,omitempty"`
 	Meta
+}
+
+// HSTS is a route's Strict-Transport-Security policy (RFC 6797).
+type HSTS struct {
+	MaxAge            Duration `json:"max_age"`
+	IncludeSubdomains bool     `json:"include_subdomains,omitempty"`
+	Preload           bool     `json:"preload,omitempty"`
 }
 
 // RouteAuth says who may use a route. Any enabled method may authenticate

@@ -179,6 +179,7 @@ func (r *Route) Validate() error {
 }
 
 func (r *Route) validate(l *errorList, p string) {
+	r.validateHTTPS(l, p)
 	if msg := nameProblem(r.Name); msg != "" {
 		l.add(join(p, "name"), "%s", msg)
 	}

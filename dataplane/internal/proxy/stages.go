@@ -8,6 +8,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/aggregate"
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/cache"
+	"github.com/portico-gw/portico/dataplane/internal/httpsredirect"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/dataplane/internal/throttle"
@@ -26,6 +27,7 @@ import (
 // whose configuration was rejected.
 func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 	return stage.NewChain(
+		httpsredirect.Compile(r),                                                // plain HTTP → 308 to HTTPS; HSTS on TLS answers
 		transform.CompileResponse(r),                                            // response edits and CORS on every answer; preflights answered
 		compileLimits(r, c.rt.MaxBodyBytes),                                     // body limit (413), Upgrade only for allowed protocols
 		auth.CompileRoute(r.Auth, c.t.verifier),                                 // API key / JWT (401, 403) → the identity

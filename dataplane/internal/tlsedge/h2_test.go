@@ -33,6 +33,22 @@ import (
 // the certificates of c, after applying cfg.
 func gatewayTLS(t *testing.T, c *Certificates, cfg *config.Config) string {
 	t.Helper()
+	h := newProxy(t, cfg, c)
+	srv := h.Server(nil)
+	Configure(srv, c)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// newProxy is the real proxy handler with the data plane's default limits
+// and cfg applied (its certificates to c).
+func newProxy(t *testing.T, cfg *config.Config, c *Certificates) *proxy.Handler {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	h := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(prometheus.NewRegistry()), Limits: proxy.Limits{
 		BodyReadTimeout: proxy.DefaultBodyReadTimeout, BodyMinRate: proxy.DefaultBodyMinRate, BodyMinRateGrace: proxy.DefaultBodyMinRateGrace,
@@ -48,16 +64,10 @@ func gatewayTLS(t *testing.T, c *Certificates, cfg *config.Config) string {
 		t.Fatalf("apply: %v %v", rej, err)
 	}
 	t.Cleanup(a.Close)
-	c.Apply(cfg)
-	srv := h.Server(log)
-	Configure(srv, c)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if rej := c.Apply(cfg); len(rej) > 0 {
+		t.Fatalf("certificates rejected: %v", rej)
 	}
-	go srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	return h
 }
 
 // h2Client speaks HTTP/2 only to addr, trusting roots.
