@@ -115,6 +115,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCacheKey$$' -fuzztime $(FUZZTIME) ./dataplane/internal/cache/
 	$(GO) test -run '^$$' -fuzz '^FuzzQueryParams$$' -fuzztime $(FUZZTIME) ./dataplane/internal/grpcjson/
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./dataplane/internal/authority/
+	$(GO) test -run '^$$' -fuzz '^FuzzCompileAgreesWithValidate$$' -fuzztime $(FUZZTIME) ./dataplane/internal/tlsedge/
 
 ## soak: mixed load and config churn through two data planes for
 ## PORTICO_SOAK_DURATION (default 10m, under the 20m timeout), checking that
