@@ -15,8 +15,11 @@
 //     published with atomic.Pointer; GetCertificate does one Load per
 //     handshake. A rotation reaches new handshakes at once; connections
 //     already open keep the certificate they were set up with and are
-//     never closed for it. A certificate unchanged since the last snapshot
-//     (same name, version and revision) is not parsed again.
+//     never closed for it. A snapshot that changed no certificate (same
+//     names, versions and revisions: most snapshots change routes) keeps
+//     the table as it is; otherwise a certificate unchanged since the last
+//     snapshot is validated again (the rules are between certificates)
+//     but not parsed into a tls.Certificate again.
 //   - A certificate the data plane cannot use (invalid, or claiming a name
 //     another certificate claims) is left out and reported like any
 //     rejected object (config.Rejected); the rest of the configuration,
@@ -80,6 +83,14 @@ type table struct {
 	// "*.example.com") to its certificate.
 	wild     map[string]*entry
 	rejected []config.Rejected
+	// ids are the certificates the table was compiled from (name,
+	// version, revision), to recognise a snapshot that changed none.
+	ids []certID
+}
+
+type certID struct {
+	name              string
+	version, revision int64
 }
 
 type entry struct {
@@ -117,7 +128,16 @@ func (c *Certificates) Apply(cfg *config.Config) []config.Rejected {
 // compile builds a table from cfg, reusing the parsed certificates of prev
 // that did not change.
 func compile(cfg *config.Config, prev *table) *table {
-	t := &table{byName: map[string]*entry{}, exact: map[string]*entry{}, wild: map[string]*entry{}}
+	ids := make([]certID, len(cfg.Certificates))
+	for i := range cfg.Certificates {
+		c := &cfg.Certificates[i]
+		ids[i] = certID{c.Name, c.Version, c.Revision}
+	}
+	// Objects without metadata (version 0) are never taken as unchanged.
+	if slices.Equal(ids, prev.ids) && !slices.ContainsFunc(ids, func(id certID) bool { return id.version == 0 }) {
+		return prev
+	}
+	t := &table{byName: map[string]*entry{}, exact: map[string]*entry{}, wild: map[string]*entry{}, ids: ids}
 	if len(cfg.Certificates) == 0 {
 		return t
 	}

@@ -314,3 +314,24 @@ func TestNoCertificateError(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestUnchangedCertificatesKeepTheTable: a snapshot that changed no
+// certificate (a route write) keeps the compiled table itself; a changed
+// one builds a new table that reuses the parsed certificates it kept.
+func TestUnchangedCertificatesKeepTheTable(t *testing.T) {
+	p := newPKI(t)
+	a, b := p.cert(t, "a", 1, "a.example.com"), p.cert(t, "b", 1, "b.example.com")
+	c := New("", nil)
+	c.Apply(&config.Config{Certificates: []config.Certificate{a, b}})
+	first := c.cur.Load()
+	c.Apply(&config.Config{Certificates: []config.Certificate{a, b}, Routes: []config.Route{{Name: "r"}}})
+	if c.cur.Load() != first {
+		t.Fatal("a snapshot without certificate changes compiled a new table")
+	}
+	b2 := p.cert(t, "b", 2, "b.example.com")
+	c.Apply(&config.Config{Certificates: []config.Certificate{a, b2}})
+	second := c.cur.Load()
+	if second == first || second.byName["a"] != first.byName["a"] || second.byName["b"] == first.byName["b"] {
+		t.Fatal("a changed certificate: want a new table reusing a's entry and a new one for b")
+	}
+}
