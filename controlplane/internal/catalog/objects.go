@@ -135,6 +135,12 @@ func (k *Kind[T]) index(cfg *config.Config, name string) int {
 	return -1
 }
 
+// insertion is where name goes in cfg's sorted collection.
+func (k *Kind[T]) insertion(cfg *config.Config, name string) int {
+	items := *k.items(cfg)
+	return sort.Search(len(items), func(i int) bool { return k.obj(&items[i]).ObjectName() >= name })
+}
+
 // SetName names obj (a PUT body may leave the name to the URL).
 func (k *Kind[T]) SetName(obj *T, name string) { k.setName(obj, name) }
 
@@ -207,7 +213,8 @@ func Put[T any](ctx context.Context, c *Catalog, k *Kind[T], obj T, mode PutMode
 		action := "update"
 		if existing == nil {
 			meta.Version, meta.CreatedAt = 1, now
-			*items = append(*items, obj)
+			// In name order: the canonical sort then finds nothing to move.
+			*items = slices.Insert(*items, k.insertion(next, name), obj)
 			action, created = "create", true
 		} else {
 			meta.Version, meta.CreatedAt = existing.Version+1, existing.CreatedAt

@@ -1,6 +1,9 @@
 package catalog
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/snapshot"
 )
@@ -30,12 +33,13 @@ func validateTouched(next *config.Config, t *snapshot.Touched, checked string) e
 		return next.Validate()
 	}
 	shadow := config.Config{Services: next.Services, Consumers: next.Consumers, Issuers: next.Issuers, Global: next.Global}
-	for i := range next.Routes {
-		r := &next.Routes[i]
-		if i > 0 && next.Routes[i-1].Name >= r.Name {
+	for i := 1; i < len(next.Routes); i++ {
+		if next.Routes[i-1].Name >= next.Routes[i].Name {
 			return next.Validate() // out of order or a duplicate: let the whole check say it
 		}
-		if _, ok := t.Routes[r.Name]; ok {
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.Routes)) {
+		if r, ok := next.Route(name); ok {
 			shadow.Routes = append(shadow.Routes, *r)
 		}
 	}
