@@ -125,6 +125,7 @@ type flags struct {
 	allowUnderscore, showVersion                            *bool
 	gcPercent                                               *int64
 	tlsListen, tlsDefault                                   *string
+	h2c                                                     *bool
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -161,6 +162,7 @@ func parseFlags(args []string) (*flags, error) {
 		gcPercent:       fs.Int64("gc-percent", "PORTICO_GC_PERCENT", defaultGCPercent, "garbage collector target: heap growth in percent of the live heap before a collection (Go's GOGC; -1 turns the collector off, for use with GOMEMLIMIT)"),
 		tlsListen:       fs.String("tls-listen", "PORTICO_TLS_LISTEN", "", "TLS traffic listener (HTTP/1.1 and HTTP/2) with the certificates of the configuration, chosen by SNI; empty: off"),
 		tlsDefault:      fs.String("tls-default-cert", "PORTICO_TLS_DEFAULT_CERT", "", "name of the certificate object served to TLS clients that send no SNI (an IP address in the URL); empty: such handshakes fail"),
+		h2c:             fs.Bool("h2c", "PORTICO_H2C", false, "also accept HTTP/2 without TLS (prior knowledge) on --listen, with the TLS listener's HTTP/2 limits"),
 		showVersion:     fs.FlagSet.Bool("version", false, "print the version and exit"),
 	}
 	return f, fs.Parse(args)
@@ -414,6 +416,9 @@ func (dp *dataplane) serve(ctx context.Context) error {
 	// bodies are bounded per route and may stream, so there is no
 	// whole-request read or write timeout.
 	traffic := dp.handler.Server(log)
+	if *f.h2c {
+		tlsedge.ConfigureH2C(traffic)
+	}
 	// The TLS listener serves the same handler with the same limits.
 	var tlsLn net.Listener
 	var tlsSrv *http.Server

@@ -46,7 +46,23 @@ func Configure(srv *http.Server, c *Certificates) {
 	p.SetHTTP1(true)
 	p.SetHTTP2(true)
 	srv.Protocols = &p
-	srv.HTTP2 = &http.HTTP2Config{
+	srv.HTTP2 = http2Config()
+}
+
+// ConfigureH2C lets the plain server srv accept HTTP/2 without TLS (h2c
+// with prior knowledge, what gRPC clients and curl --http2-prior-knowledge
+// send) beside HTTP/1.1, with the same HTTP/2 limits as the TLS listener.
+// The HTTP/1.1 Upgrade: h2c dance is not offered (net/http dropped it).
+func ConfigureH2C(srv *http.Server) {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Protocols = &p
+	srv.HTTP2 = http2Config()
+}
+
+func http2Config() *http.HTTP2Config {
+	return &http.HTTP2Config{
 		MaxConcurrentStreams:          MaxConcurrentStreams,
 		MaxReadFrameSize:              MaxReadFrameSize,
 		MaxDecoderHeaderTableSize:     MaxDecoderHeaderTableSize,
