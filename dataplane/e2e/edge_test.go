@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/snapshot"
 	"github.com/portico-gw/portico/shared/testutil"
 )
 
@@ -155,5 +156,72 @@ func TestTLSEdge(t *testing.T) {
 				t.Fatalf("certificate %s returned with its key", c.Name)
 			}
 		}
+	}
+}
+
+// TestTLSRejectedCertificateLoudly: a data plane handed a certificate it
+// cannot use (written to its state dir as another control-plane version
+// could have sent it: a key of another certificate) serves the rest, the
+// other certificates included, and says so like any rejected object:
+// /status, the metric and one ERROR line that does not carry the key.
+func TestTLSRejectedCertificateLoudly(t *testing.T) {
+	up := startUpstream(t, "tlsrej-svc")
+	stateDir := filepath.Join(t.TempDir(), "dp")
+	ca := testutil.NewCA(t)
+	good := ca.Issue(t, []string{"good.example.com"}, time.Time{}, time.Time{})
+	bad := ca.Issue(t, []string{"bad.example.com"}, time.Time{}, time.Time{})
+	cfg := &config.Config{
+		Services: []config.Service{svc(up)},
+		Routes:   []config.Route{{Name: "all", Paths: []string{"/*"}, Service: "s"}},
+		Certificates: []config.Certificate{
+			{Name: "bad", Cert: bad.CertPEM, Key: good.KeyPEM, SNIs: []string{"bad.example.com"}, Meta: config.Meta{Version: 1, Revision: 5}},
+			{Name: "good", Cert: good.CertPEM, Key: good.KeyPEM, SNIs: []string{"good.example.com"}, Meta: config.Meta{Version: 1, Revision: 5}},
+		},
+	}
+	cfg.Services[0].Name = "s"
+	cfg.Sort()
+	_, raw, err := snapshot.Encode(5, cfg, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stateDir, "snapshot.json"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	dp := startDataPlane(t, "dp-tlsrej", "http://"+testutil.RefusedAddr(t), stateDir, "--tls-listen", tlsAddr)
+
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	dial := func(sni string) error {
+		conn, err := tls.Dial("tcp", tlsAddr, &tls.Config{ServerName: sni, RootCAs: roots})
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return dial("good.example.com") == nil }, "the good certificate served")
+	if dial("bad.example.com") == nil {
+		t.Fatal("the rejected certificate was served")
+	}
+	if !serves(dp.url+"/x", "tlsrej-svc") {
+		t.Fatal("the routes stopped with the certificate")
+	}
+	st := dp.status(t)
+	objs, _ := st["rejected_objects"].([]any)
+	if len(objs) != 1 || !strings.Contains(fmt.Sprint(objs[0]), "certificate") || !strings.Contains(fmt.Sprint(objs[0]), "bad") {
+		t.Fatalf("/status rejected_objects = %v, want the certificate bad", st["rejected_objects"])
+	}
+	if _, metrics := get(dp.ops + "/metrics"); !strings.Contains(metrics, "\nportico_config_objects_rejected 1\n") {
+		t.Errorf("/metrics lacks portico_config_objects_rejected 1:\n%s", grepLines(metrics, "portico_config"))
+	}
+	logs, _ := os.ReadFile(dp.proc.log)
+	if n := strings.Count(string(logs), "configuration object rejected"); n != 1 {
+		t.Errorf("%d log lines about rejected objects, want 1:\n%s", n, logs)
+	}
+	if strings.Contains(string(logs), strings.Split(good.KeyPEM, "\n")[1][:40]) {
+		t.Fatal("the data plane's log carries a private key")
 	}
 }
