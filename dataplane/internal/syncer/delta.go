@@ -134,16 +134,18 @@ func (s *Syncer) applyDelta(raw []byte, applied int64) error {
 // give the digest the last one names. It leaves the digest of the result
 // for keep.
 func (s *Syncer) replay(snap *snapshot.Snapshot) (*snapshot.Snapshot, int) {
-	ds, err := replay(s.o.StateDir, snap)
+	ds, c, err := replay(s.o.StateDir, snap)
 	if len(ds) == 0 {
 		if err != nil {
 			s.o.Log.Warn("could not read the journal of deltas; serving the state file's snapshot", "err", err)
 		}
+		s.journal.tidy(false, nil)
 		return nil, 0
 	}
 	fail := func(err error) (*snapshot.Snapshot, int) {
 		s.o.Log.Warn("the journal of deltas does not apply to the state file; serving the state file's snapshot",
 			"revision", snap.Revision, "journal_revision", ds[len(ds)-1].Revision, "err", err)
+		s.journal.tidy(false, nil)
 		return nil, 0
 	}
 	d, err := snapshot.Compose(&snap.Config, ds)
@@ -166,6 +168,7 @@ func (s *Syncer) replay(snap *snapshot.Snapshot) (*snapshot.Snapshot, int) {
 		return fail(fmt.Errorf("%w: the journal says %s, applied it gives %s", snapshot.ErrDigest, d.Digest, got))
 	}
 	s.base.next = &got
+	s.journal.tidy(true, c)
 	return &snapshot.Snapshot{Revision: d.Revision, Epoch: d.Epoch, Checksum: d.Digest, CreatedAt: d.CreatedAt, Config: *cfg}, len(ds)
 }
 

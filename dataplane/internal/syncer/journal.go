@@ -221,39 +221,91 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // replay returns the deltas of the journals in dir that follow snap, in
-// order, stopping at the first that does not (a torn last line, a gap).
-func replay(dir string, snap *snapshot.Snapshot) ([]*snapshot.Delta, error) {
+// order, stopping at the first that does not (a torn last line, a gap), and
+// where it stopped: the journal and the offset of the first line not taken
+// (nil when it read every journal to its end).
+func replay(dir string, snap *snapshot.Snapshot) ([]*snapshot.Delta, *cut, error) {
 	revs, err := journals(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []*snapshot.Delta
 	rev := snap.Revision
 	for _, r := range revs {
 		if r > rev {
-			break // a gap: the deltas between are not here
+			return out, &cut{journal: r}, nil // a gap: the deltas between are not here
 		}
-		f, err := os.Open(filepath.Join(dir, journalName(r)))
+		stop, err := replayFile(filepath.Join(dir, journalName(r)), snap.Epoch.ID, &rev, &out)
 		if err != nil {
-			return out, err
+			return out, nil, err
 		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<30)
-		for sc.Scan() {
-			d, err := snapshot.DecodeDelta(sc.Bytes())
-			if err != nil {
-				break // a line cut short by a crash: nothing after it counts
-			}
-			if d.Revision <= rev {
-				continue
-			}
-			if d.Base != rev || d.Epoch.ID != snap.Epoch.ID {
-				break
-			}
-			out = append(out, d)
-			rev = d.Revision
+		if stop >= 0 {
+			return out, &cut{journal: r, offset: stop}, nil
 		}
-		f.Close()
 	}
-	return out, nil
+	return out, nil, nil
+}
+
+// cut is where replay stopped.
+type cut struct {
+	journal int64
+	offset  int64
+}
+
+// replayFile appends to out the deltas of one journal that follow *rev,
+// advancing it, and returns the offset of the first line that is not
+// whole or does not follow (-1 at the end of the file).
+func replayFile(path, epoch string, rev *int64, out *[]*snapshot.Delta) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<30)
+	var off int64
+	for sc.Scan() {
+		line := sc.Bytes()
+		d, err := snapshot.DecodeDelta(line)
+		switch {
+		case err != nil:
+			return off, nil // a line cut short by a crash: nothing after it counts
+		case d.Revision <= *rev:
+			// Covered by the state file already.
+		case d.Base != *rev || d.Epoch.ID != epoch:
+			return off, nil
+		default:
+			*out = append(*out, d)
+			*rev = d.Revision
+		}
+		off += int64(len(line)) + 1
+	}
+	if err := sc.Err(); err != nil {
+		return off, nil // an unreadable rest counts as cut short
+	}
+	return -1, nil
+}
+
+// tidy makes the journals hold exactly what boot used: with used false
+// (the snapshot alone serves) none; otherwise the journals up to c, the
+// one c names cut at its offset (a torn line must not sit before the
+// deltas appended from now on), and none after it.
+func (j *journal) tidy(used bool, c *cut) {
+	if !used {
+		j.removeJournals(-1)
+		return
+	}
+	if c == nil {
+		return
+	}
+	revs, _ := journals(j.dir)
+	for _, r := range revs {
+		path := filepath.Join(j.dir, journalName(r))
+		switch {
+		case r > c.journal || r == c.journal && c.offset == 0:
+			_ = os.Remove(path)
+		case r == c.journal:
+			_ = os.Truncate(path, c.offset)
+		}
+	}
 }

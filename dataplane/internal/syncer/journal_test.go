@@ -82,6 +82,11 @@ func (r *journalRun) boot() int64 {
 	if err != nil || !ok {
 		r.t.Fatalf("boot: %v, %v", ok, err)
 	}
+	// The booted data plane writes the state dir from now on.
+	r.j = s.journal
+	r.j.maxEntries, r.j.minBytes = 1000, 1<<30
+	r.t.Cleanup(r.j.wait)
+	r.snap = got
 	want, err := json.Marshal(r.cfgs[got.Revision])
 	if err != nil {
 		r.t.Fatal(err)
@@ -166,6 +171,30 @@ func TestJournalCrashes(t *testing.T) {
 		}
 		if got := r.boot(); got != 5 {
 			t.Fatalf("booted at %d, want 5 (the last whole delta)", got)
+		}
+		// Deltas applied after that boot are not lost behind the torn line.
+		for range 3 {
+			r.step()
+		}
+		if got := r.boot(); got != 8 {
+			t.Fatalf("booted again at %d, want 8", got)
+		}
+	})
+	t.Run("first line cut short, then more deltas", func(t *testing.T) {
+		r := newJournalRun(t, 1000)
+		r.step()
+		if err := os.Truncate(filepath.Join(r.dir, journalName(1)), 10); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.boot(); got != 1 {
+			t.Fatalf("booted at %d, want 1", got)
+		}
+		r.cfgs = map[int64]*config.Config{1: r.cfgs[1]}
+		for range 2 {
+			r.step()
+		}
+		if got := r.boot(); got != 3 {
+			t.Fatalf("booted again at %d, want 3", got)
 		}
 	})
 	t.Run("sealed, old journal not yet removed", func(t *testing.T) {
