@@ -15,8 +15,6 @@ type step struct {
 	name   string
 	answer bool
 	log    *[]string
-	// out is what its Outbound hook sets (none when empty).
-	out string
 }
 
 func (s *step) Serve(req *Request) {
