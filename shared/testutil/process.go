@@ -116,6 +116,21 @@ func (p *process) kill() error {
 
 // signal sends sig to the running process (SIGSTOP and SIGCONT freeze and
 // thaw it; SIGKILL still works on a frozen one).
+// renice sets the process's scheduling priority (nice value; negative
+// needs CAP_SYS_NICE).
+func (p *process) renice(nice int) error {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("%s: not running", p.name)
+	}
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, nice); err != nil {
+		return fmt.Errorf("%s: setpriority %d: %w", p.name, nice, err)
+	}
+	return nil
+}
+
 func (p *process) signal(sig syscall.Signal) error {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited

@@ -102,6 +102,19 @@ func (r *Redis) Thaw() {
 	}
 }
 
+// Prefer raises the server's scheduling priority above the test's, as if
+// Redis had a machine of its own: a test about this process being busy must
+// not also starve Redis of CPU (on a 2-core machine running other test
+// packages beside it, a starved redis-server is a slow Redis, which is a
+// different test). Without the privilege to raise it, the test goes on and
+// says so.
+func (r *Redis) Prefer() {
+	r.tb.Helper()
+	if err := r.proc.renice(-10); err != nil {
+		r.tb.Logf("redis-server keeps normal priority: %v", err)
+	}
+}
+
 // Pause makes the server hold every client's commands for d while staying
 // up and accepting connections (CLIENT PAUSE ... ALL): a slow Redis rather
 // than a dead one, for latency-fault tests. It returns at once.

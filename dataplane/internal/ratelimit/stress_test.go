@@ -39,6 +39,7 @@ func spin(n int) (stop func()) {
 // On the old limiter a fixed 5ms timer ran out for a large part of them.
 func TestBusyProcessDecidesInRedis(t *testing.T) {
 	srv := testutil.StartRedis(t)
+	srv.Prefer()
 	client := newClient(t, srv.URL())
 	warmUp(t, client, 4)
 	lim := NewRedis(Options{Client: client, Log: slog.New(&logRecorder{})})
