@@ -85,6 +85,7 @@ func (c *Config) Clone() *Config {
 		s.OutlierDetection = clonePtr(s.OutlierDetection)
 		s.CircuitBreaker = clonePtr(s.CircuitBreaker)
 		s.HealthCheck = clonePtr(s.HealthCheck)
+		s.TLS = clonePtr(s.TLS)
 		if s.GRPC != nil {
 			g := *s.GRPC
 			g.DescriptorSet = slices.Clone(g.DescriptorSet)

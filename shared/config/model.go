@@ -70,6 +70,10 @@ type Service struct {
 	// HTTP/2 (h2c for http:// targets) by routes that name a method.
 	Protocol string       `json:"protocol,omitempty"`
 	GRPC     *ServiceGRPC `json:"grpc,omitempty"`
+	// TLS verifies https instances against a CA of their own and presents
+	// a client certificate to them (servicetls.go). Without it, https
+	// instances are verified against the system roots.
+	TLS *ServiceTLS `json:"tls,omitempty"`
 	Meta
 }
 

@@ -119,6 +119,7 @@ func (s *Service) validate(l *errorList, p string) {
 	}
 	s.validatePolicies(l, p)
 	s.validateProtocol(l, p)
+	s.validateTLS(l, p, false)
 	if len(s.Targets) > MaxTargets {
 		l.add(join(p, "targets"), "at most %d targets", MaxTargets)
 	}
@@ -341,6 +342,9 @@ func (c *Config) check() *errorList {
 		s := &c.Services[i]
 		p := fmt.Sprintf("services[%d]", i)
 		s.validate(&l, p)
+		if s.TLS != nil && s.TLS.ClientCert != "" && s.TLS.ClientKey == "" {
+			l.add(join(p, "tls.client_key"), "is required with client_cert (a PEM private key matching it)")
+		}
 		if j, dup := services[s.Name]; dup {
 			l.conflictf(join(p, "name"), "duplicate service name %q (also services[%d])", s.Name, j)
 		}

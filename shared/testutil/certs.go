@@ -110,6 +110,31 @@ func (ca *CA) Issue(t testing.TB, names []string, notBefore, notAfter time.Time)
 	return Leaf{CertPEM: pemOf("CERTIFICATE", der) + ca.chain, KeyPEM: pemOf("PRIVATE KEY", kder), Cert: c}
 }
 
+// IssueClient issues a client certificate (ExtKeyUsageClientAuth) named
+// cn, valid for a day around now: what mTLS servers ask of the gateway.
+func (ca *CA) IssueClient(t testing.TB, cn string) Leaf {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(t),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.key)
+	if err != nil {
+		t.Fatalf("issue client certificate: %v", err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return Leaf{CertPEM: pemOf("CERTIFICATE", der) + ca.chain, KeyPEM: pemOf("PRIVATE KEY", kder), Cert: c}
+}
+
 // WriteCA writes the root to dir/ca.pem and returns the path.
 func (ca *CA) WriteCA(t testing.TB, dir string) string {
 	t.Helper()

@@ -13,8 +13,13 @@ import (
 // expiry, warnings, and the data planes that serve it.
 
 // present prepares an object of any kind for output; only certificates
-// change. obj must be a copy the catalog does not hold.
+// and services (a service's tls.client_key) change. obj must be a copy the
+// catalog does not hold.
 func (s *server) present(obj any) {
+	if svc, ok := obj.(*config.Service); ok {
+		*svc = svc.Redacted()
+		return
+	}
 	c, ok := obj.(*config.Certificate)
 	if !ok {
 		return
@@ -27,13 +32,15 @@ func (s *server) present(obj any) {
 	c.Status = st
 }
 
-// presentAll is present over a list the catalog holds: certificates are
-// copied first.
+// presentAll is present over a list the catalog holds: certificates and
+// services are copied first.
 func presentAll[T any](s *server, items []T) []T {
 	if len(items) == 0 {
 		return items
 	}
-	if _, ok := any(&items[0]).(*config.Certificate); !ok {
+	switch any(&items[0]).(type) {
+	case *config.Certificate, *config.Service:
+	default:
 		return items
 	}
 	out := slices.Clone(items)

@@ -18,6 +18,9 @@ func (s *server) exportConfig(c echo.Context) error {
 	for i := range cfg.Certificates {
 		cfg.Certificates[i] = cfg.Certificates[i].Redacted()
 	}
+	for i := range cfg.Services {
+		cfg.Services[i] = cfg.Services[i].Redacted()
+	}
 	c.Response().Header().Set("ETag", etag(rev))
 	c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(rev, 10))
 	return c.JSON(http.StatusOK, apiv1.Export{Revision: rev, Config: cfg})

@@ -36,6 +36,10 @@ var (
 		obj:         func(s *config.Service) config.Object { return s },
 		setName:     func(s *config.Service, n string) { s.Name = n },
 		deleteCheck: func(c *config.Config, name string) error { return c.CheckServiceDelete(name) },
+		// A write may leave tls.client_key out (GET never shows it): the
+		// stored key is kept when it matches tls.client_cert.
+		keep:  func(existing, obj *config.Service) { config.ServiceKeepsKey(existing, obj) },
+		check: func(c *config.Config, s *config.Service) error { return c.CheckService(s) },
 	}
 	Routes = &Kind[config.Route]{
 		Kind:    config.KindRoute,

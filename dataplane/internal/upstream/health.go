@@ -18,8 +18,10 @@ type Prober interface {
 var defaultProber Prober = &http.Client{
 	// Health checks must not follow a redirect into something that is not
 	// the instance being checked.
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	CheckRedirect: noRedirect,
 }
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // healthLoop probes every static target each interval until ctx ends. An
 // instance turns unhealthy after UnhealthyThreshold failures in a row and
@@ -33,7 +35,15 @@ func (u *Upstream) healthLoop(ctx context.Context) {
 	okNeed := cmp.Or(hc.HealthyThreshold, config.DefaultHealthHealthyThreshold)
 	failNeed := cmp.Or(hc.UnhealthyThreshold, config.DefaultHealthUnhealthyThreshold)
 	prober := u.deps.Prober
-	if prober == nil {
+	switch {
+	case prober != nil:
+	case u.tls != nil:
+		// https instances are probed with the service's TLS configuration
+		// (its CA, server name and client certificate).
+		tr := &http.Transport{Proxy: nil, TLSClientConfig: u.tls, DisableKeepAlives: true}
+		defer tr.CloseIdleConnections()
+		prober = &http.Client{Transport: tr, CheckRedirect: noRedirect}
+	default:
 		prober = defaultProber
 	}
 	tick := time.NewTicker(interval)

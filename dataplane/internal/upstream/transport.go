@@ -70,9 +70,12 @@ type ExchangeKey struct{}
 // of the Exchange in the request's context (Call.Do), sending each attempt
 // to its instance through the shared HTTP transport.
 type Transport struct {
-	base   http.RoundTripper
-	tracer trace.Tracer
-	prop   propagation.TextMapPropagator
+	base http.RoundTripper
+	// template is the *http.Transport inside base, which a service with
+	// TLS instances clones for its own (tlsconfig.go).
+	template *http.Transport
+	tracer   trace.Tracer
+	prop     propagation.TextMapPropagator
 }
 
 // NewTransport wraps the shared HTTP transport. Its DialContext must honour
@@ -86,7 +89,7 @@ func NewTransport(base http.RoundTripper, tp trace.TracerProvider, prop propagat
 	if prop == nil {
 		prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
-	return &Transport{base: base, tracer: tp.Tracer("github.com/portico-gw/portico/dataplane/upstream"), prop: prop}
+	return &Transport{base: base, template: httpTransport(base), tracer: tp.Tracer("github.com/portico-gw/portico/dataplane/upstream"), prop: prop}
 }
 
 // RoundTrip implements http.RoundTripper: the Exchange's call with HTTP
@@ -144,7 +147,11 @@ func (t *Transport) attempt(ctx context.Context, req *http.Request, x *Exchange,
 	// Attempts run one after another, so writing the trace context into
 	// the shared header map cannot race with an earlier attempt.
 	t.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
-	resp, err := t.base.RoundTrip(out)
+	rt := t.base
+	if u := x.Upstream; u.tlsRT != nil && m.Scheme == "https" {
+		rt = u.tlsRT.get(t.template, u.tls)
+	}
+	resp, err := rt.RoundTrip(out)
 	if span != nil {
 		span.SetAttributes(
 			attribute.String("http.request.method", req.Method),

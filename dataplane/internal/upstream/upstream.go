@@ -20,6 +20,7 @@ package upstream
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -76,6 +77,10 @@ type Upstream struct {
 	breakerDesc string
 	deps        Deps
 	metrics     serviceMetrics
+	// tls is the client configuration toward https instances (ClientTLS),
+	// tlsRT the transport that uses it (tlsconfig.go); nil without TLS.
+	tls   *tls.Config
+	tlsRT *tlsTransport
 
 	view atomic.Pointer[view]
 	// mu guards members and rebuilding the view (discovery callbacks and
@@ -134,6 +139,18 @@ func Build(svc *config.Service, prev *Upstream, deps Deps) (*Upstream, error) {
 		outlier:        newOutlierPolicy(svc.OutlierDetection),
 		deps:           deps,
 		members:        map[string]*Member{},
+	}
+	tlsConf, err := ClientTLS(svc)
+	if err != nil {
+		return nil, err
+	}
+	if tlsConf != nil {
+		u.tls, u.tlsRT = tlsConf, &tlsTransport{}
+		// An unchanged tls block keeps the service's connections.
+		if prev != nil && prev.tlsRT != nil && sameTLS(prev.Spec.TLS, svc.TLS) {
+			u.tls, u.tlsRT = prev.tls, prev.tlsRT
+			prev.tlsRT.adopted.Store(true)
+		}
 	}
 	u.budget = newRetryBudget(u.retry, deps.Now)
 	u.metrics = deps.Metrics.forService(svc.Name)
@@ -302,6 +319,17 @@ func (u *Upstream) Retire() {
 		stop()
 		<-done
 	}
+	if u.tlsRT != nil {
+		u.tlsRT.close()
+	}
+}
+
+// sameTLS compares two tls blocks.
+func sameTLS(a, b *config.ServiceTLS) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // Status describes the pool for /status.
