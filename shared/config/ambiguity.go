@@ -3,15 +3,20 @@ package config
 import "fmt"
 
 // Route ambiguity, the one rule. A route matches, for each of its paths,
-// every (host, method, path shape) it lists: no hosts means "any host", no
-// methods "any method", and the shape is the path with its parameter names
-// erased (PathShape: "/users/{id}" and "/users/{name}" are one shape). Two
-// routes sharing such a key are ambiguous, because which of them serves the
-// requests it describes would be arbitrary; the later one is refused (409).
-// Keys that differ are not ambiguous even when their requests overlap: a
-// route listing a method beats an any-method route on the same shape, an
-// exact host beats a wildcard, a static segment beats a {param} (the router's
-// precedence rules decide those).
+// every (host, method, path shape, conditions) it lists: no hosts means "any
+// host", no methods "any method", the shape is the path with its parameter
+// names erased (PathShape: "/users/{id}" and "/users/{name}" are one shape;
+// a constraint stays, "/users/{id:[0-9]+}" is another), and the conditions
+// are the route's match in canonical form (RouteMatch.Key: "X-Api-Version"
+// exact "2" and "x-api-version": "2" are one). Two routes sharing such a key
+// can never be told apart, so which of them serves the requests it
+// describes would be arbitrary (priority would only make one of them dead
+// config); the later one is refused (409), and the message names the route
+// it collides with. Keys that differ are not ambiguous even when their
+// requests overlap: a route listing a method beats an any-method route on
+// the same shape, an exact host beats a wildcard, a static segment beats a
+// {param}, more conditions beat fewer, then priority, then the name (the
+// router's precedence rules decide those, deterministically).
 //
 // Validate (and so ValidateObjects, which the data plane compiles with) and
 // CheckRoute decide with routeClaims. The data plane's router holds the same
@@ -23,6 +28,7 @@ import "fmt"
 // matchKey is one (host, method, path shape) of a route.
 type matchKey struct {
 	host, method, shape string
+	conds               string // RouteMatch.Key
 }
 
 func (k matchKey) String() string {
@@ -32,6 +38,9 @@ func (k matchKey) String() string {
 	}
 	if method == "" {
 		method = "any method"
+	}
+	if k.conds != "" {
+		return fmt.Sprintf("%s %s %s if %s", method, host, k.shape, k.conds)
 	}
 	return fmt.Sprintf("%s %s %s", method, host, k.shape)
 }
@@ -60,6 +69,7 @@ func (c routeClaims) claim(r *Route, clash func(path int, key matchKey, holder s
 	if len(methods) == 0 {
 		methods = []string{""}
 	}
+	conds := r.Match.Key()
 	for pi, path := range r.Paths {
 		shape, err := PathShape(path)
 		if err != nil {
@@ -67,7 +77,7 @@ func (c routeClaims) claim(r *Route, clash func(path int, key matchKey, holder s
 		}
 		for _, h := range hosts {
 			for _, m := range methods {
-				k := matchKey{host: h, method: m, shape: shape}
+				k := matchKey{host: h, method: m, shape: shape, conds: conds}
 				switch holder, taken := c[k]; {
 				case !taken:
 					c[k] = r.Name

@@ -115,6 +115,12 @@ func (c *Config) Clone() *Config {
 		r.UpgradeProtocols = slices.Clone(r.UpgradeProtocols)
 		r.GRPC = clonePtr(r.GRPC)
 		r.HSTS = clonePtr(r.HSTS)
+		if r.Match != nil {
+			m := *r.Match
+			m.Headers, m.Query, m.Cookies = maps.Clone(m.Headers), maps.Clone(m.Query), maps.Clone(m.Cookies)
+			r.Match = &m
+		}
+		r.Precedence = nil
 		if r.Auth != nil {
 			a := *r.Auth
 			a.Issuers, a.Consumers = slices.Clone(a.Issuers), slices.Clone(a.Consumers)

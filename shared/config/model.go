@@ -167,6 +167,15 @@ type Route struct {
 	// Hosts limits the route to these hosts ("api.example.com" or
 	// "*.example.com"); empty means any host.
 	Hosts []string `json:"hosts,omitempty"`
+	// Match adds conditions on headers, query parameters and cookies
+	// (match.go): the route serves only requests meeting all of them.
+	Match *RouteMatch `json:"match,omitempty"`
+	// Priority ranks routes that claim the same request and tie on path,
+	// method and number of conditions: the higher wins (default 0).
+	Priority int `json:"priority,omitempty"`
+	// Precedence is computed by the admin API on output and ignored on
+	// input (like Meta), so GET output can be PUT back.
+	Precedence *Precedence `json:"precedence,omitempty"`
 	// Service receives the traffic. An aggregating route leaves it empty
 	// and names its services in Aggregate.
 	Service string `json:"service,omitempty"`

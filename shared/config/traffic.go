@@ -140,10 +140,8 @@ func (r *Route) Params() (common map[string]bool, allPrefix bool) {
 	for i, p := range r.Paths {
 		names := map[string]bool{}
 		for _, seg := range strings.Split(p, "/") {
-			if n, ok := strings.CutPrefix(seg, "{"); ok {
-				if n, ok := strings.CutSuffix(n, "}"); ok {
-					names[n] = true
-				}
+			if n, _, ok := ParamSegment(seg); ok && strings.HasSuffix(seg, "}") {
+				names[n] = true
 			}
 		}
 		if !strings.HasSuffix(p, "/*") {

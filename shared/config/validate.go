@@ -47,6 +47,13 @@ func (r *Route) Normalize() {
 			r.CORS.AllowMethods[i] = strings.ToUpper(strings.TrimSpace(m))
 		}
 	}
+	if r.Match != nil {
+		// A copy: the object may share its match with a published one.
+		m := *r.Match
+		m.normalize()
+		r.Match = &m
+	}
+	r.Precedence = nil
 }
 
 // Normalize spells out default target weights (0 means 1) and the default
@@ -213,6 +220,12 @@ func (r *Route) validate(l *errorList, p string) {
 			l.add(fp, "duplicate method %q", m)
 		}
 		seenMethod[m] = true
+	}
+	if r.Match != nil {
+		r.Match.validate(l, join(p, "match"))
+	}
+	if r.Priority < MinPriority || r.Priority > MaxPriority {
+		l.add(join(p, "priority"), "must be between %d and %d", MinPriority, MaxPriority)
 	}
 	if len(r.Hosts) > MaxHostsPerRoute {
 		l.add(join(p, "hosts"), "at most %d hosts", MaxHostsPerRoute)
@@ -437,8 +450,9 @@ func (c *Config) check() *errorList {
 }
 
 // PathShape validates a route path pattern and returns its shape: the pattern
-// with parameter names erased ("/users/{id}" → "/users/{}"), so that patterns
-// matching the same request paths compare equal.
+// with parameter names erased ("/users/{id}" → "/users/{}",
+// "/users/{id:[0-9]+}" → "/users/{:[0-9]+}"), so that patterns matching the
+// same request paths compare equal.
 func PathShape(path string) (string, error) {
 	switch {
 	case path == "":
@@ -468,9 +482,14 @@ func PathShape(path string) (string, error) {
 				return "", fmt.Errorf("%q: '*' is only allowed as the last segment (\"/prefix/*\")", path)
 			}
 		case seg[0] == '{':
-			name, ok := strings.CutSuffix(seg[1:], "}")
-			if !ok || !isIdent(name) {
-				return "", fmt.Errorf("%q: parameter segment %q must look like {name}", path, seg)
+			name, constraint, _ := ParamSegment(seg)
+			if !strings.HasSuffix(seg, "}") || !isIdent(name) || strings.Contains(seg[1:len(seg)-1], ":") && constraint == "" {
+				return "", fmt.Errorf("%q: parameter segment %q must look like {name} or {name:regex}", path, seg)
+			}
+			if constraint != "" {
+				if _, err := CompileRegexp(constraint); err != nil {
+					return "", fmt.Errorf("%q: parameter {%s}: %w", path, name, err)
+				}
 			}
 			if params[name] {
 				return "", fmt.Errorf("%q: parameter {%s} appears twice", path, name)
@@ -479,7 +498,12 @@ func PathShape(path string) (string, error) {
 			if len(params) > MaxParamsPerPath {
 				return "", fmt.Errorf("%q: at most %d parameters", path, MaxParamsPerPath)
 			}
-			seg = "{}"
+			// The constraint stays in the shape: "/{id:[0-9]+}" and
+			// "/{id}" are told apart (the constrained one is tried first).
+			seg = "{:" + constraint + "}"
+			if constraint == "" {
+				seg = "{}"
+			}
 		default:
 			for j := 0; j < len(seg); j++ {
 				if !isPathChar(seg[j]) {

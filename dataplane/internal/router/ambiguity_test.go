@@ -31,7 +31,7 @@ func FuzzAmbiguityMatchesConfig(f *testing.F) {
 		cfg := config.Config{Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://127.0.0.1:1"}}}}}
 		for i, r := range rules {
 			cfg.Routes = append(cfg.Routes, config.Route{Name: "r" + strconv.Itoa(i), Service: "s",
-				Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts})
+				Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts, Match: r.Match, Priority: r.Priority})
 		}
 		verr := cfg.Validate()
 		if verr != nil && !errors.Is(verr, config.ErrConflict) {

@@ -2,8 +2,12 @@ package router
 
 import (
 	"fmt"
+	"net/http"
 	"runtime"
+	"strings"
 	"testing"
+
+	"github.com/portico-gw/portico/shared/config"
 )
 
 // benchRules generates n rules shaped like a multi-tenant gateway's:
@@ -101,6 +105,74 @@ func BenchmarkCompile(b *testing.B) {
 			}
 			// After the loop: b.Loop's timer reset drops earlier metrics.
 			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "table-MiB")
+		})
+	}
+}
+
+// benchRulesWithConditions is benchRules with issue 16's matching on top:
+// the parameter routes constrain {id} to digits, and every service has
+// two more routes on the same paths told apart by a header (exact), a
+// query parameter, a cookie (prefix) or a header regex, so a request
+// tests conditions at the leaf before it finds its route.
+func benchRulesWithConditions(n int) []Rule {
+	rules := benchRules(n)
+	for i := range rules {
+		if i%5 != 1 {
+			continue
+		}
+		svc := fmt.Sprintf("svc%d", i)
+		paths := []string{"/api/v1/" + svc + "/users/{id:[0-9]+}", "/api/v1/" + svc + "/users/{id:[0-9]+}/orders/{order}"}
+		rules[i].Paths = paths
+		rules = append(rules,
+			Rule{Name: svc + "-v2", Paths: paths, Methods: rules[i].Methods, Match: &config.RouteMatch{
+				Headers: map[string]config.ValueMatch{"X-Api-Version": {Exact: "2"}},
+				Query:   map[string]config.ValueMatch{"beta": {Exact: "true"}},
+			}},
+			Rule{Name: svc + "-canary", Paths: paths, Methods: rules[i].Methods, Match: &config.RouteMatch{
+				Headers: map[string]config.ValueMatch{"X-Tenant": {Regex: "acme-[a-z]+"}},
+				Cookies: map[string]config.ValueMatch{"canary": {Prefix: "yes"}},
+			}},
+		)
+	}
+	return rules[:n]
+}
+
+func BenchmarkMatchConditions(b *testing.B) {
+	for _, n := range []int{10000} {
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			rules := benchRulesWithConditions(n)
+			tab, err := Compile(rules)
+			if err != nil {
+				b.Fatal(err)
+			}
+			// The last parameter route kept in the list, and three requests
+			// to it: one passing the two-condition v2 route, one the
+			// canary's regex and cookie, one neither (falls to the plain
+			// route after testing both).
+			last := 0
+			for i := range rules {
+				if i%5 == 1 && strings.Contains(rules[i].Paths[0], "{id:") {
+					last = i
+				}
+			}
+			path := "/api/v1/svc" + fmt.Sprint(last) + "/users/12345/orders/987"
+			ins := []*Inputs{
+				{Header: http.Header{"X-Api-Version": {"2"}, "Accept": {"*/*"}}, RawQuery: "page=2&beta=true"},
+				{Header: http.Header{"X-Tenant": {"acme-corp"}, "Cookie": {"session=abc; canary=yes-1"}}},
+				{Header: http.Header{"X-Api-Version": {"1"}, "Cookie": {"session=abc"}}, RawQuery: "page=2"},
+			}
+			var m Match
+			for _, in := range ins {
+				if !tab.MatchRequest("gw.example.net", "GET", path, in, &m) {
+					b.Fatalf("no match for %s %+v", path, in)
+				}
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				tab.MatchRequest("gw.example.net", "GET", path, ins[i%len(ins)], &m)
+				i++
+			}
 		})
 	}
 }

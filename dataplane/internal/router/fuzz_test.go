@@ -3,6 +3,9 @@ package router
 import (
 	"cmp"
 	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,7 +35,7 @@ func FuzzMatch(f *testing.F) {
 	fixRules, _ := fixtureRules()
 	fixTable := mustCompile(f, fixRules)
 	f.Fuzz(func(t *testing.T, data []byte, host, method, path string) {
-		checkAgainstReference(t, fixTable, fixRules, host, method, path)
+		checkAgainstReference(t, fixTable, fixRules, host, method, path, nil)
 
 		g := &gen{data: data}
 		rules := g.rules()
@@ -56,21 +59,32 @@ func FuzzMatch(f *testing.F) {
 		if tab.Len() != len(rules) {
 			t.Fatalf("Len() = %d, want %d", tab.Len(), len(rules))
 		}
-		checkAgainstReference(t, tab, rules, host, method, path)
+		checkAgainstReference(t, tab, rules, host, method, path, nil)
 		for range 4 {
-			checkAgainstReference(t, tab, rules, g.host(), g.method(), g.path())
+			checkAgainstReference(t, tab, rules, g.host(), g.method(), g.path(), g.inputs())
 		}
 	})
 }
 
-func checkAgainstReference(t *testing.T, tab *Table, rules []Rule, host, method, path string) {
+func checkAgainstReference(t *testing.T, tab *Table, rules []Rule, host, method, path string, in *Inputs) {
 	t.Helper()
-	var m Match
-	got := resultOf(tab.Match(host, method, path, &m), &m, nil)
-	want := refMatch(t, rules, host, method, path)
-	if diff := gocmp.Diff(want, got); diff != "" {
-		t.Fatalf("Match(%q, %q, %q) differs from reference (-ref +got):\n%s\nrules: %#v", host, method, path, diff, rules)
+	if in == nil {
+		in = &Inputs{}
 	}
+	var m Match
+	got := resultOf(tab.MatchRequest(host, method, path, in, &m), &m, nil)
+	want := refMatch(t, rules, host, method, path, in)
+	if diff := gocmp.Diff(want, got); diff != "" {
+		t.Fatalf("Match(%q, %q, %q, %+v) differs from reference (-ref +got):\n%s\nrules: %s", host, method, path, *in, diff, describeRules(rules))
+	}
+}
+
+func describeRules(rules []Rule) string {
+	var b strings.Builder
+	for i, r := range rules {
+		fmt.Fprintf(&b, "\n  %d %s paths=%q methods=%q hosts=%q if %s priority %d", i, r.Name, r.Paths, r.Methods, r.Hosts, r.Match.Key(), r.Priority)
+	}
+	return b.String()
 }
 
 // gen derives rules and requests from fuzz bytes. Small alphabets make
@@ -91,12 +105,17 @@ func (g *gen) byte() byte {
 func (g *gen) pick(from []string) string { return from[int(g.byte())%len(from)] }
 
 var (
-	genStatic  = []string{"a", "b", "c"}
-	genHosts   = []string{"a.com", "b.a.com", "x.b.a.com", "*.a.com", "*.b.a.com", "*.com"}
-	genMethods = []string{"GET", "POST", "PUT"}
-	reqSegs    = []string{"a", "b", "c", "x", ""}
-	reqHosts   = []string{"a.com", "b.a.com", "x.b.a.com", "y.x.b.a.com", "z.a.com", "com", "other.org", ""}
-	reqMethods = []string{"GET", "POST", "PUT", "DELETE", "get"}
+	genStatic = []string{"a", "b", "c"}
+	// Constraints overlap ("a" matches both) so that their order matters.
+	genConstraints = []string{"[ab]", "a|x", "[a-c]+"}
+	reqHeaders     = []string{"", "1", "12", "2"}
+	reqQueries     = []string{"", "q=1", "q=2&q=1", "x=1&q=12", "q", "q=%31"}
+	reqCookies     = []string{"", "c=1", "c=12; d=1", "d=1"}
+	genHosts       = []string{"a.com", "b.a.com", "x.b.a.com", "*.a.com", "*.b.a.com", "*.com"}
+	genMethods     = []string{"GET", "POST", "PUT"}
+	reqSegs        = []string{"a", "b", "c", "x", ""}
+	reqHosts       = []string{"a.com", "b.a.com", "x.b.a.com", "y.x.b.a.com", "z.a.com", "com", "other.org", ""}
+	reqMethods     = []string{"GET", "POST", "PUT", "DELETE", "get"}
 )
 
 func (g *gen) rules() []Rule {
@@ -118,8 +137,51 @@ func (g *gen) rules() []Rule {
 				r.Hosts = append(r.Hosts, g.pick(genHosts))
 			}
 		}
+		r.Match = g.match()
+		r.Priority = int(g.byte()%3) - 1
+		// Names in index order, so that a list updated (ids moved)
+		// breaks ties like a compiled one.
+		r.Name = fmt.Sprintf("r%03d", i)
 	}
 	return rules
+}
+
+// match draws conditions from a small set per item, so that routes often
+// share some of them.
+func (g *gen) match() *config.RouteMatch {
+	b := g.byte()
+	if b%2 == 0 {
+		return nil
+	}
+	yes, no := true, false
+	m := &config.RouteMatch{}
+	header := []*config.ValueMatch{nil, {Exact: "1"}, {Prefix: "1"}, {Present: &yes}, {Present: &no}, {Regex: "1[0-9]"}}
+	if v := header[int(b>>1)%len(header)]; v != nil {
+		m.Headers = map[string]config.ValueMatch{"X-A": *v}
+	}
+	query := []*config.ValueMatch{nil, {Exact: "1"}, {Present: &yes}, {Present: &no}}
+	if v := query[int(b>>4)%len(query)]; v != nil {
+		m.Query = map[string]config.ValueMatch{"q": *v}
+	}
+	cookie := []*config.ValueMatch{nil, {Exact: "1"}, {Prefix: "1"}}
+	if v := cookie[int(b>>6)%len(cookie)]; v != nil {
+		m.Cookies = map[string]config.ValueMatch{"c": *v}
+	}
+	if m.Len() == 0 {
+		return nil
+	}
+	return m
+}
+
+func (g *gen) inputs() *Inputs {
+	in := &Inputs{Header: http.Header{}, RawQuery: g.pick(reqQueries)}
+	if v := g.pick(reqHeaders); v != "" {
+		in.Header["X-A"] = []string{v}
+	}
+	if v := g.pick(reqCookies); v != "" {
+		in.Header["Cookie"] = []string{v}
+	}
+	return in
 }
 
 func (g *gen) pattern() string {
@@ -130,7 +192,11 @@ func (g *gen) pattern() string {
 		if c := g.byte(); c%3 == 0 {
 			// Names vary across patterns of one shape but never repeat
 			// within a pattern.
-			fmt.Fprintf(&b, "{%c%d}", "pq"[c/3%2], i)
+			if c%2 == 0 {
+				fmt.Fprintf(&b, "{%c%d}", "pq"[c/3%2], i)
+			} else {
+				fmt.Fprintf(&b, "{%c%d:%s}", "pq"[c/3%2], i, genConstraints[int(c/6)%len(genConstraints)])
+			}
 		} else {
 			b.WriteString(genStatic[int(c)%len(genStatic)])
 		}
@@ -179,7 +245,7 @@ func (g *gen) path() string {
 
 // refCompileProblem says why Compile should fail, or "" if it should not.
 func refCompileProblem(rules []Rule) string {
-	type key struct{ host, method, shape string }
+	type key struct{ host, method, shape, conds string }
 	type claim struct{ rule, path int }
 	claims := map[key]claim{}
 	for ri, r := range rules {
@@ -208,7 +274,7 @@ func refCompileProblem(rules []Rule) string {
 			}
 			for _, h := range hosts {
 				for _, m := range methods {
-					k := key{h, m, shape}
+					k := key{h, m, shape, r.Match.Key()}
 					if c, ok := claims[k]; ok && c != (claim{ri, pi}) {
 						return fmt.Sprintf("rule %d path %d claims %v like rule %d path %d", ri, pi, k, c.rule, c.path)
 					}
@@ -228,26 +294,93 @@ type refCandidate struct {
 	// length, then rules without hosts.
 	hostRank int
 	// kinds says, for every segment of the request path, what covered it:
-	// 0 a static segment, 1 a {param}, 2 the "/*" of a prefix pattern.
-	kinds       []int
+	// "0" a static segment, "1"+regex a constrained {param:regex}, "2" a
+	// {param}, "3" the "/*" of a prefix pattern.
+	kinds       []string
 	isPrefix    bool
 	methodAny   bool
+	conds       int
+	condKey     string
+	priority    int
+	name        string
 	prefixLen   int
 	paramKV     []string
 	description string
 }
 
 // refRank orders candidates, best first: host class, then segment-by-segment
-// specificity (static > param > prefix), which also makes a deeper prefix
-// win, then an exact pattern over a prefix covering the same segments, then
-// a rule listing the method over one that allows any.
+// specificity (static > constrained param, by regex text > param > prefix),
+// which also makes a deeper prefix win, then an exact pattern over a prefix
+// covering the same segments, then a rule listing the method over one that
+// allows any, then more conditions, then higher priority.
 func refRank(a, b *refCandidate) int {
 	return cmp.Or(
 		cmp.Compare(a.hostRank, b.hostRank),
 		slices.Compare(a.kinds, b.kinds),
 		boolRank(a.isPrefix, b.isPrefix),
 		boolRank(a.methodAny, b.methodAny),
+		cmp.Compare(b.conds, a.conds),
+		cmp.Compare(b.priority, a.priority),
 	)
+}
+
+// refTieBreak: then the name, then the rule index.
+func refTieBreak(a, b *refCandidate) int {
+	return cmp.Or(refRank(a, b), strings.Compare(a.name, b.name), cmp.Compare(a.rule, b.rule))
+}
+
+// refAccepts is a plain reading of the documented condition semantics,
+// with the standard library's parsers.
+func refAccepts(t *testing.T, m *config.RouteMatch, in *Inputs) bool {
+	if m == nil {
+		return true
+	}
+	test := func(v config.ValueMatch, val string, present bool) bool {
+		switch {
+		case v.Present != nil:
+			return *v.Present == present
+		case !present:
+			return false
+		case v.Regex != "":
+			re, err := config.CompileRegexp(v.Regex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return re.MatchString(val)
+		case v.Prefix != "":
+			return strings.HasPrefix(val, v.Prefix)
+		}
+		return val == v.Exact
+	}
+	for name, v := range m.Headers {
+		vals := in.Header.Values(name)
+		val := ""
+		if len(vals) > 0 {
+			val = vals[0]
+		}
+		if !test(v, val, len(vals) > 0) {
+			return false
+		}
+	}
+	q, _ := url.ParseQuery(in.RawQuery)
+	for name, v := range m.Query {
+		_, present := q[name]
+		if !test(v, q.Get(name), present) {
+			return false
+		}
+	}
+	req := &http.Request{Header: in.Header}
+	for name, v := range m.Cookies {
+		c, err := req.Cookie(name)
+		val := ""
+		if err == nil {
+			val = c.Value
+		}
+		if !test(v, val, err == nil) {
+			return false
+		}
+	}
+	return true
 }
 
 func boolRank(a, b bool) int {
@@ -262,7 +395,7 @@ func boolRank(a, b bool) int {
 
 // refMatch enumerates every (rule, host, pattern), keeps the ones that match
 // and returns the best by refRank.
-func refMatch(t *testing.T, rules []Rule, host, method, path string) result {
+func refMatch(t *testing.T, rules []Rule, host, method, path string, in *Inputs) result {
 	h := refHost(host)
 	if !strings.HasPrefix(path, "/") {
 		return result{}
@@ -271,7 +404,7 @@ func refMatch(t *testing.T, rules []Rule, host, method, path string) result {
 	var cands []*refCandidate
 	for ri, r := range rules {
 		methodAny := len(r.Methods) == 0
-		if !methodAny && !slices.Contains(r.Methods, method) {
+		if !methodAny && !slices.Contains(r.Methods, method) || !refAccepts(t, r.Match, in) {
 			continue
 		}
 		var ranks []int
@@ -294,6 +427,7 @@ func refMatch(t *testing.T, rules []Rule, host, method, path string) result {
 					continue
 				}
 				c.rule, c.path, c.hostRank, c.methodAny = ri, pi, rank, methodAny
+				c.conds, c.condKey, c.priority, c.name = r.Match.Len(), r.Match.Key(), r.Priority, r.Name
 				c.description = fmt.Sprintf("rule %d %q rank %d", ri, p, rank)
 				cands = append(cands, c)
 			}
@@ -302,13 +436,13 @@ func refMatch(t *testing.T, rules []Rule, host, method, path string) result {
 	if len(cands) == 0 {
 		return result{}
 	}
-	slices.SortStableFunc(cands, refRank)
+	slices.SortStableFunc(cands, refTieBreak)
 	best := cands[0]
 	for _, c := range cands[1:] {
 		if refRank(best, c) != 0 {
 			break
 		}
-		if c.rule != best.rule || c.path != best.path {
+		if (c.rule != best.rule || c.path != best.path) && c.condKey == best.condKey {
 			t.Fatalf("reference: ambiguous candidates %s and %s; Compile should have refused the rules", best.description, c.description)
 		}
 	}
@@ -332,21 +466,29 @@ func refMatchPattern(pattern, path string, req []string) *refCandidate {
 		return nil
 	}
 	for i, s := range segs {
-		if name, ok := strings.CutPrefix(s, "{"); ok {
+		if name, constraint, ok := config.ParamSegment(s); ok {
 			if req[i] == "" {
 				return nil
 			}
-			c.kinds = append(c.kinds, 1)
-			c.paramKV = append(c.paramKV, strings.TrimSuffix(name, "}")+"="+req[i])
+			kind := "2"
+			if constraint != "" {
+				re := regexp.MustCompile("^(?:" + constraint + ")$")
+				if !re.MatchString(req[i]) {
+					return nil
+				}
+				kind = "1" + constraint
+			}
+			c.kinds = append(c.kinds, kind)
+			c.paramKV = append(c.paramKV, name+"="+req[i])
 			continue
 		}
 		if s != req[i] {
 			return nil
 		}
-		c.kinds = append(c.kinds, 0)
+		c.kinds = append(c.kinds, "0")
 	}
 	for range req[len(segs):] {
-		c.kinds = append(c.kinds, 2)
+		c.kinds = append(c.kinds, "3")
 	}
 	return c
 }

@@ -4,7 +4,8 @@
 //
 // # Matching
 //
-// Match takes the request's host, method and path.
+// MatchRequest takes the request's host, method and path, and the headers
+// and query its rules' conditions read (Match: none).
 //
 // The host is the request's authority as package authority normalised it
 // (the proxy refuses a request whose authority does not parse, so a "port"
@@ -23,6 +24,8 @@
 //   - "/health" matches only "/health": a trailing slash is significant, so it
 //     does not match "/health/", and "/" matches only "/".
 //   - "/users/{id}" captures one non-empty segment as the parameter id.
+//   - "/users/{id:[0-9]+}" captures it only when the RE2 expression matches
+//     the whole segment (config.CompileRegexp anchors it).
 //   - "/users/*" matches "/users", "/users/" and every path below "/users/",
 //     but not "/usersX". "/*" matches every path.
 //
@@ -32,7 +35,9 @@
 //     longest (most specific) suffix first, then rules without hosts. When
 //     nothing in a group matches the path and method, the next group is tried.
 //  2. Path, segment by segment from the left: a static segment beats a
-//     {param}, which beats a "/*" prefix ending at that depth. So a deeper
+//     constrained {param:regex} (several at one depth: in the order of their
+//     expressions' text, each tried in turn), which beats a {param}, which
+//     beats a "/*" prefix ending at that depth. So a deeper
 //     prefix beats a shorter one, and an exact pattern beats a prefix that
 //     covers the same segments ("/users" beats "/users/*" on "/users"). If the
 //     more specific branch fails further down, the next one is tried
@@ -43,6 +48,15 @@
 //     If every rule at the pattern lists methods and none is the request's,
 //     matching continues with the less specific patterns (a "/*" catch-all,
 //     say), and then with the next host group.
+//  4. Conditions, among the rules of one pattern and method (or of any
+//     method): only rules whose conditions all hold take part (conditions.go
+//     says which value each reads); the rule with more conditions wins, then
+//     the higher Priority, then the lower Name. When no rule's conditions
+//     hold, matching goes on as in 3 (any-method rules, then less specific
+//     patterns, then the next host group).
+//
+// So priority never overrides a more specific path, host or method: it
+// only orders routes that the request could reach on the same pattern.
 //
 // Parameters reported are those of the matched pattern only, never values
 // captured on a branch that was abandoned.
@@ -51,8 +65,9 @@
 //
 // Compile checks every pattern with config.PathShape, the same rules the
 // control plane applies, and refuses two rules that claim the same host (or
-// none), the same method (or any) and the same path shape, because the winner
-// between them would be arbitrary. That is config's one rule of route
+// none), the same method (or any), the same path shape (constraints
+// included) and the same conditions (config.RouteMatch.Key), because the
+// winner between them would be arbitrary. That is config's one rule of route
 // ambiguity (shared/config/ambiguity.go), by which the control plane refuses
 // the later route; here the trie holds it (two rules' keys meet in one leaf
 // exactly when they are equal), and FuzzAmbiguityMatchesConfig checks that
@@ -75,7 +90,10 @@
 package router
 
 import (
+	"cmp"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/portico-gw/portico/shared/config"
@@ -102,9 +120,15 @@ const (
 // Rule is one route's matching part. Its position in the slice given to
 // Compile is its index.
 type Rule struct {
-	Paths   []string // "/health" exact, "/users/{id}" params, "/users/*" prefix ("/*" = everything)
+	Paths   []string // "/health" exact, "/users/{id}" params, "/users/{id:[0-9]+}" constrained, "/users/*" prefix ("/*" = everything)
 	Methods []string // upper case; empty = any method
 	Hosts   []string // lower case "api.example.com" or "*.example.com"; empty = any host
+	// Match holds conditions on headers, query and cookies (nil: none).
+	Match *config.RouteMatch
+	// Priority and Name order rules that tie on host, path, method and
+	// number of conditions: higher priority first, then by name.
+	Priority int
+	Name     string
 }
 
 // Match is the result of a successful Table.Match.
@@ -166,11 +190,14 @@ type Table struct {
 // node is a position in a host group's segment trie: the patterns that
 // agree on all segments so far.
 type node struct {
-	edges  []edge           // static children while few
-	kids   map[string]*node // static children once many; edges is then nil
-	param  *node            // the {param} child, whatever its name
-	exact  *leaf            // patterns ending here
-	prefix *leaf            // "/*" patterns whose static part ends here
+	edges []edge           // static children while few
+	kids  map[string]*node // static children once many; edges is then nil
+	// constrained are the {param:regex} children, by regex text: tried
+	// in that order, after the static child and before param.
+	constrained []constrainedEdge
+	param       *node // the {param} child, whatever its name
+	exact       *leaf // patterns ending here
+	prefix      *leaf // "/*" patterns whose static part ends here
 }
 
 type edge struct {
@@ -178,11 +205,19 @@ type edge struct {
 	next *node
 }
 
-// leaf holds the rules of one host group that share one path shape, at most
-// one per method plus one for any method (Compile refuses more).
+type constrainedEdge struct {
+	src  string // the regex as written in the pattern
+	re   *regexp.Regexp
+	next *node
+}
+
+// leaf holds the rules of one host group that share one path shape: per
+// method (and for any method) the targets in rank order (more conditions,
+// higher priority, name), at most one per set of conditions (Compile
+// refuses more).
 type leaf struct {
 	methods []methodTarget
-	any     *target
+	any     []*target
 }
 
 type methodTarget struct {
@@ -196,6 +231,7 @@ type target struct {
 	route, path int
 	pattern     string
 	names       []string // parameter names in pattern order
+	rank        *rank    // shared by the rule's targets
 }
 
 // CompileError reports the rule (and pattern) Compile refused, so that the
@@ -248,6 +284,10 @@ func (t *Table) add(ri int, r *Rule) error {
 			return &CompileError{Rule: ri, Path: -1, Err: fmt.Errorf("method %q is not an upper-case HTTP method token", m)}
 		}
 	}
+	rk, err := newRank(r)
+	if err != nil {
+		return &CompileError{Rule: ri, Path: -1, Err: err}
+	}
 	groups := make([]group, 0, max(1, len(r.Hosts)))
 	for _, h := range r.Hosts {
 		suffix, wild, ok := parseHost(h)
@@ -263,15 +303,14 @@ func (t *Table) add(ri int, r *Rule) error {
 		if _, err := config.PathShape(p); err != nil {
 			return &CompileError{Rule: ri, Path: pi, Pattern: p, Err: err}
 		}
-		tg := &target{route: ri, path: pi, pattern: p}
+		tg := &target{route: ri, path: pi, pattern: p, rank: rk}
 		segs := strings.Split(p[1:], "/")
-		for _, s := range segs {
-			if s != "" && s[0] == '{' {
-				tg.names = append(tg.names, s[1:len(s)-1])
-			}
-		}
+		tg.names = paramNames(segs)
 		for _, g := range groups {
-			l := g.root.insert(segs)
+			l, err := g.root.insert(segs)
+			if err != nil {
+				return &CompileError{Rule: ri, Path: pi, Pattern: p, Err: err}
+			}
 			if err := l.claim(tg, r.Methods); err != nil {
 				return &CompileError{Rule: ri, Path: pi, Pattern: p, Err: fmt.Errorf("on %s: %w", g.host, err)}
 			}
@@ -294,17 +333,45 @@ func (t *Table) root(key string, wild bool) *node {
 	return n
 }
 
+// newRank compiles what orders r among rules on the same leaf.
+func newRank(r *Rule) (*rank, error) {
+	conds, err := compileConds(r.Match)
+	if err != nil {
+		return nil, fmt.Errorf("match: %w", err)
+	}
+	return &rank{conds: conds, key: r.Match.Key(), priority: r.Priority, name: r.Name}, nil
+}
+
+// paramNames returns the {param} names of a pattern's segments.
+func paramNames(segs []string) []string {
+	var names []string
+	for _, s := range segs {
+		if name, _, ok := config.ParamSegment(s); ok {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
 // insert returns the leaf for a pattern already split into segments,
 // creating nodes as needed. The pattern must have passed PathShape.
-func (n *node) insert(segs []string) *leaf {
+func (n *node) insert(segs []string) (*leaf, error) {
 	for i, s := range segs {
 		switch {
 		case s == "*" && i == len(segs)-1:
 			if n.prefix == nil {
 				n.prefix = &leaf{}
 			}
-			return n.prefix
+			return n.prefix, nil
 		case s != "" && s[0] == '{':
+			if _, src, _ := config.ParamSegment(s); src != "" {
+				c, err := n.constrainedChild(src, nil)
+				if err != nil {
+					return nil, err
+				}
+				n = c
+				continue
+			}
 			if n.param == nil {
 				n.param = &node{}
 			}
@@ -316,7 +383,30 @@ func (n *node) insert(segs []string) *leaf {
 	if n.exact == nil {
 		n.exact = &leaf{}
 	}
-	return n.exact
+	return n.exact, nil
+}
+
+// constrainedChild returns the child for the constraint src, creating it
+// (in src order) when there is none; copy, when not nil, replaces the
+// existing child first (Update's path copying).
+func (n *node) constrainedChild(src string, copyNode func(*node) *node) (*node, error) {
+	i, found := slices.BinarySearchFunc(n.constrained, src, func(e constrainedEdge, s string) int { return strings.Compare(e.src, s) })
+	if found {
+		if copyNode != nil {
+			n.constrained[i].next = copyNode(n.constrained[i].next)
+		}
+		return n.constrained[i].next, nil
+	}
+	re, err := config.CompileRegexp(src)
+	if err != nil {
+		return nil, err
+	}
+	c := &node{}
+	if copyNode != nil {
+		c = copyNode(nil)
+	}
+	n.constrained = slices.Insert(n.constrained, i, constrainedEdge{src: src, re: re, next: c})
+	return c, nil
 }
 
 func (n *node) staticChild(seg string, create bool) *node {
@@ -351,39 +441,65 @@ func (n *node) staticChild(seg string, create bool) *node {
 }
 
 // claim registers tg for methods (none = any) at l, refusing a method
-// already claimed by another (rule, pattern). The same rule claiming twice
-// (a host or method listed twice) is harmless and ignored.
+// already claimed by another (rule, pattern) with the same conditions. The
+// same rule claiming twice (a host or method listed twice) is harmless and
+// ignored. Targets are kept in rank order.
 func (l *leaf) claim(tg *target, methods []string) error {
 	if len(methods) == 0 {
-		if l.any != nil && !l.any.same(tg) {
-			return conflict(l.any, "any method")
+		for _, prev := range l.any {
+			switch {
+			case prev.same(tg):
+				return nil
+			case prev.rank.key == tg.rank.key:
+				return conflict(prev, "any method")
+			}
 		}
-		if l.any == nil {
-			l.any = tg
-		}
+		i, _ := slices.BinarySearchFunc(l.any, tg, compareTargets)
+		l.any = slices.Insert(l.any, i, tg)
 		return nil
 	}
 	for _, m := range methods {
-		var prev *target
+		dup := false
 		for _, mt := range l.methods {
-			if mt.method == m {
-				prev = mt.t
-				break
+			if mt.method != m {
+				continue
+			}
+			switch {
+			case mt.t.same(tg):
+				dup = true
+			case mt.t.rank.key == tg.rank.key:
+				return conflict(mt.t, m)
 			}
 		}
-		switch {
-		case prev == nil:
-			l.methods = append(l.methods, methodTarget{m, tg})
-		case !prev.same(tg):
-			return conflict(prev, m)
+		if dup {
+			continue
 		}
+		i, _ := slices.BinarySearchFunc(l.methods, methodTarget{m, tg}, func(a, b methodTarget) int {
+			return cmp.Or(strings.Compare(a.method, b.method), compareTargets(a.t, b.t))
+		})
+		l.methods = slices.Insert(l.methods, i, methodTarget{m, tg})
 	}
 	return nil
+}
+
+// compareTargets orders targets of one leaf and method: more conditions
+// first, then higher priority, then name, then rule.
+func compareTargets(a, b *target) int {
+	return cmp.Or(
+		cmp.Compare(len(b.rank.conds), len(a.rank.conds)),
+		cmp.Compare(b.rank.priority, a.rank.priority),
+		strings.Compare(a.rank.name, b.rank.name),
+		cmp.Compare(a.route, b.route),
+		cmp.Compare(a.path, b.path),
+	)
 }
 
 func (a *target) same(b *target) bool { return a.route == b.route && a.path == b.path }
 
 func conflict(prev *target, method string) error {
+	if prev.rank.key != "" {
+		return fmt.Errorf("matches the same requests (%s, if %s) as rule %d paths[%d] %q", method, prev.rank.key, prev.route, prev.path, prev.pattern)
+	}
 	return fmt.Errorf("matches the same requests (%s) as rule %d paths[%d] %q", method, prev.route, prev.path, prev.pattern)
 }
 
@@ -428,15 +544,25 @@ func (t *Table) Len() int {
 	return t.rules
 }
 
-// Match finds the route for a request, following the precedence described in
-// the package documentation, and reports whether there is one. On success it
-// fills *m; otherwise it leaves *m zeroed. It does not allocate.
+// noInputs is a request without headers or query: Match's view.
+var noInputs Inputs
+
+// Match finds the route for a request without headers, query or cookies
+// (every condition sees its item absent). See MatchRequest.
 func (t *Table) Match(host, method, path string, m *Match) bool {
+	return t.MatchRequest(host, method, path, &noInputs, m)
+}
+
+// MatchRequest finds the route for a request, following the precedence
+// described in the package documentation, and reports whether there is
+// one. On success it fills *m; otherwise it leaves *m zeroed. It does not
+// allocate (except to decode an encoded query parameter a condition reads).
+func (t *Table) MatchRequest(host, method, path string, in *Inputs, m *Match) bool {
 	*m = Match{}
 	if t == nil || path == "" || path[0] != '/' {
 		return false
 	}
-	if t.match(host, method, path, m) {
+	if t.match(host, method, path, in, m) {
 		return true
 	}
 	// Abandoned branches captured values; a stale Match must not keep
@@ -445,7 +571,7 @@ func (t *Table) Match(host, method, path string, m *Match) bool {
 	return false
 }
 
-func (t *Table) match(host, method, path string, m *Match) bool {
+func (t *Table) match(host, method, path string, in *Inputs, m *Match) bool {
 	if len(t.exact) > 0 || len(t.wild) > 0 {
 		// Lower-case into a stack buffer: map lookups keyed by string(b[...])
 		// do not allocate, whatever the case of the request host.
@@ -461,7 +587,7 @@ func (t *Table) match(host, method, path string, m *Match) bool {
 		}
 		b := buf[:n]
 		if whole {
-			if root := t.exact[string(b)]; root != nil && t.matchIn(root, method, path, m) {
+			if root := t.exact[string(b)]; root != nil && t.matchIn(root, method, path, in, m) {
 				return true
 			}
 		}
@@ -473,12 +599,12 @@ func (t *Table) match(host, method, path string, m *Match) bool {
 			if b[i] != '.' || !t.wildLen[n-i] {
 				continue
 			}
-			if root := t.wild[string(b[i:])]; root != nil && t.matchIn(root, method, path, m) {
+			if root := t.wild[string(b[i:])]; root != nil && t.matchIn(root, method, path, in, m) {
 				return true
 			}
 		}
 	}
-	return t.matchIn(t.any, method, path, m)
+	return t.matchIn(t.any, method, path, in, m)
 }
 
 // hostTail strips the port and a trailing dot and returns at most the last
@@ -498,8 +624,8 @@ func hostTail(host string) (string, bool) {
 	return host, true
 }
 
-func (t *Table) matchIn(root *node, method, path string, m *Match) bool {
-	tg, plen := root.lookup(path, 0, method, &m.Params.vals, 0)
+func (t *Table) matchIn(root *node, method, path string, in *Inputs, m *Match) bool {
+	tg, plen := root.lookup(path, 0, method, in, &m.Params.vals, 0)
 	if tg == nil {
 		return false
 	}
@@ -518,12 +644,12 @@ func (t *Table) matchIn(root *node, method, path string, m *Match) bool {
 // path[pos:] is empty or starts with '/'. np parameter values are in vals.
 // It returns the matched target and the length of the path its static part
 // covered.
-func (n *node) lookup(path string, pos int, method string, vals *[MaxParams]string, np int) (*target, int) {
+func (n *node) lookup(path string, pos int, method string, in *Inputs, vals *[MaxParams]string, np int) (*target, int) {
 	if pos == len(path) {
-		if tg := n.exact.find(method); tg != nil {
+		if tg := n.exact.find(method, in); tg != nil {
 			return tg, pos
 		}
-		return n.prefix.find(method), pos
+		return n.prefix.find(method, in), pos
 	}
 	end := len(path)
 	if i := strings.IndexByte(path[pos+1:], '/'); i >= 0 {
@@ -531,29 +657,48 @@ func (n *node) lookup(path string, pos int, method string, vals *[MaxParams]stri
 	}
 	seg := path[pos+1 : end]
 	if c := n.staticChild(seg, false); c != nil {
-		if tg, l := c.lookup(path, end, method, vals, np); tg != nil {
+		if tg, l := c.lookup(path, end, method, in, vals, np); tg != nil {
 			return tg, l
+		}
+	}
+	if seg != "" && np < MaxParams {
+		for i := range n.constrained {
+			c := &n.constrained[i]
+			if !c.re.MatchString(seg) {
+				continue
+			}
+			vals[np] = seg
+			if tg, l := c.next.lookup(path, end, method, in, vals, np+1); tg != nil {
+				return tg, l
+			}
 		}
 	}
 	// np < MaxParams always holds for tries built from valid patterns; the
 	// check keeps the array index provably in range.
 	if n.param != nil && seg != "" && np < MaxParams {
 		vals[np] = seg
-		if tg, l := n.param.lookup(path, end, method, vals, np+1); tg != nil {
+		if tg, l := n.param.lookup(path, end, method, in, vals, np+1); tg != nil {
 			return tg, l
 		}
 	}
-	return n.prefix.find(method), pos
+	return n.prefix.find(method, in), pos
 }
 
-func (l *leaf) find(method string) *target {
+// find returns the first target for method whose conditions hold, then the
+// first any-method one.
+func (l *leaf) find(method string, in *Inputs) *target {
 	if l == nil {
 		return nil
 	}
 	for i := range l.methods {
-		if l.methods[i].method == method {
-			return l.methods[i].t
+		if mt := &l.methods[i]; mt.method == method && accepts(mt.t.rank.conds, in) {
+			return mt.t
 		}
 	}
-	return l.any
+	for _, tg := range l.any {
+		if accepts(tg.rank.conds, in) {
+			return tg
+		}
+	}
+	return nil
 }

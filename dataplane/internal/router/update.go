@@ -119,6 +119,7 @@ func (u *updater) node(n *node) *node {
 		c := *n
 		c.edges = slices.Clone(n.edges)
 		c.kids = maps.Clone(n.kids)
+		c.constrained = slices.Clone(n.constrained)
 		n = &c
 	}
 	u.owned[n] = true
@@ -133,6 +134,7 @@ func (u *updater) leaf(l *leaf) *leaf {
 	} else {
 		c := *l
 		c.methods = slices.Clone(l.methods)
+		c.any = slices.Clone(l.any)
 		l = &c
 	}
 	u.ownedLeaves[l] = true
@@ -195,33 +197,44 @@ func (t *Table) ownedRoots(u *updater, r *Rule, create bool) ([]*node, error) {
 
 // walk returns the owned leaf for segs under root (nil when absent and not
 // create).
-func (u *updater) walk(root *node, segs []string, create bool) *leaf {
+func (u *updater) walk(root *node, segs []string, create bool) (*leaf, error) {
 	n := root
 	for i, s := range segs {
 		switch {
 		case s == "*" && i == len(segs)-1:
 			if n.prefix == nil && !create {
-				return nil
+				return nil, nil
 			}
 			n.prefix = u.leaf(n.prefix)
-			return n.prefix
+			return n.prefix, nil
 		case s != "" && s[0] == '{':
+			if _, src, _ := config.ParamSegment(s); src != "" {
+				if !create && !slices.ContainsFunc(n.constrained, func(e constrainedEdge) bool { return e.src == src }) {
+					return nil, nil
+				}
+				c, err := n.constrainedChild(src, u.node)
+				if err != nil {
+					return nil, err
+				}
+				n = c
+				continue
+			}
 			if n.param == nil && !create {
-				return nil
+				return nil, nil
 			}
 			n.param = u.node(n.param)
 			n = n.param
 		default:
 			if n = u.child(n, s, create); n == nil {
-				return nil
+				return nil, nil
 			}
 		}
 	}
 	if n.exact == nil && !create {
-		return nil
+		return nil, nil
 	}
 	n.exact = u.leaf(n.exact)
-	return n.exact
+	return n.exact, nil
 }
 
 func (t *Table) remove(u *updater, id int32, r *Rule) error {
@@ -232,13 +245,11 @@ func (t *Table) remove(u *updater, id int32, r *Rule) error {
 	for _, p := range r.Paths {
 		segs := strings.Split(p[1:], "/")
 		for _, root := range roots {
-			l := u.walk(root, segs, false)
+			l, _ := u.walk(root, segs, false)
 			if l == nil {
 				return fmt.Errorf("%w: pattern %q is not in the table", ErrUpdate, p)
 			}
-			if l.any != nil && l.any.route == int(id) {
-				l.any = nil
-			}
+			l.any = slices.DeleteFunc(l.any, func(tg *target) bool { return tg.route == int(id) })
 			l.methods = slices.DeleteFunc(l.methods, func(mt methodTarget) bool { return mt.t.route == int(id) })
 		}
 	}
@@ -255,6 +266,10 @@ func (t *Table) addOwned(u *updater, id int32, ni int, r *Rule) error {
 			return &CompileError{Rule: ni, Path: -1, Err: fmt.Errorf("method %q is not an upper-case HTTP method token", m)}
 		}
 	}
+	rk, err := newRank(r)
+	if err != nil {
+		return &CompileError{Rule: ni, Path: -1, Err: err}
+	}
 	roots, err := t.ownedRoots(u, r, true)
 	if err != nil {
 		return &CompileError{Rule: ni, Path: -1, Err: err}
@@ -263,15 +278,15 @@ func (t *Table) addOwned(u *updater, id int32, ni int, r *Rule) error {
 		if _, err := config.PathShape(p); err != nil {
 			return &CompileError{Rule: ni, Path: pi, Pattern: p, Err: err}
 		}
-		tg := &target{route: int(id), path: pi, pattern: p}
+		tg := &target{route: int(id), path: pi, pattern: p, rank: rk}
 		segs := strings.Split(p[1:], "/")
-		for _, s := range segs {
-			if s != "" && s[0] == '{' {
-				tg.names = append(tg.names, s[1:len(s)-1])
-			}
-		}
+		tg.names = paramNames(segs)
 		for _, root := range roots {
-			if err := u.walk(root, segs, true).claim(tg, r.Methods); err != nil {
+			l, err := u.walk(root, segs, true)
+			if err == nil {
+				err = l.claim(tg, r.Methods)
+			}
+			if err != nil {
 				return &CompileError{Rule: ni, Path: pi, Pattern: p, Err: err}
 			}
 		}

@@ -3,9 +3,12 @@ package router
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/portico-gw/portico/shared/config"
 )
 
 // TestUpdateMatchesReference: a table carried through random sequences of
@@ -16,7 +19,10 @@ import (
 func TestUpdateMatchesReference(t *testing.T) {
 	hosts := []string{"", "a.com", "*.a.com"}
 	methods := []string{"", "GET", "POST"}
-	segs := []string{"x", "y", "{p}", "z"}
+	segs := []string{"x", "y", "{p}", "z", "{p:[uv]}"}
+	conds := []*config.RouteMatch{nil, {Headers: map[string]config.ValueMatch{"X-A": {Exact: "1"}}}, {Query: map[string]config.ValueMatch{"q": {Prefix: "1"}}}}
+	inputs := []*Inputs{nil, {Header: http.Header{"X-A": {"1"}}}, {RawQuery: "q=12"}}
+	names := 0
 	updates := 0
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 3))
@@ -31,7 +37,8 @@ func TestUpdateMatchesReference(t *testing.T) {
 			return b.String()
 		}
 		newRule := func() Rule {
-			r := Rule{Paths: []string{pattern()}}
+			names++
+			r := Rule{Paths: []string{pattern()}, Name: fmt.Sprintf("n%05d", names), Match: conds[rng.IntN(len(conds))], Priority: rng.IntN(2)}
 			if h := hosts[rng.IntN(len(hosts))]; h != "" {
 				r.Hosts = []string{h}
 			}
@@ -88,9 +95,10 @@ func TestUpdateMatchesReference(t *testing.T) {
 			for range 60 {
 				host := []string{"a.com", "b.a.com", "c.com"}[rng.IntN(3)]
 				method := []string{"GET", "POST", "PUT"}[rng.IntN(3)]
-				path := strings.NewReplacer("{p}", "v", "*", "w").Replace(pattern())
-				checkAgainstReference(t, nt, next, host, method, path)
-				checkAgainstReference(t, tab, rules, host, method, path)
+				path := strings.NewReplacer("{p}", "v", "{p:[uv]}", "u", "*", "w").Replace(pattern())
+				in := inputs[rng.IntN(len(inputs))]
+				checkAgainstReference(t, nt, next, host, method, path, in)
+				checkAgainstReference(t, tab, rules, host, method, path, in)
 			}
 			if nt.Len() != len(next) {
 				t.Fatalf("Len = %d, want %d", nt.Len(), len(next))
