@@ -91,6 +91,12 @@ func (c *Config) Clone() *Config {
 			g.DescriptorSet = slices.Clone(g.DescriptorSet)
 			s.GRPC = &g
 		}
+		if s.SOAP != nil {
+			sp := *s.SOAP
+			sp.WSSecurity = clonePtr(sp.WSSecurity)
+			sp.Documents = maps.Clone(sp.Documents)
+			s.SOAP = &sp
+		}
 		out.Services[i] = s
 	}
 	for i, r := range c.Routes {
@@ -114,6 +120,7 @@ func (c *Config) Clone() *Config {
 		r.Aggregate = slices.Clone(r.Aggregate)
 		r.UpgradeProtocols = slices.Clone(r.UpgradeProtocols)
 		r.GRPC = clonePtr(r.GRPC)
+		r.SOAP = clonePtr(r.SOAP)
 		r.HSTS = clonePtr(r.HSTS)
 		if r.Match != nil {
 			m := *r.Match

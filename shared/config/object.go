@@ -149,6 +149,8 @@ func checkRouteServices(l *errorList, p string, r *Route, service func(string) (
 			l.add(f, "service %q does not exist", b.Service)
 		} else if svc.Protocol == ProtocolGRPC {
 			l.add(f, "service %q speaks gRPC; aggregation calls HTTP services", b.Service)
+		} else if svc.Protocol == ProtocolSOAP {
+			l.add(f, "service %q speaks SOAP; aggregation calls HTTP services", b.Service)
 		}
 	}
 }

@@ -451,6 +451,8 @@ func (s *Service) validateProtocol(l *errorList, p string) {
 		if s.GRPC != nil {
 			l.add(join(p, "grpc"), "only applies with protocol grpc")
 		}
+	case ProtocolSOAP:
+		s.validateSOAP(l, p)
 	case ProtocolGRPC:
 		switch {
 		case s.GRPC == nil || len(s.GRPC.DescriptorSet) == 0:
@@ -462,7 +464,10 @@ func (s *Service) validateProtocol(l *errorList, p string) {
 			}
 		}
 	default:
-		l.add(join(p, "protocol"), "must be http or grpc")
+		l.add(join(p, "protocol"), "must be http, grpc or soap")
+	}
+	if s.SOAP != nil && s.Protocol != ProtocolSOAP {
+		l.add(join(p, "soap"), "only applies with protocol soap")
 	}
 }
 
@@ -476,6 +481,13 @@ func checkRouteProtocol(l *errorList, p string, r *Route, svc *Service) {
 		l.add(join(p, "grpc"), "service %q does not speak gRPC (protocol grpc)", svc.Name)
 	}
 	checkGRPCMethod(l, p, r, svc)
+	switch soapSvc := svc.Protocol == ProtocolSOAP; {
+	case soapSvc && r.SOAP == nil:
+		l.add(join(p, "soap"), "service %q speaks SOAP: the route must name an operation (soap.operation)", svc.Name)
+	case !soapSvc && r.SOAP != nil:
+		l.add(join(p, "soap"), "service %q does not speak SOAP (protocol soap)", svc.Name)
+	}
+	checkSOAPOperation(l, p, r, svc)
 }
 
 func (e *Edits) clone() *Edits {

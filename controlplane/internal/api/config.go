@@ -55,6 +55,9 @@ func (s *server) importConfig(c echo.Context) error {
 		return badParam("dry_run", "must be true or false")
 	}
 	ifRev := revisionCondition(c)
+	if err := fetchAllSOAP(c.Request().Context(), &cfg); err != nil {
+		return err
+	}
 	res, err := s.Catalog.Import(c.Request().Context(), &cfg, dryRun, ifRev, actor(c))
 	if err != nil {
 		return err

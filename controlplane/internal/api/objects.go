@@ -114,7 +114,14 @@ func decodeObject[T any](c echo.Context) (T, error) {
 	if err != nil {
 		return obj, err
 	}
-	return obj, config.Decode(body, &obj)
+	if err := config.Decode(body, &obj); err != nil {
+		return obj, err
+	}
+	if svc, ok := any(&obj).(*config.Service); ok {
+		// A SOAP service's WSDL is fetched now, never by data planes.
+		return obj, fetchSOAP(c.Request().Context(), svc, "")
+	}
+	return obj, nil
 }
 
 func readBody(c echo.Context, limit int64) ([]byte, error) {
