@@ -70,8 +70,6 @@ type Service struct {
 	// HTTP/2 (h2c for http:// targets) by routes that name a method.
 	Protocol string       `json:"protocol,omitempty"`
 	GRPC     *ServiceGRPC `json:"grpc,omitempty"`
-	// SOAP describes a protocol soap service: its WSDL (soap.go).
-	SOAP *ServiceSOAP `json:"soap,omitempty"`
 	// TLS verifies https instances against a CA of their own and presents
 	// a client certificate to them (servicetls.go). Without it, https
 	// instances are verified against the system roots.
@@ -203,9 +201,6 @@ type Route struct {
 	// GRPC maps the route to a unary method of its (protocol grpc) service:
 	// the JSON body, path and query parameters become the request message.
 	GRPC *RouteGRPC `json:"grpc,omitempty"`
-	// SOAP maps the route to an operation of its (protocol soap) service:
-	// the JSON body, path and query parameters become the input message.
-	SOAP *RouteSOAP `json:"soap,omitempty"`
 	// Timeout bounds the whole upstream exchange up to the response headers.
 	// Zero means the default (30s).
 	Timeout Duration `json:"timeout,omitzero"`
@@ -226,6 +221,12 @@ type Route struct {
 	// allowed) for which the route opens a tunnel to its service; any other
 	// Upgrade header is dropped and the request goes on as a plain one.
 	UpgradeProtocols []string `json:"upgrade_protocols,omitempty"`
+	// TunnelIdleTimeout and TunnelMaxLifetime tighten the data plane's
+	// limits on the route's upgraded connections (WebSocket): closed after
+	// that long without a byte either way, or after that long in all.
+	// Zero: the data plane's (--tunnel-idle-timeout, --tunnel-max-lifetime).
+	TunnelIdleTimeout Duration `json:"tunnel_idle_timeout,omitzero"`
+	TunnelMaxLifetime Duration `json:"tunnel_max_lifetime,omitzero"`
 	// HTTPSRedirect answers requests that arrive over plain HTTP with 308
 	// to the same URL on HTTPS, at HTTPSPort (0: the default, 443).
 	HTTPSRedirect bool `json:"https_redirect,omitempty"`

@@ -188,7 +188,6 @@ func (r *Route) Validate() error {
 
 func (r *Route) validate(l *errorList, p string) {
 	r.validateHTTPS(l, p)
-	r.validateRouteSOAP(l, p)
 	if msg := nameProblem(r.Name); msg != "" {
 		l.add(join(p, "name"), "%s", msg)
 	}
@@ -277,6 +276,7 @@ func (r *Route) validate(l *errorList, p string) {
 			l.add(join(p, fmt.Sprintf("upgrade_protocols[%d]", i)), "must be an Upgrade protocol token, e.g. \"websocket\"")
 		}
 	}
+	r.validateTunnel(l, p)
 	r.validateTraffic(l, p)
 }
 

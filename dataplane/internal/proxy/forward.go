@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/portico-gw/portico/dataplane/internal/stage"
+	"github.com/portico-gw/portico/dataplane/internal/tunnel"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 )
 
@@ -48,7 +50,7 @@ type exchange struct {
 	// stalled, broke off or was refused).
 	clientFault atomic.Bool
 	cancel      context.CancelFunc
-	tunnel      atomic.Pointer[tunnel]
+	tunnel      atomic.Pointer[tunnel.Conn]
 	// body is the client's request body, nil without one. (ReverseProxy
 	// hands the error handler its outbound request, whose Body is a
 	// wrapper of this one.)
@@ -75,7 +77,7 @@ func (x *exchange) bodySent() {
 // tunnelDone stops the timers of the exchange's tunnel, if it opened one.
 func (x *exchange) tunnelDone() {
 	if t := x.tunnel.Load(); t != nil {
-		t.stop()
+		t.Stop()
 	}
 }
 
@@ -186,7 +188,8 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 // headersArrived settles the response headers for the route timeout: once
 // they are in (and the client's body is sent), the response body streams
 // for as long as the client reads it. An upgraded connection becomes a
-// tunnel with idle and lifetime limits.
+// tunnel with idle and lifetime limits: the node's, tightened by the
+// route's (package tunnel).
 func (h *Handler) headersArrived(resp *http.Response) error {
 	ex := exchangeFrom(resp.Request.Context())
 	if ex == nil {
@@ -194,7 +197,12 @@ func (h *Handler) headersArrived(resp *http.Response) error {
 	}
 	ex.settle()
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-		t := newTunnel(rwc, h.limits.TunnelIdleTimeout, h.limits.TunnelMaxLifetime, ex.cancel)
+		lim := tunnel.Effective(resp.Request.Context(), tunnel.Limits{Idle: h.limits.TunnelIdleTimeout, Lifetime: h.limits.TunnelMaxLifetime})
+		// The protocol is one the request asked for (ReverseProxy refuses
+		// a switch to another), and the limits stage let only the route's
+		// allowed ones through: a bounded label.
+		proto := strings.ToLower(resp.Header.Get("Upgrade"))
+		t := tunnel.Open(rwc, lim, ex.cancel, h.metrics.tunnelMetrics(), ex.req.Outcome.Route, proto)
 		ex.tunnel.Store(t)
 		resp.Body = t
 	}

@@ -12,7 +12,7 @@
 // What a client can hold or claim is bounded before any route stage runs
 // (Limits, limits.go): an exact header-block limit, deadlines and a minimum
 // rate on every read of a request body (body.go), idle and lifetime limits
-// on tunnels, which open only for allowed Upgrade protocols (tunnel.go),
+// on tunnels, which open only for allowed Upgrade protocols (package tunnel),
 // and one pass over the client's headers that drops what a service must be
 // able to trust the gateway for (headers.go). A failure the client caused
 // is never reported to the service's breaker, outlier detection or retry

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portico-gw/portico/dataplane/internal/tunnel"
 )
 
 // Metrics are the request-path metrics of a data plane.
@@ -13,6 +15,7 @@ type Metrics struct {
 	inFlight     prometheus.Gauge
 	requests     *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
+	tunnels      *tunnel.Metrics
 }
 
 // NewMetrics registers the request metrics on reg.
@@ -41,7 +44,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"route"}),
 	}
 	reg.MustRegister(m.authFailures, m.throttled, m.inFlight, m.requests, m.duration)
+	m.tunnels = tunnel.NewMetrics(reg)
 	return m
+}
+
+// tunnelMetrics is nil-safe: handlers made without metrics count nothing.
+func (m *Metrics) tunnelMetrics() *tunnel.Metrics {
+	if m == nil {
+		return nil
+	}
+	return m.tunnels
 }
 
 func (m *Metrics) observe(route, method string, code int, d time.Duration) {

@@ -13,6 +13,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/dataplane/internal/throttle"
 	"github.com/portico-gw/portico/dataplane/internal/transform"
+	"github.com/portico-gw/portico/dataplane/internal/tunnel"
 	"github.com/portico-gw/portico/shared/config"
 )
 
@@ -35,12 +36,11 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 		throttle.Compile(r.MaxInFlight, r.QueueTimeout.Std(), c.prevThrottle()), // max_in_flight (503)
 		cache.CompileRoute(c.deps.Cache, r.Name, r.Revision, r.Cache),           // answers from the cache, or stores what the rest answers
 		transform.CompileRequest(r),                                             // rewrite or strip prefix, query and header edits
+		tunnel.Compile(r),                                                       // the route's own idle and lifetime limits on WebSocket tunnels
 		// The terminal stage answers: the first of these the route uses.
 		stage.First(
 			aggregate.Compile(r, c.t.upstreams, c.rt.Timeout), // fan-out to several services
 			c.grpc, // JSON → gRPC (compiled before: it can reject the route)
-			// JSON → SOAP (compiled here: it can reject the route)
-			c.compileSOAP(r),
 			&forward{up: c.rt.Upstream, timeout: c.rt.Timeout}, // the reverse proxy
 		),
 	)
