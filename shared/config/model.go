@@ -70,6 +70,8 @@ type Service struct {
 	// HTTP/2 (h2c for http:// targets) by routes that name a method.
 	Protocol string       `json:"protocol,omitempty"`
 	GRPC     *ServiceGRPC `json:"grpc,omitempty"`
+	// SOAP describes a protocol soap service: its WSDL (soap.go).
+	SOAP *ServiceSOAP `json:"soap,omitempty"`
 	// TLS verifies https instances against a CA of their own and presents
 	// a client certificate to them (servicetls.go). Without it, https
 	// instances are verified against the system roots.
@@ -201,6 +203,9 @@ type Route struct {
 	// GRPC maps the route to a unary method of its (protocol grpc) service:
 	// the JSON body, path and query parameters become the request message.
 	GRPC *RouteGRPC `json:"grpc,omitempty"`
+	// SOAP maps the route to an operation of its (protocol soap) service:
+	// the JSON body, path and query parameters become the input message.
+	SOAP *RouteSOAP `json:"soap,omitempty"`
 	// Timeout bounds the whole upstream exchange up to the response headers.
 	// Zero means the default (30s).
 	Timeout Duration `json:"timeout,omitzero"`

@@ -41,6 +41,8 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 		stage.First(
 			aggregate.Compile(r, c.t.upstreams, c.rt.Timeout), // fan-out to several services
 			c.grpc, // JSON → gRPC (compiled before: it can reject the route)
+			// JSON → SOAP (compiled here: it can reject the route)
+			c.compileSOAP(r),
 			&forward{up: c.rt.Upstream, timeout: c.rt.Timeout}, // the reverse proxy
 		),
 	)
