@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy cluster cluster-down clean
+.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap cluster cluster-down clean
 
 all: build
 
@@ -37,6 +37,10 @@ jaeger:
 redis:
 	@scripts/ensure-redis.sh
 
+## soap: install python3-spyne and python3-zeep (Debian packages) when missing; the SOAP tests run a spyne service.
+soap:
+	@scripts/ensure-soap.sh
+
 ## haproxy: install haproxy (Debian package) when missing; the twin tests and make cluster run it.
 haproxy:
 	@scripts/ensure-haproxy.sh
@@ -44,7 +48,7 @@ haproxy:
 ## test: lint, then every test with the race detector against real servers.
 test: lint test-only fuzz-short
 
-test-only: consul redis jaeger haproxy
+test-only: consul redis jaeger haproxy soap
 	CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint:
@@ -116,6 +120,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQueryParams$$' -fuzztime $(FUZZTIME) ./dataplane/internal/grpcjson/
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./dataplane/internal/authority/
 	$(GO) test -run '^$$' -fuzz '^FuzzCompileAgreesWithValidate$$' -fuzztime $(FUZZTIME) ./dataplane/internal/tlsedge/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseXML$$' -fuzztime $(FUZZTIME) ./shared/wsdl/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseWSDL$$' -fuzztime $(FUZZTIME) ./shared/wsdl/
+	$(GO) test -run '^$$' -fuzz '^FuzzAnswerJSON$$' -fuzztime $(FUZZTIME) ./dataplane/internal/soap/
+	$(GO) test -run '^$$' -fuzz '^FuzzRequestXML$$' -fuzztime $(FUZZTIME) ./dataplane/internal/soap/
 
 ## soak: mixed load and config churn through two data planes for
 ## PORTICO_SOAK_DURATION (default 10m, under the 20m timeout), checking that

@@ -214,9 +214,10 @@ func (s *Service) usesHTTPS() bool {
 	return true
 }
 
-// Redacted returns a copy without the client key: what the admin API may
-// show.
+// Redacted returns a copy without the client key (nor a SOAP service's
+// WS-Security password): what the admin API may show.
 func (s Service) Redacted() Service {
+	s.SOAP = s.SOAP.SOAPRedacted()
 	if s.TLS != nil && s.TLS.ClientKey != "" {
 		t := *s.TLS
 		t.ClientKey = ""
@@ -226,8 +227,10 @@ func (s Service) Redacted() Service {
 }
 
 // ServiceKeepsKey is what a write without a client key keeps: the stored
-// key, when it matches the new client certificate.
+// key, when it matches the new client certificate (and the stored SOAP
+// WS-Security password, for the same username).
 func ServiceKeepsKey(existing, obj *Service) {
+	SOAPKeepsPassword(existing, obj)
 	if obj.TLS == nil || obj.TLS.ClientCert == "" || obj.TLS.ClientKey != "" || existing == nil || existing.TLS == nil {
 		return
 	}
@@ -242,6 +245,9 @@ func (c *Config) CheckService(s *Service) error {
 	var l errorList
 	if s.TLS != nil && s.TLS.ClientCert != "" && s.TLS.ClientKey == "" {
 		l.add("tls.client_key", "is required: no key was given and no stored key matches client_cert")
+	}
+	if s.SOAP != nil && s.SOAP.WSSecurity != nil && s.SOAP.WSSecurity.Password == "" {
+		l.add("soap.ws_security.password", "is required: none was given and no stored one is kept for this username")
 	}
 	return l.err()
 }

@@ -204,9 +204,8 @@ func (s *Service) validateSOAP(l *errorList, p string) {
 		if ws.Username == "" {
 			l.add(join(p, "soap.ws_security.username"), "is required")
 		}
-		if ws.Password == "" {
-			l.add(join(p, "soap.ws_security.password"), "is required")
-		}
+		// The password may be left out of a write (the admin API never
+		// shows it): CheckService asks for it once the stored one is kept.
 		if ws.PasswordType != "" && ws.PasswordType != "text" && ws.PasswordType != "digest" {
 			l.add(join(p, "soap.ws_security.password_type"), "must be text or digest")
 		}
