@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 )
@@ -118,6 +119,11 @@ type Operation struct {
 type Message struct {
 	Wrapper xml.Name
 	Content *Type
+	// RPC: the Wrapper is an rpc wrapper, which answers do not always name
+	// as WS-I says (operation + "Response"; zeep, for one, uses the
+	// message's name): the Body's only child is the wrapper whatever its
+	// name.
+	RPC bool
 }
 
 // Parse reads the WSDL doc found at location (a URL, or "" for a document
@@ -202,20 +208,24 @@ func (p *parser) fetch(base, ref string) (n *Node, loc string, ok bool, err erro
 }
 
 // Resolve resolves a document reference against the location of the
-// document that makes it (a URL; for an inline document "", which leaves
-// the reference as it is).
+// document that makes it: a URL, a name given with an inline WSDL's
+// documents ("types/orders.xsd", resolved as a relative path), or "" for
+// the inline WSDL itself (the reference stays as it is).
 func Resolve(base, ref string) string {
 	ref = strings.TrimSpace(ref)
 	if base == "" {
 		return ref
 	}
-	b, err := url.Parse(base)
-	if err != nil {
+	r, err := url.Parse(ref)
+	if err != nil || r.IsAbs() {
 		return ref
 	}
-	r, err := url.Parse(ref)
-	if err != nil {
-		return ref
+	b, err := url.Parse(base)
+	if err != nil || !b.IsAbs() {
+		if strings.HasPrefix(ref, "/") || path.Dir(base) == "." {
+			return ref
+		}
+		return path.Join(path.Dir(base), ref)
 	}
 	return b.ResolveReference(r).String()
 }
@@ -588,7 +598,7 @@ func (d *Definitions) message(op *Operation, io, bio *Node, ns, wrapper string) 
 		content.Fields = append(content.Fields, e)
 	}
 	if op.Style == "rpc" {
-		return &Message{Wrapper: xml.Name{Space: bodyNS, Local: wrapper}, Content: content}, nil
+		return &Message{Wrapper: xml.Name{Space: bodyNS, Local: wrapper}, Content: content, RPC: true}, nil
 	}
 	// document/literal with one element of complex type (the "wrapped"
 	// convention and most services): the element is the Body's child and

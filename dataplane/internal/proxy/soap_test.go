@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -199,5 +201,59 @@ func TestSOAPRouteRejected(t *testing.T) {
 	cfg.Services[0].SOAP.Version = "1.2"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "soap.version") {
 		t.Errorf("a SOAP 1.1-only WSDL as 1.2: %v", err)
+	}
+}
+
+// TestSOAPRPCLiteralThroughDataPlane: an rpc/literal operation (an inline
+// WSDL whose schema imports and includes other documents, given with it)
+// called through the data plane on a service whose messages zeep reads and
+// writes: part accessors unqualified in the operation's wrapper, extension
+// fields first, a bounded array, an enumeration, a long, a fault whose
+// detail the WSDL declares.
+func TestSOAPRPCLiteralThroughDataPlane(t *testing.T) {
+	base := soaptest.StartZeepRPC(t)
+	dir := soaptest.OrdersWSDL()
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	cfg := &config.Config{
+		Services: []config.Service{{Name: "orders", Protocol: config.ProtocolSOAP, Targets: []config.Target{{URL: base}},
+			SOAP: &config.ServiceSOAP{WSDL: read("orders.wsdl"), Documents: map[string]string{
+				"orders-types.xsd": read("orders-types.xsd"), "orders-common.xsd": read("orders-common.xsd")}}}},
+		Routes: []config.Route{{Name: "place", Paths: []string{"/orders"}, Methods: []string{"POST"}, Service: "orders",
+			SOAP: &config.RouteSOAP{Operation: "PlaceOrder"}}},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	_, gw := newGateway(t, cfg)
+	in := `{"order":{"ref":"r1","customer":"ada","placed":"2026-12-03T10:00:00Z","line":[{"sku":"a-1","qty":2,"price":1.5},{"sku":"b","qty":1,"price":10}],"invoice":true},"priority":"high"}`
+	status, _, body := do(t, "POST", gw+"/orders", strings.NewReader(in))
+	want := `{"id":9000000002,"lines":{"line":[{"sku":"a-1","qty":4,"price":1.5},{"sku":"b","qty":2,"price":10}]}}`
+	if status != 200 || body != want {
+		t.Fatalf("%d\ngot  %s\nwant %s", status, body, want)
+	}
+	_, _, last := do(t, "GET", base+"/last", nil)
+	if !strings.Contains(last, `<PlaceOrder xmlns="urn:example:orders"><order xmlns=""><ref>r1</ref><customer>ada</customer>`) {
+		t.Errorf("request: %s", last)
+	}
+
+	status, _, body = do(t, "POST", gw+"/orders", strings.NewReader(`{"order":{"customer":"reject","line":[{"sku":"a","qty":1,"price":1}],"card":"x"},"priority":"low"}`))
+	if status != 422 || !strings.Contains(body, `"faultdetail":{"OrderRejected":{"reason":"blocked customer","retryable":false}}`) {
+		t.Errorf("typed fault detail: %d %s", status, body)
+	}
+	for _, c := range []struct{ in, pointer string }{
+		{`{"order":{"customer":"c","line":[{"sku":"a","qty":70000,"price":1}],"card":"x"},"priority":"low"}`, "/order/line/0/qty"},
+		{`{"order":{"customer":"c","line":[],"card":"x"},"priority":"low"}`, "/order/line"},
+		{`{"order":{"customer":"c","line":[{"sku":"a","qty":1,"price":1}]},"priority":"urgent"}`, "/priority"},
+	} {
+		status, _, body := do(t, "POST", gw+"/orders", strings.NewReader(c.in))
+		if m := decodeJSON(t, body); status != 400 || m["pointer"] != c.pointer {
+			t.Errorf("%s: %d %s", c.in, status, body)
+		}
 	}
 }

@@ -135,6 +135,9 @@ func messageJSON(body *wsdl.Node, msg *wsdl.Message) ([]byte, error) {
 				break
 			}
 		}
+		if n == nil && msg.RPC && len(body.Children) == 1 {
+			n = body.Children[0]
+		}
 		if n == nil {
 			return nil, fmt.Errorf("the answer's Body has no %s element", msg.Wrapper.Local)
 		}
