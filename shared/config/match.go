@@ -126,6 +126,11 @@ func (m *RouteMatch) Key() string {
 			if b.Len() > 0 {
 				b.WriteString(", ")
 			}
+			if kind.tag == "header" {
+				// Normalize canonicalises, but a data plane compiles what
+				// it is sent without normalising.
+				name = textproto.CanonicalMIMEHeaderKey(name)
+			}
 			fmt.Fprintf(&b, "%s %s %s %s", kind.tag, strconv.Quote(name), form, strconv.Quote(operand))
 		}
 	}

@@ -20,6 +20,12 @@ func (s *server) present(obj any) {
 		*svc = svc.Redacted()
 		return
 	}
+	if r, ok := obj.(*config.Route); ok {
+		// How the route ranks among routes claiming the same requests
+		// (issue 16), output only.
+		r.Precedence = r.ComputePrecedence()
+		return
+	}
 	c, ok := obj.(*config.Certificate)
 	if !ok {
 		return
@@ -39,7 +45,7 @@ func presentAll[T any](s *server, items []T) []T {
 		return items
 	}
 	switch any(&items[0]).(type) {
-	case *config.Certificate, *config.Service:
+	case *config.Certificate, *config.Service, *config.Route:
 	default:
 		return items
 	}

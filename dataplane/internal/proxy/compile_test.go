@@ -31,6 +31,8 @@ func describe(t *Table) any {
 		MaxBodyBytes int64       `json:"max_body_bytes"`
 		Stages       []stageDesc `json:"stages,omitempty"`
 		Rejected     string      `json:"rejected,omitempty"`
+		// Precedence, for routes with conditions or a priority.
+		Precedence *config.Precedence `json:"precedence,omitempty"`
 	}
 	out := struct {
 		Revision int64                      `json:"revision"`
@@ -40,8 +42,12 @@ func describe(t *Table) any {
 		Rejected []config.Rejected          `json:"rejected,omitempty"`
 	}{Revision: t.Revision, Rules: t.router.Len(), Services: map[string]upstream.Report{}, Rejected: t.Rejected()}
 	for _, r := range t.routes {
-		out.Routes = append(out.Routes, route{Name: r.Name, Service: r.service(), Timeout: r.Timeout.String(),
-			MaxBodyBytes: r.MaxBodyBytes, Stages: describeStages(r.Stages()), Rejected: r.rejected})
+		rt := route{Name: r.Name, Service: r.service(), Timeout: r.Timeout.String(),
+			MaxBodyBytes: r.MaxBodyBytes, Stages: describeStages(r.Stages()), Rejected: r.rejected}
+		if r.spec.Match != nil || r.spec.Priority != 0 {
+			rt.Precedence = r.spec.ComputePrecedence()
+		}
+		out.Routes = append(out.Routes, rt)
 	}
 	for name, u := range t.upstreams {
 		out.Services[name] = u.Report()

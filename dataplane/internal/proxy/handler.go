@@ -147,8 +147,9 @@ func (h *Handler) serve(w *recorder, req *stage.Request) {
 		return
 	}
 	m := &req.Match
-	matched := t.router.Match(r.Host, r.Method, path, m)
-	if strings.IndexByte(path, ';') >= 0 && !sameRouteWithoutParams(t, r.Host, r.Method, path, matched, m) {
+	in := router.Inputs{Header: r.Header, RawQuery: r.URL.RawQuery}
+	matched := t.router.MatchRequest(r.Host, r.Method, path, &in, m)
+	if strings.IndexByte(path, ';') >= 0 && !sameRouteWithoutParams(t, r.Host, r.Method, path, &in, matched, m) {
 		stage.WriteProblem(w, r, http.StatusBadRequest, "bad-path", "the path's ';' parameters would change which route it belongs to")
 		return
 	}
@@ -156,7 +157,7 @@ func (h *Handler) serve(w *recorder, req *stage.Request) {
 	if !matched && transform.IsPreflight(r) {
 		// A preflight asks about the method the browser will send; the
 		// route may not accept OPTIONS itself.
-		matched = t.router.Match(r.Host, r.Header.Get("Access-Control-Request-Method"), path, m)
+		matched = t.router.MatchRequest(r.Host, r.Header.Get("Access-Control-Request-Method"), path, &in, m)
 		preflight = matched
 	}
 	if !matched {
@@ -289,7 +290,7 @@ func cleanPath(p string) (string, bool) {
 // the one whose policies the gateway applied, so the request is refused.
 // Paths without ';' never get here; jsessionid and matrix parameters that
 // stay within one route pass.
-func sameRouteWithoutParams(t *Table, host, method, path string, matched bool, m *router.Match) bool {
+func sameRouteWithoutParams(t *Table, host, method, path string, in *router.Inputs, matched bool, m *router.Match) bool {
 	segs := strings.Split(path, "/")
 	for i, s := range segs {
 		if j := strings.IndexByte(s, ';'); j >= 0 {
@@ -301,7 +302,7 @@ func sameRouteWithoutParams(t *Table, host, method, path string, matched bool, m
 		return false
 	}
 	var m2 router.Match
-	matched2 := t.router.Match(host, method, stripped, &m2)
+	matched2 := t.router.MatchRequest(host, method, stripped, in, &m2)
 	return matched == matched2 && (!matched || m.Route == m2.Route)
 }
 

@@ -222,7 +222,7 @@ func (t *Table) matcher(prev *Table) (*router.Table, error) {
 	}
 	rules := make([]router.Rule, len(t.routes))
 	for i, r := range t.routes {
-		rules[i] = router.Rule{Paths: r.spec.Paths, Methods: r.spec.Methods, Hosts: r.spec.Hosts}
+		rules[i] = matchRule(&r.spec)
 	}
 	return t.compileRouter(rules)
 }
@@ -244,7 +244,7 @@ func (t *Table) updateRouter(prev *Table) *router.Table {
 		return nil
 	}
 	rule := func(r *Route) router.Rule {
-		return router.Rule{Paths: r.spec.Paths, Methods: r.spec.Methods, Hosts: r.spec.Hosts}
+		return matchRule(&r.spec)
 	}
 	c := router.Change{Kept: make([]int, len(prev.routes)), Removed: map[int]router.Rule{}, Added: map[int]router.Rule{}, Len: len(t.routes)}
 	i, j := 0, 0
@@ -278,7 +278,7 @@ func (t *Table) updateRouter(prev *Table) *router.Table {
 
 // sameRule reports whether two route specs have the same matching part.
 func sameRule(a, b *config.Route) bool {
-	return slices.Equal(a.Paths, b.Paths) && slices.Equal(a.Methods, b.Methods) && slices.Equal(a.Hosts, b.Hosts)
+	return slices.Equal(a.Paths, b.Paths) && slices.Equal(a.Methods, b.Methods) && slices.Equal(a.Hosts, b.Hosts) && sameMatch(a, b)
 }
 
 // routeLookup returns a function that finds a route of t by name (nil for

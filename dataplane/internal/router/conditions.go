@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 
@@ -46,7 +47,7 @@ type cond struct {
 	op    condOp
 	name  string
 	value string
-	re    *regexp.Regexp
+	re    *pattern
 }
 
 // rank is what orders rules at one leaf after the method: more conditions
@@ -88,7 +89,7 @@ func compileConds(m *config.RouteMatch) ([]cond, error) {
 			case v.Present != nil:
 				c.op = opAbsent
 			case v.Regex != "":
-				re, err := config.CompileRegexp(v.Regex)
+				re, err := newPattern(v.Regex)
 				if err != nil {
 					return nil, err
 				}
@@ -143,7 +144,7 @@ func (c *cond) test(v string, present bool) bool {
 	case opPrefix:
 		return strings.HasPrefix(v, c.value)
 	}
-	return c.re.MatchString(v)
+	return c.re.match(v)
 }
 
 // queryValue returns the first value of the query parameter name, decoded.
@@ -196,4 +197,101 @@ func cookieValue(headers []string, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// pattern is a compiled expression (a condition's regex or a parameter's
+// constraint) with a fast path for the shapes most of them have: an
+// optional literal prefix, then one ASCII character class repeated
+// ("[0-9]+", "[a-f0-9]{8}", "acme-[a-z]+"), matched by a byte table
+// instead of the regexp machine. Anything else goes to the regexp.
+type pattern struct {
+	re       *regexp.Regexp
+	fast     bool
+	lit      string
+	class    *[256]bool
+	min, max int // repetitions of class; max -1: unbounded
+}
+
+func newPattern(expr string) (*pattern, error) {
+	re, err := config.CompileRegexp(expr)
+	if err != nil {
+		return nil, err
+	}
+	p := &pattern{re: re}
+	p.fast = p.simple(expr)
+	return p, nil
+}
+
+// simple fills the fast path when expr has its shape.
+func (p *pattern) simple(expr string) bool {
+	ast, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return false
+	}
+	// Not simplified: that would spell "[0-9]{8}" as eight classes.
+	parts := []*syntax.Regexp{ast}
+	if ast.Op == syntax.OpConcat {
+		parts = ast.Sub
+	}
+	switch len(parts) {
+	case 1:
+	case 2:
+		l := parts[0]
+		if l.Op != syntax.OpLiteral || l.Flags&syntax.FoldCase != 0 {
+			return false
+		}
+		for _, r := range l.Rune {
+			if r >= 0x80 {
+				return false
+			}
+		}
+		p.lit = string(l.Rune)
+	default:
+		return false
+	}
+	rep := parts[len(parts)-1]
+	var cls *syntax.Regexp
+	switch rep.Op {
+	case syntax.OpPlus:
+		cls, p.min, p.max = rep.Sub[0], 1, -1
+	case syntax.OpStar:
+		cls, p.min, p.max = rep.Sub[0], 0, -1
+	case syntax.OpRepeat:
+		cls, p.min, p.max = rep.Sub[0], rep.Min, rep.Max
+	default:
+		return false
+	}
+	if cls.Op != syntax.OpCharClass {
+		return false
+	}
+	p.class = new([256]bool)
+	for i := 0; i+1 < len(cls.Rune); i += 2 {
+		lo, hi := cls.Rune[i], cls.Rune[i+1]
+		if hi >= 0x80 {
+			return false
+		}
+		for c := lo; c <= hi; c++ {
+			p.class[c] = true
+		}
+	}
+	return true
+}
+
+func (p *pattern) match(s string) bool {
+	if !p.fast {
+		return p.re.MatchString(s)
+	}
+	if !strings.HasPrefix(s, p.lit) {
+		return false
+	}
+	s = s[len(p.lit):]
+	if len(s) < p.min || p.max >= 0 && len(s) > p.max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !p.class[s[i]] {
+			return false
+		}
+	}
+	return true
 }

@@ -147,3 +147,42 @@ func TestMatchRequestDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per match", allocs)
 	}
 }
+
+// TestPatternFastPath: the byte-table path answers like the regexp for
+// every string over an alphabet around its classes, and is taken for the
+// shapes it is meant for.
+func TestPatternFastPath(t *testing.T) {
+	cases := []struct {
+		expr string
+		fast bool
+	}{
+		{"[0-9]+", true}, {`\d{2,4}`, true}, {"acme-[a-z]+", true}, {"s-[0-9a-f]{8}", true},
+		{"[a-c]*", true}, {"x[ab]{0,2}", true}, {"(?i)[a-z]+", false}, {"ab[^a]+", false},
+		{"(?i)ab[a-z]+", false}, {"[0-9]+x", false}, {"a|b", false}, {"([0-9]+)", false}, {".+", false},
+		{"[Kk]+", true}, {"(?i)k+", false},
+	}
+	alphabet := []string{"", "a", "b", "c", "x", "0", "5", "9", "-", "K", "\u212a", "acme-", "s-", "ab", "A"}
+	var values []string
+	for _, a := range alphabet {
+		for _, b := range alphabet {
+			for _, c := range alphabet {
+				values = append(values, a+b+c)
+			}
+		}
+	}
+	values = append(values, "s-0123abcd", "s-0123abcde", "s-0123abc", "12345", "acme-corp", "acme-Corp")
+	for _, c := range cases {
+		p, err := newPattern(c.expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.fast != c.fast {
+			t.Errorf("%s: fast = %v, want %v", c.expr, p.fast, c.fast)
+		}
+		for _, v := range values {
+			if got, want := p.match(v), p.re.MatchString(v); got != want {
+				t.Errorf("%s on %q: %v, regexp says %v", c.expr, v, got, want)
+			}
+		}
+	}
+}

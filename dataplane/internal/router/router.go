@@ -92,7 +92,6 @@ package router
 import (
 	"cmp"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -207,7 +206,7 @@ type edge struct {
 
 type constrainedEdge struct {
 	src  string // the regex as written in the pattern
-	re   *regexp.Regexp
+	re   *pattern
 	next *node
 }
 
@@ -397,7 +396,7 @@ func (n *node) constrainedChild(src string, copyNode func(*node) *node) (*node, 
 		}
 		return n.constrained[i].next, nil
 	}
-	re, err := config.CompileRegexp(src)
+	re, err := newPattern(src)
 	if err != nil {
 		return nil, err
 	}
@@ -664,7 +663,7 @@ func (n *node) lookup(path string, pos int, method string, in *Inputs, vals *[Ma
 	if seg != "" && np < MaxParams {
 		for i := range n.constrained {
 			c := &n.constrained[i]
-			if !c.re.MatchString(seg) {
+			if !c.re.match(seg) {
 				continue
 			}
 			vals[np] = seg
