@@ -42,7 +42,7 @@ make_cert() {
 }
 TLS_ARGS=()
 if make_cert; then
-  TLS_ARGS=(--tls-listen "$TLS_ADDR" --tls-default-cert local)
+  TLS_ARGS=(--tls-listen "$TLS_ADDR" --tls-default-cert local --http3)
 else
   echo "openssl not found: no HTTPS listener this time" >&2
 fi
@@ -120,6 +120,7 @@ cat <<MSG
 Try:
   curl -s http://$DP_ADDR/demo/hello?x=1                 # proxied to the demo upstream
   curl -s --cacert $TLS_DIR/ca.pem -w '%{http_version}\n' https://localhost:${TLS_ADDR##*:}/demo/hello   # HTTPS, HTTP/2
+  curl -s --http3-only --cacert $TLS_DIR/ca.pem -w '%{http_version}\n' https://localhost:${TLS_ADDR##*:}/demo/hello   # HTTP/3 over UDP (a curl built with HTTP/3)
   curl -s http://$CP_ADDR/v1/certificates | jq           # subject, expiry, days left (never the key)
   curl -si http://$DP_ADDR/cached/hello | grep -i cache   # MISS, then HIT (30 s)
   curl -s -X POST http://$CP_ADDR/v1/routes/cached/cache/purge >/dev/null   # purge it

@@ -31,6 +31,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/quic-go/quic-go/http3"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
@@ -125,7 +126,7 @@ type flags struct {
 	allowUnderscore, showVersion                            *bool
 	gcPercent                                               *int64
 	tlsListen, tlsDefault                                   *string
-	h2c                                                     *bool
+	h2c, http3                                              *bool
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -163,6 +164,7 @@ func parseFlags(args []string) (*flags, error) {
 		tlsListen:       fs.String("tls-listen", "PORTICO_TLS_LISTEN", "", "TLS traffic listener (HTTP/1.1 and HTTP/2) with the certificates of the configuration, chosen by SNI; empty: off"),
 		tlsDefault:      fs.String("tls-default-cert", "PORTICO_TLS_DEFAULT_CERT", "", "name of the certificate object served to TLS clients that send no SNI (an IP address in the URL); empty: such handshakes fail"),
 		h2c:             fs.Bool("h2c", "PORTICO_H2C", false, "also accept HTTP/2 without TLS (prior knowledge) on --listen, with the TLS listener's HTTP/2 limits"),
+		http3:           fs.Bool("http3", "PORTICO_HTTP3", false, "also serve HTTP/3 (QUIC, UDP) on --tls-listen's port, with the same certificates and limits, advertised by Alt-Svc on TLS answers; needs --tls-listen"),
 		showVersion:     fs.FlagSet.Bool("version", false, "print the version and exit"),
 	}
 	return f, fs.Parse(args)
@@ -430,6 +432,21 @@ func (dp *dataplane) serve(ctx context.Context) error {
 		tlsedge.Configure(tlsSrv, dp.certs)
 		log.Info("TLS listener", "tls_listen", tlsLn.Addr().String(), "tls_default_cert", *f.tlsDefault)
 	}
+	// HTTP/3 answers on the TLS listener's port number over UDP, with the
+	// same handler and certificates; TLS answers advertise it (Alt-Svc).
+	var h3 *http3.Server
+	var h3Conn net.PacketConn
+	if *f.http3 {
+		if tlsSrv == nil {
+			return errors.New("--http3 needs --tls-listen")
+		}
+		if h3Conn, err = tlsedge.ListenHTTP3(tlsLn.Addr()); err != nil {
+			return err
+		}
+		h3 = tlsedge.HTTP3(tlsSrv, dp.certs, log)
+		tlsedge.AdvertiseHTTP3(tlsSrv, tlsLn.Addr().(*net.TCPAddr).Port)
+		log.Info("HTTP/3 listener", "udp", h3Conn.LocalAddr().String())
+	}
 	opsSrv := &http.Server{Handler: opsHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	log.Info("data plane started", "listen", trafficLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
 		"controlplane", *f.cpURL, "version", version)
@@ -462,6 +479,9 @@ func (dp *dataplane) serve(ctx context.Context) error {
 			return nil
 		})
 	}
+	if h3 != nil {
+		g.Go(func() error { return tlsedge.ServeHTTP3(h3, h3Conn) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		draining.Store(true)
@@ -473,6 +493,9 @@ func (dp *dataplane) serve(ctx context.Context) error {
 		err := traffic.Shutdown(sctx)
 		if tlsSrv != nil {
 			err = errors.Join(err, tlsSrv.Shutdown(sctx))
+		}
+		if h3 != nil {
+			err = errors.Join(err, tlsedge.ShutdownHTTP3(sctx, h3))
 		}
 		stopSync()
 		_ = opsSrv.Shutdown(sctx)
