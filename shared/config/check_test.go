@@ -42,7 +42,8 @@ func TestObjectChecksAgreeWithValidate(t *testing.T) {
 	}{
 		{"fine route", route(Route{Name: "z", Paths: []string{"/z"}, Service: "users"}), 0},
 		{"missing service", route(Route{Name: "z", Paths: []string{"/z"}, Service: "ghost"}), 1},
-		{"gRPC service without method", route(Route{Name: "z", Paths: []string{"/z"}, Service: "shop"}), 1},
+		{"gRPC pass-through (service without method)", route(Route{Name: "z", Paths: []string{"/z"}, Service: "shop"}), 0},
+		{"gRPC pass-through with a rewrite", route(Route{Name: "z", Paths: []string{"/z"}, Service: "shop", Rewrite: "/y"}), 1},
 		{"method on an HTTP service", route(Route{Name: "z", Paths: []string{"/z"}, Service: "users", GRPC: &RouteGRPC{Method: "shop.v1.Orders/Get"}}), 1},
 		{"aggregates a missing and a gRPC service", route(Route{Name: "z", Paths: []string{"/z"},
 			Aggregate: []AggregateBackend{{Service: "ghost", Path: "/a"}, {Service: "shop", Path: "/b"}}}), 2},

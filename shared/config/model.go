@@ -67,7 +67,9 @@ type Service struct {
 	// Consul's own checks.
 	HealthCheck *HealthCheck `json:"health_check,omitempty"`
 	// Protocol is http (default) or grpc: a gRPC service is reached over
-	// HTTP/2 (h2c for http:// targets) by routes that name a method.
+	// HTTP/2 (h2c for http:// targets, TLS with ALPN h2 for https://), by
+	// routes that name a method (JSON → gRPC) or, without one, by gRPC
+	// clients whose calls pass through as they are (GRPCPassThrough).
 	Protocol string       `json:"protocol,omitempty"`
 	GRPC     *ServiceGRPC `json:"grpc,omitempty"`
 	// SOAP describes a protocol soap service: its WSDL (soap.go).
@@ -202,6 +204,7 @@ type Route struct {
 	AggregateRequireAll bool               `json:"aggregate_require_all,omitempty"`
 	// GRPC maps the route to a unary method of its (protocol grpc) service:
 	// the JSON body, path and query parameters become the request message.
+	// A route to a gRPC service without it passes gRPC calls through.
 	GRPC *RouteGRPC `json:"grpc,omitempty"`
 	// SOAP maps the route to an operation of its (protocol soap) service:
 	// the JSON body, path and query parameters become the input message.

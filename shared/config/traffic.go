@@ -475,8 +475,8 @@ func (s *Service) validateProtocol(l *errorList, p string) {
 func checkRouteProtocol(l *errorList, p string, r *Route, svc *Service) {
 	grpcSvc := svc.Protocol == ProtocolGRPC
 	switch {
-	case grpcSvc && r.GRPC == nil:
-		l.add(join(p, "grpc"), "service %q speaks gRPC: the route must name a method (grpc.method)", svc.Name)
+	case GRPCPassThrough(r, svc):
+		checkGRPCPassThrough(l, p, r)
 	case !grpcSvc && r.GRPC != nil:
 		l.add(join(p, "grpc"), "service %q does not speak gRPC (protocol grpc)", svc.Name)
 	}

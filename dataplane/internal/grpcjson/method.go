@@ -276,7 +276,7 @@ func callResult(err error, reached bool) upstream.Result {
 	case c == codes.Unavailable && !reached:
 		// No server saw it: another instance may have it.
 		return upstream.Result{Outcome: upstream.Broken, Unsent: true, Err: err}
-	case instanceFailed(c):
+	case InstanceFailed(c):
 		return upstream.Result{Outcome: upstream.Failed, Status: HTTPStatus(c), Err: err}
 	}
 	return upstream.Result{Status: HTTPStatus(c), Err: err}
@@ -294,7 +294,7 @@ func lookupResult(err error) upstream.Result {
 		return upstream.Result{Err: err}
 	case st.Code() == codes.Unavailable:
 		return upstream.Result{Outcome: upstream.Broken, Err: err}
-	case instanceFailed(st.Code()):
+	case InstanceFailed(st.Code()):
 		return upstream.Result{Outcome: upstream.Failed, Status: HTTPStatus(st.Code()), Err: err}
 	}
 	return upstream.Result{Status: HTTPStatus(st.Code()), Err: err}
@@ -328,10 +328,11 @@ func (m *Method) invoke(ctx context.Context, conn *grpc.ClientConn, hostPort str
 	return err
 }
 
-// instanceFailed tells whether a code counts against the instance for
+// InstanceFailed tells whether a code counts against the instance for
 // outlier detection and the breaker: it was unreachable, too slow, or broke
-// on its own. Codes about the request (NotFound, InvalidArgument...) do not.
-func instanceFailed(c codes.Code) bool {
+// on its own. Codes about the request (NotFound, InvalidArgument...) do
+// not. JSON → gRPC and gRPC pass-through (grpcpass) both judge by it.
+func InstanceFailed(c codes.Code) bool {
 	switch c {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.DataLoss:
 		return true

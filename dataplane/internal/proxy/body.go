@@ -163,6 +163,15 @@ func (b *clientBody) Await(req *stage.Request) bool {
 	return true
 }
 
+// Stream lifts the body deadlines for the rest of the body (a gRPC stream
+// that idles between messages): the read deadline a prefetch may have set
+// is cleared, and later reads set none.
+func (b *clientBody) Stream() io.Reader {
+	b.setDeadline(time.Time{})
+	b.noDeadlines.Store(true)
+	return b
+}
+
 // Close gives up on the rest of the body. A read still blocked on the
 // client (the upstream transport's writer, after the exchange failed) is
 // cut off at once rather than at its deadline: net/http's Close would

@@ -74,7 +74,7 @@ func NewHandler(o Options) *Handler {
 		o.Transport = upstream.NewTransport(NewTransport(), obs.tracerProvider, obs.prop)
 	}
 	h := &Handler{log: o.Log, metrics: o.Metrics, ips: o.ClientIP, obs: obs, limits: o.Limits.withDefaults()}
-	h.env = stage.Env{Transport: o.Transport, Tracer: obs.tracer, ClientIP: o.ClientIP}
+	h.env = stage.Env{Transport: o.Transport, Tracer: obs.tracer, Propagator: obs.prop, ClientIP: o.ClientIP}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      o.Transport,
@@ -324,7 +324,14 @@ type recorder struct {
 	// req is the request answered: its route's Responder edits the
 	// response headers just before they are written.
 	req *stage.Request
+	// logged is the status a gRPC answer stands for (LogStatus), 0 for
+	// others: a refused gRPC call is an HTTP 200 on the wire.
+	logged int
 }
+
+// LogStatus makes the access log, metrics and analytics record status
+// instead of the status written: stage.WriteGRPCStatus calls it.
+func (r *recorder) LogStatus(status int) { r.logged = status }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 {
@@ -351,6 +358,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *recorder) status() int {
+	if r.logged != 0 {
+		return r.logged
+	}
 	if r.code == 0 {
 		return http.StatusOK
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/aggregate"
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/cache"
+	"github.com/portico-gw/portico/dataplane/internal/grpcpass"
 	"github.com/portico-gw/portico/dataplane/internal/httpsredirect"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
@@ -27,10 +28,12 @@ import (
 // (headers, authority, path), matched the route, and answered for a route
 // whose configuration was rejected.
 func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
+	svc, _ := c.cfg.Service(r.Service)
+	pass := grpcpass.Compile(r, svc, c.rt.Upstream, c.rt.MaxBodyBytes, c.deps.GRPCPass)
 	return stage.NewChain(
 		httpsredirect.Compile(r),                                                // plain HTTP → 308 to HTTPS; HSTS on TLS answers
 		transform.CompileResponse(r),                                            // response edits and CORS on every answer; preflights answered
-		compileLimits(r, c.rt.MaxBodyBytes),                                     // body limit (413), Upgrade only for allowed protocols
+		compileLimits(r, c.rt.MaxBodyBytes, pass != nil),                        // body limit (413; per message for gRPC streams), Upgrade only for allowed protocols
 		auth.CompileRoute(r.Auth, c.t.verifier),                                 // API key / JWT (401, 403) → the identity
 		ratelimit.CompileRoute(r.Name, c.rateLimit(r), c.deps.Limiter),          // 429, RateLimit-* headers
 		throttle.Compile(r.MaxInFlight, r.QueueTimeout.Std(), c.prevThrottle()), // max_in_flight (503)
@@ -41,6 +44,7 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 		stage.First(
 			aggregate.Compile(r, c.t.upstreams, c.rt.Timeout), // fan-out to several services
 			c.grpc, // JSON → gRPC (compiled before: it can reject the route)
+			pass,   // gRPC passed through as gRPC
 			// JSON → SOAP (compiled here: it can reject the route)
 			c.compileSOAP(r),
 			&forward{up: c.rt.Upstream, timeout: c.rt.Timeout}, // the reverse proxy
@@ -53,10 +57,13 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 type limits struct {
 	maxBody  int64
 	upgrades []string // beside websocket
+	// perMessage: the body is a gRPC stream, which may last as long as its
+	// call; the pass-through stage holds each message to maxBody instead.
+	perMessage bool
 }
 
-func compileLimits(r *config.Route, maxBody int64) stage.Stage {
-	return &limits{maxBody: maxBody, upgrades: r.UpgradeProtocols}
+func compileLimits(r *config.Route, maxBody int64, perMessage bool) stage.Stage {
+	return &limits{maxBody: maxBody, upgrades: r.UpgradeProtocols, perMessage: perMessage}
 }
 
 // Serve refuses a body announced over the limit at once (413) and caps a
@@ -65,11 +72,14 @@ func compileLimits(r *config.Route, maxBody int64) stage.Stage {
 // one, and no tunnel opens for a protocol nobody allowed).
 func (l *limits) Serve(req *stage.Request) {
 	r := req.R
-	if r.ContentLength > l.maxBody {
+	switch b, _ := req.Body.(*clientBody); {
+	case l.perMessage && stage.IsGRPC(r):
+		// A stream lasts as long as its call: the pass-through stage
+		// bounds each message instead.
+	case r.ContentLength > l.maxBody:
 		stage.WriteProblem(req.W, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(l.maxBody, 10)+" bytes")
 		return
-	}
-	if b, ok := req.Body.(*clientBody); ok {
+	case b != nil:
 		b.rc = http.MaxBytesReader(req.W, b.rc, l.maxBody)
 	}
 	if up := r.Header["Upgrade"]; len(up) > 0 && !l.upgradeAllowed(up) {
@@ -100,6 +110,7 @@ func (l *limits) upgradeAllowed(values []string) bool {
 func (l *limits) Describe() any {
 	return struct {
 		MaxBodyBytes int64    `json:"max_body_bytes"`
+		PerMessage   bool     `json:"per_grpc_message,omitempty"`
 		Upgrades     []string `json:"upgrade_protocols,omitempty"`
-	}{l.maxBody, l.upgrades}
+	}{l.maxBody, l.perMessage, l.upgrades}
 }

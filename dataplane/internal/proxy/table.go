@@ -12,6 +12,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
+	"github.com/portico-gw/portico/dataplane/internal/grpcpass"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/router"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
@@ -96,6 +97,9 @@ type Deps struct {
 	// GRPC holds the connections of gRPC routes; needed when a route
 	// names a gRPC method.
 	GRPC *grpcjson.Pool
+	// GRPCPass holds the HTTP/2 transports of gRPC pass-through routes;
+	// nil: the process's (grpcpass.Shared).
+	GRPCPass *grpcpass.Transports
 	// Limiter decides rate limits; nil: the previous table's, or a new
 	// in-process limiter for the first.
 	Limiter ratelimit.Limiter

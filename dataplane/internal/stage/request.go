@@ -1,9 +1,11 @@
 package stage
 
 import (
+	"io"
 	"net/http"
 	"strings"
 
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portico-gw/portico/dataplane/internal/clientip"
@@ -52,6 +54,13 @@ type Body interface {
 	// that a client that sent nothing yet holds no scarce slot; false when
 	// the body failed and the request was answered.
 	Await(req *Request) bool
+	// Stream hands the body over to a protocol whose request stream may
+	// pause between messages for as long as the call lasts (gRPC client
+	// and bidirectional streams): from now on reads run without the body
+	// deadlines, which would cut such a stream off as a stalled upload.
+	// The caller bounds the exchange itself (the call's deadline, the
+	// client leaving).
+	Stream() io.Reader
 }
 
 // Env is what the gateway process lends every request's stages: long-lived
@@ -66,6 +75,9 @@ type Env struct {
 	Transport http.RoundTripper
 	// Tracer starts spans of the gateway's own work.
 	Tracer trace.Tracer
+	// Propagator writes the trace context into requests to services that
+	// do not go through Transport (gRPC pass-through).
+	Propagator propagation.TextMapPropagator
 	// ClientIP says which peers' X-Forwarded-For is believed.
 	ClientIP *clientip.Resolver
 }
@@ -178,8 +190,15 @@ func (r *Request) WriteIdentity(h http.Header) {
 }
 
 // WriteProblem answers with an RFC 9457 problem whose instance is the
-// request path: the one way a stage (or the proxy) refuses a request.
+// request path: the one way a stage (or the proxy) refuses a request. A
+// gRPC call (IsGRPC) gets the same refusal as a gRPC status instead
+// (WriteGRPCStatus, code GRPCCode(status), message detail): its client
+// cannot read a problem.
 func WriteProblem(w http.ResponseWriter, r *http.Request, status int, slug, detail string) {
+	if IsGRPC(r) {
+		WriteGRPCStatus(w, status, GRPCCode(status), detail)
+		return
+	}
 	p := problem.New(status, slug, detail)
 	p.Instance = r.URL.Path
 	problem.Write(w, p)

@@ -41,7 +41,9 @@ func Compile(limit int, queue time.Duration, prev *Route) stage.Stage {
 
 // Serve holds a slot for the rest of the chain, or refuses with 503.
 func (t *Route) Serve(req *stage.Request) {
-	if req.Body != nil && !req.Body.Await(req) {
+	// A gRPC stream may rightly wait for the service to speak first, so
+	// its first message is not awaited: its slot is held from the start.
+	if req.Body != nil && !stage.IsGRPC(req.R) && !req.Body.Await(req) {
 		return
 	}
 	if !t.acquire(req.R.Context()) {
