@@ -1,7 +1,12 @@
 package soap
 
 import (
+	"bytes"
+	"crypto/sha1" //nolint:gosec // the algorithm PasswordDigest is defined with
+	"encoding/base64"
+	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/portico-gw/portico/shared/wsdl"
 )
@@ -51,5 +56,40 @@ func TestNotSOAP(t *testing.T) {
 	}
 	if _, err := parseAnswer([]byte(`<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body/></e:Envelope>`), wsdl.SOAP11); err == nil {
 		t.Error("a SOAP 1.2 answer to a SOAP 1.1 request accepted")
+	}
+}
+
+func TestWriteString(t *testing.T) {
+	for _, s := range []string{"plain", "", "quote\"back\\slash", "<tag>&", "\x01ctl", "é ü 日本", "line\u2028sep", "\xff\xfe"} {
+		var b bytes.Buffer
+		writeString(&b, s)
+		want, _ := json.Marshal(s)
+		if b.String() != string(want) {
+			t.Errorf("%q: %s, want %s", s, b.String(), want)
+		}
+	}
+}
+
+// TestUsernameTokenDigest: PasswordDigest is Base64(SHA-1(nonce + created
+// + password)) over the nonce and timestamp the header carries (WSS
+// UsernameToken Profile 1.1 §3.1), and neither form leaks into Describe.
+func TestUsernameTokenDigest(t *testing.T) {
+	s := &wsSecurity{username: "gw", password: "pw", digest: true}
+	root, err := wsdl.ParseXML(s.header(time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)), responseLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := root.Element(nsWSSE, "UsernameToken")
+	nonce, _ := base64.StdEncoding.DecodeString(tok.Element(nsWSSE, "Nonce").Text)
+	created := tok.Element(nsWSU, "Created").Text
+	h := sha1.New()
+	h.Write(nonce)
+	h.Write([]byte(created + "pw"))
+	if got := tok.Element(nsWSSE, "Password").Text; got != base64.StdEncoding.EncodeToString(h.Sum(nil)) || len(nonce) != 16 || created != "2026-12-03T06:00:00.000Z" {
+		t.Errorf("digest %s nonce %x created %s", got, nonce, created)
+	}
+	g := &Route{op: &wsdl.Operation{}, security: s}
+	if b, _ := json.Marshal(g.Describe()); bytes.Contains(b, []byte("pw")) {
+		t.Errorf("Describe shows the password: %s", b)
 	}
 }
