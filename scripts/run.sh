@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: a working Portico on this machine, no Docker. Starts a control
-# plane (dev mode, embedded bbolt store), one data plane, a demo upstream and
-# a demo gRPC service, creates example services and routes (a plain one,
-# a cached one, an aggregating one, a JSON-to-gRPC one), serves HTTPS on
+# plane (dev mode, embedded bbolt store), one data plane, a demo upstream,
+# a demo gRPC service and a demo SOAP service, creates example services and
+# routes (a plain one, a cached one, an aggregating one, a JSON-to-gRPC one,
+# two JSON-to-SOAP ones), serves HTTPS on
 # TLS_ADDR with a certificate for localhost it makes on first start (a local
 # CA and a leaf, kept in $DATA/tls, remade when under 30 days from expiry;
 # needs openssl), and prints what to try. Ctrl-C stops everything. Ports can
@@ -17,6 +18,7 @@ DP_ADDR="${DP_ADDR:-127.0.0.1:8080}"
 OPS_ADDR="${OPS_ADDR:-127.0.0.1:8081}"
 UP_ADDR="${UP_ADDR:-127.0.0.1:9001}"
 GRPC_ADDR="${GRPC_ADDR:-127.0.0.1:9090}"
+SOAP_ADDR="${SOAP_ADDR:-127.0.0.1:9002}"
 TLS_ADDR="${TLS_ADDR:-127.0.0.1:8443}"
 mkdir -p "$DATA"
 
@@ -70,6 +72,8 @@ wait_http() { # url, what
 pids+=($!)
 "$BIN/demo-grpc" --listen "$GRPC_ADDR" >"$DATA/demo-grpc.log" 2>&1 &
 pids+=($!)
+"$BIN/demo-soap" --listen "$SOAP_ADDR" >"$DATA/demo-soap.log" 2>&1 &
+pids+=($!)
 "$BIN/controlplane" --dev --listen "$CP_ADDR" --store "bolt:$DATA/controlplane.db" >"$DATA/controlplane.log" 2>&1 &
 pids+=($!)
 wait_http "http://$CP_ADDR/healthz" "control plane"
@@ -90,6 +94,14 @@ curl -fsS -X PUT "http://$CP_ADDR/v1/services/shop" -H 'Content-Type: applicatio
   -d "{\"protocol\":\"grpc\",\"targets\":[{\"url\":\"http://$GRPC_ADDR\"}]}" >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/order" -H 'Content-Type: application/json' \
   -d '{"paths":["/shop/orders/{id}"],"methods":["GET"],"service":"shop","grpc":{"method":"shop.v1.Orders/GetOrder"}}' >/dev/null
+# The control plane fetches the WSDL now; data planes get it in the snapshot.
+wait_http "http://$SOAP_ADDR/healthz" "demo SOAP service"
+curl -fsS -X PUT "http://$CP_ADDR/v1/services/quotes" -H 'Content-Type: application/json' \
+  -d "{\"protocol\":\"soap\",\"targets\":[{\"url\":\"http://$SOAP_ADDR\"}],\"soap\":{\"wsdl\":\"http://$SOAP_ADDR/quotes?wsdl\"}}" >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/quote" -H 'Content-Type: application/json' \
+  -d '{"paths":["/quotes/{symbol}"],"methods":["GET"],"service":"quotes","soap":{"operation":"GetQuote"}}' >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/quotes" -H 'Content-Type: application/json' \
+  -d '{"paths":["/quotes"],"methods":["GET","POST"],"service":"quotes","soap":{"operation":"GetQuotes"}}' >/dev/null
 if [ ${#TLS_ARGS[@]} -gt 0 ]; then
   # The certificate goes through the admin API like any other; its key is
   # never shown again (GET and the export leave it out).
@@ -108,6 +120,7 @@ Portico is running (dev mode: the admin API needs no token here).
   control plane  http://$CP_ADDR   (admin API, OpenAPI at /v1/openapi.json)
   data plane     http://$DP_ADDR   (traffic)   ops: http://$OPS_ADDR/status
   demo upstream  http://$UP_ADDR     demo gRPC  $GRPC_ADDR (shop.v1.Orders, reflection)
+  demo SOAP      http://$SOAP_ADDR/quotes (WSDL at ?wsdl)
   logs and data  $DATA
 MSG
 if [ ${#TLS_ARGS[@]} -gt 0 ]; then
@@ -127,6 +140,10 @@ Try:
   curl -s http://$DP_ADDR/profile/7 | jq                 # two calls merged into one answer
   curl -s 'http://$DP_ADDR/shop/orders/42?version=2' | jq   # JSON to gRPC
   curl -s http://$DP_ADDR/shop/orders/missing | jq        # gRPC NOT_FOUND as a 404 problem
+  curl -s 'http://$DP_ADDR/quotes/ACME?side=sell' | jq   # JSON to SOAP (learned from the WSDL)
+  curl -s 'http://$DP_ADDR/quotes?symbol=A&symbol=B' | jq   # maxOccurs>1: always an array
+  curl -s 'http://$DP_ADDR/quotes/ACME?side=hold' | jq   # 400 naming the parameter, nothing sent
+  curl -s http://$DP_ADDR/quotes/NOPE | jq               # a SOAP Client fault as a 422 problem
   curl -s http://$CP_ADDR/v1/routes | jq                 # routes, with versions
   curl -s -X PUT http://$CP_ADDR/v1/routes/users -H 'Content-Type: application/json' \\
        -d '{"paths":["/users/{id}"],"methods":["GET"],"service":"demo"}'
