@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 		"github.com/portico-gw/portico/dataplane/cmd/dataplane",
 		"github.com/portico-gw/portico/dataplane/cmd/demo-upstream",
 		"github.com/portico-gw/portico/dataplane/cmd/demo-grpc",
+		"github.com/portico-gw/portico/dataplane/cmd/demo-soap",
 	} {
 		cmd := exec.Command("go", "build", "-o", dir+"/", pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

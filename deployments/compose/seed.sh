@@ -104,6 +104,19 @@ call PUT /v1/routes/profile <<'EOF'
               {"service":"orders","path":"/orders?user={id}","key":"orders","timeout":"500ms"}]}
 EOF
 
+# /quotes: JSON to SOAP. The control plane fetches the WSDL now (the data
+# planes never do) and checks the operations against it.
+call PUT /v1/services/quotes <<'EOF'
+{"protocol":"soap","targets":[{"url":"http://quotes:9002"}],
+ "soap":{"wsdl":"http://quotes:9002/quotes?wsdl"}}
+EOF
+call PUT /v1/routes/quote <<'EOF'
+{"paths":["/quotes/{symbol}"],"methods":["GET"],"service":"quotes","soap":{"operation":"GetQuote"}}
+EOF
+call PUT /v1/routes/quotes <<'EOF'
+{"paths":["/quotes"],"methods":["GET","POST"],"service":"quotes","soap":{"operation":"GetQuotes"}}
+EOF
+
 # Cluster-wide default for routes without a limit: per client address,
 # counted in Redis across every data plane.
 call PUT /v1/global <<'EOF'
@@ -130,5 +143,6 @@ else
 fi
 echo "seed: JWTs for /users and /orders: HS256 with PORTICO_JWT_SECRET, iss portico-demo, aud portico, sub alice, with exp"
 echo "seed: done; try  curl http://localhost:8080/public/hello"
+echo "seed:      and  curl 'http://localhost:8080/quotes/ACME?side=sell' (JSON to SOAP, learned from the WSDL)"
 echo "seed:      and  curl --cacert portico-ca.pem https://localhost:8443/public/hello (HTTP/2; the CA: docker compose run --rm --entrypoint cat tls-init /tls/ca.pem > portico-ca.pem)"
 echo "seed:      and  curl -i http://localhost:8080/catalog/books (X-Cache-Status), curl http://localhost:8080/profile/7"
