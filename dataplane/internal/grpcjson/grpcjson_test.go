@@ -329,7 +329,7 @@ func TestReflectionRefresh(t *testing.T) {
 // bounded number of times and on connection state changes, never on time.
 func afterRestart(t *testing.T, pool *Pool, addr string, m *Method, method, target string, params map[string]string) result {
 	t.Helper()
-	c, err := pool.conn("http", addr)
+	c, err := pool.conn("http", addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,7 +156,7 @@ func (m *Method) descriptors(ctx context.Context) (*methodDesc, error) {
 		c := upstream.Call{Upstream: m.up, Resend: true}
 		var d *methodDesc
 		err := c.Do(lctx, func(ctx context.Context, inst *upstream.Member, _ int) upstream.Result {
-			conn, err := m.pool.conn(inst.Scheme, inst.Host)
+			conn, err := m.pool.conn(inst.Scheme, inst.Host, m.up.TLSConfig())
 			if err != nil {
 				return upstream.Result{Outcome: upstream.Local, Err: err}
 			}
@@ -237,7 +237,7 @@ func (m *Method) call(ctx context.Context, c *upstream.Call, d *methodDesc, in p
 	var out proto.Message
 	var hdr, trl metadata.MD
 	err := c.Run(ctx, func(ctx context.Context, inst *upstream.Member, n int) upstream.Result {
-		conn, err := m.pool.conn(inst.Scheme, inst.Host)
+		conn, err := m.pool.conn(inst.Scheme, inst.Host, m.up.TLSConfig())
 		if err != nil {
 			return upstream.Result{Outcome: upstream.Local, Err: err}
 		}

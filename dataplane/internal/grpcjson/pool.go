@@ -68,8 +68,15 @@ func NewPool(o PoolOptions) *Pool {
 
 // conn returns the ClientConn of one instance. grpc.NewClient does not
 // connect, so holding the mutex across it is cheap; the first RPC dials.
-func (p *Pool) conn(scheme, host string) (*grpc.ClientConn, error) {
+// tlsConf is the service's TLS client configuration (upstream.ClientTLS,
+// the one place it is built) for an https instance: connections made with
+// it are the service's own, so the key names the configuration too (two
+// services on one address may present different client certificates).
+func (p *Pool) conn(scheme, host string, tlsConf *tls.Config) (*grpc.ClientConn, error) {
 	key := scheme + "://" + host
+	if scheme == "https" && tlsConf != nil {
+		key += fmt.Sprintf("#%p", tlsConf)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -84,8 +91,13 @@ func (p *Pool) conn(scheme, host string) (*grpc.ClientConn, error) {
 		// Plaintext HTTP/2 with prior knowledge (h2c).
 		creds = insecure.NewCredentials()
 	case "https":
-		// nil RootCAs: the system roots, like the HTTP transport.
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+		// The service's CA, server name and client certificate; without a
+		// tls block, the system roots (upstream.ClientTLS). NewTLS clones
+		// it and asks for h2.
+		if tlsConf == nil {
+			tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		creds = credentials.NewTLS(tlsConf)
 	default:
 		return nil, fmt.Errorf("grpcjson: instance %s: scheme %q is neither http nor https", key, scheme)
 	}

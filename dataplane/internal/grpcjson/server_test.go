@@ -55,6 +55,8 @@ type serverOpts struct {
 	// onCall, when set, runs in each call before it is answered (after it
 	// is counted): a test can hold calls there.
 	onCall func()
+	// grpc are the server's options (TLS credentials).
+	grpc []grpc.ServerOption
 }
 
 // shopServer is a real gRPC server on loopback serving shop.v1.Orders with
@@ -76,7 +78,7 @@ func startShop(t testing.TB, o serverOpts) *shopServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &shopServer{addr: ln.Addr().String(), srv: grpc.NewServer()}
+	s := &shopServer{addr: ln.Addr().String(), srv: grpc.NewServer(o.grpc...)}
 	err = demoshop.Register(s.srv, demoshop.Options{Reflection: o.reflection, WithCancel: o.withCancel, OnCall: func(md metadata.MD) {
 		s.calls.Add(1)
 		s.lastMD.Store(&md)

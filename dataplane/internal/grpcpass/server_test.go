@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -56,6 +58,8 @@ type echoServer struct {
 	// context error it ended with.
 	blocked chan struct{}
 	ended   chan error
+	// health is the server's grpc.health.v1 service.
+	health *health.Server
 }
 
 func startEcho(t testing.TB, opts ...grpc.ServerOption) *echoServer {
@@ -67,6 +71,9 @@ func startEcho(t testing.TB, opts ...grpc.ServerOption) *echoServer {
 	s := &echoServer{addr: ln.Addr().String(), blocked: make(chan struct{}, 16), ended: make(chan error, 16)}
 	srv := grpc.NewServer(opts...)
 	testgrpc.RegisterTestServiceServer(srv, s)
+	s.health = health.NewServer()
+	s.health.SetServingStatus("grpc.testing.TestService", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, s.health)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -238,12 +245,16 @@ type gateway struct {
 	revision int64
 }
 
-func newGateway(t *testing.T, cfg *config.Config) *gateway {
+func newGateway(t *testing.T, cfg *config.Config, opts ...func(*proxy.Options)) *gateway {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	h := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(prometheus.NewRegistry()), Limits: proxy.Limits{
+	o := proxy.Options{Log: log, Metrics: proxy.NewMetrics(prometheus.NewRegistry()), Limits: proxy.Limits{
 		BodyReadTimeout: proxy.DefaultBodyReadTimeout, BodyMinRate: proxy.DefaultBodyMinRate, BodyMinRateGrace: proxy.DefaultBodyMinRateGrace,
-	}})
+	}}
+	for _, f := range opts {
+		f(&o)
+	}
+	h := proxy.NewHandler(o)
 	ca := testutil.NewCA(t)
 	leaf := ca.Issue(t, []string{"localhost"}, time.Time{}, time.Time{})
 	cfg.Certificates = append(cfg.Certificates, config.Certificate{Name: "gw", Cert: leaf.CertPEM, Key: leaf.KeyPEM, SNIs: []string{"localhost"}})
@@ -311,6 +322,12 @@ func serve(t *testing.T, srv interface {
 // trusting the gateway's CA.
 func (g *gateway) client(t *testing.T, secure bool) testgrpc.TestServiceClient {
 	t.Helper()
+	return testgrpc.NewTestServiceClient(g.conn(t, secure))
+}
+
+// conn is the client connection behind client.
+func (g *gateway) conn(t *testing.T, secure bool) *grpc.ClientConn {
+	t.Helper()
 	addr, creds := g.h2cAddr, insecure.NewCredentials()
 	if secure {
 		addr = g.tlsAddr
@@ -321,7 +338,7 @@ func (g *gateway) client(t *testing.T, secure bool) testgrpc.TestServiceClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return testgrpc.NewTestServiceClient(cc)
+	return cc
 }
 
 // passConfig is a configuration with one gRPC service over addrs and one

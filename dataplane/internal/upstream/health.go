@@ -46,12 +46,20 @@ func (u *Upstream) healthLoop(ctx context.Context) {
 	default:
 		prober = defaultProber
 	}
+	check := func(m *Member) bool { return probe(ctx, prober, m.Scheme+"://"+m.Host+m.BasePath+hc.Path, timeout) }
+	if u.Spec.Protocol == config.ProtocolGRPC && u.deps.Prober == nil {
+		// gRPC instances answer the gRPC health checking protocol
+		// (grpchealth.go).
+		g := newGRPCProber(u.tls)
+		defer g.close()
+		check = func(m *Member) bool { return g.probe(ctx, m, hc.Path, timeout) }
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		v := u.view.Load()
 		for _, m := range v.members {
-			ok := probe(ctx, prober, m.Scheme+"://"+m.Host+m.BasePath+hc.Path, timeout)
+			ok := check(m)
 			if ctx.Err() != nil {
 				return
 			}
