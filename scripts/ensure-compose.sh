@@ -5,10 +5,11 @@
 # The compose file test runs the real `docker-compose config` on
 # docker-compose.yml: Compose's own parser, interpolation and checks, not
 # a library that could disagree with it. No Docker engine is needed for
-# `config`. Release binaries cannot be downloaded here, and the module has
-# replace directives (so `go install ...@version` refuses it): the module
-# source is taken from the Go module proxy (go mod download), copied out
-# of the read-only module cache and built inside it with its own go.mod.
+# `config`. Release binaries cannot be downloaded here, and the module's
+# go.mod has an exclude block (so `go install ...@version` refuses it, as it
+# refuses replace directives): the module source is taken from the Go module
+# proxy (go mod download), copied out of the read-only module cache and
+# built inside it with its own go.mod.
 # The binary is cached outside the repo, keyed by version; COMPOSE_BIN may
 # point at an existing one.
 set -euo pipefail
