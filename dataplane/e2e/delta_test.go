@@ -97,24 +97,32 @@ func TestDeltas(t *testing.T) {
 	converged(t, imported.Revision, "full")
 
 	t.Run("current data plane gets deltas", func(t *testing.T) {
+		// compiled is how the data plane compiles the delta (/status
+		// compiled): a route change alone compiles that route only
+		// (-1: the whole snapshot, incrementally).
 		cases := []struct {
-			name   string
-			write  func() (*client.Response, error)
-			serves map[string]string // path → upstream ("" = 404)
+			name     string
+			write    func() (*client.Response, error)
+			serves   map[string]string // path → upstream ("" = 404)
+			compiled int
 		}{
-			{"create a route", putRoute("new", "/new/*", "a"), map[string]string{"/new/x": "delta-one"}},
-			{"move a route", putRoute("r1", "/moved/*", "a"), map[string]string{"/moved/x": "delta-one", "/r1/x": ""}},
+			{"create a route", putRoute("new", "/new/*", "a"), map[string]string{"/new/x": "delta-one"}, 1},
+			{"move a route", putRoute("r1", "/moved/*", "a"), map[string]string{"/moved/x": "delta-one", "/r1/x": ""}, 1},
 			{"delete a route", func() (*client.Response, error) { return cp.admin.Routes().Delete(ctx, "r2") },
-				map[string]string{"/r2/x": ""}},
+				map[string]string{"/r2/x": ""}, 0},
 			{"change the service a route depends on", func() (*client.Response, error) {
 				s := svc(up2)
 				_, resp, err := cp.admin.Services().Put(ctx, "b", s)
 				return resp, err
-			}, map[string]string{"/rb/x": "delta-two", "/r3/x": "delta-one"}},
+			}, map[string]string{"/rb/x": "delta-two", "/r3/x": "delta-one"}, -1},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				converged(t, write(t, tc.write), "delta")
+				c, _ := dp.status(t)["compiled"].(map[string]any)
+				if change := tc.compiled >= 0; c["change"] != change || change && c["routes"] != float64(tc.compiled) {
+					t.Fatalf("/status compiled = %v, want a change compile of %d routes (-1: whole)", c, tc.compiled)
+				}
 				for path, want := range tc.serves {
 					code, body := get(dp.url + path)
 					if want == "" && code != 404 || want != "" && !serves(dp.url+path, want) {

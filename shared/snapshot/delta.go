@@ -77,6 +77,16 @@ type Touched struct {
 	Global                                             bool
 }
 
+// Change says how a configuration came from an earlier one: it is Base
+// with the objects Touched names created, changed or deleted, and nothing
+// else (what Delta.Apply returns). A data plane given one compiles only the
+// touched objects; a Change that does not describe its configuration (a
+// name missing) makes it compile the whole.
+type Change struct {
+	Base    *Snapshot
+	Touched *Touched
+}
+
 // Len is the number of objects touched (the global section counts one).
 func (t *Touched) Len() int {
 	n := len(t.Services) + len(t.Routes) + len(t.Consumers) + len(t.Issuers) + len(t.Certificates)

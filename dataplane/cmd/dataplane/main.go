@@ -336,10 +336,10 @@ func (dp *dataplane) newSyncer(applier *proxy.Applier) error {
 // listener's certificates; the objects either left out are reported.
 func (dp *dataplane) apply(applier *proxy.Applier) syncer.Applier {
 	if dp.certs == nil {
-		return applier.Apply
+		return applier.ApplyChange
 	}
-	return func(s *snapshot.Snapshot) ([]config.Rejected, error) {
-		rejected, err := applier.Apply(s)
+	return func(s *snapshot.Snapshot, ch *snapshot.Change) ([]config.Rejected, error) {
+		rejected, err := applier.ApplyChange(s, ch)
 		if err != nil {
 			return nil, err
 		}
@@ -388,21 +388,27 @@ func (dp *dataplane) serve(ctx context.Context) error {
 		Status: func() any {
 			routes := 0
 			var ups []upstream.Status
+			var compiled *proxy.CompileStats
 			if t := dp.handler.Table(); t != nil {
 				routes, ups = t.Routes(), t.Upstreams()
+				c := t.CompileStats()
+				compiled = &c
 			}
 			return struct {
 				NodeID  string `json:"node_id"`
 				Version string `json:"version"`
 				syncer.Status
-				Routes    int                      `json:"routes"`
+				Routes int `json:"routes"`
+				// Compiled: how the table in service was compiled (a
+				// delta's change or the whole snapshot).
+				Compiled  *proxy.CompileStats      `json:"compiled,omitempty"`
 				Draining  bool                     `json:"draining"`
 				Upstreams []upstream.Status        `json:"upstreams"`
 				Discovery []discovery.SourceStatus `json:"discovery"`
 				RateLimit any                      `json:"rate_limit"`
 				// TLSCertificates: the certificates in service on --tls-listen.
 				TLSCertificates []string `json:"tls_certificates,omitempty"`
-			}{*f.nodeID, version, dp.sync.Status(), routes, draining.Load(), ups, dp.watcher.Status(), dp.limiterStatus(), dp.certs.Names()}
+			}{*f.nodeID, version, dp.sync.Status(), routes, compiled, draining.Load(), ups, dp.watcher.Status(), dp.limiterStatus(), dp.certs.Names()}
 		},
 	})
 

@@ -24,11 +24,21 @@ type Applier struct {
 // uses (discovery, issuer options, the gRPC pool).
 func NewApplier(h *Handler, deps Deps) *Applier { return &Applier{h: h, deps: deps} }
 
-// Apply puts s in service in four steps:
+// Apply puts the whole snapshot s in service (ApplyChange without a
+// Change).
+func (a *Applier) Apply(s *snapshot.Snapshot) ([]config.Rejected, error) {
+	return a.ApplyChange(s, nil)
+}
+
+// ApplyChange puts s in service in four steps:
 //
-//  1. compile s against the table in service (Compile: incremental, and
-//     services and issuers that did not change carry over with their
-//     state);
+//  1. compile s against the table in service: when ch says which objects
+//     s changed from the snapshot that table was compiled from (a delta),
+//     only those (compileChange, delta.go: work in proportion to the
+//     change, not to the configuration); otherwise, or when the change
+//     cannot be compiled on its own, the whole of s (Compile: incremental
+//     too, services and issuers that did not change carry over with their
+//     state, but a pass over every object);
 //  2. start what the new table brought (discovery watches, health checks);
 //  3. swap it in: requests that start from now on see s, requests in
 //     flight finish on the table they loaded;
@@ -38,12 +48,16 @@ func NewApplier(h *Handler, deps Deps) *Applier { return &Applier{h: h, deps: de
 // syncer logs and reports to the control plane. On error (a problem of no
 // one object, see Compile) nothing changed: the table in service keeps
 // serving.
-func (a *Applier) Apply(s *snapshot.Snapshot) ([]config.Rejected, error) {
+func (a *Applier) ApplyChange(s *snapshot.Snapshot, ch *snapshot.Change) ([]config.Rejected, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	t, err := Compile(s, a.h.Table(), a.deps)
-	if err != nil {
-		return nil, err
+	prev := a.h.Table()
+	t := compileChange(s, ch, prev, a.deps)
+	if t == nil {
+		var err error
+		if t, err = Compile(s, prev, a.deps); err != nil {
+			return nil, err
+		}
 	}
 	t.Start()
 	a.h.Swap(t) // retires the old table's leftovers

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"maps"
 	"net/http"
 	"strings"
 
@@ -47,27 +48,65 @@ func (s *headerSet) has(name string) bool {
 // table: strippedAlways and every route's forwarded-claim headers. A name
 // some route reads credentials from is never in it (validation refuses such
 // a claim header; this keeps a data plane safe even so).
-func compileStripped(routes []*Route) *headerSet {
-	set := &headerSet{names: make(map[string]bool, len(strippedAlways))}
+func compileStripped(routes []*Route) *headerSet { return countHeaders(routes).stripped() }
+
+// headerCounts are what the stripped set is made of: per header name, how
+// many routes forward a claim in it (fwd) and read an API key from it
+// (keys). A table keeps them so that a change recounts only the routes it
+// touched (compileChange) instead of every route.
+type headerCounts struct{ fwd, keys map[string]int }
+
+func countHeaders(routes []*Route) *headerCounts {
+	c := &headerCounts{fwd: map[string]int{}, keys: map[string]int{}}
+	for _, r := range routes {
+		c.add(r, 1)
+	}
+	return c
+}
+
+// routeHeaders returns the headers route r (nil: none) forwards claims in
+// and reads an API key from.
+func routeHeaders(r *Route) (fwd []string, key string) {
+	if r == nil {
+		return nil, ""
+	}
+	a, ok := stage.Find[*auth.Route](r.chain)
+	if !ok {
+		return nil, ""
+	}
+	return a.ForwardHeaders(), a.APIKeyHeader()
+}
+
+// add counts the headers of route r n times (-1: takes them away).
+func (c *headerCounts) add(r *Route, n int) {
+	bump := func(m map[string]int, h string) {
+		if m[h] += n; m[h] == 0 {
+			delete(m, h)
+		}
+	}
+	fwd, key := routeHeaders(r)
+	for _, h := range fwd {
+		bump(c.fwd, h)
+	}
+	if key != "" {
+		bump(c.keys, key)
+	}
+}
+
+func (c *headerCounts) clone() *headerCounts {
+	return &headerCounts{fwd: maps.Clone(c.fwd), keys: maps.Clone(c.keys)}
+}
+
+func (c *headerCounts) stripped() *headerSet {
+	set := &headerSet{names: make(map[string]bool, len(strippedAlways)+len(c.fwd))}
 	for _, n := range strippedAlways {
 		set.names[n] = true
 	}
-	var keyHeaders []string
-	for _, r := range routes {
-		if r == nil {
-			continue
-		}
-		if a, ok := stage.Find[*auth.Route](r.chain); ok {
-			for _, h := range a.ForwardHeaders() {
-				set.names[h] = true
-			}
-			if h := a.APIKeyHeader(); h != "" {
-				keyHeaders = append(keyHeaders, h)
-			}
-		}
+	for h := range c.fwd {
+		set.names[h] = true
 	}
 	delete(set.names, "Authorization")
-	for _, h := range keyHeaders {
+	for h := range c.keys {
 		delete(set.names, h)
 	}
 	for n := range set.names {

@@ -113,11 +113,6 @@ func refsHold(cfg *config.Config, r *config.Route, kept map[string]bool) bool {
 			return false
 		}
 	}
-	for k := range r.Split {
-		if !kept[r.Split[k].Service] {
-			return false
-		}
-	}
 	if r.Auth != nil {
 		for _, name := range r.Auth.Issuers {
 			if _, ok := cfg.Issuer(name); !ok {
@@ -171,11 +166,6 @@ func (u *reuser) route(i int, r *config.Route, invalid string) *Route {
 	}
 	for k := range r.Aggregate {
 		if !u.sameUpstream(r.Aggregate[k].Service) {
-			return nil
-		}
-	}
-	for k := range r.Split {
-		if !u.sameUpstream(r.Split[k].Service) {
 			return nil
 		}
 	}
@@ -248,9 +238,7 @@ const maxRouterUpdate = 64
 // update refuses (a conflict, which the full compile turns into a
 // rejection).
 func (t *Table) updateRouter(prev *Table) *router.Table {
-	byName := func(a, b *Route) int { return strings.Compare(a.Name, b.Name) }
-	if prev == nil || prev.router == nil || prev.router.Len() != len(prev.routes) ||
-		!slices.IsSortedFunc(prev.routes, byName) || !slices.IsSortedFunc(t.routes, byName) {
+	if prev == nil || prev.router == nil || prev.router.Len() != len(prev.routes) || !prev.sorted || !t.sorted {
 		return nil
 	}
 	rule := func(r *Route) router.Rule {
@@ -299,7 +287,7 @@ func (t *Table) routeLookup() func(string) *Route {
 	if t == nil {
 		return func(string) *Route { return nil }
 	}
-	if !slices.IsSortedFunc(t.routes, func(a, b *Route) int { return strings.Compare(a.Name, b.Name) }) {
+	if !t.sorted {
 		m := t.routesByName()
 		return func(name string) *Route { return m[name] }
 	}

@@ -42,8 +42,17 @@ type Table struct {
 	limiter ratelimit.Limiter
 	cache   *cache.Cache
 	// stripped are the client headers removed from every request: every
-	// route's forwarded-claim headers and more (headers.go).
+	// route's forwarded-claim headers and more (headers.go), counted in
+	// headers.
 	stripped *headerSet
+	headers  *headerCounts
+	// sorted: routes are in strictly increasing name order (as the control
+	// plane sends them), so routes are found by binary search and a Change
+	// can be compiled on its own (delta.go).
+	sorted bool
+	// fromChange: compiled from a snapshot.Change (compileChange), not
+	// from the whole snapshot.
+	fromChange bool
 	// global is the configuration's global section, so that the next
 	// compile knows whether routes inheriting its rate limit changed
 	// (incremental.go); reused and reusedRouter say what this table took
@@ -52,8 +61,10 @@ type Table struct {
 	reused       int
 	reusedRouter bool
 	// rejected lists the objects of the snapshot that could not be applied
-	// (see Compile); everything else serves.
-	rejected []config.Rejected
+	// (see Compile); everything else serves. rejectedRoutes are the
+	// (whole) names of the routes among them.
+	rejected       []config.Rejected
+	rejectedRoutes []string
 }
 
 // issuer is a running JWT issuer (its JWKS refresh) and the spec it was
@@ -136,6 +147,7 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		routes:    make([]*Route, len(cfg.Routes)),
 		upstreams: make(map[string]*upstream.Upstream, len(cfg.Services)),
 		issuers:   make(map[string]*issuer, len(cfg.Issuers)),
+		sorted:    namesSorted(cfg.Routes),
 	}
 	defer func() {
 		if err != nil {
@@ -237,10 +249,12 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 		}
 		t.routes[i] = t.compileRoute(cfg, r, prevRoutes(r.Name), &deps)
 	}
-	t.stripped = compileStripped(t.routes)
 	if t.router, err = t.matcher(prev); err != nil {
 		return nil, fmt.Errorf("compile snapshot %d routes: %w", s.Revision, err)
 	}
+	// Counted after the router, which may leave a route out.
+	t.headers = countHeaders(t.routes)
+	t.stripped = t.headers.stripped()
 	return t, nil
 }
 
@@ -326,6 +340,9 @@ func (c *routeCompiler) prevThrottle() *throttle.Route {
 // reject records an object that could not be applied.
 func (t *Table) reject(kind config.Kind, name, reason string) {
 	t.rejected = append(t.rejected, config.NewRejected(kind, name, reason))
+	if kind == config.KindRoute {
+		t.rejectedRoutes = append(t.rejectedRoutes, name)
+	}
 }
 
 // Rejected lists the objects of the snapshot that could not be applied, in
@@ -342,11 +359,6 @@ func (t *Table) routeRejection(r *config.Route, invalid string) string {
 		return fmt.Sprintf("service %q was rejected", r.Service)
 	}
 	for _, b := range r.Aggregate {
-		if t.upstreams[b.Service] == nil {
-			return fmt.Sprintf("service %q was rejected", b.Service)
-		}
-	}
-	for _, b := range r.Split {
 		if t.upstreams[b.Service] == nil {
 			return fmt.Sprintf("service %q was rejected", b.Service)
 		}
@@ -445,9 +457,6 @@ func (t *Table) routesByName() map[string]*Route {
 func (r *Route) service() string {
 	if r.Upstream != nil {
 		return r.Upstream.Name
-	}
-	if len(r.spec.Split) > 0 {
-		return "split" // the forward stage names the one chosen
 	}
 	return "aggregate"
 }

@@ -18,7 +18,9 @@ import (
 // objects only) must equal the one the control plane sent; otherwise the
 // base was not the control plane's idea of it, and the next poll asks for
 // the full snapshot at once (After 0, no deltas). A delta that applies is
-// compiled and installed like a snapshot, and the state dir gets the whole
+// installed like a snapshot, with the snapshot.Change it made (the base and
+// the names Delta.Apply touched), so that the data plane compiles only
+// those (proxy.Applier.ApplyChange), and the state dir gets the whole
 // resulting configuration as a sealed snapshot, so a restart without a
 // control plane serves it.
 
@@ -109,7 +111,7 @@ func (s *Syncer) applyDelta(raw []byte, applied int64) error {
 	}
 	snap := &snapshot.Snapshot{Revision: d.Revision, Epoch: d.Epoch, Checksum: d.Digest, CreatedAt: d.CreatedAt, Config: *cfg}
 	s.base.next = &got
-	err = s.install(snap, "delta")
+	err = s.install(snap, &snapshot.Change{Base: b, Touched: touched}, "delta")
 	s.base.next = nil
 	if err != nil {
 		s.rejected.Store(snap.Revision)

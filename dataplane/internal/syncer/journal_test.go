@@ -77,7 +77,10 @@ func (r *journalRun) boot() int64 {
 	r.j.wait()
 	var got *snapshot.Snapshot
 	s := New(Options{StateDir: r.dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Apply: func(snap *snapshot.Snapshot) ([]config.Rejected, error) { got = snap; return nil, nil }})
+		Apply: func(snap *snapshot.Snapshot, _ *snapshot.Change) ([]config.Rejected, error) {
+			got = snap
+			return nil, nil
+		}})
 	ok, err := s.Boot()
 	if err != nil || !ok {
 		r.t.Fatalf("boot: %v, %v", ok, err)

@@ -41,7 +41,7 @@ func TestSyncerReportsRejectedObjects(t *testing.T) {
 		NodeID: "n1",
 		Log:    slog.New(slog.NewTextHandler(&logs, nil)),
 		// Stands in for proxy.Applier: routes named bad-* are left out.
-		Apply: func(s *snapshot.Snapshot) (rejected []config.Rejected, _ error) {
+		Apply: func(s *snapshot.Snapshot, _ *snapshot.Change) (rejected []config.Rejected, _ error) {
 			for _, r := range s.Config.Routes {
 				if strings.HasPrefix(r.Name, "bad-") {
 					rejected = append(rejected, config.NewRejected(config.KindRoute, r.Name, "broken"))

@@ -37,8 +37,11 @@ type Poller interface {
 // Applier compiles and installs a snapshot (proxy.Applier.Apply) and
 // returns the objects of it that could not be applied (the rest serves);
 // the syncer logs each new one and reports the list on every poll. An error
-// leaves the previous configuration serving.
-type Applier func(s *snapshot.Snapshot) ([]config.Rejected, error)
+// leaves the previous configuration serving. ch is set when s came from a
+// delta: it names the snapshot the delta applied to (the one installed
+// before) and the objects it touched, so that only those are compiled; nil
+// for a whole snapshot.
+type Applier func(s *snapshot.Snapshot, ch *snapshot.Change) ([]config.Rejected, error)
 
 // Options configure a Syncer.
 type Options struct {
@@ -107,21 +110,21 @@ func (s *Syncer) Boot() (bool, error) {
 	}
 	s.journal.start, s.journal.snapBytes = snap.Revision, int64(len(raw))
 	if next, n := s.replay(snap); next != nil {
-		if err := s.install(next, "state"); err == nil {
+		if err := s.install(next, nil, "state"); err == nil {
 			s.journal.start, s.journal.entries = next.Revision, n
 			return true, nil
 		}
 		s.o.Log.Warn("the journaled deltas did not apply; serving the state file's snapshot", "revision", snap.Revision, "err", err)
 	}
 	s.base.next = nil
-	if err := s.install(snap, "state"); err != nil {
+	if err := s.install(snap, nil, "state"); err != nil {
 		return false, fmt.Errorf("state dir %s: %w", s.o.StateDir, err)
 	}
 	return true, nil
 }
 
-func (s *Syncer) install(snap *snapshot.Snapshot, source string) error {
-	rejected, err := s.o.Apply(snap)
+func (s *Syncer) install(snap *snapshot.Snapshot, ch *snapshot.Change, source string) error {
+	rejected, err := s.o.Apply(snap, ch)
 	if err != nil {
 		return err
 	}
@@ -216,7 +219,7 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	if err := s.install(snap, "controlplane"); err != nil {
+	if err := s.install(snap, nil, "controlplane"); err != nil {
 		s.rejected.Store(snap.Revision)
 		s.o.Log.Error("rejected snapshot; still serving the previous configuration",
 			"revision", snap.Revision, "serving", applied, "err", err)

@@ -93,7 +93,7 @@ func TestSyncerAppliesRejectsAndPersists(t *testing.T) {
 		StateDir: dir,
 		NodeID:   "n1",
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Apply: func(s *snapshot.Snapshot) ([]config.Rejected, error) {
+		Apply: func(s *snapshot.Snapshot, _ *snapshot.Change) ([]config.Rejected, error) {
 			if _, bad := s.Config.Route("bad"); bad {
 				return nil, errors.New("refusing route bad")
 			}
@@ -132,7 +132,7 @@ func TestSyncerAppliesRejectsAndPersists(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 	// What was applied last is on disk, and a fresh syncer boots from it.
-	boot := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot) ([]config.Rejected, error) { return nil, nil }})
+	boot := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot, *snapshot.Change) ([]config.Rejected, error) { return nil, nil }})
 	ok, err := boot.Boot()
 	if err != nil || !ok || boot.Applied() != 3 || boot.Status().Source != "state" {
 		t.Fatalf("boot = %v, %v, status %+v", ok, err, boot.Status())
@@ -145,7 +145,7 @@ func TestBootIgnoresCorruptState(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, stateFileName), raw[:len(raw)/2], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sy := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot) ([]config.Rejected, error) {
+	sy := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot, *snapshot.Change) ([]config.Rejected, error) {
 		t.Fatal("applied a corrupt snapshot")
 		return nil, nil
 	}})
@@ -175,8 +175,11 @@ func TestSyncerEpochs(t *testing.T) {
 	applied := make(chan int64, 10)
 	sy := New(Options{
 		Poller: p, StateDir: dir, NodeID: "n1",
-		Log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Apply: func(s *snapshot.Snapshot) ([]config.Rejected, error) { applied <- s.Revision; return nil, nil },
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Apply: func(s *snapshot.Snapshot, _ *snapshot.Change) ([]config.Rejected, error) {
+			applied <- s.Revision
+			return nil, nil
+		},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -227,7 +230,7 @@ func TestSyncerEpochs(t *testing.T) {
 	default:
 	}
 	// The state file records the epoch: a restarted data plane reports it.
-	boot := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot) ([]config.Rejected, error) { return nil, nil }})
+	boot := New(Options{StateDir: dir, Apply: func(*snapshot.Snapshot, *snapshot.Change) ([]config.Rejected, error) { return nil, nil }})
 	if ok, err := boot.Boot(); !ok || err != nil || boot.Epoch() != c || boot.Applied() != 1 {
 		t.Fatalf("boot = %v, %v: revision %d epoch %+v", ok, err, boot.Applied(), boot.Epoch())
 	}
