@@ -48,6 +48,9 @@ func run(args []string) error {
 	if err := demoshop.Register(srv, demoshop.Options{Reflection: mode}); err != nil {
 		return err
 	}
+	// grpc.testing.TestService (all four kinds of call) and grpc.health.v1,
+	// for gRPC pass-through routes.
+	demoshop.RegisterEcho(srv)
 	if *reflect {
 		// Older clients ask v1alpha; serve both.
 		if err := demoshop.RegisterReflectionV1Alpha(srv); err != nil {
@@ -60,6 +63,6 @@ func run(args []string) error {
 		<-ctx.Done()
 		srv.GracefulStop()
 	}()
-	fmt.Fprintf(os.Stderr, "demo-grpc: shop.v1.Orders on %s (reflection %v)\n", ln.Addr(), *reflect)
+	fmt.Fprintf(os.Stderr, "demo-grpc: shop.v1.Orders and %s on %s (reflection %v)\n", demoshop.EchoService, ln.Addr(), *reflect)
 	return srv.Serve(ln)
 }
