@@ -242,26 +242,21 @@ func planChange(cfg *config.Config, prev *Table, names []string) *changePlan {
 					p.change.Kept[oldAt] = at
 					continue
 				}
-				p.change.Removed[oldAt] = ruleOf(&old.spec)
+				p.change.Removed[oldAt] = matchRule(&old.spec)
 			}
-			p.change.Added[at] = ruleOf(r)
+			p.change.Added[at] = matchRule(r)
 			continue
 		}
 		if !inPrev {
 			return nil // in neither configuration: not the base of cfg
 		}
 		p.deleted = append(p.deleted, old)
-		p.change.Removed[oldAt] = ruleOf(&old.spec)
+		p.change.Removed[oldAt] = matchRule(&old.spec)
 	}
 	if !keep(len(prev.routes)) || len(p.routes) != len(cfg.Routes) {
 		return nil
 	}
 	return p
-}
-
-// ruleOf is the matching part of a route.
-func ruleOf(r *config.Route) router.Rule {
-	return router.Rule{Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts}
 }
 
 // namesSorted reports whether routes are in strictly increasing name

@@ -19,8 +19,9 @@ import (
 
 // mutateRoutes applies one random change to routes only, the kind of
 // write compileChange takes on its own: creating, deleting, re-pathing,
-// retiming, purging, breaking, making conflicts, and routes that forward
-// claims or read API keys in headers (the stripped set).
+// retiming, purging, breaking, making conflicts, changing conditions or
+// priority, and routes that forward claims or read API keys in headers
+// (the stripped set).
 //
 // The routes it breaks are added to broken, and later steps repair them
 // (a new path of their own): the control plane refuses such routes, and
@@ -80,6 +81,17 @@ func (m *metaConfig) mutateRoutes(rng *rand.Rand, broken *[]string) string {
 		r.Auth = &config.RouteAuth{APIKey: true, APIKeyHeader: fmt.Sprintf("X-Key-%d", rng.IntN(2))}
 		m.touch(&r.Meta)
 		return "api key header"
+	case op == 8 || op == 18:
+		// Conditions and priority are part of the match: a route with
+		// another header condition or priority is re-matched.
+		r := pick()
+		if rng.IntN(2) == 0 {
+			r.Priority = rng.IntN(3)
+		} else {
+			r.Match = &config.RouteMatch{Headers: map[string]config.ValueMatch{"X-Version": {Exact: fmt.Sprint(rng.IntN(3))}}}
+		}
+		m.touch(&r.Meta)
+		return "conditions or priority"
 	default:
 		m.touch(&pick().Meta)
 		return "purge"
