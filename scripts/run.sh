@@ -3,7 +3,8 @@
 # plane (dev mode, embedded bbolt store), one data plane, a demo upstream,
 # a demo gRPC service and a demo SOAP service, creates example services and
 # routes (a plain one, a cached one, an aggregating one, a JSON-to-gRPC one,
-# two JSON-to-SOAP ones), serves HTTPS on
+# a gRPC pass-through one, two JSON-to-SOAP ones), takes HTTP/2 without TLS
+# (--h2c, for gRPC clients), serves HTTPS on
 # TLS_ADDR with a certificate for localhost it makes on first start (a local
 # CA and a leaf, kept in $DATA/tls, remade when under 30 days from expiry;
 # needs openssl), and prints what to try. Ctrl-C stops everything. Ports can
@@ -77,7 +78,7 @@ pids+=($!)
 "$BIN/controlplane" --dev --listen "$CP_ADDR" --store "bolt:$DATA/controlplane.db" >"$DATA/controlplane.log" 2>&1 &
 pids+=($!)
 wait_http "http://$CP_ADDR/healthz" "control plane"
-"$BIN/dataplane" --controlplane "http://$CP_ADDR" --listen "$DP_ADDR" --ops-listen "$OPS_ADDR" \
+"$BIN/dataplane" --controlplane "http://$CP_ADDR" --listen "$DP_ADDR" --ops-listen "$OPS_ADDR" --h2c \
   --state-dir "$DATA/dataplane" --node-id local-1 ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} >"$DATA/dataplane.log" 2>&1 &
 pids+=($!)
 wait_http "http://$UP_ADDR/" "demo upstream"
@@ -94,6 +95,10 @@ curl -fsS -X PUT "http://$CP_ADDR/v1/services/shop" -H 'Content-Type: applicatio
   -d "{\"protocol\":\"grpc\",\"targets\":[{\"url\":\"http://$GRPC_ADDR\"}]}" >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/order" -H 'Content-Type: application/json' \
   -d '{"paths":["/shop/orders/{id}"],"methods":["GET"],"service":"shop","grpc":{"method":"shop.v1.Orders/GetOrder"}}' >/dev/null
+# No method: gRPC clients' calls pass through as gRPC (h2c on the plain
+# listener with --h2c, or HTTPS).
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/grpc-echo" -H 'Content-Type: application/json' \
+  -d '{"paths":["/grpc.testing.TestService/*"],"service":"shop"}' >/dev/null
 # The control plane fetches the WSDL now; data planes get it in the snapshot.
 wait_http "http://$SOAP_ADDR/healthz" "demo SOAP service"
 curl -fsS -X PUT "http://$CP_ADDR/v1/services/quotes" -H 'Content-Type: application/json' \
@@ -119,7 +124,7 @@ Portico is running (dev mode: the admin API needs no token here).
 
   control plane  http://$CP_ADDR   (admin API, OpenAPI at /v1/openapi.json)
   data plane     http://$DP_ADDR   (traffic)   ops: http://$OPS_ADDR/status
-  demo upstream  http://$UP_ADDR     demo gRPC  $GRPC_ADDR (shop.v1.Orders, reflection)
+  demo upstream  http://$UP_ADDR     demo gRPC  $GRPC_ADDR (shop.v1.Orders, reflection; grpc.testing.TestService)
   demo SOAP      http://$SOAP_ADDR/quotes (WSDL at ?wsdl)
   logs and data  $DATA
 MSG
@@ -140,6 +145,10 @@ Try:
   curl -s http://$DP_ADDR/profile/7 | jq                 # two calls merged into one answer
   curl -s 'http://$DP_ADDR/shop/orders/42?version=2' | jq   # JSON to gRPC
   curl -s http://$DP_ADDR/shop/orders/missing | jq        # gRPC NOT_FOUND as a 404 problem
+  printf '\0\0\0\0\0' | curl -s --http2-prior-knowledge -H 'Content-Type: application/grpc' -H 'TE: trailers' \
+       --data-binary @- -o /dev/null -D - http://$DP_ADDR/grpc.testing.TestService/EmptyCall   # gRPC passed through (h2c): grpc-status 0
+  printf '\0\0\0\0\0' | curl -s --http2-prior-knowledge -H 'Content-Type: application/grpc' \
+       --data-binary @- -D - http://$DP_ADDR/grpc.Nope/Call   # a refusal as a gRPC status: grpc-status 12, HTTP 200
   curl -s 'http://$DP_ADDR/quotes/ACME?side=sell' | jq   # JSON to SOAP (learned from the WSDL)
   curl -s 'http://$DP_ADDR/quotes?symbol=A&symbol=B' | jq   # maxOccurs>1: always an array
   curl -s 'http://$DP_ADDR/quotes/ACME?side=hold' | jq   # 400 naming the parameter, nothing sent
