@@ -245,7 +245,7 @@ type gateway struct {
 	revision int64
 }
 
-func newGateway(t *testing.T, cfg *config.Config, opts ...func(*proxy.Options)) *gateway {
+func newGateway(t testing.TB, cfg *config.Config, opts ...func(*proxy.Options)) *gateway {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	o := proxy.Options{Log: log, Metrics: proxy.NewMetrics(prometheus.NewRegistry()), Limits: proxy.Limits{
@@ -278,7 +278,7 @@ func newGateway(t *testing.T, cfg *config.Config, opts ...func(*proxy.Options)) 
 
 // apply puts cfg into service as the next revision; every object must
 // compile.
-func (g *gateway) apply(t *testing.T, cfg *config.Config) {
+func (g *gateway) apply(t testing.TB, cfg *config.Config) {
 	t.Helper()
 	g.revision++
 	cfg.Sort()
@@ -292,7 +292,7 @@ func (g *gateway) apply(t *testing.T, cfg *config.Config) {
 	}
 }
 
-func serve(t *testing.T, srv interface {
+func serve(t testing.TB, srv interface {
 	Serve(net.Listener) error
 	ServeTLS(net.Listener, string, string) error
 	Close() error
