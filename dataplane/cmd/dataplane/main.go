@@ -76,6 +76,7 @@ func run(args []string) error {
 		return err
 	}
 	debug.SetGCPercent(int(*f.gcPercent))
+	setMemoryLimit(log, "/sys/fs/cgroup")
 	if *f.nodeID == "" {
 		*f.nodeID = defaultNodeID()
 	}
@@ -103,7 +104,8 @@ func run(args []string) error {
 // moderate load, and a collection's stop-the-world phases, stretched by a
 // busy CPU, are the worst latencies a request sees (make bench-scale,
 // GODEBUG=gctrace=1). 400 collects a fifth as often for a heap a few
-// times larger; GOMEMLIMIT still bounds it.
+// times larger; a soft memory limit bounds it: GOMEMLIMIT, or 90% of the
+// container's memory limit (memlimit.go).
 const defaultGCPercent = 400
 
 // flags are the command line; docs/FLAGS.md lists them.
