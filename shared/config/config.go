@@ -137,6 +137,7 @@ func (c *Config) Clone() *Config {
 		r.GRPC = clonePtr(r.GRPC)
 		r.SOAP = clonePtr(r.SOAP)
 		r.HSTS = clonePtr(r.HSTS)
+		r.Split = slices.Clone(r.Split)
 		if r.Match != nil {
 			m := *r.Match
 			m.Headers, m.Query, m.Cookies = maps.Clone(m.Headers), maps.Clone(m.Query), maps.Clone(m.Cookies)

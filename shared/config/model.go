@@ -177,6 +177,11 @@ type Route struct {
 	// Priority ranks routes that claim the same request and tie on path,
 	// method and number of conditions: the higher wins (default 0).
 	Priority int `json:"priority,omitempty"`
+	// Split sends each request to one of several services by weight
+	// (split.go), instead of Service; Sticky keeps a key ("consumer",
+	// "header:<Name>", "cookie:<name>") on one of them.
+	Split  []SplitBackend `json:"backends,omitempty"`
+	Sticky string         `json:"sticky,omitempty"`
 	// Precedence is computed by the admin API on output and ignored on
 	// input (like Meta), so GET output can be PUT back.
 	Precedence *Precedence `json:"precedence,omitempty"`

@@ -143,6 +143,7 @@ func checkRouteServices(l *errorList, p string, r *Route, service func(string) (
 			checkRouteProtocol(l, p, r, svc)
 		}
 	}
+	checkSplitServices(l, p, r, service)
 	for i, b := range r.Aggregate {
 		f := join(p, fmt.Sprintf("aggregate[%d].service", i))
 		if svc, ok := service(b.Service); !ok {

@@ -118,6 +118,13 @@ type CORS struct {
 
 // Backends returns the services a route sends traffic to.
 func (r *Route) Backends() []string {
+	if len(r.Split) > 0 {
+		out := make([]string, 0, len(r.Split))
+		for _, b := range r.Split {
+			out = append(out, b.Service)
+		}
+		return out
+	}
 	if len(r.Aggregate) == 0 {
 		if r.Service == "" {
 			return nil

@@ -225,6 +225,7 @@ func (r *Route) validate(l *errorList, p string) {
 	if r.Match != nil {
 		r.Match.validate(l, join(p, "match"))
 	}
+	r.validateSplit(l, p)
 	if r.Priority < MinPriority || r.Priority > MaxPriority {
 		l.add(join(p, "priority"), "must be between %d and %d", MinPriority, MaxPriority)
 	}
@@ -242,8 +243,8 @@ func (r *Route) validate(l *errorList, p string) {
 		seenHost[h] = true
 	}
 	switch {
-	case r.Service == "" && len(r.Aggregate) == 0:
-		l.add(join(p, "service"), "is required (or aggregate)")
+	case r.Service == "" && len(r.Aggregate) == 0 && len(r.Split) == 0:
+		l.add(join(p, "service"), "is required (or aggregate, or backends)")
 	case r.Service == "":
 	case nameProblem(r.Service) != "":
 		l.add(join(p, "service"), "%s", nameProblem(r.Service))

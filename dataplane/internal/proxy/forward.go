@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/portico-gw/portico/dataplane/internal/split"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/dataplane/internal/tunnel"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
@@ -25,9 +26,18 @@ import (
 type forward struct {
 	up      *upstream.Upstream
 	timeout time.Duration
+	// split, when the route has backends, chooses the service per
+	// request (up is then nil).
+	split *split.Split
 }
 
 func (f *forward) Describe() any {
+	if f.split != nil {
+		return struct {
+			Split   any    `json:"split"`
+			Timeout string `json:"timeout"`
+		}{f.split.Describe(), f.timeout.String()}
+	}
 	return struct {
 		Service string `json:"service"`
 		Timeout string `json:"timeout"`
@@ -90,11 +100,16 @@ func exchangeFrom(ctx context.Context) *exchange {
 // proxy (stage.Env.Proxy).
 func (f *forward) Serve(req *stage.Request) {
 	w, r := req.W, req.R
+	up := f.up
+	if f.split != nil {
+		up = f.split.Choose(req)
+		req.Outcome.Service = up.Name
+	}
 	ex := &exchange{req: req, timeout: f.timeout,
-		Exchange: upstream.Exchange{Call: upstream.Call{Upstream: f.up}, Path: cmp.Or(req.UpstreamPath, req.Path)}}
+		Exchange: upstream.Exchange{Call: upstream.Call{Upstream: up}, Path: cmp.Or(req.UpstreamPath, req.Path)}}
 	if err := ex.Admit(); err != nil {
 		w.Header().Set("Retry-After", "5")
-		stage.WriteProblem(w, r, http.StatusServiceUnavailable, "circuit-open", "service "+f.up.Name+" is failing; requests are paused")
+		stage.WriteProblem(w, r, http.StatusServiceUnavailable, "circuit-open", "service "+up.Name+" is failing; requests are paused")
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())

@@ -113,6 +113,11 @@ func refsHold(cfg *config.Config, r *config.Route, kept map[string]bool) bool {
 			return false
 		}
 	}
+	for k := range r.Split {
+		if !kept[r.Split[k].Service] {
+			return false
+		}
+	}
 	if r.Auth != nil {
 		for _, name := range r.Auth.Issuers {
 			if _, ok := cfg.Issuer(name); !ok {
@@ -166,6 +171,11 @@ func (u *reuser) route(i int, r *config.Route, invalid string) *Route {
 	}
 	for k := range r.Aggregate {
 		if !u.sameUpstream(r.Aggregate[k].Service) {
+			return nil
+		}
+	}
+	for k := range r.Split {
+		if !u.sameUpstream(r.Split[k].Service) {
 			return nil
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/grpcpass"
 	"github.com/portico-gw/portico/dataplane/internal/httpsredirect"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
+	"github.com/portico-gw/portico/dataplane/internal/split"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/dataplane/internal/throttle"
 	"github.com/portico-gw/portico/dataplane/internal/transform"
@@ -47,7 +48,7 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 			pass,   // gRPC passed through as gRPC
 			// JSON → SOAP (compiled here: it can reject the route)
 			c.compileSOAP(r),
-			&forward{up: c.rt.Upstream, timeout: c.rt.Timeout}, // the reverse proxy
+			&forward{up: c.rt.Upstream, timeout: c.rt.Timeout, split: split.Compile(r, c.t.upstreams)}, // the reverse proxy (to the service, or one of the split's)
 		),
 	)
 }

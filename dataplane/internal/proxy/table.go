@@ -363,6 +363,11 @@ func (t *Table) routeRejection(r *config.Route, invalid string) string {
 			return fmt.Sprintf("service %q was rejected", b.Service)
 		}
 	}
+	for _, b := range r.Split {
+		if t.upstreams[b.Service] == nil {
+			return fmt.Sprintf("service %q was rejected", b.Service)
+		}
+	}
 	if r.Auth != nil {
 		for _, name := range r.Auth.Issuers {
 			if t.issuers[name] == nil {
@@ -457,6 +462,9 @@ func (t *Table) routesByName() map[string]*Route {
 func (r *Route) service() string {
 	if r.Upstream != nil {
 		return r.Upstream.Name
+	}
+	if len(r.spec.Split) > 0 {
+		return "split" // the forward stage names the one chosen
 	}
 	return "aggregate"
 }
