@@ -136,6 +136,10 @@ func (c *Config) Clone() *Config {
 		r.UpgradeProtocols = slices.Clone(r.UpgradeProtocols)
 		r.GRPC = clonePtr(r.GRPC)
 		r.SOAP = clonePtr(r.SOAP)
+		if r.Body != nil {
+			b := RouteBody{Request: slices.Clone(r.Body.Request), Response: slices.Clone(r.Body.Response)}
+			r.Body = &b
+		}
 		r.HSTS = clonePtr(r.HSTS)
 		r.Split = slices.Clone(r.Split)
 		if r.Match != nil {

@@ -214,6 +214,9 @@ type Route struct {
 	// SOAP maps the route to an operation of its (protocol soap) service:
 	// the JSON body, path and query parameters become the input message.
 	SOAP *RouteSOAP `json:"soap,omitempty"`
+	// Body edits JSON request and response bodies by JSON pointer
+	// (bodyedit.go).
+	Body *RouteBody `json:"body,omitempty"`
 	// Timeout bounds the whole upstream exchange up to the response headers.
 	// Zero means the default (30s).
 	Timeout Duration `json:"timeout,omitzero"`

@@ -52,7 +52,7 @@ func TestTrafficValidate(t *testing.T) {
 		{"grpc pass-through", func(c *Config) { c.Routes[3].GRPC, c.Routes[3].Methods = nil, nil }, nil, ""},
 		{"grpc pass-through without POST", func(c *Config) { c.Routes[3].GRPC, c.Routes[3].Methods = nil, []string{"GET"} }, ErrInvalid, "routes[3].methods"},
 		{"grpc bad method", func(c *Config) { c.Routes[3].GRPC.Method = "GetOrder" }, ErrInvalid, "routes[3].grpc.method"},
-		{"bad protocol", func(c *Config) { c.Services[0].Protocol = "soap" }, ErrInvalid, "services[0].protocol"},
+		{"bad protocol", func(c *Config) { c.Services[0].Protocol = "thrift" }, ErrInvalid, "services[0].protocol"},
 		{"grpc settings on http", func(c *Config) { c.Services[0].GRPC = &ServiceGRPC{} }, ErrInvalid, "services[0].grpc"},
 		{"rewrite unknown param", func(c *Config) { c.Routes[1].Rewrite = "/x/{name}" }, ErrInvalid, "routes[1].rewrite"},
 		{"rewrite rest without prefix", func(c *Config) { c.Routes[1].Rewrite = "/x/{*}" }, ErrInvalid, "routes[1].rewrite"},

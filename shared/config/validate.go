@@ -189,6 +189,7 @@ func (r *Route) Validate() error {
 func (r *Route) validate(l *errorList, p string) {
 	r.validateHTTPS(l, p)
 	r.validateRouteSOAP(l, p)
+	r.validateBody(l, p)
 	if msg := nameProblem(r.Name); msg != "" {
 		l.add(join(p, "name"), "%s", msg)
 	}
