@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap cluster cluster-down clean
+.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap compose cluster cluster-down clean
 
 all: build
 
@@ -34,6 +34,10 @@ consul:
 jaeger:
 	@scripts/ensure-jaeger.sh >/dev/null
 
+## compose: build (once) or reuse the Docker Compose CLI that checks docker-compose.yml (`docker-compose config`).
+compose:
+	@scripts/ensure-compose.sh >/dev/null
+
 ## redis: install redis-server (Debian package) when missing.
 redis:
 	@scripts/ensure-redis.sh
@@ -49,8 +53,8 @@ haproxy:
 ## test: lint, then every test with the race detector against real servers.
 test: lint test-only fuzz-short
 
-test-only: consul redis jaeger haproxy soap
-	CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" $(GO) test -race -count=1 -timeout 15m $(PKGS)
+test-only: consul redis jaeger haproxy soap compose
+	CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" COMPOSE_BIN="$$(scripts/ensure-compose.sh)" $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint:
 	@out="$$(gofmt -l shared controlplane dataplane)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,4 +247,30 @@ func TestResilience(t *testing.T) {
 			t.Errorf("the service had %d calls, want 4 (the breaker's refusal must not reach it)", got)
 		}
 	})
+}
+
+// TestNotGRPCService: a service that answers with a plain HTTP status (a
+// proxy in front of it, a server that does not speak gRPC on this path)
+// reaches the client as the gRPC status the protocol derives from it.
+func TestNotGRPCService(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		want   codes.Code
+	}{{503, codes.Unavailable}, {404, codes.Unimplemented}, {401, codes.Unauthenticated}, {500, codes.Unknown}} {
+		h2c := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(tc.status)
+			_, _ = w.Write([]byte("<html>not gRPC</html>"))
+		})}
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		h2c.Protocols = &p
+		addr := serve(t, h2c, false)
+		g := newGateway(t, passConfig(nil, func(s *config.Service) { s.CircuitBreaker = &config.CircuitBreaker{Disabled: true} }, addr))
+		_, err := g.client(t, false).EmptyCall(context.Background(), &testgrpc.Empty{})
+		st := status.Convert(err)
+		if st.Code() != tc.want || !strings.Contains(st.Message(), strconv.Itoa(tc.status)) {
+			t.Errorf("HTTP %d: %v, want %v", tc.status, err, tc.want)
+		}
+	}
 }

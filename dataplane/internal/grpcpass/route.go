@@ -184,20 +184,19 @@ func (c *call) run() (failed, clientFault bool) {
 	}
 	resp := c.resp
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// Not a gRPC answer (a proxy or a server that does not speak
+		// gRPC on this path): the client gets the status the gRPC
+		// protocol derives from the HTTP one, and none of its headers.
+		code := httpToGRPC(resp.StatusCode)
+		stage.WriteGRPCStatus(w, http.StatusBadGateway, code, "the service answered HTTP "+strconv.Itoa(resp.StatusCode)+", not gRPC")
+		return resp.StatusCode >= 500, false
+	}
 	h := w.Header()
 	for k, vs := range resp.Header {
 		if !config.IsHopByHop(k) {
 			h[k] = vs
 		}
-	}
-	if resp.StatusCode != http.StatusOK {
-		// Not a gRPC answer (a proxy or a server that does not speak
-		// gRPC on this path): the client gets the status the gRPC
-		// protocol derives from the HTTP one.
-		code := httpToGRPC(resp.StatusCode)
-		clear(h)
-		stage.WriteGRPCStatus(w, http.StatusBadGateway, code, "the service answered HTTP "+strconv.Itoa(resp.StatusCode)+", not gRPC")
-		return resp.StatusCode >= 500, false
 	}
 	if st := resp.Header.Get("Grpc-Status"); st != "" {
 		// Trailers-only: the status is in the header block.
