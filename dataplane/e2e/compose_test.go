@@ -31,7 +31,7 @@ import (
 // rather than the first `docker compose up` or `kubectl apply`.
 
 // Binaries built from deployments/docker/Dockerfile.
-var porticoBinaries = []string{"controlplane", "dataplane", "demo-upstream", "demo-soap"}
+var porticoBinaries = []string{"controlplane", "dataplane", "demo-upstream", "demo-soap", "demo-grpc"}
 
 // composeOneShotLabel marks compose services that run to completion (the
 // seed job); every other service is long-running and must say how its

@@ -117,6 +117,21 @@ call PUT /v1/routes/quotes <<'EOF'
 {"paths":["/quotes"],"methods":["GET","POST"],"service":"quotes","soap":{"operation":"GetQuotes"}}
 EOF
 
+# The demo gRPC service: /shop/orders/{id} as JSON (JSON to gRPC), and
+# grpc.testing.TestService passed through as gRPC (no method: gRPC clients
+# call it on :8443, HAProxy passing TLS through to the data planes). Its
+# health check is the gRPC health protocol.
+call PUT /v1/services/shop <<'EOF'
+{"protocol":"grpc","targets":[{"url":"http://shop:9090"}],
+ "health_check":{"path":"/grpc.testing.TestService","interval":"5s"}}
+EOF
+call PUT /v1/routes/order <<'EOF'
+{"paths":["/shop/orders/{id}"],"methods":["GET"],"service":"shop","grpc":{"method":"shop.v1.Orders/GetOrder"}}
+EOF
+call PUT /v1/routes/grpc-echo <<'EOF'
+{"paths":["/grpc.testing.TestService/*"],"service":"shop"}
+EOF
+
 # Cluster-wide default for routes without a limit: per client address,
 # counted in Redis across every data plane.
 call PUT /v1/global <<'EOF'
@@ -146,3 +161,4 @@ echo "seed: done; try  curl http://localhost:8080/public/hello"
 echo "seed:      and  curl 'http://localhost:8080/quotes/ACME?side=sell' (JSON to SOAP, learned from the WSDL)"
 echo "seed:      and  curl --cacert portico-ca.pem https://localhost:8443/public/hello (HTTP/2; the CA: docker compose run --rm --entrypoint cat tls-init /tls/ca.pem > portico-ca.pem)"
 echo "seed:      and  curl -i http://localhost:8080/catalog/books (X-Cache-Status), curl http://localhost:8080/profile/7"
+echo "seed:      and  curl http://localhost:8080/shop/orders/42 (JSON to gRPC); gRPC clients: grpc.testing.TestService on localhost:8443 (TLS, the demo CA), passed through as gRPC"
