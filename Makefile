@@ -129,6 +129,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseWSDL$$' -fuzztime $(FUZZTIME) ./shared/wsdl/
 	$(GO) test -run '^$$' -fuzz '^FuzzAnswerJSON$$' -fuzztime $(FUZZTIME) ./dataplane/internal/soap/
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestXML$$' -fuzztime $(FUZZTIME) ./dataplane/internal/soap/
+	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./dataplane/internal/bodyedit/
+	$(GO) test -run '^$$' -fuzz '^FuzzXMLToJSON$$' -fuzztime $(FUZZTIME) ./dataplane/internal/bodyedit/
 
 ## soak: mixed load and config churn through two data planes for
 ## PORTICO_SOAK_DURATION (default 10m, under the 20m timeout), checking that

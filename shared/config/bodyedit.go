@@ -13,6 +13,11 @@ import (
 type RouteBody struct {
 	Request  []BodyEdit `json:"request,omitempty"`
 	Response []BodyEdit `json:"response,omitempty"`
+	// XML: the service speaks plain XML (not SOAP). A JSON request body
+	// ({"order":{...}}: one member, the root element) is sent as XML, and
+	// an XML answer comes back as JSON of the same form; the edits apply
+	// to the JSON side.
+	XML bool `json:"xml,omitempty"`
 }
 
 // BodyEdit is one edit of a JSON body, by JSON pointer (RFC 6901):

@@ -137,7 +137,8 @@ func (c *Config) Clone() *Config {
 		r.GRPC = clonePtr(r.GRPC)
 		r.SOAP = clonePtr(r.SOAP)
 		if r.Body != nil {
-			b := RouteBody{Request: slices.Clone(r.Body.Request), Response: slices.Clone(r.Body.Response)}
+			b := *r.Body
+			b.Request, b.Response = slices.Clone(b.Request), slices.Clone(b.Response)
 			r.Body = &b
 		}
 		r.HSTS = clonePtr(r.HSTS)

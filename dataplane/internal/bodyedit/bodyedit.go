@@ -20,6 +20,11 @@
 //     Other answers, upgrades, 204/304, HEAD and answers announced over the
 //     bound pass through unedited; an answer that turns out larger while
 //     buffering, or is not valid JSON, is written as received.
+//   - With "xml": true the service speaks plain XML (xml.go): the JSON
+//     request body (edited first) is sent as an XML document, and an XML
+//     answer (application/xml, text/xml, +xml) comes back as JSON (then
+//     edited); the client's Accept-Encoding is dropped so that the answer
+//     arrives uncompressed.
 package bodyedit
 
 import (
@@ -53,15 +58,15 @@ type edit struct {
 // Route is a route's body-edit stage.
 type Route struct {
 	request, response []edit
+	xml               bool // the service speaks plain XML (xml.go)
 }
 
 // Compile compiles route r's body edits (nil without any).
 func Compile(r *config.Route) stage.Stage {
-	if r.Body == nil || len(r.Body.Request) == 0 && len(r.Body.Response) == 0 {
+	if r.Body == nil || len(r.Body.Request) == 0 && len(r.Body.Response) == 0 && !r.Body.XML {
 		return nil
 	}
-	b := &Route{request: compileEdits(r.Body.Request), response: compileEdits(r.Body.Response)}
-	return b
+	return &Route{request: compileEdits(r.Body.Request), response: compileEdits(r.Body.Response), xml: r.Body.XML}
 }
 
 // compileEdits compiles validated edits; an edit that does not parse (only
@@ -105,14 +110,15 @@ func (b *Route) Describe() any {
 	return struct {
 		Request  []config.BodyEdit `json:"request,omitempty"`
 		Response []config.BodyEdit `json:"response,omitempty"`
-	}{specs(b.request), specs(b.response)}
+		XML      bool              `json:"xml,omitempty"`
+	}{specs(b.request), specs(b.response), b.xml}
 }
 
 // Serve edits the request's body, runs the rest of the chain, and edits
 // its answer.
 func (b *Route) Serve(req *stage.Request) {
 	r := req.R
-	if len(b.request) > 0 && r.Body != nil && r.Body != http.NoBody {
+	if (len(b.request) > 0 || b.xml) && r.Body != nil && r.Body != http.NoBody {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			var mbe *http.MaxBytesError
@@ -124,10 +130,23 @@ func (b *Route) Serve(req *stage.Request) {
 			return
 		}
 		if len(bytes.TrimSpace(body)) > 0 {
-			out, err := apply(body, b.request)
+			v, err := decode(body)
 			if err != nil {
-				stage.WriteProblem(req.W, r, http.StatusBadRequest, "bad-json", "the route edits the request body, which must be JSON: "+err.Error())
+				stage.WriteProblem(req.W, r, http.StatusBadRequest, "bad-json", "the route edits or converts the request body, which must be JSON: "+err.Error())
 				return
+			}
+			v = applyAll(v, b.request)
+			var out []byte
+			if b.xml {
+				if out, err = jsonToXML(v); err != nil {
+					stage.WriteProblem(req.W, r, http.StatusBadRequest, "bad-json", "the service takes XML; the body "+err.Error())
+					return
+				}
+				r.Header.Set("Content-Type", "application/xml; charset=utf-8")
+			} else {
+				var buf bytes.Buffer
+				_ = encode(&buf, v)
+				out = buf.Bytes()
 			}
 			body = out
 		}
@@ -136,13 +155,25 @@ func (b *Route) Serve(req *stage.Request) {
 		r.TransferEncoding = nil
 		r.Header.Del("Content-Length")
 	}
-	if len(b.response) == 0 || r.Method == http.MethodHead {
+	if len(b.response) == 0 && !b.xml || r.Method == http.MethodHead {
 		req.Next()
 		return
 	}
-	w := &writer{w: req.W, edits: b.response}
+	if b.xml {
+		// The answer is converted whole: it must not arrive compressed.
+		r.Header.Del("Accept-Encoding")
+	}
+	w := &writer{w: req.W, edits: b.response, xml: b.xml}
 	req.ServeHTTP(w, r)
 	w.finish()
+}
+
+// applyAll applies the edits to the document v and returns it.
+func applyAll(v any, edits []edit) any {
+	for i := range edits {
+		v = edits[i].apply(v)
+	}
+	return v
 }
 
 // apply decodes body, applies the edits and encodes it.
@@ -151,9 +182,7 @@ func apply(body []byte, edits []edit) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	for i := range edits {
-		v = edits[i].apply(v)
-	}
+	v = applyAll(v, edits)
 	var out bytes.Buffer
 	out.Grow(len(body))
 	if err := encode(&out, v); err != nil {
@@ -343,6 +372,7 @@ func take(root any, path []string) (any, any, bool) {
 type writer struct {
 	w       http.ResponseWriter
 	edits   []edit
+	xml     bool // the answer is XML, written as JSON
 	status  int
 	buf     *bytes.Buffer // nil: passing through
 	wrote   bool
@@ -360,7 +390,7 @@ func (w *writer) WriteHeader(code int) {
 	}
 	w.wrote = true
 	w.status = code
-	if editable(code, w.w.Header()) {
+	if editable(code, w.w.Header(), w.xml) {
 		w.buf = &bytes.Buffer{}
 		return
 	}
@@ -414,12 +444,26 @@ func (w *writer) finish() {
 	if !w.wrote || w.through {
 		return
 	}
-	out, err := apply(w.buf.Bytes(), w.edits)
+	var out []byte
+	var err error
+	if w.xml {
+		var v any
+		if v, err = xmlToJSON(w.buf.Bytes()); err == nil {
+			var buf bytes.Buffer
+			_ = encode(&buf, applyAll(v, w.edits))
+			out = buf.Bytes()
+		}
+	} else {
+		out, err = apply(w.buf.Bytes(), w.edits)
+	}
 	if err != nil {
-		w.passThrough() // not JSON after all: as received
+		w.passThrough() // not what the Content-Type said: as received
 		return
 	}
 	h := w.w.Header()
+	if w.xml {
+		h.Set("Content-Type", "application/json")
+	}
 	h.Set("Content-Length", strconv.Itoa(len(out)))
 	// The representation changed: validators and digests of the
 	// original no longer describe it.
@@ -433,8 +477,8 @@ func (w *writer) finish() {
 }
 
 // editable tells whether an answer with this status and header is a JSON
-// body the stage may hold.
-func editable(code int, h http.Header) bool {
+// body (with xml, an XML body) the stage may hold.
+func editable(code int, h http.Header, xml bool) bool {
 	switch {
 	case code < 200, code == http.StatusNoContent, code == http.StatusNotModified:
 		return false
@@ -449,6 +493,9 @@ func editable(code int, h http.Header) bool {
 	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
 	if err != nil {
 		return false
+	}
+	if xml {
+		return mt == "application/xml" || mt == "text/xml" || strings.HasSuffix(mt, "+xml")
 	}
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }

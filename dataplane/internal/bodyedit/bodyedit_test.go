@@ -1,7 +1,9 @@
 package bodyedit
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/portico-gw/portico/shared/config"
@@ -95,6 +97,76 @@ func FuzzApply(f *testing.F) {
 		out, err := apply(body, es)
 		if err == nil && !json.Valid(out) {
 			t.Fatalf("invalid JSON %s", out)
+		}
+	})
+}
+
+// TestXML: plain XML ↔ JSON both ways, with the conventions of xml.go.
+func TestXML(t *testing.T) {
+	in := `<?xml version="1.0"?><o:order xmlns:o="urn:x" id="7"><item sku="a">one</item><item>two</item><note>  </note><total>3.50</total></o:order>`
+	v, err := xmlToJSON([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	_ = encode(&b, v)
+	want := `{"order":{"@id":"7","item":[{"@sku":"a","#text":"one"},"two"],"note":"","total":"3.50"}}`
+	if b.String() != want {
+		t.Errorf("got  %s\nwant %s", b.String(), want)
+	}
+	back, err := jsonToXML(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(back); s != `<?xml version="1.0" encoding="UTF-8"?><order id="7"><item sku="a">one</item><item>two</item><note></note><total>3.50</total></order>` {
+		t.Errorf("back: %s", s)
+	}
+	for _, c := range []struct{ json, want string }{
+		{`{"a":1,"b":2}`, "one member"},
+		{`[1]`, "one member"},
+		{`{"a":[1,2]}`, "root element cannot be an array"},
+		{`{"a":{"x y":1}}`, `"x y" is not an XML element name`},
+		{`{"a":{"@x":{"y":1}}}`, "attribute must be"},
+		{`{"a":{"l":[[1]]}}`, "array in an array"},
+		{`{"xmlfoo":1}`, "not an XML element name"},
+	} {
+		v, err := decode([]byte(c.json))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := jsonToXML(v); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.json, err, c.want)
+		}
+	}
+	if _, err := xmlToJSON([]byte(`<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>`)); err == nil {
+		t.Error("DOCTYPE accepted")
+	}
+	out, _ := jsonToXML(mustDecode(t, `{"a":{"s":"<&>\"","n":null,"t":true,"#text":"x"}}`))
+	if string(out) != `<?xml version="1.0" encoding="UTF-8"?><a><s>&lt;&amp;&gt;&#34;</s><n/><t>true</t>x</a>` {
+		t.Errorf("escaping: %s", out)
+	}
+}
+
+func mustDecode(t *testing.T, s string) any {
+	t.Helper()
+	v, err := decode([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// FuzzXMLToJSON: any XML answer converts to valid JSON or is refused.
+func FuzzXMLToJSON(f *testing.F) {
+	f.Add([]byte(`<a x="1"><b>t</b><b/><c>u<d/>v</c></a>`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := xmlToJSON(data)
+		if err != nil {
+			return
+		}
+		var b bytes.Buffer
+		if err := encode(&b, v); err != nil || !json.Valid(b.Bytes()) {
+			t.Fatalf("%v %s", err, b.Bytes())
 		}
 	})
 }

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"encoding/xml"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -91,5 +93,59 @@ func TestBodyEditsThroughGateway(t *testing.T) {
 	}
 	if n := calls.Load() - before; n != 1 || hdr.Get("X-Cache-Status") != "HIT" {
 		t.Errorf("%d calls for two requests, last %s", n, hdr.Get("X-Cache-Status"))
+	}
+}
+
+// TestXMLServiceThroughGateway: a route to a plain-XML service: the
+// client's JSON arrives as an XML document the service's encoding/xml
+// decoder reads, and the service's XML answer comes back as JSON, edited.
+func TestXMLServiceThroughGateway(t *testing.T) {
+	type item struct {
+		SKU string `xml:"sku,attr"`
+		Qty int    `xml:",chardata"`
+	}
+	type order struct {
+		XMLName  xml.Name `xml:"order"`
+		Customer string   `xml:"customer"`
+		Items    []item   `xml:"item"`
+	}
+	var ctype atomic.Pointer[string]
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ct := r.Header.Get("Content-Type")
+		ctype.Store(&ct)
+		var o order
+		if err := xml.NewDecoder(r.Body).Decode(&o); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		total := 0
+		for _, it := range o.Items {
+			total += it.Qty
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		fmt.Fprintf(w, `<?xml version="1.0"?><receipt id="r-1"><customer>%s</customer><lines>%d</lines><total>%d</total><secret>s</secret></receipt>`, o.Customer, len(o.Items), total)
+	}))
+	t.Cleanup(svc.Close)
+	cfg := &config.Config{
+		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: svc.URL}}}},
+		Routes: []config.Route{{Name: "orders", Paths: []string{"/orders"}, Service: "s", Body: &config.RouteBody{
+			XML:      true,
+			Response: []config.BodyEdit{{Op: "remove", Path: "/receipt/secret"}},
+		}}},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	_, gw := newGateway(t, cfg)
+	status, hdr, out := do(t, "POST", gw+"/orders", strings.NewReader(`{"order":{"customer":"ada","item":[{"@sku":"a","#text":2},{"@sku":"b","#text":3}]}}`))
+	if status != 200 || out != `{"receipt":{"@id":"r-1","customer":"ada","lines":"2","total":"5"}}` || hdr.Get("Content-Type") != "application/json" {
+		t.Fatalf("%d %s %v", status, out, hdr)
+	}
+	if ct := *ctype.Load(); !strings.HasPrefix(ct, "application/xml") {
+		t.Errorf("the service got Content-Type %q", ct)
+	}
+	status, _, out = do(t, "POST", gw+"/orders", strings.NewReader(`{"a":1,"b":2}`))
+	if status != 400 || !strings.Contains(out, "one member") {
+		t.Errorf("two roots: %d %s", status, out)
 	}
 }
