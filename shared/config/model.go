@@ -182,6 +182,9 @@ type Route struct {
 	// "header:<Name>", "cookie:<name>") on one of them.
 	Split  []SplitBackend `json:"backends,omitempty"`
 	Sticky string         `json:"sticky,omitempty"`
+	// Mirror copies a share of the requests to another service, fire
+	// and forget (mirror.go).
+	Mirror *Mirror `json:"mirror,omitempty"`
 	// Precedence is computed by the admin API on output and ignored on
 	// input (like Meta), so GET output can be PUT back.
 	Precedence *Precedence `json:"precedence,omitempty"`

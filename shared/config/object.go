@@ -144,6 +144,7 @@ func checkRouteServices(l *errorList, p string, r *Route, service func(string) (
 		}
 	}
 	checkSplitServices(l, p, r, service)
+	checkMirrorService(l, p, r, service)
 	for i, b := range r.Aggregate {
 		f := join(p, fmt.Sprintf("aggregate[%d].service", i))
 		if svc, ok := service(b.Service); !ok {

@@ -118,6 +118,16 @@ type CORS struct {
 
 // Backends returns the services a route sends traffic to.
 func (r *Route) Backends() []string {
+	if r.Mirror != nil {
+		// The mirror's service is in use too (deleting it is refused).
+		cp := *r
+		cp.Mirror = nil
+		out := cp.Backends()
+		if !slices.Contains(out, r.Mirror.Service) {
+			out = append(out, r.Mirror.Service)
+		}
+		return out
+	}
 	if len(r.Split) > 0 {
 		out := make([]string, 0, len(r.Split))
 		for _, b := range r.Split {

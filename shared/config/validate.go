@@ -227,6 +227,9 @@ func (r *Route) validate(l *errorList, p string) {
 		r.Match.validate(l, join(p, "match"))
 	}
 	r.validateSplit(l, p)
+	if r.Mirror != nil {
+		r.Mirror.validate(l, join(p, "mirror"), r)
+	}
 	if r.Priority < MinPriority || r.Priority > MaxPriority {
 		l.add(join(p, "priority"), "must be between %d and %d", MinPriority, MaxPriority)
 	}

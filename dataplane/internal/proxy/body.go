@@ -66,6 +66,8 @@ type clientBody struct {
 	state     atomic.Int32
 	// onDone is called once when the body has been read to its end.
 	onDone atomic.Pointer[func()]
+	// tap receives a copy of every byte read (a mirror's), nil for none.
+	tap io.Writer
 }
 
 func newClientBody(rc io.ReadCloser, w http.ResponseWriter, lim *Limits) *clientBody {
@@ -99,6 +101,9 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	if b.hasPre && len(p) > 0 {
 		b.hasPre = false
 		p[0] = b.pre[0]
+		if b.tap != nil {
+			b.tap.Write(p[:1])
+		}
 		return 1, nil
 	}
 	switch b.state.Load() {
@@ -116,6 +121,9 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		b.setDeadline(start)
 	}
 	n, err := b.rc.Read(p)
+	if b.tap != nil && n > 0 {
+		b.tap.Write(p[:n])
+	}
 	b.waitStart.Store(0)
 	b.waited.Add(int64(time.Since(start)))
 	b.read += int64(n)
@@ -228,6 +236,12 @@ func (b *clientBody) Late() bool { return b.late() }
 
 // complete reports whether the body was read to its end.
 func (b *clientBody) complete() bool { return b.state.Load() == bodyDone }
+
+// Complete is complete for stages (stage.Body).
+func (b *clientBody) Complete() bool { return b.complete() }
+
+// Tap sends a copy of what is read from now on to w (stage.Body).
+func (b *clientBody) Tap(w io.Writer) { b.tap = w }
 
 // late reports whether the client is behind with its body: it missed a
 // deadline, or the body is unfinished and the gateway is waiting for it

@@ -118,6 +118,9 @@ func refsHold(cfg *config.Config, r *config.Route, kept map[string]bool) bool {
 			return false
 		}
 	}
+	if r.Mirror != nil && !kept[r.Mirror.Service] {
+		return false
+	}
 	if r.Auth != nil {
 		for _, name := range r.Auth.Issuers {
 			if _, ok := cfg.Issuer(name); !ok {
@@ -178,6 +181,9 @@ func (u *reuser) route(i int, r *config.Route, invalid string) *Route {
 		if !u.sameUpstream(r.Split[k].Service) {
 			return nil
 		}
+	}
+	if r.Mirror != nil && !u.sameUpstream(r.Mirror.Service) {
+		return nil
 	}
 	if r.Auth != nil {
 		// The auth stage verifies with the verifier of the table it was

@@ -16,6 +16,8 @@ type Metrics struct {
 	requests     *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	tunnels      *tunnel.Metrics
+	// mirrors counts mirrored copies by route, service and outcome.
+	mirrors *prometheus.CounterVec
 }
 
 // NewMetrics registers the request metrics on reg.
@@ -45,7 +47,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.authFailures, m.throttled, m.inFlight, m.requests, m.duration)
 	m.tunnels = tunnel.NewMetrics(reg)
+	m.mirrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portico_mirror_requests_total",
+		Help: "Mirrored copies of requests, by route, mirror service and outcome (2xx..5xx, error, timeout; dropped over max_concurrent, too_large, incomplete body: not sent).",
+	}, []string{"route", "service", "outcome"})
+	reg.MustRegister(m.mirrors)
 	return m
+}
+
+// mirrored is stage.Env.Mirrored; nil without metrics.
+func (m *Metrics) mirrored() func(route, service, outcome string) {
+	if m == nil {
+		return nil
+	}
+	return func(route, service, outcome string) { m.mirrors.WithLabelValues(route, service, outcome).Inc() }
 }
 
 // tunnelMetrics is nil-safe: handlers made without metrics count nothing.

@@ -11,6 +11,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/grpcpass"
 	"github.com/portico-gw/portico/dataplane/internal/httpsredirect"
+	"github.com/portico-gw/portico/dataplane/internal/mirror"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/split"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
@@ -41,6 +42,7 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 		throttle.Compile(r.MaxInFlight, r.QueueTimeout.Std(), c.prevThrottle()), // max_in_flight (503)
 		cache.CompileRoute(c.deps.Cache, r.Name, r.Revision, r.Cache),           // answers from the cache, or stores what the rest answers
 		transform.CompileRequest(r),                                             // rewrite or strip prefix, query and header edits
+		mirror.Compile(r, c.t.upstreams),                                        // a copy of a share of requests, sent after the answer
 		bodyedit.Compile(r),                                                     // JSON body edits by pointer (400 for a non-JSON body)
 		tunnel.Compile(r),                                                       // the route's own idle and lifetime limits on WebSocket tunnels
 		// The terminal stage answers: the first of these the route uses.

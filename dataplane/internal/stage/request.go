@@ -61,6 +61,12 @@ type Body interface {
 	// The caller bounds the exchange itself (the call's deadline, the
 	// client leaving).
 	Stream() io.Reader
+	// Tap copies every byte read from the body from now on to w (a
+	// mirror's copy of the request), on the reading goroutine. Call it
+	// before anything reads the body on.
+	Tap(w io.Writer)
+	// Complete reports whether the body has been read to its end.
+	Complete() bool
 }
 
 // Env is what the gateway process lends every request's stages: long-lived
@@ -80,6 +86,9 @@ type Env struct {
 	Propagator propagation.TextMapPropagator
 	// ClientIP says which peers' X-Forwarded-For is believed.
 	ClientIP *clientip.Resolver
+	// Mirrored counts a mirrored copy's outcome (metrics); nil counts
+	// nothing. It is called from the copy's own goroutine.
+	Mirrored func(route, service, outcome string)
 }
 
 // Outcome is what the stages found out about a request.
