@@ -15,10 +15,12 @@ func GRPCPassThrough(r *Route, svc *Service) bool {
 }
 
 // checkGRPCPassThrough checks a pass-through route (GRPCPassThrough). A
-// gRPC call is a POST whose path is the method ("/package.Service/Method")
-// and whose answer ends in trailers, so what would change the path, add a
-// query or replay a stored answer cannot apply: the service would receive
-// another method, or the client an answer without its status.
+// gRPC call is a POST whose path is the method ("/package.Service/Method"),
+// whose body is a stream of protobuf messages and whose answer ends in
+// trailers, so what would change the path, add a query, edit or copy the
+// body, or replay a stored answer cannot apply: the service would receive
+// another method or a broken stream, or the client an answer without its
+// status.
 func checkGRPCPassThrough(l *errorList, p string, r *Route) {
 	if len(r.Methods) > 0 && !slices.Contains(r.Methods, http.MethodPost) {
 		l.add(join(p, "methods"), "a gRPC pass-through route must allow POST: every gRPC call is a POST")
@@ -31,5 +33,11 @@ func checkGRPCPassThrough(l *errorList, p string, r *Route) {
 	}
 	if r.Cache != nil {
 		l.add(join(p, "cache"), "does not apply to a gRPC pass-through route (calls are POSTs answered with trailers)")
+	}
+	if r.Body != nil {
+		l.add(join(p, "body"), "does not apply to a gRPC pass-through route (its messages are protobuf, passed through unread)")
+	}
+	if r.Mirror != nil {
+		l.add(join(p, "mirror"), "does not apply to a gRPC pass-through route (a mirror copies HTTP requests)")
 	}
 }

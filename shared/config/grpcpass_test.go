@@ -29,6 +29,8 @@ func TestGRPCPassThroughRoute(t *testing.T) {
 		{"strip prefix", func(r *Route) { r.Paths = []string{"/grpc/*"}; r.StripPrefix = true }, []string{"rewrite"}},
 		{"query", func(r *Route) { r.Query = &Edits{Set: map[string]string{"a": "b"}} }, []string{"query"}},
 		{"cache", func(r *Route) { r.Cache = &RouteCache{TTL: Duration(1e9)} }, []string{"cache"}},
+		{"body edits", func(r *Route) { r.Body = &RouteBody{Request: []BodyEdit{{Op: BodyRemove, Path: "/x"}}} }, []string{"body"}},
+		{"mirror", func(r *Route) { r.Mirror = &Mirror{Service: "h", Percent: 10} }, []string{"mirror"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +40,8 @@ func TestGRPCPassThroughRoute(t *testing.T) {
 			if !GRPCPassThrough(&r, &svc) {
 				t.Fatal("GRPCPassThrough = false")
 			}
-			c := &Config{Services: []Service{svc}, Routes: []Route{r}}
+			web := Service{Name: "h", Targets: []Target{{URL: "http://h:2"}}}
+			c := &Config{Services: []Service{svc, web}, Routes: []Route{r}}
 			var got []string
 			for _, f := range FieldErrors(c.Validate()) {
 				got = append(got, f.Field)
@@ -51,7 +54,7 @@ func TestGRPCPassThroughRoute(t *testing.T) {
 				t.Errorf("Validate fields = %v, want %v", got, want)
 			}
 			got = nil
-			rest := &Config{Services: []Service{svc}}
+			rest := &Config{Services: []Service{svc, web}}
 			for _, f := range FieldErrors(rest.CheckRoute(&r)) {
 				got = append(got, f.Field)
 			}
