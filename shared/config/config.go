@@ -144,6 +144,11 @@ func (c *Config) Clone() *Config {
 		r.HSTS = clonePtr(r.HSTS)
 		r.Split = slices.Clone(r.Split)
 		r.Mirror = clonePtr(r.Mirror)
+		if r.Fault != nil {
+			f := *r.Fault
+			f.Delay, f.Abort = clonePtr(f.Delay), clonePtr(f.Abort)
+			r.Fault = &f
+		}
 		if r.Match != nil {
 			m := *r.Match
 			m.Headers, m.Query, m.Cookies = maps.Clone(m.Headers), maps.Clone(m.Query), maps.Clone(m.Cookies)

@@ -185,6 +185,9 @@ type Route struct {
 	// Mirror copies a share of the requests to another service, fire
 	// and forget (mirror.go).
 	Mirror *Mirror `json:"mirror,omitempty"`
+	// Fault injects delays and error answers for resilience drills
+	// (fault.go).
+	Fault *Fault `json:"fault,omitempty"`
 	// Precedence is computed by the admin API on output and ignored on
 	// input (like Meta), so GET output can be PUT back.
 	Precedence *Precedence `json:"precedence,omitempty"`

@@ -230,6 +230,9 @@ func (r *Route) validate(l *errorList, p string) {
 	if r.Mirror != nil {
 		r.Mirror.validate(l, join(p, "mirror"), r)
 	}
+	if r.Fault != nil {
+		r.Fault.validate(l, join(p, "fault"))
+	}
 	if r.Priority < MinPriority || r.Priority > MaxPriority {
 		l.add(join(p, "priority"), "must be between %d and %d", MinPriority, MaxPriority)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/bodyedit"
 	"github.com/portico-gw/portico/dataplane/internal/cache"
+	"github.com/portico-gw/portico/dataplane/internal/fault"
 	"github.com/portico-gw/portico/dataplane/internal/grpcpass"
 	"github.com/portico-gw/portico/dataplane/internal/httpsredirect"
 	"github.com/portico-gw/portico/dataplane/internal/mirror"
@@ -42,6 +43,7 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 		throttle.Compile(r.MaxInFlight, r.QueueTimeout.Std(), c.prevThrottle()), // max_in_flight (503)
 		cache.CompileRoute(c.deps.Cache, r.Name, r.Revision, r.Cache),           // answers from the cache, or stores what the rest answers
 		transform.CompileRequest(r),                                             // rewrite or strip prefix, query and header edits
+		fault.Compile(r),                                                        // injected delays and error answers (drills)
 		mirror.Compile(r, c.t.upstreams),                                        // a copy of a share of requests, sent after the answer
 		bodyedit.Compile(r),                                                     // JSON body edits by pointer (400 for a non-JSON body)
 		tunnel.Compile(r),                                                       // the route's own idle and lifetime limits on WebSocket tunnels
