@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -303,5 +304,43 @@ func BenchmarkApplyChangeOneAdd(b *testing.B) {
 				base = s
 			}
 		})
+	}
+}
+
+// TestChangeCompileSetsEveryField guards compileChange against a field
+// added to Table later: every field a whole compile of the same snapshot
+// fills must be filled by the change compile too (the property test above
+// compares what tables serve, not fields it does not know of).
+func TestChangeCompileSetsEveryField(t *testing.T) {
+	deps := testDeps()
+	m := newMetaConfig(30)
+	m.cfg.Global.RateLimit = &config.RateLimit{Limit: 100, Window: config.Duration(time.Minute)}
+	base := m.snapshot(t)
+	prev, err := Compile(base, nil, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prev.Retire(nil)
+	// A new route with forwarded claims: the header counts move too.
+	m.rev++
+	m.addRoute()
+	r := &m.cfg.Routes[len(m.cfg.Routes)-1]
+	r.Auth = &config.RouteAuth{JWT: true, Issuers: []string{"corp"}, ForwardClaims: map[string]string{"sub": "X-Sub"}}
+	m.cfg.Sort()
+	s, ch := deltaStep(t, m, base)
+	got := compileChange(s, ch, prev, deps)
+	if got == nil {
+		t.Fatal("a one-route delta was not compiled as a change")
+	}
+	want, err := Compile(s, prev, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gv, wv := reflect.ValueOf(got).Elem(), reflect.ValueOf(want).Elem()
+	for i := range wv.NumField() {
+		name := wv.Type().Field(i).Name
+		if !wv.Field(i).IsZero() && gv.Field(i).IsZero() {
+			t.Errorf("Table.%s is set by Compile but not by compileChange", name)
+		}
 	}
 }
