@@ -278,7 +278,7 @@ func (t *Table) addOwned(u *updater, id int32, ni int, r *Rule) error {
 		if _, err := config.PathShape(p); err != nil {
 			return &CompileError{Rule: ni, Path: pi, Pattern: p, Err: err}
 		}
-		tg := &target{route: int(id), path: pi, pattern: p, rank: rk}
+		tg := &target{route: int(id), path: pi, pattern: p, rank: rk, conds: rk.conds}
 		segs := strings.Split(p[1:], "/")
 		tg.names = paramNames(segs)
 		for _, root := range roots {
