@@ -144,6 +144,10 @@ func (c *Config) Clone() *Config {
 		r.HSTS = clonePtr(r.HSTS)
 		r.Split = slices.Clone(r.Split)
 		r.Mirror = clonePtr(r.Mirror)
+		if r.Schemas != nil {
+			v := RouteValidate{Body: slices.Clone(r.Schemas.Body)}
+			r.Schemas = &v
+		}
 		if r.Fault != nil {
 			f := *r.Fault
 			f.Delay, f.Abort = clonePtr(f.Delay), clonePtr(f.Abort)

@@ -188,6 +188,9 @@ type Route struct {
 	// Fault injects delays and error answers for resilience drills
 	// (fault.go).
 	Fault *Fault `json:"fault,omitempty"`
+	// Schemas refuse requests whose body does not conform to a JSON
+	// Schema (bodyschema.go).
+	Schemas *RouteValidate `json:"validate,omitempty"`
 	// Precedence is computed by the admin API on output and ignored on
 	// input (like Meta), so GET output can be PUT back.
 	Precedence *Precedence `json:"precedence,omitempty"`

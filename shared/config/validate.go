@@ -233,6 +233,9 @@ func (r *Route) validate(l *errorList, p string) {
 	if r.Fault != nil {
 		r.Fault.validate(l, join(p, "fault"))
 	}
+	if r.Schemas != nil {
+		r.Schemas.validate(l, join(p, "validate"))
+	}
 	if r.Priority < MinPriority || r.Priority > MaxPriority {
 		l.add(join(p, "priority"), "must be between %d and %d", MinPriority, MaxPriority)
 	}

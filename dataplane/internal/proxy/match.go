@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"github.com/portico-gw/portico/dataplane/internal/bodyschema"
 	"github.com/portico-gw/portico/dataplane/internal/router"
+	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/shared/config"
 )
 
@@ -16,4 +18,19 @@ func matchRule(r *config.Route) router.Rule {
 // same (the rest of the matching part is compared by sameRule).
 func sameMatch(a, b *config.Route) bool {
 	return a.Priority == b.Priority && a.Match.Key() == b.Match.Key()
+}
+
+// compileSchemas compiles the route's request schema; one that does not
+// compile (validation refuses it first, so only input that skipped
+// validation gets here) rejects the route.
+func (c *routeCompiler) compileSchemas(r *config.Route) stage.Stage {
+	s, err := bodyschema.Compile(r)
+	if err != nil {
+		if c.rt.rejected == "" {
+			c.rt.rejected = "validate.body: " + err.Error()
+			c.t.reject(config.KindRoute, r.Name, c.rt.rejected)
+		}
+		return nil
+	}
+	return s
 }

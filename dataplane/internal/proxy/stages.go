@@ -41,6 +41,7 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 		auth.CompileRoute(r.Auth, c.t.verifier),                                 // API key / JWT (401, 403) → the identity
 		ratelimit.CompileRoute(r.Name, c.rateLimit(r), c.deps.Limiter),          // 429, RateLimit-* headers
 		throttle.Compile(r.MaxInFlight, r.QueueTimeout.Std(), c.prevThrottle()), // max_in_flight (503)
+		c.compileSchemas(r),                                                     // the request body against the route's JSON Schema (400 with pointers)
 		cache.CompileRoute(c.deps.Cache, r.Name, r.Revision, r.Cache),           // answers from the cache, or stores what the rest answers
 		transform.CompileRequest(r),                                             // rewrite or strip prefix, query and header edits
 		fault.Compile(r),                                                        // injected delays and error answers (drills)
