@@ -84,7 +84,7 @@ cluster-down:
 bench: bench-go bench-propagation bench-scale
 
 bench-go: redis
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/ ./dataplane/internal/auth/ ./dataplane/internal/ratelimit/ ./dataplane/internal/cache/ ./dataplane/internal/grpcjson/
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/ ./dataplane/internal/auth/ ./dataplane/internal/ratelimit/ ./dataplane/internal/cache/ ./dataplane/internal/grpcjson/ ./dataplane/internal/bodyschema/
 
 ## bench-load: side-by-side load benchmark on loopback (wrk against the upstream, nginx,
 ## HAProxy, a bare Go reverse proxy, Portico; Traefik/Caddy when cached). Not in make test.
