@@ -96,7 +96,7 @@ func TestRefusals(t *testing.T) {
 		if _, err := c.UnaryCall(withKey(key), &testgrpc.SimpleRequest{}); err != nil {
 			t.Fatalf("secure=%v: the allowed consumer: %v", secure, err)
 		}
-		if got := srv.lastMD().Get("x-consumer-name"); len(got) != 1 || got[0] != "app" {
+		if got := srv.methodMD("/grpc.testing.TestService/UnaryCall").Get("x-consumer-name"); len(got) != 1 || got[0] != "app" {
 			t.Errorf("x-consumer-name = %v", got)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,6 +55,10 @@ type echoServer struct {
 	// without one).
 	md       atomic.Pointer[metadata.MD]
 	deadline atomic.Pointer[time.Duration]
+	// byMethod holds each method's last metadata (full method name →
+	// metadata.MD): a refused stream's headers may reach the server after
+	// a later call, so a test about one call asks for its method's.
+	byMethod sync.Map
 	// blocked receives a value when a call starts to block; ended the
 	// context error it ended with.
 	blocked chan struct{}
@@ -91,6 +96,9 @@ func (s *echoServer) begin(ctx context.Context) error {
 	s.calls.Add(1)
 	md, _ := metadata.FromIncomingContext(ctx)
 	s.md.Store(&md)
+	if m, ok := grpc.Method(ctx); ok {
+		s.byMethod.Store(m, md)
+	}
 	var left time.Duration
 	if dl, ok := ctx.Deadline(); ok {
 		left = time.Until(dl)
@@ -211,6 +219,14 @@ func (s *echoServer) FullDuplexCall(stream grpc.BidiStreamingServer[testgrpc.Str
 func (s *echoServer) lastDeadline() time.Duration { return *s.deadline.Load() }
 
 func (s *echoServer) lastMD() metadata.MD { return *s.md.Load() }
+
+// methodMD is the metadata of the last call of a full method name
+// ("/grpc.testing.TestService/UnaryCall"), nil before one.
+func (s *echoServer) methodMD(method string) metadata.MD {
+	md, _ := s.byMethod.Load(method)
+	m, _ := md.(metadata.MD)
+	return m
+}
 
 // awaitBlocked waits until a call blocks in the server.
 func (s *echoServer) awaitBlocked(t *testing.T) {
