@@ -87,6 +87,10 @@ curl -fsS -X PUT "http://$CP_ADDR/v1/services/demo" -H 'Content-Type: applicatio
   -d "{\"targets\":[{\"url\":\"http://$UP_ADDR\",\"weight\":1}]}" >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/demo" -H 'Content-Type: application/json' \
   -d '{"paths":["/demo/*"],"methods":["GET","POST"],"service":"demo","strip_prefix":true}' >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/demo-v2" -H 'Content-Type: application/json' \
+  -d '{"paths":["/demo/*"],"methods":["GET","POST"],"service":"demo","rewrite":"/v2/{*}","match":{"headers":{"X-Api-Version":"2"}}}' >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/signup" -H 'Content-Type: application/json' \
+  -d '{"paths":["/signup"],"methods":["POST"],"service":"demo","validate":{"body":{"type":"object","required":["name"],"properties":{"name":{"type":"string","minLength":1},"age":{"type":"integer","minimum":0}}}}}' >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/cached" -H 'Content-Type: application/json' \
   -d '{"paths":["/cached/*"],"methods":["GET"],"service":"demo","rewrite":"/{*}","cache":{"ttl":"30s"}}' >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/profile" -H 'Content-Type: application/json' \
@@ -153,6 +157,9 @@ Try:
   curl -s 'http://$DP_ADDR/quotes?symbol=A&symbol=B' | jq   # maxOccurs>1: always an array
   curl -s 'http://$DP_ADDR/quotes/ACME?side=hold' | jq   # 400 naming the parameter, nothing sent
   curl -s http://$DP_ADDR/quotes/NOPE | jq               # a SOAP Client fault as a 422 problem
+  curl -s -H 'X-Api-Version: 2' http://$DP_ADDR/demo/hello   # a header condition picks demo-v2 (the upstream sees /v2/hello)
+  curl -s http://$CP_ADDR/v1/routes/demo-v2 | jq .precedence   # how it ranks: path kind, conditions, priority
+  curl -s -X POST http://$DP_ADDR/signup -d '{"name":"","age":-1}' | jq   # 400: each failure with its JSON pointer
   curl -s http://$CP_ADDR/v1/routes | jq                 # routes, with versions
   curl -s -X PUT http://$CP_ADDR/v1/routes/users -H 'Content-Type: application/json' \\
        -d '{"paths":["/users/{id}"],"methods":["GET"],"service":"demo"}'
