@@ -206,6 +206,10 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 // tunnel with idle and lifetime limits: the node's, tightened by the
 // route's (package tunnel).
 func (h *Handler) headersArrived(resp *http.Response) error {
+	// A service's Alt-Svc offers alternatives to the service's origin,
+	// which clients never reach; theirs is the gateway's (whose TLS
+	// listener advertises its own HTTP/3 with --http3).
+	delete(resp.Header, "Alt-Svc")
 	ex := exchangeFrom(resp.Request.Context())
 	if ex == nil {
 		return nil

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -216,6 +217,69 @@ func TestWebSocketRouteLimits(t *testing.T) {
 	}
 	if got := gauge(t, reg, "portico_tunnels_open", "route", "node"); got != 1 {
 		t.Fatalf("node route open = %v", got)
+	}
+}
+
+// TestWebSocketToTLSUpstream: a WebSocket tunnel to a wss:// service
+// (https target, the service's own tls.ca): the upgrade goes over the
+// service's TLS transport and the echo works both ways; without the CA the
+// handshake is refused (502), never sent unverified.
+func TestWebSocketToTLSUpstream(t *testing.T) {
+	var handshakes atomic.Int64
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handshakes.Add(1)
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, append([]byte("tls:"), msg...)); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(up.Close)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}))
+	for _, tc := range []struct {
+		name   string
+		tls    *config.ServiceTLS
+		status int
+	}{
+		{"the service's CA", &config.ServiceTLS{CA: caPEM}, http.StatusSwitchingProtocols},
+		{"system roots only", nil, http.StatusBadGateway},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &config.Config{
+				Services: []config.Service{{Name: "ws", Targets: []config.Target{{URL: up.URL}}, TLS: tc.tls,
+					Retries: &config.Retries{Attempts: 1}}},
+				Routes: []config.Route{{Name: "ws", Paths: []string{"/ws"}, Service: "ws"}},
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry())})
+			applyCfg(t, h, 1, cfg)
+			addr := trafficServer(t, h, 0)
+			before := handshakes.Load()
+			c, status := dialWS(t, "ws://"+addr+"/ws", nil)
+			if status != tc.status {
+				t.Fatalf("handshake %d, want %d", status, tc.status)
+			}
+			if c == nil {
+				if handshakes.Load() != before {
+					t.Fatal("the unverified upstream saw the handshake")
+				}
+				return
+			}
+			if got := echo(t, c, websocket.MessageText, "hi"); got != "tls:hi" {
+				t.Fatalf("echo %q", got)
+			}
+		})
 	}
 }
 

@@ -84,6 +84,9 @@ func h3Client(p *pki, addr string) (*http.Client, *http3.Transport) {
 func TestHTTP3(t *testing.T) {
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		// The service's own Alt-Svc must not reach clients beside the
+		// gateway's.
+		w.Header().Set("Alt-Svc", `h3=":9999"; ma=60`)
 		fmt.Fprintf(w, "%s %s consumer=%s proto=%s body=%d", r.Method, r.URL.Path,
 			r.Header.Get("X-Consumer-Name"), r.Header.Get("X-Forwarded-Proto"), len(b))
 	}))
