@@ -44,9 +44,9 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 		c.compileSchemas(r),                                                     // the request body against the route's JSON Schema (400 with pointers)
 		cache.CompileRoute(c.deps.Cache, r.Name, r.Revision, r.Cache),           // answers from the cache, or stores what the rest answers
 		transform.CompileRequest(r),                                             // rewrite or strip prefix, query and header edits
+		bodyedit.Compile(r),                                                     // JSON body edits by pointer (400 for a non-JSON body)
 		fault.Compile(r),                                                        // injected delays and error answers (drills)
 		mirror.Compile(r, c.t.upstreams),                                        // a copy of a share of requests, sent after the answer
-		bodyedit.Compile(r),                                                     // JSON body edits by pointer (400 for a non-JSON body)
 		tunnel.Compile(r),                                                       // the route's own idle and lifetime limits on WebSocket tunnels
 		// The terminal stage answers: the first of these the route uses.
 		stage.First(
