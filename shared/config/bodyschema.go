@@ -25,15 +25,33 @@ type RouteValidate struct {
 	// otherwise) the request body must conform to. References resolve
 	// within the schema only.
 	Body json.RawMessage `json:"body,omitempty"`
+	// Query is a JSON Schema for the query parameters as one object,
+	// each coerced to its property's declared type (paramschema.go).
+	Query json.RawMessage `json:"query,omitempty"`
+	// Headers is the same for request headers; property names in lower
+	// case, and only the headers it declares are validated.
+	Headers json.RawMessage `json:"headers,omitempty"`
 }
 
 func (v *RouteValidate) validate(l *errorList, p string) {
-	if len(v.Body) == 0 {
-		l.add(p, "needs body (a JSON Schema)")
+	if len(v.Body) == 0 && len(v.Query) == 0 && len(v.Headers) == 0 {
+		l.add(p, "needs body, query or headers (a JSON Schema)")
 		return
 	}
-	if _, err := CompileBodySchema(v.Body); err != nil {
-		l.add(join(p, "body"), "%v", err)
+	if len(v.Body) > 0 {
+		if _, err := CompileBodySchema(v.Body); err != nil {
+			l.add(join(p, "body"), "%v", err)
+		}
+	}
+	if len(v.Query) > 0 {
+		if _, err := CompileParamSchema(v.Query, false); err != nil {
+			l.add(join(p, "query"), "%v", err)
+		}
+	}
+	if len(v.Headers) > 0 {
+		if _, err := CompileParamSchema(v.Headers, true); err != nil {
+			l.add(join(p, "headers"), "%v", err)
+		}
 	}
 }
 

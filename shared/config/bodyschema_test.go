@@ -46,3 +46,58 @@ func TestBodySchemaValidate(t *testing.T) {
 		t.Fatalf("an empty validate: %v", err)
 	}
 }
+
+// TestParamSchemaValidate: query and header schemas are compiled when the
+// route is written, refused at validate.query / validate.headers; the
+// declared types decide how each parameter's text will be read.
+func TestParamSchemaValidate(t *testing.T) {
+	tests := []struct {
+		name, field, schema, msg string // msg "" = valid
+	}{
+		{"query", "query", `{"type":"object","properties":{"limit":{"type":"integer"},"tag":{"type":"array","items":{"$ref":"#/$defs/t"}}},"$defs":{"t":{"type":"string"}}}`, ""},
+		{"headers", "headers", `{"type":"object","required":["x-tenant"],"properties":{"x-tenant":{"type":"string"}}}`, ""},
+		{"not an object", "query", `{"type":"array"}`, `"type": "object"`},
+		{"no type", "query", `{"properties":{"a":{"type":"string"}}}`, `"type": "object"`},
+		{"object parameter", "query", `{"type":"object","properties":{"a":{"type":"object"}}}`, "objects are not read"},
+		{"upper-case header", "headers", `{"type":"object","properties":{"X-Tenant":{"type":"string"}}}`, "lower case"},
+		{"upper-case required header", "headers", `{"type":"object","required":["X-Tenant"]}`, "lower case"},
+		{"broken", "headers", `{"type":"object","properties":{"a":{"type":"banana"}}}`, "not a valid JSON Schema"},
+		{"remote ref", "query", `{"type":"object","properties":{"a":{"$ref":"https://example.com/a.json"}}}`, "not loaded"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := &RouteValidate{}
+			if tc.field == "query" {
+				v.Query = json.RawMessage(tc.schema)
+			} else {
+				v.Headers = json.RawMessage(tc.schema)
+			}
+			r := Route{Name: "r", Paths: []string{"/"}, Service: "s", Schemas: v}
+			err := r.Validate()
+			if tc.msg == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			for _, f := range FieldErrors(err) {
+				if f.Field == "validate."+tc.field && strings.Contains(f.Message, tc.msg) {
+					return
+				}
+			}
+			t.Fatalf("error %v, want validate.%s: ...%s...", err, tc.field, tc.msg)
+		})
+	}
+	p, err := CompileParamSchema(json.RawMessage(`{"type":"object","properties":{"n":{"type":["integer","null"]},"f":{"type":"number"},"b":{"type":"boolean"},
+		"s":{"type":"string"},"any":{},"ids":{"type":"array","items":{"type":"integer"}},"l":{"type":"array"}}}`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]ParamKind{"n": {Scalar: "integer"}, "f": {Scalar: "number"}, "b": {Scalar: "boolean"}, "s": {Scalar: "string"},
+		"any": {Scalar: "string"}, "ids": {Array: true, Scalar: "integer"}, "l": {Array: true, Scalar: "string"}}
+	for k, w := range want {
+		if p.Kinds[k] != w {
+			t.Errorf("kind of %s = %+v, want %+v", k, p.Kinds[k], w)
+		}
+	}
+}

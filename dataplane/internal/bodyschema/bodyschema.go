@@ -12,18 +12,36 @@
 // body is validated as an absent body only if the schema is given: it is
 // refused unless the method carries no body by convention (GET, HEAD,
 // DELETE, OPTIONS), which pass untouched.
+//
+// Query and header parameters (validate.query, validate.headers) are
+// checked first, each as one JSON object built from the request: the
+// query's parameters all (so "additionalProperties": false refuses unknown
+// ones), the headers only those the schema declares (clients and proxies
+// add many others), names lowered. Each value is coerced to its property's
+// declared type as OpenAPI reads parameters (config.ParamKind): a repeated
+// query parameter or a header's comma-separated list for an array, a
+// decimal for integer/number, true/false for boolean; text that does not
+// read as the type stays a string and the schema says so. Failures are
+// listed under /query/<name> and /headers/<name>; when the parameters do
+// not conform the body is not read (the answer lists their failures only).
+// A missing required member is reported at its own pointer
+// (/headers/x-tenant, /name), not at the object holding it.
 package bodyschema
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
@@ -38,23 +56,40 @@ const MaxFailures = 32
 // printer renders the validator's messages (in English).
 var printer = message.NewPrinter(language.English)
 
-// Route is a route's compiled body schema. It is immutable.
+// Route is a route's compiled request schemas. It is immutable.
 type Route struct {
-	schema *jsonschema.Schema
-	raw    []byte
+	schema  *jsonschema.Schema // the body's; nil: the body is not checked
+	raw     []byte
+	query   *config.ParamSchema
+	headers *config.ParamSchema
 }
 
 // Compile returns r's validation stage, nil without one, or the error of
-// a schema that does not compile (the route is then rejected).
+// a schema that does not compile (the route is then rejected), prefixed
+// with its field path.
 func Compile(r *config.Route) (stage.Stage, error) {
-	if r.Schemas == nil || len(r.Schemas.Body) == 0 {
+	v := r.Schemas
+	if v == nil || len(v.Body) == 0 && len(v.Query) == 0 && len(v.Headers) == 0 {
 		return nil, nil
 	}
-	s, err := config.CompileBodySchema(r.Schemas.Body)
-	if err != nil {
-		return nil, err
+	out := &Route{raw: v.Body}
+	var err error
+	if len(v.Body) > 0 {
+		if out.schema, err = config.CompileBodySchema(v.Body); err != nil {
+			return nil, fmt.Errorf("validate.body: %w", err)
+		}
 	}
-	return &Route{schema: s, raw: r.Schemas.Body}, nil
+	if len(v.Query) > 0 {
+		if out.query, err = config.CompileParamSchema(v.Query, false); err != nil {
+			return nil, fmt.Errorf("validate.query: %w", err)
+		}
+	}
+	if len(v.Headers) > 0 {
+		if out.headers, err = config.CompileParamSchema(v.Headers, true); err != nil {
+			return nil, fmt.Errorf("validate.headers: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // Failure is one place where a body does not conform.
@@ -63,9 +98,17 @@ type Failure struct {
 	Message string `json:"message"`
 }
 
-// Serve validates the body, then hands on.
+// Serve validates the parameters and the body, then hands on.
 func (v *Route) Serve(req *stage.Request) {
 	r := req.R
+	if f := v.checkParams(r); len(f) > 0 {
+		v.refuseParams(req, f)
+		return
+	}
+	if v.schema == nil {
+		req.Next()
+		return
+	}
 	if r.Body == nil || r.Body == http.NoBody {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions:
@@ -112,6 +155,14 @@ func failures(err error) []Failure {
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		if len(e.Causes) == 0 {
+			if req, ok := e.ErrorKind.(*kind.Required); ok {
+				// Each missing member at its own pointer, which is
+				// where a client looks for it.
+				for _, m := range req.Missing {
+					out = append(out, Failure{Pointer: pointer(append(slices.Clip(e.InstanceLocation), m)), Message: "required, missing"})
+				}
+				return
+			}
 			out = append(out, Failure{Pointer: pointer(e.InstanceLocation), Message: e.ErrorKind.LocalizedString(printer)})
 			return
 		}
@@ -150,6 +201,118 @@ func (v *Route) refuse(req *stage.Request, f []Failure) {
 // Describe shows the stage for the stages golden file.
 func (v *Route) Describe() any {
 	return struct {
-		SchemaBytes int `json:"schema_bytes"`
-	}{len(v.raw)}
+		SchemaBytes int                         `json:"schema_bytes,omitempty"`
+		Query       map[string]config.ParamKind `json:"query,omitempty"`
+		Headers     map[string]config.ParamKind `json:"headers,omitempty"`
+	}{len(v.raw), kindsOf(v.query), kindsOf(v.headers)}
+}
+
+func kindsOf(p *config.ParamSchema) map[string]config.ParamKind {
+	if p == nil {
+		return nil
+	}
+	return p.Kinds
+}
+
+// checkParams validates the query and the headers; nil when they conform
+// (or the route has no schema for them).
+func (v *Route) checkParams(r *http.Request) []Failure {
+	var out []Failure
+	if v.query != nil {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			out = append(out, Failure{Pointer: "/query", Message: "the query string is malformed"})
+		} else {
+			out = append(out, validateParams(v.query, "/query", queryObject(v.query, q))...)
+		}
+	}
+	if v.headers != nil {
+		out = append(out, validateParams(v.headers, "/headers", headerObject(v.headers, r.Header))...)
+	}
+	if len(out) > MaxFailures {
+		out = out[:MaxFailures]
+	}
+	return out
+}
+
+func validateParams(p *config.ParamSchema, prefix string, obj map[string]any) []Failure {
+	err := p.Schema.Validate(obj)
+	if err == nil {
+		return nil
+	}
+	f := failures(err)
+	for i := range f {
+		f[i].Pointer = prefix + f[i].Pointer
+	}
+	return f
+}
+
+// queryObject builds the query's object: every parameter, coerced.
+func queryObject(p *config.ParamSchema, q url.Values) map[string]any {
+	obj := make(map[string]any, len(q))
+	for name, vals := range q {
+		k := p.Kinds[name]
+		if k.Array {
+			items := make([]any, len(vals))
+			for i, s := range vals {
+				items[i] = Coerce(s, k.Scalar)
+			}
+			obj[name] = items
+			continue
+		}
+		obj[name] = Coerce(vals[0], k.Scalar)
+	}
+	return obj
+}
+
+// headerObject builds the headers' object: the declared headers present,
+// lines of one header joined as HTTP joins them, a list split at commas.
+func headerObject(p *config.ParamSchema, h http.Header) map[string]any {
+	obj := make(map[string]any, len(p.Kinds))
+	for name, k := range p.Kinds {
+		vals := h.Values(name)
+		if len(vals) == 0 {
+			continue
+		}
+		joined := strings.Join(vals, ", ")
+		if k.Array {
+			parts := strings.Split(joined, ",")
+			items := make([]any, len(parts))
+			for i, s := range parts {
+				items[i] = Coerce(strings.TrimSpace(s), k.Scalar)
+			}
+			obj[name] = items
+			continue
+		}
+		obj[name] = Coerce(joined, k.Scalar)
+	}
+	return obj
+}
+
+// Coerce reads a parameter's text as the scalar type declared for it; text
+// that is not of that type stays a string, so the schema reports it as
+// the wrong type.
+func Coerce(s, scalar string) any {
+	switch scalar {
+	case "integer", "number":
+		if s != "" && (s[0] == '-' || s[0] >= '0' && s[0] <= '9') && json.Valid([]byte(s)) {
+			return json.Number(s)
+		}
+	case "boolean":
+		switch s {
+		case "true":
+			return true
+		case "false":
+			return false
+		}
+	}
+	return s
+}
+
+func (v *Route) refuseParams(req *stage.Request, f []Failure) {
+	p := problem.New(http.StatusBadRequest, "invalid-request", "the request's parameters do not conform to the route's schema")
+	for _, e := range f {
+		p.Errors = append(p.Errors, config.FieldError{Field: e.Pointer, Message: e.Message})
+	}
+	problem.Write(req.W, p)
 }

@@ -20,14 +20,14 @@ func sameMatch(a, b *config.Route) bool {
 	return a.Priority == b.Priority && a.Match.Key() == b.Match.Key()
 }
 
-// compileSchemas compiles the route's request schema; one that does not
+// compileSchemas compiles the route's request schemas; one that does not
 // compile (validation refuses it first, so only input that skipped
 // validation gets here) rejects the route.
 func (c *routeCompiler) compileSchemas(r *config.Route) stage.Stage {
 	s, err := bodyschema.Compile(r)
 	if err != nil {
 		if c.rt.rejected == "" {
-			c.rt.rejected = "validate.body: " + err.Error()
+			c.rt.rejected = err.Error()
 			c.t.reject(config.KindRoute, r.Name, c.rt.rejected)
 		}
 		return nil
