@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
 # `make bench-load`: a side-by-side HTTP load benchmark on loopback. Starts a
 # tiny Go upstream and, in front of it, nginx, HAProxy, a bare Go
-# httputil.ReverseProxy, Portico (control plane in dev mode + one data plane)
-# and, when prebuilt binaries are cached, Traefik and Caddy. Then it runs wrk
-# against each target in interleaved rounds and prints one table: req/s
-# (median of rounds), p50/p99 latency, proxy CPU µs per request (from
-# /proc/<pid>/stat), peak RSS (VmHWM) and ratios. Everything is stopped at exit.
-# Not part of `make test`. See docs/PERFORMANCE.md.
+# httputil.ReverseProxy, Portico (control plane in dev mode + one data plane),
+# Traefik and Caddy (built once from the Go module proxy by
+# scripts/ensure-traefik.sh and scripts/ensure-caddy.sh, cached under
+# ~/.cache/portico). Then it runs wrk (h2load for HTTP/2) against each target
+# in interleaved rounds and prints one table per scenario: req/s (median of
+# rounds), p50/p99 latency, proxy CPU µs per request (from /proc/<pid>/stat),
+# peak RSS (VmHWM) and ratios. Everything is stopped at exit. Not part of
+# `make test`. See docs/PERFORMANCE.md.
+#
+# The TLS scenarios (https, h2, handshake) use one certificate for every proxy:
+# a CA and an ECDSA P-256 leaf for localhost and 127.0.0.1 made here with
+# openssl. https: wrk over TLS with keep-alive (HTTP/1.1); h2: h2load,
+# H2_CONNS connections x H2_STREAMS concurrent streams; handshake: wrk with
+# `Connection: close`, so every request pays a new TCP connection and TLS
+# handshake (wrk's OpenSSL resumes the session: TLS 1.3 PSK with ECDHE, no
+# certificate signature, as a returning client would; the latency wrk reports
+# starts after the handshake). Their tables give Portico's req/s
+# divided by each target's, and Portico against Traefik (target >= 1.25).
 #
 # Knobs: ROUNDS (2), DURATION (5s, at most 10s), CONNS (64), THREADS (2),
-# SCENARIOS (any of "plain full routes10k propagation"; default "plain full"),
-# BENCH_DIR (kept when set).
+# H2_CONNS (16), H2_STREAMS (8), SCENARIOS (any of "plain full https h2
+# handshake routes10k propagation"; default "plain full https h2 handshake"),
+# PEERS (0: leave Traefik and Caddy out instead of building them), BENCH_DIR
+# (kept when set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -19,7 +33,10 @@ ROUNDS="${ROUNDS:-2}"
 DURATION="${DURATION:-5s}"
 CONNS="${CONNS:-64}"
 THREADS="${THREADS:-2}"
-SCENARIOS="${SCENARIOS:-plain full}"
+SCENARIOS="${SCENARIOS:-plain full https h2 handshake}"
+H2_CONNS="${H2_CONNS:-16}"
+H2_STREAMS="${H2_STREAMS:-8}"
+PEERS="${PEERS:-1}"
 ROUTES="${ROUTES:-10000}"
 BIN="${BIN:-$ROOT/bin}"
 CACHE="${PORTICO_CACHE:-${HOME}/.cache/portico}"
@@ -34,6 +51,8 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v haproxy >/dev/null || need+=(haproxy)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v openssl >/dev/null || need+=(openssl)
 if ((${#need[@]})); then
   SUDO=""
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"
@@ -45,7 +64,7 @@ if ((${#need[@]})); then
   $SUDO service nginx stop >/dev/null 2>&1 || true
   $SUDO service haproxy stop >/dev/null 2>&1 || true
 fi
-for t in wrk nginx haproxy curl; do
+for t in wrk nginx haproxy curl h2load openssl; do
   command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
 done
 for b in controlplane dataplane; do
@@ -128,6 +147,44 @@ peak_rss_kib() {
 }
 TICK="$(getconf CLK_TCK)"
 
+# --- TLS: one certificate for every proxy --------------------------------------
+want_tls=""
+for sc in $SCENARIOS; do
+  case "$sc" in https | h2 | handshake) want_tls=1 ;; esac
+done
+TLS="$DIR/tls"
+make_certs() { # a CA and a leaf for localhost and 127.0.0.1, ECDSA P-256, a week long
+  mkdir -p "$TLS"
+  (
+    cd "$TLS"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+      -subj "/CN=Portico bench CA" -keyout ca.key -out ca.pem \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+      -keyout leaf.key -out leaf.csr
+    printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >leaf.ext
+    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 7 \
+      -extfile leaf.ext -out leaf.pem
+    cat leaf.pem leaf.key >leaf-full.pem # HAProxy wants both in one file
+  ) >"$DIR/openssl.log" 2>&1 || { echo "openssl failed; see $DIR/openssl.log" >&2; exit 1; }
+}
+[[ -z "$want_tls" ]] || make_certs
+
+# wait_https <url> <what>: answers 200 over TLS with the bench CA, and offers h2.
+wait_https() {
+  local v
+  for _ in $(seq 1 150); do
+    v="$(curl -fsS -o /dev/null -w '%{http_version}' --http2 --cacert "$TLS/ca.pem" "$1" 2>/dev/null)" && break
+    sleep 0.1
+  done
+  [[ "${v:-}" == 2 ]] || { echo "$2 did not answer over HTTPS with HTTP/2 at $1 (got '${v:-nothing}'); logs are in $DIR (set BENCH_DIR to keep them)" >&2; exit 1; }
+}
+
+# TLS targets, measured by the https, h2 and handshake scenarios.
+tls_names=() tls_urls=() tls_pids=()
+add_tls_target() { tls_names+=("$1"); tls_urls+=("$2"); tls_pids+=("$3"); }
+
 # --- targets -----------------------------------------------------------------
 names=() urls=() tpids=() hdrs=()
 add_target() { names+=("$1"); urls+=("$2"); tpids+=("$3"); hdrs+=("${4:-}"); }
@@ -166,8 +223,19 @@ OPS="127.0.0.1:$(free_port)"
 "$BIN/controlplane" --dev --listen "$CP" --store "bolt:$DIR/controlplane.db" --log-level warn >"$DIR/controlplane.log" 2>&1 &
 pids+=($!)
 wait_http "http://$CP/healthz" "control plane"
+tls_args=()
+if [[ -n "$want_tls" ]]; then
+  DPS="127.0.0.1:$(free_port)"
+  tls_args=(--tls-listen "$DPS" --tls-default-cert bench)
+  python3 - "$TLS/leaf.pem" "$TLS/leaf.key" >"$DIR/certificate.json" <<'PY2'
+import json, sys
+print(json.dumps({"cert": open(sys.argv[1]).read(), "key": open(sys.argv[2]).read(), "snis": ["localhost"]}))
+PY2
+  curl -fsS -X PUT "http://$CP/v1/certificates/bench" -H 'Content-Type: application/json' \
+    --data-binary "@$DIR/certificate.json" >/dev/null
+fi
 "$BIN/dataplane" --controlplane "http://$CP" --listen "$DP" --ops-listen "$OPS" --state-dir "$DIR/dataplane" \
-  --node-id bench-1 --access-log off --log-level warn >"$DIR/dataplane.log" 2>&1 &
+  --node-id bench-1 --access-log off --log-level warn "${tls_args[@]}" >"$DIR/dataplane.log" 2>&1 &
 DP_PID=$!
 pids+=("$DP_PID")
 curl -fsS -X PUT "http://$CP/v1/services/bench" -H 'Content-Type: application/json' \
@@ -178,26 +246,39 @@ wait_http "http://$OPS/readyz" "data plane"
 wait_http "http://$DP/bench/x" "portico route"
 add_target portico "http://$DP/bench/x" "$DP_PID"
 
-# Traefik and Caddy: only when prebuilt (see docs/PERFORMANCE.md); never built here.
+# Traefik and Caddy: built once from the Go module proxy and cached (the
+# scripts say how); PEERS=0 leaves them out. A build that fails is reported
+# and the run goes on without that peer.
 skipped=()
-first_exe() { # glob prefix: newest executable match
-  local f best=""
-  for f in "$1"*; do [[ -x "$f" && ! -d "$f" ]] && best="$f"; done
-  echo "$best"
+PEER_BIN=""
+peer_bin() { # name: sets PEER_BIN to the cached binary, or to "" (and notes why)
+  PEER_BIN=""
+  if [[ "$PEERS" == 0 ]]; then
+    skipped+=("$1 (PEERS=0)")
+    return
+  fi
+  if PEER_BIN="$(bash "scripts/ensure-$1.sh" 2>"$DIR/$1-build.log")" && [[ -x "$PEER_BIN" ]]; then
+    return
+  fi
+  PEER_BIN=""
+  { echo "$1: scripts/ensure-$1.sh failed; its last lines:"; tail -5 "$DIR/$1-build.log"; } >&2
+  skipped+=("$1 (scripts/ensure-$1.sh failed)")
 }
-TRAEFIK="$(first_exe "$CACHE/traefik-")"
+# The benchmark never reaches outside the machine: no version check, no usage report.
+TRAEFIK_GLOBAL=$'global:\n  checkNewVersion: false\n  sendAnonymousUsage: false'
+peer_bin traefik
+TRAEFIK="$PEER_BIN"
 if [[ -n "$TRAEFIK" ]]; then
   TR_PORT="$(free_port)"
   render deployments/bench/traefik-dynamic.yml "$DIR/traefik-dynamic.yml" "127.0.0.1:$TR_PORT" "$UP"
-  sed -e "s|@LISTEN@|127.0.0.1:$TR_PORT|g" -e "s|@DIR@|$DIR|g" deployments/bench/traefik.yml >"$DIR/traefik.yml"
+  { sed -e "s|@LISTEN@|127.0.0.1:$TR_PORT|g" -e "s|@DIR@|$DIR|g" deployments/bench/traefik.yml; echo "$TRAEFIK_GLOBAL"; } >"$DIR/traefik.yml"
   "$TRAEFIK" --configfile="$DIR/traefik.yml" >"$DIR/traefik.log" 2>&1 &
   pids+=($!)
   add_target traefik "http://127.0.0.1:$TR_PORT/bench/x" "$!"
   wait_http "http://127.0.0.1:$TR_PORT/bench/x" "traefik"
-else
-  skipped+=(traefik)
 fi
-CADDY="$(first_exe "$CACHE/caddy-")"
+peer_bin caddy
+CADDY="$PEER_BIN"
 if [[ -n "$CADDY" ]]; then
   CA_PORT="$(free_port)"
   render deployments/bench/Caddyfile "$DIR/Caddyfile" "127.0.0.1:$CA_PORT" "$UP"
@@ -205,9 +286,154 @@ if [[ -n "$CADDY" ]]; then
   pids+=($!)
   add_target caddy "http://127.0.0.1:$CA_PORT/bench/x" "$!"
   wait_http "http://127.0.0.1:$CA_PORT/bench/x" "caddy"
-else
-  skipped+=(caddy)
 fi
+
+# TLS instances: the same proxies, settings and upstream as above, with the
+# bench certificate, TLS 1.2 and 1.3, ALPN h2 and http/1.1, session
+# resumption on (each one's default or the usual setting). Separate processes
+# so that their CPU and memory are measured alone; Portico's is the same data
+# plane, with --tls-listen.
+start_tls_targets() {
+  local port
+  port="$(free_port)"
+  cat >"$DIR/nginx-tls.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 2;
+pid $DIR/nginx-tls.pid;
+error_log $DIR/nginx-tls-error.log warn;
+events {
+    worker_connections 4096;
+    multi_accept on;
+}
+http {
+    access_log off;
+    client_body_temp_path $DIR/nginx-body;
+    proxy_temp_path $DIR/nginx-proxy;
+    fastcgi_temp_path $DIR/nginx-fastcgi;
+    uwsgi_temp_path $DIR/nginx-uwsgi;
+    scgi_temp_path $DIR/nginx-scgi;
+    keepalive_requests 1000000;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:bench:10m;
+    upstream bench_upstream {
+        server $UP;
+        keepalive 128;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$port ssl http2;
+        ssl_certificate $TLS/leaf.pem;
+        ssl_certificate_key $TLS/leaf.key;
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        }
+    }
+}
+EOF
+  nginx -c "$DIR/nginx-tls.conf" -p "$DIR" >"$DIR/nginx-tls.log" 2>&1 &
+  pids+=($!)
+  add_tls_target nginx "https://localhost:$port/bench/x" "$!"
+  wait_https "https://localhost:$port/bench/x" "nginx (TLS)"
+
+  port="$(free_port)"
+  cat >"$DIR/haproxy-tls.cfg" <<EOF
+global
+    nbthread 2
+    maxconn 4096
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+    option forwardfor
+    http-reuse always
+frontend bench
+    bind 127.0.0.1:$port ssl crt $TLS/leaf-full.pem alpn h2,http/1.1
+    default_backend upstream
+backend upstream
+    server up1 $UP maxconn 256
+EOF
+  haproxy -db -f "$DIR/haproxy-tls.cfg" >"$DIR/haproxy-tls.log" 2>&1 &
+  pids+=($!)
+  add_tls_target haproxy "https://localhost:$port/bench/x" "$!"
+  wait_https "https://localhost:$port/bench/x" "haproxy (TLS)"
+
+  wait_https "https://localhost:${DPS##*:}/bench/x" "portico (TLS)"
+  add_tls_target portico "https://localhost:${DPS##*:}/bench/x" "$DP_PID"
+
+  if [[ -n "$TRAEFIK" ]]; then
+    port="$(free_port)"
+    cat >"$DIR/traefik-tls.yml" <<EOF
+entryPoints:
+  websecure:
+    address: "127.0.0.1:$port"
+providers:
+  file:
+    filename: "$DIR/traefik-tls-dynamic.yml"
+log:
+  level: ERROR
+$TRAEFIK_GLOBAL
+EOF
+    cat >"$DIR/traefik-tls-dynamic.yml" <<EOF
+http:
+  routers:
+    bench:
+      rule: "PathPrefix(\`/\`)"
+      entryPoints: [websecure]
+      service: bench
+      tls: {}
+  services:
+    bench:
+      loadBalancer:
+        servers:
+          - url: "http://$UP"
+tls:
+  certificates:
+    - certFile: "$TLS/leaf.pem"
+      keyFile: "$TLS/leaf.key"
+  stores:
+    default:
+      defaultCertificate:
+        certFile: "$TLS/leaf.pem"
+        keyFile: "$TLS/leaf.key"
+EOF
+    "$TRAEFIK" --configfile="$DIR/traefik-tls.yml" >"$DIR/traefik-tls.log" 2>&1 &
+    pids+=($!)
+    add_tls_target traefik "https://localhost:$port/bench/x" "$!"
+    wait_https "https://localhost:$port/bench/x" "traefik (TLS)"
+  fi
+
+  if [[ -n "$CADDY" ]]; then
+    port="$(free_port)"
+    cat >"$DIR/Caddyfile-tls" <<EOF
+{
+	admin off
+	auto_https off
+	servers {
+		protocols h1 h2
+	}
+}
+
+https://localhost:$port, https://127.0.0.1:$port {
+	bind 127.0.0.1
+	tls $TLS/leaf.pem $TLS/leaf.key
+	reverse_proxy $UP
+}
+EOF
+    "$CADDY" run --config "$DIR/Caddyfile-tls" --adapter caddyfile >"$DIR/caddy-tls.log" 2>&1 &
+    pids+=($!)
+    add_tls_target caddy "https://localhost:$port/bench/x" "$!"
+    wait_https "https://localhost:$port/bench/x" "caddy (TLS)"
+  fi
+}
+[[ -z "$want_tls" ]] || start_tls_targets
 
 # --- measuring -----------------------------------------------------------------
 # to_ms <wrk duration like 512.00us / 1.20ms / 2.00s>
@@ -221,31 +447,66 @@ to_ms() {
 RES="$DIR/results.tsv" # scenario target round rps p50ms p99ms requests cpu_ticks rss_kib
 : >"$RES"
 
+# TOOL: wrk (keep-alive), wrk-close (a new connection per request) or h2load.
+TOOL=wrk
 run_one() { # scenario, index, round
   local name="${names[$2]}" url="${urls[$2]}" pid="${tpids[$2]}" out c0 c1 rps p50 p99 reqs
   c0="$(cpu_ticks "$pid")"
   local hdr=()
   [[ -n "${hdrs[$2]:-}" ]] && hdr=(-H "${hdrs[$2]}")
-  out="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url" 2>&1)" || {
-    echo "wrk failed against $name: $out" >&2
-    return 1
-  }
-  c1="$(cpu_ticks "$pid")"
-  if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
-    echo "warning: $name: $(grep 'Non-2xx\|Socket errors' <<<"$out" | tr -s ' ')" >&2
+  [[ "$TOOL" == wrk-close ]] && hdr=(-H "Connection: close")
+  if [[ "$TOOL" == h2load ]]; then
+    local log="$DIR/h2load-requests.log"
+    out="$(h2load -t"$THREADS" -c"$H2_CONNS" -m"$H2_STREAMS" -D "$DURATION" --log-file="$log" "$url" 2>&1)" || {
+      echo "h2load failed against $name: $out" >&2
+      return 1
+    }
+    c1="$(cpu_ticks "$pid")"
+    # finished in 5.00s, 12345.60 req/s, 1.23MB/s
+    rps="$(awk '/^finished in/ {print $4}' <<<"$out")"
+    # requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout
+    reqs="$(awk '/^requests:/ {print $8}' <<<"$out")"
+    if ! grep -q '^requests: .* 0 failed, 0 errored, 0 timeout' <<<"$out" || ! grep -q 'status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx' <<<"$out"; then
+      echo "warning: $name: $(grep -E '^(requests|status codes):' <<<"$out" | tr '\n' ' ')" >&2
+    fi
+    # --log-file: start (µs since the epoch), status, µs to the end of the response
+    read -r p50 p99 < <(awk -F'\t' '{print $3}' "$log" | sort -n | awk '{v[NR] = $1} END {
+      if (NR == 0) { print "0 0"; exit }
+      i50 = int(NR * 0.50); if (i50 < 1) i50 = 1; i99 = int(NR * 0.99); if (i99 < 1) i99 = 1
+      printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
+    rm -f "$log"
+  else
+    out="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url" 2>&1)" || {
+      echo "wrk failed against $name: $out" >&2
+      return 1
+    }
+    c1="$(cpu_ticks "$pid")"
+    if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
+      echo "warning: $name: $(grep 'Non-2xx\|Socket errors' <<<"$out" | tr -s ' ')" >&2
+    fi
+    rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+    reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
+    p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
+    p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
   fi
-  rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
-  reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
-  p50="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
-  p99="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$name" "$3" "$rps" "$p50" "$p99" "$reqs" \
     "$((c1 - c0))" "$(peak_rss_kib "$pid")" >>"$RES"
   printf '  %-12s round %d: %10.0f req/s  p50 %s ms  p99 %s ms\n' "$name" "$3" "$rps" "$p50" "$p99" >&2
 }
 
-report() { # scenario
+report() { # scenario [tls]: with tls, ratios are Portico's req/s over each target's
+  local how="wrk -t$THREADS -c$CONNS -d$DURATION --latency"
+  case "$1" in
+    https) how="HTTPS keep-alive, HTTP/1.1: $how https://" ;;
+    h2) how="HTTP/2 over TLS: h2load -t$THREADS -c$H2_CONNS -m$H2_STREAMS -D $DURATION" ;;
+    handshake) how="a new connection and resumed TLS 1.3 handshake per request: $how -H 'Connection: close' https://" ;;
+  esac
   echo
-  echo "scenario: $1   (wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS rounds, median req/s; $(nproc) cores)"
+  echo "scenario: $1   ($how, $ROUNDS rounds, median req/s; $(nproc) cores)"
+  if [[ "${2:-}" == tls ]]; then
+    report_tls "$1"
+    return
+  fi
   awk -F'\t' -v sc="$1" -v tick="$TICK" -v order="${names[*]}" '
     function median(list, n,   a, i, j, t) {
       n = split(list, a, " ")
@@ -272,6 +533,33 @@ report() { # scenario
       if (("portico" in r) && best != "")
         printf "portico vs best Go peer (%s): %.2f x req/s\n", best, r["portico"] / r[best]
       print "(direct: the upstream alone, CPU/RSS are the upstream'"'"'s; proxies: CPU and RSS of the proxy only)"
+    }' "$RES"
+}
+
+report_tls() { # scenario
+  awk -F'\t' -v sc="$1" -v tick="$TICK" -v order="${names[*]}" '
+    function median(list, n,   a, i, j, t) {
+      n = split(list, a, " ")
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    $1 == sc {
+      rps[$2] = rps[$2] " " $4; p50[$2] = p50[$2] " " $5; p99[$2] = p99[$2] " " $6
+      req[$2] += $7; cpu[$2] += $8; if ($9 > rss[$2]) rss[$2] = $9
+    }
+    END {
+      n = split(order, t, " ")
+      for (i = 1; i <= n; i++) if (t[i] in rps) { r[t[i]] = median(rps[t[i]]) }
+      printf "%-12s %10s %9s %9s %11s %9s %12s\n", "target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "portico/this"
+      for (i = 1; i <= n; i++) {
+        x = t[i]; if (!(x in r)) continue
+        cpr = req[x] ? cpu[x] / tick * 1e6 / req[x] : 0
+        printf "%-12s %10.0f %9.3f %9.3f %11.1f %9.1f %12s\n", x, r[x], median(p50[x]), median(p99[x]), cpr, rss[x] / 1024, \
+          (("portico" in r) && r[x] > 0) ? sprintf("%.2f", r["portico"] / r[x]) : "-"
+      }
+      if (("portico" in r) && ("traefik" in r) && r["traefik"] > 0)
+        printf "portico vs traefik: %.2f x req/s (target >= 1.25)\n", r["portico"] / r["traefik"]
+      print "(portico/this: Portico'"'"'s req/s over the target'"'"'s; CPU and RSS of the proxy only; one certificate, ECDSA P-256)"
     }' "$RES"
 }
 
@@ -379,6 +667,15 @@ for sc in $SCENARIOS; do
       { echo; echo "scenario: propagation (an admin write until all of 10 data planes serve it)"
         make -C "$ROOT" --no-print-directory bench-propagation 2>&1 | grep -E '^Benchmark' ; } >>"$DIR/report.txt"
       ;;
+    https | h2 | handshake)
+      saved_names=("${names[@]}") saved_urls=("${urls[@]}") saved_tpids=("${tpids[@]}") saved_hdrs=("${hdrs[@]}")
+      names=("${tls_names[@]}") urls=("${tls_urls[@]}") tpids=("${tls_pids[@]}") hdrs=()
+      case "$sc" in https) TOOL=wrk ;; h2) TOOL=h2load ;; handshake) TOOL=wrk-close ;; esac
+      run_scenario "$sc"
+      report "$sc" tls >>"$DIR/report.txt"
+      TOOL=wrk
+      names=("${saved_names[@]}") urls=("${saved_urls[@]}") tpids=("${saved_tpids[@]}") hdrs=("${saved_hdrs[@]}")
+      ;;
     routes10k)
       command -v python3 >/dev/null || { echo "skipped: routes10k (needs python3)"; continue; }
       load_routes
@@ -390,4 +687,4 @@ for sc in $SCENARIOS; do
 done
 
 cat "$DIR/report.txt"
-for s in "${skipped[@]}"; do echo "skipped: $s (not built; see docs/PERFORMANCE.md)"; done
+for s in "${skipped[@]}"; do echo "skipped: $s; see docs/PERFORMANCE.md"; done
