@@ -31,11 +31,24 @@ type RouteValidate struct {
 	// Headers is the same for request headers; property names in lower
 	// case, and only the headers it declares are validated.
 	Headers json.RawMessage `json:"headers,omitempty"`
+	// OpenAPI is an OpenAPI 3 document (JSON or YAML text), Operation the
+	// operationId whose parameters and JSON request body requests are
+	// checked against (openapi.go); instead of Body, Query and Headers.
+	OpenAPI   string `json:"openapi,omitempty"`
+	Operation string `json:"operation,omitempty"`
 }
 
-func (v *RouteValidate) validate(l *errorList, p string) {
+func (v *RouteValidate) validate(l *errorList, p string, methods []string) {
+	if v.OpenAPI != "" {
+		v.validateOpenAPI(l, p, methods)
+		return
+	}
+	if v.Operation != "" {
+		l.add(join(p, "openapi"), "needs the OpenAPI document the operation is in")
+		return
+	}
 	if len(v.Body) == 0 && len(v.Query) == 0 && len(v.Headers) == 0 {
-		l.add(p, "needs body, query or headers (a JSON Schema)")
+		l.add(p, "needs body, query, headers (JSON Schemas) or openapi and operation")
 		return
 	}
 	if len(v.Body) > 0 {
@@ -72,9 +85,14 @@ func CompileBodySchema(raw json.RawMessage) (*jsonschema.Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not JSON: %w", err)
 	}
+	return compileSchemaDoc(doc, "urn:portico:route-body.json")
+}
+
+// compileSchemaDoc compiles a decoded schema (numbers as json.Number)
+// with nothing loaded from outside it.
+func compileSchemaDoc(doc any, url string) (*jsonschema.Schema, error) {
 	c := jsonschema.NewCompiler()
 	c.UseLoader(noLoader{})
-	const url = "urn:portico:route-body.json"
 	if err := c.AddResource(url, doc); err != nil {
 		return nil, fmt.Errorf("not a JSON Schema: %w", err)
 	}

@@ -145,7 +145,8 @@ func (c *Config) Clone() *Config {
 		r.Split = slices.Clone(r.Split)
 		r.Mirror = clonePtr(r.Mirror)
 		if r.Schemas != nil {
-			v := RouteValidate{Body: slices.Clone(r.Schemas.Body), Query: slices.Clone(r.Schemas.Query), Headers: slices.Clone(r.Schemas.Headers)}
+			v := RouteValidate{Body: slices.Clone(r.Schemas.Body), Query: slices.Clone(r.Schemas.Query), Headers: slices.Clone(r.Schemas.Headers),
+				OpenAPI: r.Schemas.OpenAPI, Operation: r.Schemas.Operation}
 			r.Schemas = &v
 		}
 		if r.Fault != nil {

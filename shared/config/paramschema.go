@@ -25,6 +25,9 @@ type ParamKind struct {
 	// Scalar is "integer", "number", "boolean" or "string" (also for a
 	// property that declares no type or several others).
 	Scalar string `json:"type"`
+	// Comma: a query array sent as one comma-separated value (an OpenAPI
+	// parameter with explode false) rather than repeated.
+	Comma bool `json:"comma,omitempty"`
 }
 
 // ParamSchema is a compiled query or header schema.

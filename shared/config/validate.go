@@ -234,7 +234,7 @@ func (r *Route) validate(l *errorList, p string) {
 		r.Fault.validate(l, join(p, "fault"))
 	}
 	if r.Schemas != nil {
-		r.Schemas.validate(l, join(p, "validate"))
+		r.Schemas.validate(l, join(p, "validate"), r.Methods)
 	}
 	if r.Priority < MinPriority || r.Priority > MaxPriority {
 		l.add(join(p, "priority"), "must be between %d and %d", MinPriority, MaxPriority)

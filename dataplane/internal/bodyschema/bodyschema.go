@@ -26,6 +26,14 @@
 // not conform the body is not read (the answer lists their failures only).
 // A missing required member is reported at its own pointer
 // (/headers/x-tenant, /name), not at the object holding it.
+//
+// A route may instead name an OpenAPI operation (validate.openapi and
+// validate.operation, openapi.go): its path, query and header parameters
+// become the same parameter objects (path parameters read by matching the
+// operation's template against the end of the request path, failures at
+// /path/<name>) and its JSON request body the body schema; only requests
+// of the operation's method are checked, and a missing body is refused
+// only when the operation requires one.
 package bodyschema
 
 import (
@@ -62,6 +70,16 @@ type Route struct {
 	raw     []byte
 	query   *config.ParamSchema
 	headers *config.ParamSchema
+
+	// From an OpenAPI operation (openapi.go): only requests of its method
+	// are checked; path parameters are read by matching the template's
+	// segments against the end of the request path; a body is refused
+	// when absent only if the operation requires one.
+	operation    string
+	method       string
+	template     []string
+	path         *config.ParamSchema
+	bodyOptional bool
 }
 
 // Compile returns r's validation stage, nil without one, or the error of
@@ -69,6 +87,9 @@ type Route struct {
 // with its field path.
 func Compile(r *config.Route) (stage.Stage, error) {
 	v := r.Schemas
+	if v != nil && v.OpenAPI != "" {
+		return compileOperation(v)
+	}
 	if v == nil || len(v.Body) == 0 && len(v.Query) == 0 && len(v.Headers) == 0 {
 		return nil, nil
 	}
@@ -101,6 +122,10 @@ type Failure struct {
 // Serve validates the parameters and the body, then hands on.
 func (v *Route) Serve(req *stage.Request) {
 	r := req.R
+	if v.method != "" && r.Method != v.method {
+		req.Next()
+		return
+	}
 	if f := v.checkParams(r); len(f) > 0 {
 		v.refuseParams(req, f)
 		return
@@ -110,8 +135,12 @@ func (v *Route) Serve(req *stage.Request) {
 		return
 	}
 	if r.Body == nil || r.Body == http.NoBody {
-		switch r.Method {
-		case http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions:
+		switch {
+		case v.method != "" && v.bodyOptional:
+			req.Next()
+		case v.method != "":
+			v.refuse(req, []Failure{{Pointer: "", Message: "a JSON body is required"}})
+		case r.Method == http.MethodGet, r.Method == http.MethodHead, r.Method == http.MethodDelete, r.Method == http.MethodOptions:
 			req.Next()
 		default:
 			v.refuse(req, []Failure{{Pointer: "", Message: "a JSON body is required"}})
@@ -201,10 +230,15 @@ func (v *Route) refuse(req *stage.Request, f []Failure) {
 // Describe shows the stage for the stages golden file.
 func (v *Route) Describe() any {
 	return struct {
+		Operation   string                      `json:"operation,omitempty"`
+		Method      string                      `json:"method,omitempty"`
+		Template    string                      `json:"template,omitempty"`
 		SchemaBytes int                         `json:"schema_bytes,omitempty"`
+		Body        bool                        `json:"body,omitempty"`
+		Path        map[string]config.ParamKind `json:"path,omitempty"`
 		Query       map[string]config.ParamKind `json:"query,omitempty"`
 		Headers     map[string]config.ParamKind `json:"headers,omitempty"`
-	}{len(v.raw), kindsOf(v.query), kindsOf(v.headers)}
+	}{v.operation, v.method, strings.Join(v.template, "/"), len(v.raw), v.schema != nil, kindsOf(v.path), kindsOf(v.query), kindsOf(v.headers)}
 }
 
 func kindsOf(p *config.ParamSchema) map[string]config.ParamKind {
@@ -218,6 +252,14 @@ func kindsOf(p *config.ParamSchema) map[string]config.ParamKind {
 // (or the route has no schema for them).
 func (v *Route) checkParams(r *http.Request) []Failure {
 	var out []Failure
+	if v.path != nil {
+		obj, ok := pathObject(v.path, v.template, r.URL.EscapedPath())
+		if !ok {
+			out = append(out, Failure{Pointer: "/path", Message: "the path does not match the operation's /" + strings.Join(v.template, "/")})
+		} else {
+			out = append(out, validateParams(v.path, "/path", obj)...)
+		}
+	}
 	if v.query != nil {
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
@@ -252,6 +294,10 @@ func queryObject(p *config.ParamSchema, q url.Values) map[string]any {
 	obj := make(map[string]any, len(q))
 	for name, vals := range q {
 		k := p.Kinds[name]
+		if k.Array && k.Comma {
+			obj[name] = list(strings.Join(vals, ","), k.Scalar)
+			continue
+		}
 		if k.Array {
 			items := make([]any, len(vals))
 			for i, s := range vals {
@@ -276,17 +322,55 @@ func headerObject(p *config.ParamSchema, h http.Header) map[string]any {
 		}
 		joined := strings.Join(vals, ", ")
 		if k.Array {
-			parts := strings.Split(joined, ",")
-			items := make([]any, len(parts))
-			for i, s := range parts {
-				items[i] = Coerce(strings.TrimSpace(s), k.Scalar)
-			}
-			obj[name] = items
+			obj[name] = list(joined, k.Scalar)
 			continue
 		}
 		obj[name] = Coerce(joined, k.Scalar)
 	}
 	return obj
+}
+
+// list reads a comma-separated list, each item coerced.
+func list(s, scalar string) []any {
+	parts := strings.Split(s, ",")
+	items := make([]any, len(parts))
+	for i, p := range parts {
+		items[i] = Coerce(strings.TrimSpace(p), scalar)
+	}
+	return items
+}
+
+// pathObject reads the path parameters: the template's segments matched
+// against the last segments of the request path (a route may serve the
+// operation under a prefix, as an OpenAPI server URL adds one); false
+// when the path is shorter or a fixed segment differs.
+func pathObject(p *config.ParamSchema, template []string, escaped string) (map[string]any, bool) {
+	segs := strings.Split(strings.Trim(escaped, "/"), "/")
+	if len(segs) < len(template) {
+		return nil, false
+	}
+	segs = segs[len(segs)-len(template):]
+	obj := make(map[string]any, len(p.Kinds))
+	for i, t := range template {
+		seg, err := url.PathUnescape(segs[i])
+		if err != nil {
+			return nil, false
+		}
+		if !strings.HasPrefix(t, "{") {
+			if seg != t {
+				return nil, false
+			}
+			continue
+		}
+		name := t[1 : len(t)-1]
+		k := p.Kinds[name]
+		if k.Array {
+			obj[name] = list(seg, k.Scalar)
+			continue
+		}
+		obj[name] = Coerce(seg, k.Scalar)
+	}
+	return obj, true
 }
 
 // Coerce reads a parameter's text as the scalar type declared for it; text
