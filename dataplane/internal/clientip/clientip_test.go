@@ -1,7 +1,9 @@
 package clientip
 
 import (
+	"crypto/tls"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 )
 
@@ -53,4 +55,52 @@ func FuzzClientIP(f *testing.F) {
 		req := &http.Request{RemoteAddr: peer, Header: http.Header{"X-Forwarded-For": {xff}}}
 		_ = r.ClientIP(req)
 	})
+}
+
+// TestScheme: X-Forwarded-Proto counts only from a trusted proxy, and the
+// forwarded headers carry what Scheme decides.
+func TestScheme(t *testing.T) {
+	r, err := Parse("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		resolver *Resolver
+		peer     string
+		tls      bool
+		proto    []string
+		want     string
+	}{
+		{"plain, no header", r, "10.0.0.1:1", false, nil, "http"},
+		{"own TLS listener", r, "192.0.2.1:1", true, nil, "https"},
+		{"own TLS beats a header", r, "10.0.0.1:1", true, []string{"http"}, "https"},
+		{"trusted proxy https", r, "10.0.0.1:1", false, []string{"https"}, "https"},
+		{"trusted proxy, list: the client's first", r, "10.0.0.1:1", false, []string{" HTTPS ,http"}, "https"},
+		{"trusted proxy, list starting with http", r, "10.0.0.1:1", false, []string{"http, https"}, "http"},
+		{"trusted proxy, nonsense", r, "10.0.0.1:1", false, []string{"gopher"}, "http"},
+		{"untrusted peer", r, "192.0.2.1:1", false, []string{"https"}, "http"},
+		{"no trusted proxies", nil, "10.0.0.1:1", false, []string{"https"}, "http"},
+		{"unparsable peer", r, "@", false, []string{"https"}, "http"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := httptest.NewRequest("GET", "/", nil)
+			in.RemoteAddr = tc.peer
+			if tc.tls {
+				in.TLS = &tls.ConnectionState{}
+			}
+			if tc.proto != nil {
+				in.Header["X-Forwarded-Proto"] = tc.proto
+			}
+			if got := tc.resolver.Scheme(in); got != tc.want {
+				t.Fatalf("Scheme = %q, want %q", got, tc.want)
+			}
+			out := http.Header{"X-Forwarded-Proto": {"https"}}
+			tc.resolver.SetForwarded(out, in)
+			if got := out.Values("X-Forwarded-Proto"); len(got) != 1 || got[0] != tc.want {
+				t.Fatalf("forwarded X-Forwarded-Proto %q, want %q", got, tc.want)
+			}
+		})
+	}
 }

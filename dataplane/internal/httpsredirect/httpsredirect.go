@@ -14,9 +14,12 @@
 //   - A request over TLS passes; with hsts, every answer over TLS carries
 //     Strict-Transport-Security (browsers ignore it over plain HTTP, RFC
 //     6797 §8.1, so it is never sent there).
-//   - The scheme is the data plane's own listener's: behind a proxy that
-//     terminates TLS itself and forwards plain HTTP, every request looks
-//     plain; let that proxy redirect instead.
+//   - The scheme is the data plane's own listener's, or the one a trusted
+//     proxy (--trusted-proxies) names in X-Forwarded-Proto: behind a load
+//     balancer that terminates TLS and forwards plain HTTP, requests the
+//     client sent over HTTPS pass (and get HSTS) instead of looping on
+//     redirects; nobody else's X-Forwarded-Proto counts
+//     (clientip.Resolver.Scheme).
 package httpsredirect
 
 import (
@@ -24,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/portico-gw/portico/dataplane/internal/clientip"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/shared/config"
 )
@@ -55,7 +59,11 @@ func Compile(r *config.Route) stage.Stage {
 // Serve redirects a plain request, or marks a TLS answer with HSTS.
 func (s *Stage) Serve(req *stage.Request) {
 	r := req.R
-	if r.TLS == nil {
+	var ips *clientip.Resolver
+	if req.Env != nil {
+		ips = req.Env.ClientIP
+	}
+	if ips.Scheme(r) != "https" {
 		if s.redirect {
 			h := req.W.Header()
 			h.Set("Location", "https://"+hostname(r.Host)+s.port+r.URL.RequestURI())
