@@ -36,6 +36,13 @@ type RouteValidate struct {
 	// checked against (openapi.go); instead of Body, Query and Headers.
 	OpenAPI   string `json:"openapi,omitempty"`
 	Operation string `json:"operation,omitempty"`
+	// Response is a JSON Schema the service's 2xx JSON answers are checked
+	// against, after they were sent: report only (a metric and a log
+	// line), an answer is never held back or changed.
+	Response json.RawMessage `json:"response,omitempty"`
+	// ReportResponses checks the answers against the operation's response
+	// schemas the same way (with OpenAPI and Operation).
+	ReportResponses bool `json:"report_responses,omitempty"`
 }
 
 func (v *RouteValidate) validate(l *errorList, p string, methods []string) {
@@ -47,9 +54,17 @@ func (v *RouteValidate) validate(l *errorList, p string, methods []string) {
 		l.add(join(p, "openapi"), "needs the OpenAPI document the operation is in")
 		return
 	}
-	if len(v.Body) == 0 && len(v.Query) == 0 && len(v.Headers) == 0 {
-		l.add(p, "needs body, query, headers (JSON Schemas) or openapi and operation")
+	if v.ReportResponses {
+		l.add(join(p, "report_responses"), "needs openapi and operation (the response schemas); use response for a schema of your own")
+	}
+	if len(v.Body) == 0 && len(v.Query) == 0 && len(v.Headers) == 0 && len(v.Response) == 0 {
+		l.add(p, "needs body, query, headers, response (JSON Schemas) or openapi and operation")
 		return
+	}
+	if len(v.Response) > 0 {
+		if _, err := CompileBodySchema(v.Response); err != nil {
+			l.add(join(p, "response"), "%v", err)
+		}
 	}
 	if len(v.Body) > 0 {
 		if _, err := CompileBodySchema(v.Body); err != nil {

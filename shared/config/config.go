@@ -146,7 +146,7 @@ func (c *Config) Clone() *Config {
 		r.Mirror = clonePtr(r.Mirror)
 		if r.Schemas != nil {
 			v := RouteValidate{Body: slices.Clone(r.Schemas.Body), Query: slices.Clone(r.Schemas.Query), Headers: slices.Clone(r.Schemas.Headers),
-				OpenAPI: r.Schemas.OpenAPI, Operation: r.Schemas.Operation}
+				OpenAPI: r.Schemas.OpenAPI, Operation: r.Schemas.Operation, Response: slices.Clone(r.Schemas.Response), ReportResponses: r.Schemas.ReportResponses}
 			r.Schemas = &v
 		}
 		if r.Fault != nil {

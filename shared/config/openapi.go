@@ -40,6 +40,9 @@ type OpenAPIOperation struct {
 	PathParams, Query, Headers *ParamSchema
 	Body                       *jsonschema.Schema
 	BodyRequired               bool
+	// Responses holds the schemas of the JSON answers, by the key the
+	// document gives them: a status ("200"), a range ("2XX") or "default".
+	Responses map[string]*jsonschema.Schema
 }
 
 // CompileOpenAPIOperation loads and validates an OpenAPI document and
@@ -150,7 +153,46 @@ func CompileOpenAPIOperation(document, operationID string) (*OpenAPIOperation, e
 			break
 		}
 	}
+	if op.Responses != nil {
+		for status, rr := range op.Responses.Map() {
+			if rr == nil || rr.Value == nil {
+				continue
+			}
+			for _, ct := range sortedKeys(rr.Value.Content) {
+				mt := rr.Value.Content[ct]
+				if !isJSON(ct) || mt == nil || mt.Schema == nil {
+					continue
+				}
+				t, err := toTree(mt.Schema, draft == draft4)
+				if err != nil {
+					return nil, err
+				}
+				s, err := compileSchemaDoc(wrap(map[string]any{"allOf": []any{t}}, comps, draft), "urn:portico:openapi-response-"+status+".json")
+				if err != nil {
+					return nil, fmt.Errorf("response %s of %s: %w", status, operationID, err)
+				}
+				if out.Responses == nil {
+					out.Responses = map[string]*jsonschema.Schema{}
+				}
+				out.Responses[strings.ToUpper(status)] = s
+				break
+			}
+		}
+	}
 	return out, nil
+}
+
+// ResponseSchema picks the schema an answer of the given status is checked
+// against: the status's own, else its range's (2XX), else "default"; nil
+// when the operation declares none.
+func (o *OpenAPIOperation) ResponseSchema(status int) *jsonschema.Schema {
+	code := fmt.Sprint(status)
+	for _, k := range []string{code, code[:1] + "XX", "DEFAULT"} {
+		if s := o.Responses[k]; s != nil {
+			return s
+		}
+	}
+	return nil
 }
 
 // ErrOperation marks an operationId the document does not have.
@@ -309,8 +351,8 @@ func (v *RouteValidate) validateOpenAPI(l *errorList, p string, methods []string
 		l.add(join(p, "operation"), "needs the operationId of an operation in the document")
 		return
 	}
-	if len(v.Body) > 0 || len(v.Query) > 0 || len(v.Headers) > 0 {
-		l.add(p, "either an OpenAPI operation or body/query/headers schemas, not both")
+	if len(v.Body) > 0 || len(v.Query) > 0 || len(v.Headers) > 0 || len(v.Response) > 0 {
+		l.add(p, "either an OpenAPI operation or body/query/headers/response schemas, not both")
 		return
 	}
 	op, err := CompileOpenAPIOperation(v.OpenAPI, v.Operation)

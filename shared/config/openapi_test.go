@@ -45,6 +45,11 @@ func TestOpenAPIValidate(t *testing.T) {
 		{"external file ref", RouteValidate{OpenAPI: strings.Replace(doc, "'#/components/schemas/Owner'", "'/etc/passwd'", 1), Operation: "createPet"}, nil, "validate.openapi", "external"},
 		{"mixed with body", RouteValidate{OpenAPI: doc, Operation: "createPet", Body: []byte(`{}`)}, nil, "validate", "not both"},
 		{"unsupported style", RouteValidate{OpenAPI: strings.Replace(doc, "explode: false", "style: deepObject", 1), Operation: "listPets"}, nil, "validate.openapi", "not supported"},
+		{"report responses", RouteValidate{OpenAPI: doc, Operation: "showPetById", ReportResponses: true}, nil, "", ""},
+		{"report responses without openapi", RouteValidate{Query: []byte(`{"type":"object"}`), ReportResponses: true}, nil, "validate.report_responses", "needs openapi"},
+		{"response schema", RouteValidate{Response: []byte(`{"type":"object"}`)}, nil, "", ""},
+		{"broken response schema", RouteValidate{Response: []byte(`{"type":7}`)}, nil, "validate.response", "not a valid JSON Schema"},
+		{"response schema with openapi", RouteValidate{OpenAPI: doc, Operation: "createPet", Response: []byte(`{}`)}, nil, "validate", "not both"},
 		{"too large", RouteValidate{OpenAPI: doc + "#" + strings.Repeat("x", MaxOpenAPIBytes), Operation: "createPet"}, nil, "validate.openapi", "larger than"},
 	}
 	for _, tc := range tests {
@@ -88,6 +93,13 @@ func TestOpenAPIOperation(t *testing.T) {
 	}
 	if _, ok := op.Headers.Kinds["x-tenant"]; !ok || op.Headers.Kinds["x-trace"].Scalar != "boolean" {
 		t.Fatalf("headers: %+v", op.Headers.Kinds)
+	}
+	op, err = CompileOpenAPIOperation(doc, "showPetById")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.ResponseSchema(200) == nil || op.ResponseSchema(200) == op.Responses["DEFAULT"] || op.ResponseSchema(404) != op.Responses["DEFAULT"] {
+		t.Fatalf("showPetById responses: %v", op.Responses)
 	}
 	op, err = CompileOpenAPIOperation(doc, "updatePet")
 	if err != nil {

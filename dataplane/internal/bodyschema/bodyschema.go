@@ -34,6 +34,10 @@
 // /path/<name>) and its JSON request body the body schema; only requests
 // of the operation's method are checked, and a missing body is refused
 // only when the operation requires one.
+//
+// Answers may be checked too, report only (response.go): against
+// validate.response, or the operation's response schemas with
+// report_responses; an answer is never held back or changed.
 package bodyschema
 
 import (
@@ -80,6 +84,9 @@ type Route struct {
 	template     []string
 	path         *config.ParamSchema
 	bodyOptional bool
+
+	// resp checks answers, report only (response.go); nil: not checked.
+	resp *responses
 }
 
 // Compile returns r's validation stage, nil without one, or the error of
@@ -88,13 +95,25 @@ type Route struct {
 func Compile(r *config.Route) (stage.Stage, error) {
 	v := r.Schemas
 	if v != nil && v.OpenAPI != "" {
-		return compileOperation(v)
+		return compileOperation(r.Name, v)
 	}
-	if v == nil || len(v.Body) == 0 && len(v.Query) == 0 && len(v.Headers) == 0 {
+	if v == nil || len(v.Body) == 0 && len(v.Query) == 0 && len(v.Headers) == 0 && len(v.Response) == 0 {
 		return nil, nil
 	}
 	out := &Route{raw: v.Body}
 	var err error
+	if len(v.Response) > 0 {
+		s, err := config.CompileBodySchema(v.Response)
+		if err != nil {
+			return nil, fmt.Errorf("validate.response: %w", err)
+		}
+		out.resp = newResponses(r.Name, func(status int) *jsonschema.Schema {
+			if status >= 200 && status < 300 {
+				return s
+			}
+			return nil
+		})
+	}
 	if len(v.Body) > 0 {
 		if out.schema, err = config.CompileBodySchema(v.Body); err != nil {
 			return nil, fmt.Errorf("validate.body: %w", err)
@@ -126,51 +145,62 @@ func (v *Route) Serve(req *stage.Request) {
 		req.Next()
 		return
 	}
+	if v.resp != nil {
+		v.resp.serve(req, v.serveRequest)
+		return
+	}
+	v.serveRequest(req)
+}
+
+// serveRequest checks the request, then hands on; false when it refused
+// the request (its own answer is not the service's, so not checked).
+func (v *Route) serveRequest(req *stage.Request) bool {
+	r := req.R
 	if f := v.checkParams(r); len(f) > 0 {
 		v.refuseParams(req, f)
-		return
+		return false
 	}
 	if v.schema == nil {
 		req.Next()
-		return
+		return true
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		switch {
 		case v.method != "" && v.bodyOptional:
 			req.Next()
-		case v.method != "":
-			v.refuse(req, []Failure{{Pointer: "", Message: "a JSON body is required"}})
-		case r.Method == http.MethodGet, r.Method == http.MethodHead, r.Method == http.MethodDelete, r.Method == http.MethodOptions:
+			return true
+		case v.method == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodDelete || r.Method == http.MethodOptions):
 			req.Next()
-		default:
-			v.refuse(req, []Failure{{Pointer: "", Message: "a JSON body is required"}})
+			return true
 		}
-		return
+		v.refuse(req, []Failure{{Pointer: "", Message: "a JSON body is required"}})
+		return false
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			stage.WriteProblem(req.W, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
-			return
+			return false
 		}
 		stage.WriteProblem(req.W, r, http.StatusBadRequest, "bad-body", "the request body could not be read")
-		return
+		return false
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
 		v.refuse(req, []Failure{{Pointer: "", Message: "the body is not JSON"}})
-		return
+		return false
 	}
 	if err := v.schema.Validate(doc); err != nil {
 		v.refuse(req, failures(err))
-		return
+		return false
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	r.TransferEncoding = nil
 	r.Header.Del("Content-Length")
 	req.Next()
+	return true
 }
 
 // failures flattens a validation error into its leaves: the innermost
@@ -238,7 +268,8 @@ func (v *Route) Describe() any {
 		Path        map[string]config.ParamKind `json:"path,omitempty"`
 		Query       map[string]config.ParamKind `json:"query,omitempty"`
 		Headers     map[string]config.ParamKind `json:"headers,omitempty"`
-	}{v.operation, v.method, strings.Join(v.template, "/"), len(v.raw), v.schema != nil, kindsOf(v.path), kindsOf(v.query), kindsOf(v.headers)}
+		Responses   bool                        `json:"responses_reported,omitempty"`
+	}{v.operation, v.method, strings.Join(v.template, "/"), len(v.raw), v.schema != nil, kindsOf(v.path), kindsOf(v.query), kindsOf(v.headers), v.resp != nil}
 }
 
 func kindsOf(p *config.ParamSchema) map[string]config.ParamKind {

@@ -12,7 +12,7 @@ import (
 // compileOperation compiles a route's OpenAPI operation with the function
 // the control plane validated it with; the document was checked when the
 // route was written, so an error here means input that skipped validation.
-func compileOperation(v *config.RouteValidate) (stage.Stage, error) {
+func compileOperation(route string, v *config.RouteValidate) (stage.Stage, error) {
 	op, err := config.CompileOpenAPIOperation(v.OpenAPI, v.Operation)
 	if err != nil {
 		if errors.Is(err, config.ErrOperation) {
@@ -20,7 +20,7 @@ func compileOperation(v *config.RouteValidate) (stage.Stage, error) {
 		}
 		return nil, fmt.Errorf("validate.openapi: %w", err)
 	}
-	return &Route{
+	out := &Route{
 		schema:       op.Body,
 		query:        op.Query,
 		headers:      op.Headers,
@@ -29,5 +29,9 @@ func compileOperation(v *config.RouteValidate) (stage.Stage, error) {
 		template:     strings.Split(strings.Trim(op.Path, "/"), "/"),
 		path:         op.PathParams,
 		bodyOptional: !op.BodyRequired,
-	}, nil
+	}
+	if v.ReportResponses && len(op.Responses) > 0 {
+		out.resp = newResponses(route, op.ResponseSchema)
+	}
+	return out, nil
 }

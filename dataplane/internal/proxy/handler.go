@@ -74,7 +74,8 @@ func NewHandler(o Options) *Handler {
 		o.Transport = upstream.NewTransport(NewTransport(), obs.tracerProvider, obs.prop)
 	}
 	h := &Handler{log: o.Log, metrics: o.Metrics, ips: o.ClientIP, obs: obs, limits: o.Limits.withDefaults()}
-	h.env = stage.Env{Transport: o.Transport, Tracer: obs.tracer, Propagator: obs.prop, ClientIP: o.ClientIP, Mirrored: o.Metrics.mirrored()}
+	h.env = stage.Env{Transport: o.Transport, Tracer: obs.tracer, Propagator: obs.prop, ClientIP: o.ClientIP, Mirrored: o.Metrics.mirrored(),
+		ResponseChecked: o.Metrics.responseChecked(o.Log)}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      o.Transport,

@@ -18,6 +18,8 @@ type Metrics struct {
 	tunnels      *tunnel.Metrics
 	// mirrors counts mirrored copies by route, service and outcome.
 	mirrors *prometheus.CounterVec
+	// responses counts report-only checks of answers (bodyschema).
+	responses *prometheus.CounterVec
 }
 
 // NewMetrics registers the request metrics on reg.
@@ -52,6 +54,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Mirrored copies of requests, by route, mirror service and outcome (2xx..5xx, error, timeout; dropped over max_concurrent, too_large, incomplete body: not sent).",
 	}, []string{"route", "service", "outcome"})
 	reg.MustRegister(m.mirrors)
+	m.responses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portico_response_validation_total",
+		Help: "Answers checked against the route's response schema, report only, by route and outcome (ok, invalid, not_json, too_large: not checked, dropped: too many checks at once).",
+	}, []string{"route", "outcome"})
+	reg.MustRegister(m.responses)
 	return m
 }
 

@@ -89,6 +89,12 @@ type Env struct {
 	// Mirrored counts a mirrored copy's outcome (metrics); nil counts
 	// nothing. It is called from the copy's own goroutine.
 	Mirrored func(route, service, outcome string)
+	// ResponseChecked reports a report-only check of an answer against
+	// the route's response schema (bodyschema): outcome ok, invalid,
+	// not_json, too_large or dropped, detail the failures of an invalid
+	// one (to log); nil reports nothing. Called from the check's own
+	// goroutine.
+	ResponseChecked func(route, outcome, detail string)
 }
 
 // Outcome is what the stages found out about a request.
