@@ -89,6 +89,10 @@ curl -fsS -X PUT "http://$CP_ADDR/v1/routes/demo" -H 'Content-Type: application/
   -d '{"paths":["/demo/*"],"methods":["GET","POST"],"service":"demo","strip_prefix":true}' >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/demo-v2" -H 'Content-Type: application/json' \
   -d '{"paths":["/demo/*"],"methods":["GET","POST"],"service":"demo","rewrite":"/v2/{*}","match":{"headers":{"X-Api-Version":"2"}}}' >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/services/demo-next" -H 'Content-Type: application/json' \
+  -d "{\"targets\":[{\"url\":\"http://$UP_ADDR\",\"weight\":1}]}" >/dev/null
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/canary" -H 'Content-Type: application/json' \
+  -d '{"paths":["/canary/*"],"methods":["GET","POST"],"backends":[{"service":"demo","weight":90},{"service":"demo-next","weight":10}],"sticky":"header:X-User","strip_prefix":true,"mirror":{"service":"demo-next","percent":50},"fault":{"abort":{"percent":100,"status":503},"header":"X-Drill"}}' >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/signup" -H 'Content-Type: application/json' \
   -d '{"paths":["/signup"],"methods":["POST"],"service":"demo","validate":{"body":{"type":"object","required":["name"],"properties":{"name":{"type":"string","minLength":1},"age":{"type":"integer","minimum":0}}}}}' >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/cached" -H 'Content-Type: application/json' \
@@ -160,6 +164,9 @@ Try:
   curl -s -H 'X-Api-Version: 2' http://$DP_ADDR/demo/hello   # a header condition picks demo-v2 (the upstream sees /v2/hello)
   curl -s http://$CP_ADDR/v1/routes/demo-v2 | jq .precedence   # how it ranks: path kind, conditions, priority
   curl -s -X POST http://$DP_ADDR/signup -d '{"name":"","age":-1}' | jq   # 400: each failure with its JSON pointer
+  for i in \$(seq 200); do curl -s -o /dev/null http://$DP_ADDR/canary/x; done; grep -o '"route":"canary","service":"[a-z-]*"' $DATA/dataplane.log | sort | uniq -c   # ~90/10 split
+  curl -s http://$OPS_ADDR/metrics | grep '^portico_mirror_requests_total'   # half the canary's requests copied to demo-next, fire and forget
+  curl -si -H 'X-Drill: 1' http://$DP_ADDR/canary/x | grep -iE '^HTTP|x-portico-fault'   # fault injection, only for requests with X-Drill
   curl -s http://$CP_ADDR/v1/routes | jq                 # routes, with versions
   curl -s -X PUT http://$CP_ADDR/v1/routes/users -H 'Content-Type: application/json' \\
        -d '{"paths":["/users/{id}"],"methods":["GET"],"service":"demo"}'
