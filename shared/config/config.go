@@ -83,7 +83,7 @@ func (c *Config) Clone() *Config {
 		Consumers:    make([]Consumer, len(c.Consumers)),
 		Issuers:      make([]Issuer, len(c.Issuers)),
 		Certificates: make([]Certificate, len(c.Certificates)),
-		Global:       Global{RateLimit: clonePtr(c.Global.RateLimit)},
+		Global:       Global{RateLimit: clonePtr(c.Global.RateLimit), IP: c.Global.IP.clone()},
 	}
 	for i, s := range c.Services {
 		s.Targets = slices.Clone(s.Targets)
@@ -144,6 +144,7 @@ func (c *Config) Clone() *Config {
 		r.HSTS = clonePtr(r.HSTS)
 		r.Split = slices.Clone(r.Split)
 		r.Mirror = clonePtr(r.Mirror)
+		r.IP = r.IP.clone()
 		if r.Schemas != nil {
 			v := RouteValidate{Body: slices.Clone(r.Schemas.Body), Query: slices.Clone(r.Schemas.Query), Headers: slices.Clone(r.Schemas.Headers),
 				OpenAPI: r.Schemas.OpenAPI, Operation: r.Schemas.Operation, Response: slices.Clone(r.Schemas.Response), ReportResponses: r.Schemas.ReportResponses}

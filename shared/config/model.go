@@ -188,6 +188,9 @@ type Route struct {
 	// Fault injects delays and error answers for resilience drills
 	// (fault.go).
 	Fault *Fault `json:"fault,omitempty"`
+	// IP admits or refuses requests by client address, after the global
+	// IP rules (iprules.go).
+	IP *IPRules `json:"ip,omitempty"`
 	// Schemas refuse requests whose body does not conform to a JSON
 	// Schema (bodyschema.go).
 	Schemas *RouteValidate `json:"validate,omitempty"`
@@ -393,6 +396,8 @@ type APIKey struct {
 type Global struct {
 	// RateLimit applies to routes without a rate_limit of their own.
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	// IP rules every request must pass before its route's own (iprules.go).
+	IP *IPRules `json:"ip,omitempty"`
 }
 
 // Consumer is an identified client of the gateway.

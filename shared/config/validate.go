@@ -230,6 +230,9 @@ func (r *Route) validate(l *errorList, p string) {
 	if r.Mirror != nil {
 		r.Mirror.validate(l, join(p, "mirror"), r)
 	}
+	if r.IP != nil {
+		r.IP.validate(l, join(p, "ip"))
+	}
 	if r.Fault != nil {
 		r.Fault.validate(l, join(p, "fault"))
 	}
@@ -452,6 +455,9 @@ func (c *Config) check() *errorList {
 	}
 	for i := range c.Consumers {
 		checkIssuerRefs(&l, fmt.Sprintf("consumers[%d].jwt_issuers", i), c.Consumers[i].JWTIssuers, issuerExists)
+	}
+	if c.Global.IP != nil {
+		c.Global.IP.validate(&l, "global.ip")
 	}
 	if rl := c.Global.RateLimit; rl != nil {
 		rl.validate(&l, "global.rate_limit")

@@ -98,6 +98,7 @@ func compileChange(s *snapshot.Snapshot, ch *snapshot.Change, prev *Table, deps 
 		limiter:    cmp.Or(deps.Limiter, prev.limiter),
 		cache:      cmp.Or(deps.Cache, prev.cache),
 		global:     prev.global,
+		globalIP:   prev.globalIP,
 		sorted:     true,
 		fromChange: true,
 		reused:     len(p.routes) - len(p.jobs),

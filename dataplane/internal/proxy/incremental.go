@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/portico-gw/portico/dataplane/internal/ipfilter"
 	"github.com/portico-gw/portico/dataplane/internal/router"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
@@ -143,13 +144,22 @@ type reuser struct {
 	// globalSame: the global section (the rate limit routes without one
 	// inherit) did not change.
 	globalSame bool
-	t          *Table
+	// globalIPSame: the global IP rules, which every route's stage holds,
+	// did not change (when they did, no route carries over).
+	globalIPSame bool
+	t            *Table
 }
 
 func (t *Table) reuser(prev *Table, cand []*Route, cfg *config.Config) *reuser {
 	t.global = cfg.Global
+	ipSame := prev != nil && reflect.DeepEqual(prev.global.IP, cfg.Global.IP)
+	if ipSame {
+		t.globalIP = prev.globalIP
+	} else {
+		t.globalIP = ipfilter.CompileRules(cfg.Global.IP)
+	}
 	return &reuser{prev: prev, cand: cand, t: t,
-		globalSame: prev != nil && reflect.DeepEqual(prev.global, cfg.Global)}
+		globalSame: prev != nil && reflect.DeepEqual(prev.global, cfg.Global), globalIPSame: ipSame}
 }
 
 // route returns the previous table's compiled route for route i when it
@@ -163,7 +173,7 @@ func (u *reuser) route(i int, r *config.Route, invalid string) *Route {
 	if u.cand == nil || u.cand[i] == nil || invalid != "" {
 		return nil
 	}
-	if r.RateLimit == nil && !u.globalSame {
+	if r.RateLimit == nil && !u.globalSame || !u.globalIPSame {
 		return nil
 	}
 	// The candidate's services kept their spec; it must also hold the

@@ -12,6 +12,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/fault"
 	"github.com/portico-gw/portico/dataplane/internal/grpcpass"
 	"github.com/portico-gw/portico/dataplane/internal/httpsredirect"
+	"github.com/portico-gw/portico/dataplane/internal/ipfilter"
 	"github.com/portico-gw/portico/dataplane/internal/mirror"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/split"
@@ -36,6 +37,7 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 	pass := grpcpass.Compile(r, svc, c.rt.Upstream, c.rt.MaxBodyBytes, c.deps.GRPCPass)
 	return stage.NewChain(
 		httpsredirect.Compile(r),                                                // plain HTTP → 308 to HTTPS; HSTS on TLS answers
+		ipfilter.Compile(c.t.globalIP, r.IP),                                    // global, then route IP rules (403) before any work
 		transform.CompileResponse(r),                                            // response edits and CORS on every answer; preflights answered
 		compileLimits(r, c.rt.MaxBodyBytes, pass != nil),                        // body limit (413; per message for gRPC streams), Upgrade only for allowed protocols
 		auth.CompileRoute(r.Auth, c.t.verifier),                                 // API key / JWT (401, 403) → the identity

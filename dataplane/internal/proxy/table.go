@@ -13,6 +13,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
 	"github.com/portico-gw/portico/dataplane/internal/grpcpass"
+	"github.com/portico-gw/portico/dataplane/internal/ipfilter"
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/dataplane/internal/router"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
@@ -57,7 +58,10 @@ type Table struct {
 	// compile knows whether routes inheriting its rate limit changed
 	// (incremental.go); reused and reusedRouter say what this table took
 	// over from the previous one unchanged.
-	global       config.Global
+	global config.Global
+	// globalIP is global.IP compiled once for every route's ipfilter
+	// stage; carried to the next table while global.IP is unchanged.
+	globalIP     *ipfilter.Rules
 	reused       int
 	reusedRouter bool
 	// rejected lists the objects of the snapshot that could not be applied
