@@ -44,7 +44,14 @@ func from16(b [16]byte) u128 {
 // config.ParseIPRule returns them; an IPv4-mapped IPv6 prefix is not
 // unmapped here).
 func NewSet(prefixes []netip.Prefix) *Set {
-	s := &Set{}
+	n4 := 0
+	for _, p := range prefixes {
+		if p.Addr().Is4() {
+			n4++
+		}
+	}
+	// Sized exactly: the arrays live as long as the table.
+	s := &Set{v4: make([]range4, 0, n4), v6: make([]range6, 0, len(prefixes)-n4)}
 	for _, p := range prefixes {
 		p = p.Masked()
 		a := p.Addr()
