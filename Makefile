@@ -84,10 +84,10 @@ cluster-down:
 bench: bench-go bench-propagation bench-scale
 
 bench-go: redis
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/ ./dataplane/internal/auth/ ./dataplane/internal/ratelimit/ ./dataplane/internal/cache/ ./dataplane/internal/grpcjson/ ./dataplane/internal/bodyschema/
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dataplane/internal/router/ ./dataplane/internal/balancer/ ./dataplane/internal/proxy/ ./dataplane/internal/auth/ ./dataplane/internal/ratelimit/ ./dataplane/internal/cache/ ./dataplane/internal/grpcjson/ ./dataplane/internal/bodyschema/ ./dataplane/internal/ipfilter/
 
 ## bench-load: side-by-side load benchmark on loopback (wrk against the upstream, nginx,
-## HAProxy, a bare Go reverse proxy, Portico; Traefik/Caddy when cached). Not in make test.
+## HAProxy, a bare Go reverse proxy, Portico; Traefik and Caddy, built once into ~/.cache/portico). Not in make test.
 ## ROUNDS, DURATION, CONNS, SCENARIOS tune it; see docs/PERFORMANCE.md.
 bench-load: build
 	@scripts/bench-load.sh
