@@ -53,14 +53,17 @@ haproxy:
 ## test: lint, then every test with the race detector against real servers.
 test: lint test-only fuzz-short
 
-# ALONE: tests about this process being busy, run after the others with the
-# machine to themselves: beside other test packages a starved redis-server is
-# a slow Redis, which is what they must not confuse with a busy process.
-ALONE := TestBusyProcessDecidesInRedis
+# ALONE: tests that check that rate-limit decisions stay in Redis under load
+# (the busy-process test, the cluster saturation test, the twin stack), run
+# after the others, one package at a time, with the machine to themselves:
+# beside other test packages on two cores a starved redis-server is a slow
+# Redis, which is what they must not confuse with a busy data plane.
+ALONE := TestBusyProcessDecidesInRedis|TestRateLimitCluster|TestTwin
+TEST_ENV = CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" COMPOSE_BIN="$$(scripts/ensure-compose.sh)"
 
 test-only: consul redis jaeger haproxy soap compose
-	CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" COMPOSE_BIN="$$(scripts/ensure-compose.sh)" $(GO) test -race -count=1 -timeout 15m -skip '^($(ALONE))$$' $(PKGS)
-	$(GO) test -race -count=1 -timeout 5m -run '^($(ALONE))$$' ./dataplane/internal/ratelimit/
+	$(TEST_ENV) $(GO) test -race -count=1 -timeout 15m -skip '^($(ALONE))$$' $(PKGS)
+	$(TEST_ENV) $(GO) test -race -count=1 -timeout 10m -p 1 -run '^($(ALONE))$$' ./dataplane/internal/ratelimit/ ./dataplane/e2e/
 
 lint:
 	@out="$$(gofmt -l shared controlplane dataplane)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
