@@ -63,26 +63,7 @@ func TestBodySchema(t *testing.T) {
 			if code != 400 || h.Get("Content-Type") != "application/problem+json" {
 				t.Fatalf("%d %v %s", code, h, body)
 			}
-			var p struct {
-				Type   string `json:"type"`
-				Errors []struct {
-					Pointer string `json:"field"`
-					Message string `json:"message"`
-				} `json:"errors"`
-			}
-			if err := json.Unmarshal([]byte(body), &p); err != nil || !strings.HasSuffix(p.Type, "invalid-request") {
-				t.Fatalf("problem %s: %v", body, err)
-			}
-			var pointers []string
-			for _, e := range p.Errors {
-				if e.Message == "" {
-					t.Fatalf("failure without a message: %s", body)
-				}
-				pointers = append(pointers, e.Pointer)
-			}
-			if strings.Join(pointers, " ") != strings.Join(c.pointers, " ") {
-				t.Fatalf("pointers %q, want %q: %s", pointers, c.pointers, body)
-			}
+			checkInvalidRequest(t, body, c.pointers)
 		})
 	}
 	if calls.Load() != 1 {
@@ -167,29 +148,36 @@ func TestParamSchema(t *testing.T) {
 			if code != 400 {
 				t.Fatalf("%d %s", code, body)
 			}
-			var p struct {
-				Type   string `json:"type"`
-				Errors []struct {
-					Pointer string `json:"field"`
-					Message string `json:"message"`
-				} `json:"errors"`
-			}
-			if err := json.Unmarshal([]byte(body), &p); err != nil || !strings.HasSuffix(p.Type, "invalid-request") {
-				t.Fatalf("problem %s: %v", body, err)
-			}
-			var pointers []string
-			for _, e := range p.Errors {
-				if e.Message == "" {
-					t.Fatalf("failure without a message: %s", body)
-				}
-				pointers = append(pointers, e.Pointer)
-			}
-			if strings.Join(pointers, " ") != strings.Join(c.pointers, " ") {
-				t.Fatalf("pointers %q, want %q: %s", pointers, c.pointers, body)
-			}
+			checkInvalidRequest(t, body, c.pointers)
 		})
 	}
 	if calls.Load() != 1 {
 		t.Fatalf("refused requests reached the service: %d calls", calls.Load())
+	}
+}
+
+// checkInvalidRequest asserts that body is an invalid-request problem whose
+// failures, each with a message, name exactly want's pointers in order.
+func checkInvalidRequest(t *testing.T, body string, want []string) {
+	t.Helper()
+	var p struct {
+		Type   string `json:"type"`
+		Errors []struct {
+			Pointer string `json:"field"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(body), &p); err != nil || !strings.HasSuffix(p.Type, "invalid-request") {
+		t.Fatalf("problem %s: %v", body, err)
+	}
+	var pointers []string
+	for _, e := range p.Errors {
+		if e.Message == "" {
+			t.Fatalf("failure without a message: %s", body)
+		}
+		pointers = append(pointers, e.Pointer)
+	}
+	if strings.Join(pointers, " ") != strings.Join(want, " ") {
+		t.Fatalf("pointers %q, want %q: %s", pointers, want, body)
 	}
 }

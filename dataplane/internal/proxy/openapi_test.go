@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -107,26 +106,7 @@ func TestOpenAPIOperation(t *testing.T) {
 			if code != 400 {
 				t.Fatalf("%d %s", code, body)
 			}
-			var p struct {
-				Type   string `json:"type"`
-				Errors []struct {
-					Pointer string `json:"field"`
-					Message string `json:"message"`
-				} `json:"errors"`
-			}
-			if err := json.Unmarshal([]byte(body), &p); err != nil || !strings.HasSuffix(p.Type, "invalid-request") {
-				t.Fatalf("problem %s: %v", body, err)
-			}
-			var pointers []string
-			for _, e := range p.Errors {
-				if e.Message == "" {
-					t.Fatalf("failure without a message: %s", body)
-				}
-				pointers = append(pointers, e.Pointer)
-			}
-			if strings.Join(pointers, " ") != strings.Join(c.pointers, " ") {
-				t.Fatalf("pointers %q, want %q: %s", pointers, c.pointers, body)
-			}
+			checkInvalidRequest(t, body, c.pointers)
 		})
 	}
 	if n := calls.Load() - before; n != 0 {
