@@ -56,13 +56,23 @@ func (r *Resolver) isTrusted(a netip.Addr) bool {
 // ClientIP returns the client's address as a string ("" if the peer address
 // cannot be parsed, which net/http never produces).
 func (r *Resolver) ClientIP(req *http.Request) string {
+	if a := r.ClientAddr(req); a.IsValid() {
+		return a.String()
+	}
+	return ""
+}
+
+// ClientAddr returns the client's address: the TCP peer, or behind trusted
+// proxies the nearest untrusted address of X-Forwarded-For. It is the zero
+// Addr if the peer address cannot be parsed.
+func (r *Resolver) ClientAddr(req *http.Request) netip.Addr {
 	peer, err := netip.ParseAddrPort(req.RemoteAddr)
 	if err != nil {
-		return ""
+		return netip.Addr{}
 	}
 	ip := peer.Addr().Unmap()
 	if r == nil || len(r.trusted) == 0 || !r.isTrusted(ip) {
-		return ip.String()
+		return ip
 	}
 	values := req.Header.Values("X-Forwarded-For")
 	for i := len(values) - 1; i >= 0; i-- {
@@ -71,16 +81,16 @@ func (r *Resolver) ClientIP(req *http.Request) string {
 			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
 			if err != nil {
 				// Garbage in the chain: stop believing it here.
-				return ip.String()
+				return ip
 			}
 			a = a.Unmap()
 			if !r.isTrusted(a) {
-				return a.String()
+				return a
 			}
 			ip = a
 		}
 	}
-	return ip.String()
+	return ip
 }
 
 // Trusts reports whether the request's peer is a trusted proxy.

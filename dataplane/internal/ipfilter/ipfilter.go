@@ -103,8 +103,8 @@ func Compile(global *Rules, r *config.IPRules) stage.Stage {
 
 // Serve refuses a client address the rules do not admit (403).
 func (s *Stage) Serve(req *stage.Request) {
-	a, err := netip.ParseAddr(req.ClientIP())
-	if err != nil {
+	a := req.ClientAddr()
+	if !a.IsValid() {
 		stage.WriteProblem(req.W, req.R, http.StatusForbidden, "ip-forbidden", "the client address could not be checked against the IP rules")
 		return
 	}

@@ -3,6 +3,7 @@ package stage
 import (
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -103,11 +104,13 @@ type Outcome struct {
 	Consumer                string
 	Upstream                string
 	Attempts                int
-	RateLimit               string // "", "allowed", "refused"
-	Cache                   string // "", "HIT", "MISS", "BYPASS"
-	AuthFailure             string // the reason of a refused credential
-	Throttled               bool   // refused for the route's in-flight cap
-	clientIP                string // resolved once, on first use
+	RateLimit               string     // "", "allowed", "refused"
+	Cache                   string     // "", "HIT", "MISS", "BYPASS"
+	AuthFailure             string     // the reason of a refused credential
+	Throttled               bool       // refused for the route's in-flight cap
+	clientAddr              netip.Addr // resolved once, on first use
+	clientResolved          bool
+	clientIP                string // clientAddr formatted, on first use
 }
 
 // Run starts the request down chain c.
@@ -154,9 +157,21 @@ func (r *Request) Param(name string) string {
 // and an X-Forwarded-For walk behind trusted proxies) at most once.
 func (r *Request) ClientIP() string {
 	if r.Outcome.clientIP == "" {
-		r.Outcome.clientIP = r.Env.ClientIP.ClientIP(r.R)
+		if a := r.ClientAddr(); a.IsValid() {
+			r.Outcome.clientIP = a.String()
+		}
 	}
 	return r.Outcome.clientIP
+}
+
+// ClientAddr is ClientIP as an address (the zero Addr when the peer address
+// cannot be parsed), for stages that compare it rather than print it.
+func (r *Request) ClientAddr() netip.Addr {
+	if !r.Outcome.clientResolved {
+		r.Outcome.clientAddr = r.Env.ClientIP.ClientAddr(r.R)
+		r.Outcome.clientResolved = true
+	}
+	return r.Outcome.clientAddr
 }
 
 // Authenticated records the verified identity and the stage that writes it
