@@ -47,6 +47,9 @@ func (s *server) requireToken(principal, token string) echo.MiddlewareFunc {
 // actor builds the audit identity of a request.
 func actor(c echo.Context) catalog.Actor {
 	p, _ := c.Get(principalKey).(string)
+	if id := identityOf(c); id != nil {
+		p = id.principal
+	}
 	claimed := c.Request().Header.Get(apiv1.HeaderActor)
 	if len(claimed) > 128 {
 		claimed = claimed[:128]

@@ -10,13 +10,16 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
+	"github.com/portico-gw/portico/shared/admintoken"
 	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/config"
 )
 
 // registerKind mounts the CRUD endpoints of one kind of object.
 func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[T]) {
-	g.GET(path, func(c echo.Context) error {
+	read := access{role: admintoken.Read, kind: k.Kind}
+	write := access{role: admintoken.Write, kind: k.Kind}
+	s.handle(g, http.MethodGet, path, read, func(c echo.Context) error {
 		items, rev := catalog.List(s.Catalog, k)
 		if items == nil {
 			items = []T{}
@@ -24,7 +27,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 		c.Response().Header().Set("ETag", etag(rev))
 		return c.JSON(http.StatusOK, apiv1.List[T]{Revision: rev, Items: presentAll(s, items)})
 	})
-	g.POST(path, func(c echo.Context) error {
+	s.handle(g, http.MethodPost, path, write, func(c echo.Context) error {
 		obj, err := decodeObject[T](c)
 		if err != nil {
 			return err
@@ -40,7 +43,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 		s.present(&res.Object)
 		return writeObject(c, http.StatusCreated, res.Object, res.Change.Revision)
 	})
-	g.GET(path+"/:name", func(c echo.Context) error {
+	s.handle(g, http.MethodGet, path+"/:name", read, func(c echo.Context) error {
 		obj, err := catalog.Get(s.Catalog, k, c.Param("name"))
 		if err != nil {
 			return err
@@ -48,7 +51,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 		s.present(&obj)
 		return writeObject(c, http.StatusOK, obj, s.Catalog.Current().State.Revision)
 	})
-	g.PUT(path+"/:name", func(c echo.Context) error {
+	s.handle(g, http.MethodPut, path+"/:name", write, func(c echo.Context) error {
 		pre, err := precondition(c)
 		if err != nil {
 			return err
@@ -78,7 +81,7 @@ func registerKind[T any](s *server, g *echo.Group, path string, k *catalog.Kind[
 		s.present(&res.Object)
 		return writeObject(c, status, res.Object, res.Change.Revision)
 	})
-	g.DELETE(path+"/:name", func(c echo.Context) error {
+	s.handle(g, http.MethodDelete, path+"/:name", write, func(c echo.Context) error {
 		pre, err := precondition(c)
 		if err != nil {
 			return err

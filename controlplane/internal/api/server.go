@@ -6,6 +6,7 @@
 package api
 
 import (
+	"crypto/sha256"
 	"log/slog"
 	"net/http"
 	"time"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
 	"github.com/portico-gw/portico/controlplane/internal/nodes"
+	"github.com/portico-gw/portico/shared/admintoken"
+	"github.com/portico-gw/portico/shared/config"
 )
 
 // Options configure the API.
@@ -41,6 +44,8 @@ type Options struct {
 	// Metrics and Gatherer serve /metrics; nil: no metrics.
 	Metrics  *Metrics
 	Gatherer prometheus.Gatherer
+	// Now tells the time tokens expire by; nil: time.Now.
+	Now func() time.Time
 }
 
 // Limits on request bodies: one object is small; a whole config may hold
@@ -58,7 +63,10 @@ func New(o Options) *echo.Echo {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	s := &server{Options: o}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &server{Options: o, rules: map[string]access{}, adminHash: sha256.Sum256([]byte(o.AdminToken))}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	// Forwarding headers are client-controlled; the audit log records the peer.
@@ -82,36 +90,48 @@ func New(o Options) *echo.Echo {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})))
 	}
 
-	admin := e.Group("/v1", s.requireToken("admin", o.AdminToken))
+	r, w, adm := admintoken.Read, admintoken.Write, admintoken.Admin
+	admin := e.Group(adminPrefix, s.authorize)
 	registerKind(s, admin, "/services", catalog.Services)
 	registerKind(s, admin, "/routes", catalog.Routes)
 	registerKind(s, admin, "/consumers", catalog.Consumers)
 	registerKind(s, admin, "/issuers", catalog.Issuers)
 	registerKind(s, admin, "/certificates", catalog.Certificates)
-	admin.GET("/consumers/:name/api-keys", s.listAPIKeys)
-	admin.POST("/consumers/:name/api-keys", s.createAPIKey)
-	admin.DELETE("/consumers/:name/api-keys/:id", s.deleteAPIKey)
-	admin.POST("/routes/:name/cache/purge", s.purgeRouteCache)
-	admin.GET("/global", s.getGlobal)
-	admin.PUT("/global", s.putGlobal)
-	admin.GET("/config", s.exportConfig)
-	admin.PUT("/config", s.importConfig)
-	admin.GET("/audit", s.audit)
-	admin.GET("/dataplanes", s.dataplanes)
-	admin.GET("/store", s.storeStatus)
-	admin.POST("/store/adopt", s.adoptStore)
-	admin.GET("/openapi.json", s.openapi)
+	s.handle(admin, http.MethodGet, "/consumers/:name/api-keys", access{role: r, kind: config.KindConsumer}, s.listAPIKeys)
+	s.handle(admin, http.MethodPost, "/consumers/:name/api-keys", access{role: w, kind: config.KindConsumer}, s.createAPIKey)
+	s.handle(admin, http.MethodDelete, "/consumers/:name/api-keys/:id", access{role: w, kind: config.KindConsumer}, s.deleteAPIKey)
+	s.handle(admin, http.MethodPost, "/routes/:name/cache/purge", access{role: w, kind: config.KindRoute}, s.purgeRouteCache)
+	s.handle(admin, http.MethodGet, "/global", access{role: r, kind: admintoken.KindGlobal}, s.getGlobal)
+	s.handle(admin, http.MethodPut, "/global", access{role: w, kind: admintoken.KindGlobal}, s.putGlobal)
+	s.handle(admin, http.MethodGet, "/config", access{role: r, whole: true}, s.exportConfig)
+	s.handle(admin, http.MethodPut, "/config", access{role: w, whole: true}, s.importConfig)
+	s.handle(admin, http.MethodGet, "/audit", access{role: r}, s.audit)
+	s.handle(admin, http.MethodGet, "/dataplanes", access{role: r}, s.dataplanes)
+	s.handle(admin, http.MethodGet, "/store", access{role: r}, s.storeStatus)
+	s.handle(admin, http.MethodPost, "/store/adopt", access{role: adm}, s.adoptStore)
+	s.handle(admin, http.MethodGet, "/openapi.json", access{role: r}, s.openapi)
+	s.handle(admin, http.MethodGet, "/whoami", access{role: r}, s.whoami)
+	s.handle(admin, http.MethodGet, "/tokens", access{role: adm}, s.listTokens)
+	s.handle(admin, http.MethodPost, "/tokens", access{role: adm}, s.createToken)
+	s.handle(admin, http.MethodGet, "/tokens/:name", access{role: adm}, s.getToken)
+	s.handle(admin, http.MethodDelete, "/tokens/:name", access{role: adm}, s.deleteToken)
 
+	// The sync API: data planes' own token, not an admin one.
 	e.GET("/v1/snapshot", s.snapshot, s.requireToken("dataplane", o.DataplaneToken))
 	if o.Analytics != nil {
 		e.POST("/v1/report", s.report, s.requireToken("dataplane", o.DataplaneToken))
-		admin.GET("/analytics", s.analytics)
+		s.handle(admin, http.MethodGet, "/analytics", access{role: r}, s.analytics)
 	}
+	s.checkRules(e, "GET /v1/snapshot", "POST /v1/report")
 	return e
 }
 
 type server struct {
 	Options
+	// rules holds each admin endpoint's access rule by "METHOD /path" as
+	// the router names it (authz.go).
+	rules     map[string]access
+	adminHash [32]byte
 }
 
 func (s *server) ready(c echo.Context) error {

@@ -46,6 +46,8 @@ type Published struct {
 	gzipOnce sync.Once
 	gzipped  []byte
 	gzipErr  error
+
+	tokens tokenIndex
 }
 
 // SnapshotGzip returns the gzip-compressed snapshot, built once: a
@@ -97,6 +99,10 @@ type Catalog struct {
 	// checkedRoute is a route the running mutation checked against the
 	// rest of its next configuration (under writeMu; see validateTouched).
 	checkedRoute string
+	// nextTokens, when a mutation sets it, is the token list of the
+	// revision it makes (tokens.go; under writeMu); otherwise the
+	// current one carries over.
+	nextTokens *[]store.Token
 	// shapes indexes the routes of the published revision by path shape
 	// for Put's check (claims.go; under writeMu).
 	shapes shapeIndex
@@ -308,6 +314,7 @@ func (c *Catalog) apply(ctx context.Context, actor Actor, m mutation) (*Change, 
 		next := nextOf(&cur.Config)
 		now := c.now().UTC()
 		c.checkedRoute = ""
+		c.nextTokens = nil
 		entry, noop, err := m(cur, next, now)
 		if err != nil {
 			return nil, nil, err
@@ -330,7 +337,10 @@ func (c *Catalog) apply(ctx context.Context, actor Actor, m mutation) (*Change, 
 			// exist) names the store's history.
 			ep = snapshot.Epoch{ID: store.NewEpochID()}
 		}
-		st := &store.State{Revision: cur.Revision + 1, Epoch: ep, Config: *next, Touched: &touched}
+		st := &store.State{Revision: cur.Revision + 1, Epoch: ep, Config: *next, Touched: &touched, Tokens: cur.Tokens}
+		if c.nextTokens != nil {
+			st.Tokens = *c.nextTokens
+		}
 		entry.Revision = st.Revision
 		entry.Time = now
 		actor.fill(&entry)

@@ -170,6 +170,7 @@ func (c *Catalog) Adopt(ctx context.Context, actor Actor, lastSeen bool) (*Chang
 		Revision: st.Revision + 1,
 		Epoch:    snapshot.Epoch{ID: store.NewEpochID(), Prev: r.SeenEpoch},
 		Config:   st.Config,
+		Tokens:   st.Tokens,
 	}
 	entry := store.AuditEntry{
 		Revision: next.Revision, Time: now, Action: "adopt",
@@ -179,6 +180,7 @@ func (c *Catalog) Adopt(ctx context.Context, actor Actor, lastSeen bool) (*Chang
 	if lastSeen {
 		seen := c.Current().State
 		next.Config = *seen.Config.Clone()
+		next.Tokens = seen.Tokens
 		entry.Summary = fmt.Sprintf("re-seeded the store (found at revision %d of epoch %s) with revision %d of epoch %s, "+
 			"this control plane's last published configuration, as epoch %s",
 			st.Revision, quoteEpoch(st.Epoch.ID), seen.Revision, quoteEpoch(seen.Epoch.ID), next.Epoch.ID)

@@ -37,6 +37,8 @@ const boltLockTimeout = 2 * time.Second
 //	meta/layout     "objects": this layout
 //	meta/config     JSON of the configuration without its object lists
 //	                (the global section, and any field a later version adds)
+//	meta/tokens     JSON of the admin API tokens (State.Tokens), written
+//	                only when they change; absent while there are none
 //	services/<name>, routes/<name>, consumers/<name>, issuers/<name>
 //	                JSON of one object; bbolt keeps keys in byte order,
 //	                which is the name order of the canonical configuration
@@ -55,6 +57,7 @@ var (
 	keyEpochPrev = []byte("epoch_prev")
 	keyLayout    = []byte("layout")
 	keyConfig    = []byte("config")
+	keyTokens    = []byte("tokens")
 	// keyState is the whole State of the old layout.
 	keyState = []byte("state")
 
@@ -332,6 +335,22 @@ func putConfig(tx *bbolt.Tx, meta *bbolt.Bucket, cfg *config.Config, touched *sn
 	return nil
 }
 
+// putTokens writes the tokens when they differ from the stored ones: most
+// commits change configuration, not tokens.
+func putTokens(meta *bbolt.Bucket, tokens []Token) error {
+	if len(tokens) == 0 {
+		return meta.Delete(keyTokens)
+	}
+	raw, err := json.Marshal(tokens)
+	if err != nil {
+		return fmt.Errorf("encode tokens: %w", err)
+	}
+	if bytes.Equal(meta.Get(keyTokens), raw) {
+		return nil
+	}
+	return meta.Put(keyTokens, raw)
+}
+
 // recoverDamaged turns a panic inside bbolt into an error. bbolt panics on
 // pages it cannot make sense of, and with SetPanicOnFault a read past the end
 // of a truncated memory-mapped file panics instead of killing the process. It
@@ -404,6 +423,11 @@ func (b *Bolt) Load(ctx context.Context) (*State, error) {
 				return err
 			}
 		}
+		if raw := meta.Get(keyTokens); raw != nil {
+			if err := json.Unmarshal(raw, &s.Tokens); err != nil {
+				return fmt.Errorf("decode tokens: %w", err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -447,6 +471,9 @@ func (b *Bolt) Commit(ctx context.Context, next *State, entry AuditEntry) error 
 			touched = nil
 		}
 		if err := putConfig(tx, meta, &next.Config, touched); err != nil {
+			return err
+		}
+		if err := putTokens(meta, next.Tokens); err != nil {
 			return err
 		}
 		if err := meta.Put(keyEpoch, []byte(next.Epoch.ID)); err != nil {

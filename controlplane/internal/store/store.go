@@ -52,6 +52,18 @@ type State struct {
 	// whole configuration). It is never stored, and a backend may ignore
 	// it. Nil means "unknown": everything is written.
 	Touched *snapshot.Touched `json:"-"`
+	// Tokens are the admin API's scoped tokens, in name order. They are
+	// the control plane's own and never reach a snapshot, but they are
+	// committed like the configuration: atomically with an audit entry,
+	// seen by every replica sharing the store.
+	Tokens []Token `json:"tokens,omitempty"`
+}
+
+// Token is a stored admin API token: what the API shows and the hash that
+// stands for its secret (admintoken.Hash); the secret is never stored.
+type Token struct {
+	apiv1.Token
+	Hash string `json:"hash"`
 }
 
 // NewEpochID returns a random epoch id.
@@ -120,6 +132,9 @@ func checkCommit(next *State, entry AuditEntry) error {
 	if entry.Revision != next.Revision {
 		return fmt.Errorf("store: audit entry revision %d != state revision %d", entry.Revision, next.Revision)
 	}
+	if err := canonical("token", next.Tokens, func(t *Token) string { return t.Name }); err != nil {
+		return err
+	}
 	return checkCanonical(&next.Config)
 }
 
@@ -137,7 +152,7 @@ func checkCanonical(c *config.Config) error {
 	)
 }
 
-func canonical[T any](kind config.Kind, items []T, name func(*T) string) error {
+func canonical[T any, K ~string](kind K, items []T, name func(*T) string) error {
 	for i := range items {
 		n := name(&items[i])
 		if n == "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/portico-gw/portico/controlplane/internal/store"
+	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/snapshot"
 )
@@ -68,6 +70,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Epoch", testEpoch},
 		{"LargeState", testLargeState},
 		{"Touched", testTouched},
+		{"Tokens", testTokens},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {
@@ -600,6 +603,54 @@ func testTouched(t *testing.T, s store.Store) {
 	adopt.Touched = nil
 	if d := cmp.Diff(adopt, mustLoad(t, s), cmpOpts); d != "" {
 		t.Fatalf("load after a new epoch (-want +got):\n%s", d)
+	}
+}
+
+// testTokens: admin tokens are committed with the state, kept by commits
+// that change only configuration (with Touched, as the catalog writes),
+// changed and removed by commits that change them, and refused out of
+// name order like every collection.
+func testTokens(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	at := time.Date(2026, 7, 8, 9, 10, 11, 0, time.UTC)
+	exp := at.Add(24 * time.Hour)
+	tok := func(name, role string, kinds ...config.Kind) store.Token {
+		return store.Token{Token: apiv1.Token{TokenSpec: apiv1.TokenSpec{Name: name, Role: role, Kinds: kinds, ExpiresAt: &exp},
+			Prefix: "pat_AbCd", CreatedAt: at, CreatedBy: "admin", Revision: 1}, Hash: "sha256:" + strings.Repeat(name[:1], 64)}
+	}
+	steps := []struct {
+		name   string
+		tokens []store.Token
+		edit   func(c *config.Config)
+	}{
+		{"first tokens", []store.Token{tok("ci", "write", config.KindRoute), tok("ops", "admin")}, nil},
+		{"configuration only", []store.Token{tok("ci", "write", config.KindRoute), tok("ops", "admin")}, func(c *config.Config) {
+			c.Routes[0].Paths = []string{"/other"}
+			c.Routes[0].Meta.Version++
+		}},
+		{"one revoked, one added", []store.Token{tok("audit", "read"), tok("ops", "admin")}, nil},
+		{"all revoked", nil, nil},
+	}
+	cur := &store.State{Revision: 0, Epoch: snapshot.Epoch{ID: "e1"}, Config: Sample(1)}
+	for _, step := range steps {
+		next := &store.State{Revision: cur.Revision + 1, Epoch: cur.Epoch, Config: *cur.Config.Clone(), Tokens: step.tokens}
+		if step.edit != nil {
+			step.edit(&next.Config)
+		}
+		changed := snapshot.Changes(&cur.Config, &next.Config)
+		next.Touched = &changed
+		if err := s.Commit(ctx, next, store.AuditEntry{Revision: next.Revision, Action: "update"}); err != nil {
+			t.Fatalf("%s: commit: %v", step.name, err)
+		}
+		next.Touched = nil
+		if d := diff(next, mustLoad(t, s)); d != "" {
+			t.Fatalf("%s: load (-want +got):\n%s", step.name, d)
+		}
+		cur = next
+	}
+	bad := &store.State{Revision: cur.Revision + 1, Epoch: cur.Epoch, Config: cur.Config, Tokens: []store.Token{tok("ops", "admin"), tok("ci", "read")}}
+	if err := s.Commit(ctx, bad, store.AuditEntry{Revision: bad.Revision}); err == nil || errors.Is(err, store.ErrConflict) {
+		t.Fatalf("commit of tokens out of name order = %v, want a refusal that is not a conflict", err)
 	}
 }
 
