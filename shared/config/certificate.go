@@ -60,6 +60,10 @@ type Certificate struct {
 	// or one-label wildcards ("*.example.com"). Each name belongs to one
 	// certificate.
 	SNIs []string `json:"snis"`
+	// ACME, when set, has the control plane obtain and renew the
+	// certificate (acme.go): cert and key are then its own, never the
+	// operator's.
+	ACME *CertificateACME `json:"acme,omitempty"`
 	// Status is computed by the admin API on output; it is ignored on input
 	// (like Meta), so GET output can be PUT back.
 	Status *CertificateStatus `json:"status,omitempty"`
@@ -105,10 +109,15 @@ func (c *Certificate) Validate() error {
 	return l.err()
 }
 
-// Redacted returns a copy without the private key: what the admin API may
-// show.
+// Redacted returns a copy without the private key (nor an ACME
+// certificate's challenges): what the admin API may show.
 func (c Certificate) Redacted() Certificate {
 	c.Key = ""
+	if c.ACME != nil {
+		a := *c.ACME
+		a.Challenges = nil
+		c.ACME = &a
+	}
 	return c
 }
 
@@ -116,11 +125,23 @@ func (c *Certificate) validate(l *errorList, p string, requireKey bool) {
 	if msg := nameProblem(c.Name); msg != "" {
 		l.add(join(p, "name"), "%s", msg)
 	}
-	chain, msg := parseChain(c.Cert)
-	if msg != "" {
-		l.add(join(p, "cert"), "%s", msg)
+	if c.ACME != nil {
+		c.ACME.validate(l, join(p, "acme"))
+	}
+	// An ACME certificate has no cert until the first one is issued.
+	pending := c.ACME != nil && c.Cert == ""
+	var chain []*x509.Certificate
+	if !pending {
+		var msg string
+		if chain, msg = parseChain(c.Cert); msg != "" {
+			l.add(join(p, "cert"), "%s", msg)
+		}
 	}
 	switch {
+	case pending:
+		if c.Key != "" {
+			l.add(join(p, "key"), "must be empty until the ACME certificate is issued")
+		}
 	case c.Key == "" && requireKey:
 		l.add(join(p, "key"), "is required (a PEM private key matching the certificate)")
 	case c.Key != "":
@@ -142,6 +163,8 @@ func (c *Certificate) validate(l *errorList, p string, requireKey bool) {
 			l.add(f, "%s", msg)
 		case seen[s] > 0:
 			l.add(f, "duplicate of snis[%d]", seen[s]-1)
+		case c.ACME != nil && strings.HasPrefix(s, "*."):
+			l.add(f, "%q: an ACME certificate cannot have a wildcard (HTTP-01 and TLS-ALPN-01 cannot validate one)", s)
 		case chain != nil && !covers(chain[0], s):
 			l.add(f, "the certificate does not cover %q (its names: %s)", s, strings.Join(leafNames(chain[0]), ", "))
 		}
@@ -330,6 +353,10 @@ func ParseCertificate(c *Certificate) (*tls.Certificate, error) {
 // period: an expired (or not yet valid) certificate is refused; one with
 // less than CertExpiryWarning left is accepted with the warning returned.
 func CertificateExpiry(c *Certificate, now time.Time) (warning string, err error) {
+	if c.ACME != nil {
+		// The control plane renews it; its state says when.
+		return "", nil
+	}
 	chain, msg := parseChain(c.Cert)
 	if msg != "" {
 		return "", Invalid("cert", "%s", msg)
@@ -403,7 +430,7 @@ func KeyMatches(certPEM, keyPEM string) bool {
 // certificate claims one of its names. Paths are relative to the object.
 func (c *Config) CheckCertificate(cert *Certificate) error {
 	var l errorList
-	if cert.Key == "" {
+	if cert.Key == "" && cert.ACME == nil {
 		l.add("key", "is required: no key was given and no stored key matches this certificate")
 	}
 	owners := make(map[string]string)
@@ -430,7 +457,14 @@ func checkSNIOwner(l *errorList, field, sni, owner string) {
 
 // CertificateKeepsKey is what a write without a key keeps: the stored
 // key, when it matches the new certificate.
+//
+// An ACME certificate keeps what the control plane maintains instead
+// (ACMEKeep).
 func CertificateKeepsKey(existing, obj *Certificate) {
+	if obj.ACME != nil {
+		ACMEKeep(existing, obj)
+		return
+	}
 	if obj.Key == "" && existing != nil && KeyMatches(obj.Cert, existing.Key) {
 		obj.Key = existing.Key
 	}

@@ -185,6 +185,12 @@ func (c *Config) Clone() *Config {
 	for i, cert := range c.Certificates {
 		cert.SNIs = slices.Clone(cert.SNIs)
 		cert.Status = nil
+		if cert.ACME != nil {
+			a := *cert.ACME
+			a.State = clonePtr(a.State)
+			a.Challenges = slices.Clone(a.Challenges)
+			cert.ACME = &a
+		}
 		out.Certificates[i] = cert
 	}
 	return out

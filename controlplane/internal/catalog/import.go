@@ -150,6 +150,8 @@ func keepCertificateKeys(want, cur *config.Config, now time.Time) error {
 		old, ok := cur.Certificate(w.Name)
 		if ok {
 			config.CertificateKeepsKey(old, w)
+		} else {
+			config.ACMEKeep(nil, w) // nothing maintained yet
 		}
 		if ok && old.Cert == w.Cert {
 			continue

@@ -58,6 +58,7 @@ type Consul struct {
 	addr, prefix string
 	kv           *api.KV
 	txn          *api.Txn
+	client       *api.Client // for leases (secrets.go)
 	transport    *http.Transport
 
 	// life ends on Close, cancelling calls in flight, blocking queries
@@ -130,7 +131,7 @@ func OpenConsul(ctx context.Context, spec string) (*Consul, error) {
 	life, cancel := context.WithCancel(context.Background())
 	s := &Consul{
 		addr: addr, prefix: prefix,
-		kv: client.KV(), txn: client.Txn(), transport: cfg.Transport,
+		kv: client.KV(), txn: client.Txn(), client: client, transport: cfg.Transport,
 		life: life, close: cancel,
 	}
 	if _, _, err := s.readHead(ctx); err != nil {

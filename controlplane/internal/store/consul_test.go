@@ -472,3 +472,38 @@ func TestOpenConsulSpec(t *testing.T) {
 		}
 	})
 }
+
+// TestConsulLeaseOneAtATime: two control planes sharing a Consul store take
+// the ACME lease in turn, never both at once.
+func TestConsulLeaseOneAtATime(t *testing.T) {
+	agent := consulAgent(t)
+	prefix := uniquePrefix(t)
+	a, b := openConsul(t, agent.Addr, prefix), openConsul(t, agent.Addr, prefix)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	heldA, releaseA, err := a.Lead(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	var releaseB func()
+	go func() {
+		var err error
+		_, releaseB, err = b.Lead(ctx, "acme")
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("the second control plane took a held lease (err %v)", err)
+	case <-time.After(2 * time.Second):
+		// Not a timed assertion of speed: B must still be waiting while A holds.
+	}
+	if heldA.Err() != nil {
+		t.Fatal("A lost the lease while B waited")
+	}
+	releaseA()
+	if err := <-got; err != nil {
+		t.Fatalf("B after A released: %v", err)
+	}
+	releaseB()
+}

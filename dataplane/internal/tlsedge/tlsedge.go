@@ -155,6 +155,9 @@ func compile(cfg *config.Config, prev *table) *table {
 			t.rejected = append(t.rejected, config.NewRejected(config.KindCertificate, spec.Name, reason))
 			continue
 		}
+		if spec.Cert == "" { // an ACME certificate not issued yet
+			continue
+		}
 		e := prev.byName[spec.Name]
 		if e == nil || e.version != spec.Version || e.revision != spec.Revision || spec.Version == 0 {
 			cert, err := config.ParseCertificate(spec)

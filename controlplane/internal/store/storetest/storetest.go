@@ -72,6 +72,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"Touched", testTouched},
 		{"Tokens", testTokens},
 		{"Closed", testClosed},
+		{"Secrets", testSecrets},
+		{"Lease", testLease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t)) })
@@ -679,6 +681,9 @@ func testClosed(t *testing.T, s store.Store) {
 
 func testReopen(t *testing.T, s store.Store, reopen func(old store.Store) store.Store) {
 	commitN(t, s, 3)
+	if err := s.(store.Secrets).PutSecret(ctxFor(t), "reopen", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
 	want := mustLoad(t, s)
 	wantAudit := mustAudit(t, s, 0, 100)
 	if err := s.Close(); err != nil {
@@ -696,6 +701,9 @@ func testReopen(t *testing.T, s store.Store, reopen func(old store.Store) store.
 	}
 	if err := s2.Commit(ctxFor(t), &store.State{Revision: 3}, entryFor(3)); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("commit of revision 3 again after reopen: %v, want ErrConflict", err)
+	}
+	if v, ok, err := s2.(store.Secrets).GetSecret(ctxFor(t), "reopen"); err != nil || !ok || string(v) != "kept" {
+		t.Errorf("secret after reopen = %q, %v, %v; want kept", v, ok, err)
 	}
 	commitFrom(t, s2, 3)
 	if got := mustLoad(t, s2).Revision; got != 4 {
@@ -754,5 +762,66 @@ func testEpoch(t *testing.T, s store.Store) {
 	}
 	if err := commit(4, b); err != nil {
 		t.Errorf("commit 4 in %+v: %v", b, err)
+	}
+}
+
+// testSecrets: the control plane's own secrets (ACME account keys) are
+// kept beside the configuration, never in a revision.
+func testSecrets(t *testing.T, s store.Store) {
+	sec, ok := s.(store.Secrets)
+	if !ok {
+		t.Fatalf("%T does not keep secrets (store.Secrets)", s)
+	}
+	ctx := ctxFor(t)
+	if v, ok, err := sec.GetSecret(ctx, "acme-account-x"); err != nil || ok || v != nil {
+		t.Fatalf("absent secret = %q, %v, %v", v, ok, err)
+	}
+	for _, v := range []string{"first", "second"} {
+		if err := sec.PutSecret(ctx, "acme-account-x", []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok, err := sec.GetSecret(ctx, "acme-account-x"); err != nil || !ok || string(got) != v {
+			t.Fatalf("secret = %q, %v, %v; want %q", got, ok, err, v)
+		}
+	}
+	if err := sec.PutSecret(ctx, "a/b", []byte("x")); err == nil {
+		t.Error("a secret name with '/' was accepted")
+	}
+	if err := sec.PutSecret(ctx, "big", make([]byte, store.MaxSecretBytes+1)); err == nil {
+		t.Error("an oversized secret was accepted")
+	}
+	commitN(t, s, 1)
+	st := mustLoad(t, s)
+	if st.Revision != 1 {
+		t.Errorf("a secret made a revision: %d", st.Revision)
+	}
+}
+
+// testLease: a lease is held until released (or ctx ends).
+func testLease(t *testing.T, s store.Store) {
+	l, ok := s.(store.Leases)
+	if !ok {
+		t.Fatalf("%T has no leases (store.Leases)", s)
+	}
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	held, release, err := l.Lead(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held.Err() != nil {
+		t.Fatal("lease lost at once")
+	}
+	release()
+	<-held.Done()
+	// Taken again after release; lost with ctx.
+	held, release, err = l.Lead(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	cancel()
+	<-held.Done()
+	if _, _, err := l.Lead(ctx, "acme"); err == nil {
+		t.Error("Lead with an ended ctx succeeded")
 	}
 }
