@@ -22,6 +22,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"gopkg.in/yaml.v3"
+
+	"github.com/portico-gw/portico/shared/secretfile"
 )
 
 // No Docker engine runs where the tests run, so the deployment files are
@@ -77,21 +79,23 @@ func parseBinaryUsage(text string) binaryUsageInfo {
 	return u
 }
 
-// binaryUsage runs "<bin> -h" from binDir (built by TestMain) and parses it.
-func binaryUsage(t *testing.T, bin string) binaryUsageInfo {
+// binaryUsage runs "<bin> [subcommand] -h" from binDir (built by TestMain)
+// and parses it.
+func binaryUsage(t *testing.T, bin string, sub ...string) binaryUsageInfo {
 	t.Helper()
 	binaryUsageMu.Lock()
 	defer binaryUsageMu.Unlock()
-	if u, ok := binaryUsageCache[bin]; ok {
+	key := strings.Join(append([]string{bin}, sub...), " ")
+	if u, ok := binaryUsageCache[key]; ok {
 		return u
 	}
 	// -h exits non-zero (flag.ErrHelp); only the text matters.
-	out, _ := exec.Command(filepath.Join(binDir, bin), "-h").CombinedOutput()
+	out, _ := exec.Command(filepath.Join(binDir, bin), append(sub, "-h")...).CombinedOutput()
 	u := parseBinaryUsage(string(out))
 	if len(u.flags) == 0 || len(u.env) == 0 {
-		t.Fatalf("%s -h listed no flags or env twins:\n%s", bin, out)
+		t.Fatalf("%s -h listed no flags or env twins:\n%s", key, out)
 	}
-	binaryUsageCache[bin] = u
+	binaryUsageCache[key] = u
 	return u
 }
 
@@ -513,6 +517,13 @@ func TestComposeFile(t *testing.T) {
 	}
 	for _, name := range deployKeys(binOf) {
 		svc, bin := p.Services[name], binOf[name]
+		if len(svc.Command) > 0 && !strings.HasPrefix(svc.Command[0], "-") {
+			// A subcommand: only the secrets step runs one (checked below).
+			if bin != "controlplane" || svc.Command[0] != "init-secrets" || !composeOneShot(svc) {
+				t.Errorf("%s (%s): runs subcommand %q; only a one-shot controlplane init-secrets is expected", name, bin, svc.Command[0])
+			}
+			continue
+		}
 		u := binaryUsage(t, bin)
 		for _, e := range binaryFlagErrors(svc.Command, u) {
 			t.Errorf("%s (%s) command: %s", name, bin, e)
@@ -575,6 +586,171 @@ func TestComposeFile(t *testing.T) {
 
 	checkPrometheus(t, p, opsPort)
 	checkGrafana(t, p, root)
+	checkSecrets(t, p, binOf)
+}
+
+// imageUsers are the users the images of docker-compose.yml run as when the
+// service sets none: the Portico images' (Dockerfile: USER 65532:65532) and
+// Grafana's.
+var imageUsers = map[string]string{"grafana/grafana": "472"}
+
+// checkSecrets: one secrets-init job writes every secret into one volume,
+// each file owned by the user of the services that read it; readers mount
+// it read-only, name only files it makes, and start after it; no other
+// service is handed a secret in its environment.
+func checkSecrets(t *testing.T, p *types.Project, binOf map[string]string) {
+	t.Helper()
+	var initName string
+	for _, n := range deployKeys(binOf) {
+		if c := p.Services[n].Command; len(c) > 0 && c[0] == "init-secrets" {
+			if initName != "" {
+				t.Fatalf("two services run init-secrets: %s and %s", initName, n)
+			}
+			initName = n
+		}
+	}
+	if initName == "" {
+		t.Fatal("no service runs controlplane init-secrets")
+	}
+	job := p.Services[initName]
+	flags, specs := secretsInitArgs(t, job.Command)
+	dir := flags["dir"]
+	var volume string
+	for _, v := range job.Volumes {
+		if v.Target == dir && v.Type == types.VolumeTypeVolume && !v.ReadOnly {
+			volume = v.Source
+		}
+	}
+	if volume == "" {
+		t.Fatalf("%s: --dir %q is not a named volume mounted read-write", initName, dir)
+	}
+	owners := map[string]int{} // file → owning uid
+	envs := map[string]bool{}
+	for _, sp := range specs {
+		owners[sp.Name] = sp.UID
+		if sp.Env != "" {
+			envs[sp.Env] = true
+			if _, ok := job.Environment[sp.Env]; !ok {
+				t.Errorf("%s: secret %s overridable by %s, which the service's environment does not pass", initName, sp.Name, sp.Env)
+			}
+		}
+	}
+	for _, e := range composeEnvNames(job.Environment) {
+		if !envs[e] {
+			t.Errorf("%s: environment %s is no secret's override", initName, e)
+		}
+	}
+	if job.User != "0:0" && job.User != "0" && job.User != "root" {
+		t.Errorf("%s: runs as %q; it must be root to give each file its reader", initName, job.User)
+	}
+
+	readers := 0
+	for _, svc := range composeServices(p) {
+		if svc.Name == initName {
+			continue
+		}
+		for _, e := range composeEnvNames(svc.Environment) {
+			if envs[e] || e == "GF_SECURITY_ADMIN_PASSWORD" {
+				t.Errorf("%s: gets %s in its environment; secrets go through files of the %s volume", svc.Name, e, volume)
+			}
+		}
+		var target string
+		for _, v := range svc.Volumes {
+			if v.Type == types.VolumeTypeVolume && v.Source == volume {
+				target = v.Target
+				if !v.ReadOnly {
+					t.Errorf("%s: mounts the %s volume read-write", svc.Name, volume)
+				}
+			}
+		}
+		if target == "" {
+			continue
+		}
+		readers++
+		if !composeDependsOn(p, svc.Name, initName) {
+			t.Errorf("%s: reads the %s volume but does not start after %s", svc.Name, volume, initName)
+		}
+		user := svc.User
+		if user == "" {
+			if _, ok := binOf[svc.Name]; ok {
+				user = "65532"
+			} else {
+				ref, _, _ := strings.Cut(svc.Image, ":")
+				user = imageUsers[ref]
+			}
+		}
+		uid, _, _ := strings.Cut(user, ":")
+		for _, e := range composeEnvNames(svc.Environment) {
+			v := svc.Environment[e]
+			if v == nil || !strings.HasPrefix(*v, target+"/") {
+				continue
+			}
+			file := strings.TrimPrefix(*v, target+"/")
+			owner, ok := owners[file]
+			if !ok {
+				t.Errorf("%s: %s=%s, a file %s does not make", svc.Name, e, *v, initName)
+				continue
+			}
+			if fmt.Sprint(owner) != uid {
+				t.Errorf("%s: %s is owned by %d, but the service runs as %q", svc.Name, file, owner, user)
+			}
+		}
+	}
+	if readers < 4 {
+		t.Errorf("%d services read the %s volume, want the control plane, data plane, seed job and Grafana", readers, volume)
+	}
+}
+
+// secretsInitArgs splits "init-secrets --flag value ... SPEC..." as the
+// subcommand parses it, checking the flags against its usage text.
+func secretsInitArgs(t *testing.T, cmd []string) (map[string]string, []secretfile.Spec) {
+	t.Helper()
+	u := binaryUsage(t, "controlplane", "init-secrets")
+	args := cmd[1:]
+	i := 0
+	for i < len(args) && strings.HasPrefix(args[i], "-") {
+		if u.flags[strings.TrimLeft(args[i], "-")] {
+			i++
+		}
+		i++
+	}
+	for _, e := range binaryFlagErrors(args[:min(i, len(args))], u) {
+		t.Errorf("init-secrets: %s", e)
+	}
+	flags := binaryFlagValues(args[:min(i, len(args))], u)
+	var specs []secretfile.Spec
+	for _, a := range args[min(i, len(args)):] {
+		sp, err := secretfile.ParseSpec(a, flags["owner"])
+		if err != nil {
+			t.Errorf("init-secrets: %v", err)
+			continue
+		}
+		specs = append(specs, sp)
+	}
+	if len(specs) == 0 {
+		t.Fatalf("init-secrets %q names no secret", args)
+	}
+	return flags, specs
+}
+
+// composeDependsOn reports whether service from starts after dep, directly
+// or through the services it waits for.
+func composeDependsOn(p *types.Project, from, dep string) bool {
+	seen := map[string]bool{}
+	var walk func(string) bool
+	walk = func(n string) bool {
+		if seen[n] {
+			return false
+		}
+		seen[n] = true
+		for d := range p.Services[n].DependsOn {
+			if d == dep || walk(d) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(from)
 }
 
 func deployValues(m map[string]string) []string {

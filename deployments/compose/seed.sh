@@ -4,10 +4,27 @@
 #
 # Every object is written with PUT and its full spec, and an unchanged spec is
 # a no-op for the control plane (same version, no new revision): running this
-# again, as every `docker compose up` does, changes nothing. The API key is the
-# exception, as a key is shown only when created: one is created only while
-# the consumer has none.
+# again, as every `docker compose up` does, changes nothing. The same holds
+# for alice's API key when one is given (PORTICO_DEMO_API_KEY[_FILE], the key
+# secrets-init generated): it is imported, and importing it again is a no-op.
+# Without one, a key is created only while alice has none (a key is shown
+# only when created).
+#
+# Each secret comes from its variable or, in compose, from the file its
+# *_FILE variable names (the secrets volume).
 set -eu
+
+# from_file VAR: sets VAR from the file named by VAR_FILE when VAR is unset.
+from_file() {
+  eval "_file=\${${1}_FILE:-} _val=\${${1}:-}"
+  if [ -z "${_val}" ] && [ -n "${_file}" ]; then
+    _val="$(cat "${_file}")" || { echo "seed: cannot read ${1}_FILE=${_file}" >&2; exit 1; }
+    eval "${1}=\${_val}"
+  fi
+}
+from_file PORTICO_ADMIN_TOKEN
+from_file PORTICO_JWT_SECRET
+from_file PORTICO_DEMO_API_KEY
 
 : "${PORTICO_URL:?}" "${PORTICO_ADMIN_TOKEN:?}" "${PORTICO_JWT_SECRET:?}"
 
@@ -27,10 +44,10 @@ fi
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 
-# call METHOD PATH: sends stdin as the JSON body when METHOD is PUT, fails
-# the job (printing the problem+json answer) on anything but 2xx.
+# call METHOD PATH: sends stdin as the JSON body when METHOD is PUT or POST,
+# fails the job (printing the problem+json answer) on anything but 2xx.
 call() {
-  if [ "$1" = PUT ]; then
+  if [ "$1" = PUT ] || [ "$1" = POST ]; then
     set -- "$@" -H 'Content-Type: application/json' --data-binary @-
   fi
   method=$1 path=$2
@@ -147,16 +164,21 @@ if [ -f /tls/cert.pem ] && [ -f /tls/key.pem ]; then
     call PUT /v1/certificates/demo
 fi
 
-call GET /v1/consumers/alice/api-keys
-if grep -q '"id"' "$out"; then
+if [ -n "${PORTICO_DEMO_API_KEY:-}" ]; then
+  # The key is not echoed here: secrets-init printed it on the first start.
+  printf '{"key":"%s"}' "${PORTICO_DEMO_API_KEY}" | call POST /v1/consumers/alice/api-keys
+  echo "seed: alice's API key is the demo-api-key secrets-init printed on the first start (docker compose logs secrets-init)"
+  echo "seed: try  curl -H 'X-API-Key: <demo-api-key>' http://localhost:8080/orders/1"
+  echo "seed: (read it again: docker compose run --rm --no-deps -T --entrypoint cat seed /secrets/demo-api-key)"
+elif call GET /v1/consumers/alice/api-keys && grep -q '"id"' "$out"; then
   echo "seed: alice already has an API key (keys are shown once; revoke it and run the seed again for a new one)"
 else
-  call POST /v1/consumers/alice/api-keys
+  call POST /v1/consumers/alice/api-keys </dev/null
   key="$(sed -n 's/.*"key" *: *"\([^"]*\)".*/\1/p' "$out")"
   echo "seed: alice's API key, shown this once: ${key}"
   echo "seed: try  curl -H 'X-API-Key: ${key}' http://localhost:8080/orders/1"
 fi
-echo "seed: JWTs for /users and /orders: HS256 with PORTICO_JWT_SECRET, iss portico-demo, aud portico, sub alice, with exp"
+echo "seed: JWTs for /users and /orders: HS256 with PORTICO_JWT_SECRET (compose: the jwt-secret file of the secrets volume), iss portico-demo, aud portico, sub alice, with exp"
 echo "seed: done; try  curl http://localhost:8080/public/hello"
 echo "seed:      and  curl 'http://localhost:8080/quotes/ACME?side=sell' (JSON to SOAP, learned from the WSDL)"
 echo "seed:      and  curl --cacert portico-ca.pem https://localhost:8443/public/hello (HTTP/2; the CA: docker compose run --rm --entrypoint cat tls-init /tls/ca.pem > portico-ca.pem)"

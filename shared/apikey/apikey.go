@@ -13,9 +13,9 @@ import (
 	"strings"
 )
 
-// keyPrefix marks Portico keys, so a leaked one is recognisable by secret
+// KeyPrefix marks Portico keys, so a leaked one is recognisable by secret
 // scanners and in support tickets.
-const keyPrefix = "pk_"
+const KeyPrefix = "pk_"
 
 // New returns a fresh key (shown to the operator once), its id and its hash.
 // 32 random bytes: the key is as strong as a 256-bit secret, so an
@@ -29,7 +29,7 @@ func New() (key, id, hash string, err error) {
 	if _, err := rand.Read(idb[:]); err != nil {
 		return "", "", "", fmt.Errorf("generate api key id: %w", err)
 	}
-	key = keyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	key = KeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	return key, "key-" + hex.EncodeToString(idb[:]), Hash(key), nil
 }
 
@@ -41,11 +41,11 @@ func Hash(key string) string {
 
 // Prefix returns the visible start of a key for listings ("pk_AbCd…").
 func Prefix(key string) string {
-	n := min(len(key), len(keyPrefix)+4)
+	n := min(len(key), len(KeyPrefix)+4)
 	return key[:n]
 }
 
 // LooksLikeKey is a cheap check before hashing a header value.
 func LooksLikeKey(s string) bool {
-	return strings.HasPrefix(s, keyPrefix) && len(s) <= 128
+	return strings.HasPrefix(s, KeyPrefix) && len(s) <= 128
 }

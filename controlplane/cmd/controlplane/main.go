@@ -30,6 +30,7 @@ import (
 	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
+	"github.com/portico-gw/portico/shared/secretfile"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -38,11 +39,16 @@ var version = "dev"
 func main() { cli.Main("controlplane", run) }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "init-secrets" {
+		return initSecrets(args[1:])
+	}
 	fs := envflag.New("controlplane")
 	listen := fs.String("listen", "PORTICO_CP_LISTEN", ":9000", "address of the admin and sync API")
 	storeSpec := fs.String("store", "PORTICO_STORE", "bolt:portico-data/controlplane.db", "configuration store: bolt:<file> or consul://<host:port>/<kv-prefix>")
 	adminToken := fs.String("admin-token", "PORTICO_ADMIN_TOKEN", "", "bearer token of the admin API")
 	dpToken := fs.String("dataplane-token", "PORTICO_DATAPLANE_TOKEN", "", "bearer token data planes use on the sync API")
+	adminTokenFile := fs.String("admin-token-file", "PORTICO_ADMIN_TOKEN_FILE", "", "file holding --admin-token (a mounted secret), instead of the flag")
+	dpTokenFile := fs.String("dataplane-token-file", "PORTICO_DATAPLANE_TOKEN_FILE", "", "file holding --dataplane-token, instead of the flag")
 	dev := fs.Bool("dev", "PORTICO_DEV", false, "development mode: no tokens required (never in production)")
 	maxWait := fs.Duration("max-wait", "PORTICO_MAX_WAIT", 60*time.Second, "longest long-poll wait a data plane may ask for")
 	tlsCert := fs.String("tls-cert", "PORTICO_TLS_CERT", "", "PEM certificate (chain) to serve the admin and sync APIs over HTTPS")
@@ -60,6 +66,12 @@ func run(args []string) error {
 	}
 	log, err := cli.NewLogger(*logLevel)
 	if err != nil {
+		return err
+	}
+	if err := secretfile.Resolve(adminToken, *adminTokenFile, "admin-token", "admin-token-file"); err != nil {
+		return err
+	}
+	if err := secretfile.Resolve(dpToken, *dpTokenFile, "dataplane-token", "dataplane-token-file"); err != nil {
 		return err
 	}
 	if !*dev && (*adminToken == "" || *dpToken == "") {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
 	"time"
@@ -33,7 +34,41 @@ func (s *server) listAPIKeys(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"consumer": cs.Name, "api_keys": keys})
 }
 
+// importedKey answers an import: the caller has the key, so it is not
+// sent back.
+type importedKey struct {
+	ID        string    `json:"id"`
+	Prefix    string    `json:"prefix"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// createAPIKey makes a key, or imports the one in the body ({"key": ...}):
+// 201 when added, 200 when the consumer already had that key.
 func (s *server) createAPIKey(c echo.Context) error {
+	body, err := readBody(c, 4<<10)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		var in struct {
+			Key string `json:"key"`
+		}
+		if err := config.Decode(body, &in); err != nil {
+			return err
+		}
+		rec, existed, ch, err := s.Catalog.ImportAPIKey(c.Request().Context(), c.Param("name"), in.Key, actor(c))
+		if err != nil {
+			return err
+		}
+		h := c.Response().Header()
+		h.Set(apiv1.HeaderRevision, strconv.FormatInt(ch.Revision, 10))
+		h.Set(echo.HeaderLocation, c.Request().URL.Path+"/"+rec.ID)
+		code := http.StatusCreated
+		if existed {
+			code = http.StatusOK
+		}
+		return c.JSON(code, importedKey{ID: rec.ID, Prefix: rec.Prefix, CreatedAt: rec.CreatedAt})
+	}
 	key, rec, ch, err := s.Catalog.CreateAPIKey(c.Request().Context(), c.Param("name"), actor(c))
 	if err != nil {
 		return err

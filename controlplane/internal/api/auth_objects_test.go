@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/portico-gw/portico/shared/apikey"
 	"github.com/portico-gw/portico/shared/config"
 )
 
@@ -91,6 +92,61 @@ func TestAPIKeys(t *testing.T) {
 	_, body = s.mustStatus(t, 200, "GET", "/v1/consumers/alice/api-keys", "")
 	if strings.Contains(string(body), created.ID) || strings.Count(string(body), `"id"`) != 1 {
 		t.Fatalf("after revoking: %s", body)
+	}
+}
+
+// An imported key (the compose stack's demo key) is kept as a hash like a
+// created one, never echoed, and importing it again is a no-op: the seed
+// job runs on every start.
+func TestImportAPIKey(t *testing.T) {
+	s := newTestServer(t, false)
+	key := "pk_" + strings.Repeat("Ab3-_", 9) // 45 base64url characters
+	s.mustStatus(t, 404, "POST", "/v1/consumers/alice/api-keys", `{"key":"`+key+`"}`)
+	s.mustStatus(t, 201, "PUT", "/v1/consumers/alice", `{}`)
+	s.mustStatus(t, 201, "PUT", "/v1/consumers/bob", `{}`)
+	h, body := s.mustStatus(t, 201, "POST", "/v1/consumers/alice/api-keys", `{"key":"`+key+`"}`)
+	var first struct{ ID, Prefix string }
+	if err := json.Unmarshal(body, &first); err != nil || first.ID == "" || first.Prefix != key[:7] || strings.Contains(string(body), key) {
+		t.Fatalf("import answered %s (%v)", body, err)
+	}
+	rev := h.Get("X-Portico-Revision")
+	h, body = s.mustStatus(t, 200, "POST", "/v1/consumers/alice/api-keys", `{"key":"`+key+`"}`)
+	if h.Get("X-Portico-Revision") != rev || !strings.Contains(string(body), first.ID) {
+		t.Fatalf("second import: revision %s (first %s), %s", h.Get("X-Portico-Revision"), rev, body)
+	}
+	for _, path := range []string{"/v1/consumers/alice", "/v1/config", "/v1/audit"} {
+		_, body := s.mustStatus(t, 200, "GET", path, "")
+		if strings.Contains(string(body), key) {
+			t.Fatalf("%s shows the imported key in clear", path)
+		}
+	}
+	_, body = s.mustStatus(t, 200, "GET", "/v1/consumers/alice", "")
+	if !strings.Contains(string(body), apikey.Hash(key)) {
+		t.Fatalf("consumer does not hold the key's hash: %s", body)
+	}
+	// One key, one consumer.
+	_, body = s.mustStatus(t, 409, "POST", "/v1/consumers/bob/api-keys", `{"key":"`+key+`"}`)
+	if !strings.Contains(string(body), "alice") {
+		t.Fatalf("conflict does not name the owner: %s", body)
+	}
+	for _, tc := range []struct {
+		body, field string
+		status      int
+	}{
+		{`{"key":"abc"}`, `"field":"key"`, 422},
+		{`{"key":"pk_short"}`, `"field":"key"`, 422},
+		{`{"key":"pk_` + strings.Repeat("a", 42) + `!"}`, `"field":"key"`, 422},
+		{`{"key":"pk_` + strings.Repeat("a", 200) + `"}`, `"field":"key"`, 422},
+		{`{"key":"` + key + `","extra":1}`, `extra`, 400},
+	} {
+		_, body := s.mustStatus(t, tc.status, "POST", "/v1/consumers/bob/api-keys", tc.body)
+		if !strings.Contains(string(body), tc.field) {
+			t.Errorf("import %s: %s, want %s", tc.body, body, tc.field)
+		}
+	}
+	_, body = s.mustStatus(t, 200, "GET", "/v1/consumers/bob/api-keys", "")
+	if strings.Contains(string(body), `"id"`) {
+		t.Fatalf("a refused import left a key: %s", body)
 	}
 }
 

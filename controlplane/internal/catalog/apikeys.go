@@ -43,6 +43,45 @@ func (c *Catalog) CreateAPIKey(ctx context.Context, consumer string, actor Actor
 	return key, rec, ch, nil
 }
 
+// ImportAPIKey adds a key the operator brings (generated elsewhere, e.g. by
+// the compose stack's init step, or moved from another gateway). Only its
+// hash is kept, as for a created key. Importing a key the consumer already
+// has changes nothing (existed is true), so a seed job can run on every
+// start; a key another consumer has is a conflict (whole-config validation).
+func (c *Catalog) ImportAPIKey(ctx context.Context, consumer, key string, actor Actor) (rec config.APIKey, existed bool, ch *Change, err error) {
+	if err := config.ValidateAPIKey(key); err != nil {
+		return config.APIKey{}, false, nil, err
+	}
+	_, id, _, err := apikey.New()
+	if err != nil {
+		return config.APIKey{}, false, nil, err
+	}
+	hash := apikey.Hash(key)
+	ch, _, err = c.apply(ctx, actor, func(cur *store.State, next *config.Config, now time.Time) (store.AuditEntry, bool, error) {
+		cs, ok := next.Consumer(consumer)
+		if !ok {
+			return store.AuditEntry{}, false, fmt.Errorf("consumer %q: %w", consumer, ErrNotFound)
+		}
+		if i := slices.IndexFunc(cs.APIKeys, func(k config.APIKey) bool { return k.Hash == hash }); i >= 0 {
+			rec, existed = cs.APIKeys[i], true
+			return store.AuditEntry{}, true, nil
+		}
+		if len(cs.APIKeys) >= MaxAPIKeysPerConsumer {
+			return store.AuditEntry{}, false, config.Conflict("api_keys", "consumer %q already has %d keys; revoke one first", consumer, len(cs.APIKeys))
+		}
+		rec, existed = config.APIKey{ID: id, Hash: hash, Prefix: apikey.Prefix(key), CreatedAt: now}, false
+		// A new list: the old one is shared with the published revision.
+		cs.APIKeys = append(slices.Clip(cs.APIKeys), rec)
+		bump(&cs.Meta, cur.Revision+1, now)
+		return store.AuditEntry{Action: "import-api-key", Kind: config.KindConsumer, Name: consumer,
+			Version: cs.Version, Summary: "api key " + id}, false, nil
+	})
+	if err != nil {
+		return config.APIKey{}, false, nil, err
+	}
+	return rec, existed, ch, nil
+}
+
 // DeleteAPIKey revokes one key of the consumer.
 func (c *Catalog) DeleteAPIKey(ctx context.Context, consumer, id string, actor Actor) (*Change, error) {
 	ch, _, err := c.apply(ctx, actor, func(cur *store.State, next *config.Config, now time.Time) (store.AuditEntry, bool, error) {

@@ -54,6 +54,7 @@ import (
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
+	"github.com/portico-gw/portico/shared/secretfile"
 	"github.com/portico-gw/portico/shared/snapshot"
 )
 
@@ -111,6 +112,7 @@ const defaultGCPercent = 400
 // flags are the command line; docs/FLAGS.md lists them.
 type flags struct {
 	cpURL, token, cpCA, listen, opsListen, stateDir, nodeID *string
+	tokenFile                                               *string
 	pollWait, drainDelay, shutdownTimeout                   *time.Duration
 	consulAddr, advertise                                   *string
 	redisURL                                                *string
@@ -136,6 +138,7 @@ func parseFlags(args []string) (*flags, error) {
 	f := &flags{
 		cpURL:           fs.String("controlplane", "PORTICO_CONTROLPLANE", "http://127.0.0.1:9000", "control plane URL, or consul://<service> to find it through Consul"),
 		token:           fs.String("token", "PORTICO_DATAPLANE_TOKEN", "", "bearer token for the control plane's sync API"),
+		tokenFile:       fs.String("token-file", "PORTICO_DATAPLANE_TOKEN_FILE", "", "file holding --token (a mounted secret), instead of the flag"),
 		cpCA:            fs.String("controlplane-ca", "PORTICO_CONTROLPLANE_CA", "", "PEM CA bundle to verify an https control plane (default: the system roots)"),
 		listen:          fs.String("listen", "PORTICO_LISTEN", ":8080", "traffic listener"),
 		opsListen:       fs.String("ops-listen", "PORTICO_OPS_LISTEN", ":8081", "operations listener (/healthz, /readyz, /metrics, /status)"),
@@ -169,7 +172,10 @@ func parseFlags(args []string) (*flags, error) {
 		http3:           fs.Bool("http3", "PORTICO_HTTP3", false, "also serve HTTP/3 (QUIC, UDP) on --tls-listen's port, with the same certificates and limits, advertised by Alt-Svc on TLS answers; needs --tls-listen"),
 		showVersion:     fs.FlagSet.Bool("version", false, "print the version and exit"),
 	}
-	return f, fs.Parse(args)
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	return f, secretfile.Resolve(f.token, *f.tokenFile, "token", "token-file")
 }
 
 // dataplane is what run assembles: the traffic handler and the syncer that
