@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap compose cluster cluster-down clean
+.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap compose helm cluster cluster-down clean
 
 all: build
 
@@ -38,6 +38,10 @@ jaeger:
 compose:
 	@scripts/ensure-compose.sh >/dev/null
 
+## helm: build (once) or reuse the Helm CLI that renders and lints the chart (deployments/helm/test).
+helm:
+	@scripts/ensure-helm.sh >/dev/null
+
 ## redis: install redis-server (Debian package) when missing.
 redis:
 	@scripts/ensure-redis.sh
@@ -59,15 +63,18 @@ test: lint test-only fuzz-short
 # beside other test packages on two cores a starved redis-server is a slow
 # Redis, which is what they must not confuse with a busy data plane.
 ALONE := TestBusyProcessDecidesInRedis|TestRateLimitCluster|TestTwin
-TEST_ENV = CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" COMPOSE_BIN="$$(scripts/ensure-compose.sh)"
+TEST_ENV = CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" COMPOSE_BIN="$$(scripts/ensure-compose.sh)" HELM_BIN="$$(scripts/ensure-helm.sh)"
 
-test-only: consul redis jaeger haproxy soap compose
+test-only: consul redis jaeger haproxy soap compose helm
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 15m -skip '^($(ALONE))$$' $(PKGS)
+	# The Helm chart's test: a module of its own (k8s.io types), outside go.work.
+	$(TEST_ENV) GOWORK=off $(GO) -C deployments/helm/test test -count=1 -timeout 5m ./...
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 10m -p 1 -run '^($(ALONE))$$' ./dataplane/internal/ratelimit/ ./dataplane/e2e/
 
 lint:
-	@out="$$(gofmt -l shared controlplane dataplane)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out="$$(gofmt -l shared controlplane dataplane deployments/helm/test)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	GOWORK=off $(GO) -C deployments/helm/test vet ./...
 	@test -x $(GOBIN_DIR)/staticcheck || $(GO) install $(STATICCHECK)
 	$(GOBIN_DIR)/staticcheck $(PKGS)
 
