@@ -245,3 +245,33 @@ func keys[V any](m map[string]V) []string {
 	slices.Sort(ks)
 	return ks
 }
+
+// The release notes name objects that exist: the Secret holding the admin
+// token and the control planes' Service (helm install --dry-run=client
+// renders them without a cluster).
+func TestChartNotes(t *testing.T) {
+	for _, vs := range valueSets[:2] {
+		args := []string{"install", "rel", chartDir, "--dry-run=client", "--namespace", "gw"}
+		for _, s := range vs.sets {
+			args = append(args, "--set", s)
+		}
+		out, err := helm(t, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", vs.name, err)
+		}
+		_, notes, ok := strings.Cut(out, "\nNOTES:\n")
+		if !ok {
+			t.Fatalf("%s: no NOTES in:\n%s", vs.name, out)
+		}
+		r := render(t, vs.sets...)
+		secret := "portico-prod"
+		for n := range r.secrets {
+			secret = n
+		}
+		for _, want := range []string{"get secret " + secret + " ", "svc/" + serviceFor(t, r, "controlplane") + " ", serviceFor(t, r, "dataplane") + " "} {
+			if !strings.Contains(notes, want) {
+				t.Errorf("%s: NOTES do not mention %q:\n%s", vs.name, want, notes)
+			}
+		}
+	}
+}
