@@ -17,6 +17,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/controlplane ./controlplane/cmd/controlplane
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/porticoctl ./controlplane/cmd/porticoctl
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/dataplane ./dataplane/cmd/dataplane
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/demo-upstream ./dataplane/cmd/demo-upstream
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/demo-grpc ./dataplane/cmd/demo-grpc
