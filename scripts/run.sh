@@ -143,13 +143,14 @@ MSG
 fi
 cat <<MSG
 
-Try:
+Try (porticoctl reads PORTICO_URL; dev mode needs no token):
+  export PORTICO_URL=http://$CP_ADDR PATH=$BIN:\$PATH
   curl -s http://$DP_ADDR/demo/hello?x=1                 # proxied to the demo upstream
   curl -s --cacert $TLS_DIR/ca.pem -w '%{http_version}\n' https://localhost:${TLS_ADDR##*:}/demo/hello   # HTTPS, HTTP/2
   curl -s --http3-only --cacert $TLS_DIR/ca.pem -w '%{http_version}\n' https://localhost:${TLS_ADDR##*:}/demo/hello   # HTTP/3 over UDP (a curl built with HTTP/3)
-  curl -s http://$CP_ADDR/v1/certificates | jq           # subject, expiry, days left (never the key)
+  porticoctl get certificates                            # SNIs, expiry (never the key)
   curl -si http://$DP_ADDR/cached/hello | grep -i cache   # MISS, then HIT (30 s)
-  curl -s -X POST http://$CP_ADDR/v1/routes/cached/cache/purge >/dev/null   # purge it
+  porticoctl purge cached                                # purge it on every data plane
   curl -s http://$DP_ADDR/profile/7 | jq                 # two calls merged into one answer
   curl -s 'http://$DP_ADDR/shop/orders/42?version=2' | jq   # JSON to gRPC
   curl -s http://$DP_ADDR/shop/orders/missing | jq        # gRPC NOT_FOUND as a 404 problem
@@ -167,13 +168,16 @@ Try:
   for i in \$(seq 200); do curl -s -o /dev/null http://$DP_ADDR/canary/x; done; grep -o '"route":"canary","service":"[a-z-]*"' $DATA/dataplane.log | sort | uniq -c   # ~90/10 split
   curl -s http://$OPS_ADDR/metrics | grep '^portico_mirror_requests_total'   # half the canary's requests copied to demo-next, fire and forget
   curl -si -H 'X-Drill: 1' http://$DP_ADDR/canary/x | grep -iE '^HTTP|x-portico-fault'   # fault injection, only for requests with X-Drill
-  curl -s http://$CP_ADDR/v1/routes | jq                 # routes, with versions
+  porticoctl get routes                                  # routes, with versions
   curl -s -X PUT http://$CP_ADDR/v1/routes/users -H 'Content-Type: application/json' \\
        -d '{"paths":["/users/{id}"],"methods":["GET"],"service":"demo"}'
   curl -s http://$DP_ADDR/users/42                       # live a few ms later
-  curl -s http://$CP_ADDR/v1/dataplanes | jq             # nodes and convergence
-  curl -s http://$CP_ADDR/v1/audit | jq                  # who changed what
-  curl -s http://$CP_ADDR/v1/config > portico.json       # export; PUT it back with ?dry_run=true
+  porticoctl dataplanes                                  # nodes and convergence
+  porticoctl analytics                                   # req/s, errors, p50/p99 per route
+  porticoctl audit                                       # who changed what (which token)
+  porticoctl dump > portico.yaml                         # the whole config as YAML, for git
+  porticoctl diff -f portico.yaml                        # after an edit: exactly that change, exit 2
+  porticoctl apply -f portico.yaml                       # one revision; refused if someone wrote since
 
 Ctrl-C stops everything.
 MSG

@@ -40,6 +40,7 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	for _, pkg := range []string{
 		"github.com/portico-gw/portico/controlplane/cmd/controlplane",
+		"github.com/portico-gw/portico/controlplane/cmd/porticoctl",
 		"github.com/portico-gw/portico/dataplane/cmd/dataplane",
 		"github.com/portico-gw/portico/dataplane/cmd/demo-upstream",
 		"github.com/portico-gw/portico/dataplane/cmd/demo-grpc",
