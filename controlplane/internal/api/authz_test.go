@@ -25,6 +25,7 @@ import (
 	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/testutil"
 )
 
 // want is what the per-endpoint test expects an endpoint to ask of an
@@ -206,6 +207,7 @@ func TestEveryEndpointByRole(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("%d routes x %d callers", len(seen), len(callers))
 	for key := range endpointAccess {
 		if !seen[key] {
 			t.Errorf("endpointAccess lists %s, which the router does not serve", key)
@@ -317,4 +319,38 @@ func TestTokenValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTokensAcrossReplicas: two control planes on one Consul KV store. A
+// token created on one works on the other once it follows the store, its
+// changes are audited under its name there, and a revocation on the second
+// reaches the first.
+func TestTokensAcrossReplicas(t *testing.T) {
+	agent := testutil.StartConsul(t)
+	a, b := newConsulServer(t, agent), newConsulServer(t, agent)
+	created, err := a.admin.CreateToken(context.Background(), apiv1.TokenSpec{Name: "ci", Role: "write", Kinds: []config.Kind{config.KindService}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		code, _, _ := b.call(t, "PUT", "/v1/services/users", created.Secret, svcBody)
+		return code == http.StatusCreated
+	}, "the token created on a accepted by b")
+	if code, _, body := b.call(t, "PUT", "/v1/routes/r", created.Secret, `{"paths":["/r"],"service":"users"}`); code != http.StatusForbidden {
+		t.Fatalf("a services-only token writing a route on b: %d %s", code, body)
+	}
+	page, err := a.admin.Audit(context.Background(), 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(page.Entries); n != 2 || page.Entries[1].Actor != "token:ci" || page.Entries[1].Kind != config.KindService {
+		t.Fatalf("audit on a after b's write: %+v", page.Entries)
+	}
+	if _, err := b.admin.DeleteToken(context.Background(), "ci"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		code, _, _ := a.call(t, "GET", "/v1/whoami", created.Secret, "")
+		return code == http.StatusUnauthorized
+	}, "the token revoked on b refused by a")
 }

@@ -99,6 +99,19 @@ func TestTokensAndErrors(t *testing.T) {
 	if !strings.Contains(tokens.out, "routes-ci  write  route") || strings.Contains(tokens.out, routes.Secret) {
 		t.Fatalf("get tokens:\n%s", tokens.out)
 	}
+	// create token: the secret alone on standard output, usable at once.
+	made := run(t, cp.env(), "", "create", "token", "pipeline", "--role", "write", "--kinds", "routes,service", "--expires-in", "1h")
+	secret := strings.TrimSpace(made.out)
+	if made.code != 0 || !strings.HasPrefix(secret, "pat_") || strings.Count(made.out, "\n") != 1 || !strings.Contains(made.errOut, "not shown again") {
+		t.Fatalf("create token: %+v", made)
+	}
+	if r := run(t, []string{"PORTICO_URL=" + cp.url, "PORTICO_TOKEN=" + secret}, "", "whoami"); !strings.HasPrefix(r.out, "token:pipeline: role write on route, service, expires 20") {
+		t.Fatalf("whoami with the created token: %+v", r)
+	}
+	if r := run(t, cp.env(), "", "create", "token", "Bad Name", "--role", "root", "--kinds", "bucket"); r.code != 1 ||
+		!strings.Contains(r.errOut, "HTTP 422") || !strings.Contains(r.errOut, "  role: ") || !strings.Contains(r.errOut, "  kinds[0]: ") || !strings.Contains(r.errOut, "  name: ") {
+		t.Fatalf("create token with bad fields: %+v", r)
+	}
 	if r := run(t, cp.env(), "", "delete", "token", "reader"); r.code != 0 {
 		t.Fatalf("revoke: %+v", r)
 	}

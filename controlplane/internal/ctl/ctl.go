@@ -123,7 +123,7 @@ plane differ.`,
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "yaml", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = root.RegisterFlagCompletionFunc("color", cobra.FixedCompletions([]string{"auto", "always", "never"}, cobra.ShellCompDirectiveNoFileComp))
 	root.AddCommand(a.dumpCmd(), a.validateCmd(), a.diffCmd(), a.applyCmd(),
-		a.getCmd(), a.deleteCmd(), a.purgeCmd(),
+		a.getCmd(), a.createCmd(), a.deleteCmd(), a.purgeCmd(),
 		a.dataplanesCmd(), a.analyticsCmd(), a.auditCmd(), a.whoamiCmd())
 	return root
 }
