@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap compose helm cluster cluster-down clean
+.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap compose helm chromium ui-screenshots cluster cluster-down clean
 
 all: build
 
@@ -55,6 +55,14 @@ soap:
 haproxy:
 	@scripts/ensure-haproxy.sh
 
+## chromium: install Chromium (Debian package) when missing; the admin UI's browser tests drive it.
+chromium:
+	@scripts/ensure-chromium.sh >/dev/null
+
+## ui-screenshots: run the browser tests and save the main UI pages as PNGs in docs/img/.
+ui-screenshots: chromium
+	CHROMIUM_BIN="$$(scripts/ensure-chromium.sh)" PORTICO_UI_SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -timeout 5m -run '^TestAdminUI$$' ./controlplane/uitest/
+
 ## test: lint, then every test with the race detector against real servers.
 test: lint test-only fuzz-short
 
@@ -64,9 +72,9 @@ test: lint test-only fuzz-short
 # beside other test packages on two cores a starved redis-server is a slow
 # Redis, which is what they must not confuse with a busy data plane.
 ALONE := TestBusyProcessDecidesInRedis|TestRateLimitCluster|TestTwin
-TEST_ENV = CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" COMPOSE_BIN="$$(scripts/ensure-compose.sh)" HELM_BIN="$$(scripts/ensure-helm.sh)"
+TEST_ENV = CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" COMPOSE_BIN="$$(scripts/ensure-compose.sh)" HELM_BIN="$$(scripts/ensure-helm.sh)" CHROMIUM_BIN="$$(scripts/ensure-chromium.sh)"
 
-test-only: consul redis jaeger haproxy soap compose helm
+test-only: consul redis jaeger haproxy soap compose helm chromium
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 15m -skip '^($(ALONE))$$' $(PKGS)
 	# The Helm chart's test: a module of its own (k8s.io types), outside go.work.
 	$(TEST_ENV) GOWORK=off $(GO) -C deployments/helm/test test -count=1 -timeout 5m ./...

@@ -18,6 +18,7 @@ import (
 
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
 	"github.com/portico-gw/portico/controlplane/internal/nodes"
+	"github.com/portico-gw/portico/controlplane/internal/ui"
 	"github.com/portico-gw/portico/shared/admintoken"
 	"github.com/portico-gw/portico/shared/config"
 )
@@ -89,6 +90,16 @@ func New(o Options) *echo.Echo {
 		// Prometheus can scrape them without one.
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})))
 	}
+
+	// The admin web UI: static files, no token needed to load them (they
+	// hold no data); every call they make to /v1 carries the operator's.
+	uiFiles := echo.WrapHandler(ui.Handler("/ui/"))
+	e.GET("/ui", func(c echo.Context) error {
+		ui.SecurityHeaders(c.Response().Header())
+		return c.Redirect(http.StatusMovedPermanently, "/ui/")
+	})
+	e.GET("/ui/*", uiFiles)
+	e.HEAD("/ui/*", uiFiles)
 
 	r, w, adm := admintoken.Read, admintoken.Write, admintoken.Admin
 	admin := e.Group(adminPrefix, s.authorize)

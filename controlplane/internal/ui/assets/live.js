@@ -1,0 +1,224 @@
+// live: views that follow the cluster as it runs: data planes and
+// convergence, per-route traffic, the audit log, and a route as the data
+// planes apply it. Each view polls while it is shown and returns the
+// function that stops it.
+
+import { call } from './api.js';
+import { h, clear, fmtTime, ago } from './dom.js';
+import { lineChart } from './chart.js';
+import { problemBox } from './objects.js';
+
+// poll runs fn now and every ms until stopped; a failure is shown in slot
+// and retried on the next tick.
+function poll(ms, slot, fn) {
+  let timer = null;
+  let stopped = false;
+  const tick = async () => {
+    try {
+      await fn();
+      clear(slot);
+    } catch (e) {
+      clear(slot).append(problemBox(e));
+    }
+    if (!stopped) timer = setTimeout(tick, ms);
+  };
+  tick();
+  return () => { stopped = true; clearTimeout(timer); };
+}
+
+export function dataplanesView(view) {
+  const err = h('div');
+  const head = h('div', { class: 'summary', id: 'convergence' });
+  const body = h('tbody');
+  view.append(h('h1', {}, 'Data planes'), err, head,
+    h('table', { class: 'list', id: 'dataplanes' },
+      h('thead', {}, h('tr', {}, ['Node', 'Version', 'Applied revision', 'Status', 'Converged', 'Last seen', 'Address', 'Rejected objects'].map((t) => h('th', {}, t)))),
+      body));
+  return poll(2000, err, async () => {
+    const { data } = await call('GET', '/v1/dataplanes');
+    const nodes = data.nodes || [];
+    clear(head).append(
+      h('span', { class: data.converged ? 'badge ok' : 'badge warn', id: 'converged' },
+        data.converged ? 'converged' : 'converging'),
+      ` revision ${data.revision}`, data.epoch ? ` · epoch ${data.epoch}` : '',
+      ` · ${nodes.filter((n) => n.status === 'connected').length} connected of ${nodes.length}`);
+    clear(body);
+    if (!nodes.length) body.append(h('tr', {}, h('td', { colspan: 8, class: 'empty' }, 'No data plane has polled this control plane yet.')));
+    for (const n of nodes) {
+      body.append(h('tr', { dataset: { node: n.id, converged: String(n.converged) } },
+        h('td', { class: 'name' }, n.id), h('td', {}, n.version || ''),
+        h('td', {}, String(n.applied_revision), n.applied_revision < data.revision ? h('span', { class: 'lag' }, ` (${data.revision - n.applied_revision} behind)`) : ''),
+        h('td', {}, h('span', { class: n.status === 'connected' ? 'badge ok' : 'badge' }, n.status), n.polling ? ' polling' : ''),
+        h('td', {}, h('span', { class: n.converged ? 'badge ok' : 'badge warn' }, n.converged ? 'yes' : 'no')),
+        h('td', { title: fmtTime(n.last_seen) }, ago(n.last_seen)),
+        h('td', {}, n.remote_addr || ''),
+        h('td', {}, (n.rejected || []).map((r) => h('div', { class: 'rejected' }, `${r.kind} ${r.name}: ${r.reason}`)))));
+    }
+  });
+}
+
+// Traffic keeps, per route, the figures of the last minute as sampled
+// every 2 s while the page is open (the API answers windows, not series),
+// at most 5 minutes of samples.
+const SAMPLE_MS = 2000;
+const KEEP = 150;
+const TOTAL = '(all routes)';
+
+export function trafficView(view) {
+  const err = h('div');
+  const picker = h('select', { id: 'traffic-route', 'aria-label': 'route' });
+  const charts = h('div', { class: 'charts', id: 'charts' });
+  const body = h('tbody');
+  const samples = new Map(); // route → [{t, rps, err, p50, p99}]
+  let selected = TOTAL;
+  picker.addEventListener('change', () => { selected = picker.value; draw(); });
+  view.append(
+    h('div', { class: 'bar' }, h('h1', {}, 'Traffic'), h('label', {}, 'Route ', picker)),
+    h('p', { class: 'hint' }, 'Each point is the last minute of traffic reported by the data planes (GET /v1/analytics?window=1m), sampled every 2 s while this page is open.'),
+    err, charts,
+    h('table', { class: 'list', id: 'traffic' },
+      h('thead', {}, h('tr', {}, ['Route', 'Requests (1 min)', 'req/s', '5xx ratio', '4xx', 'p50', 'p99'].map((t) => h('th', {}, t)))),
+      body));
+
+  const add = (name, t, st) => {
+    if (!samples.has(name)) samples.set(name, []);
+    const a = samples.get(name);
+    a.push({ t, rps: st.rps, err: st.error_rate * 100, p50: st.p50_ms, p99: st.p99_ms });
+    if (a.length > KEEP) a.shift();
+  };
+  const draw = () => {
+    const a = samples.get(selected) || [];
+    const now = Date.now();
+    const t0 = a.length ? Math.min(a[0].t, now - 60000) : now - 60000;
+    const pts = (k) => a.map((p) => [p.t, p[k]]);
+    clear(charts).append(
+      lineChart({ id: 'chart-rps', title: `Requests per second · ${selected}`, unit: '', t0, t1: now, series: [{ name: 'req/s', cls: 's0', points: pts('rps') }] }),
+      lineChart({ id: 'chart-errors', title: `5xx ratio · ${selected}`, unit: '%', t0, t1: now, series: [{ name: '5xx %', cls: 's2', points: pts('err') }] }),
+      lineChart({ id: 'chart-latency', title: `Latency · ${selected}`, unit: 'ms', t0, t1: now,
+        series: [{ name: 'p50', cls: 's0', points: pts('p50') }, { name: 'p99', cls: 's1', points: pts('p99') }] }));
+  };
+  return poll(SAMPLE_MS, err, async () => {
+    const { data } = await call('GET', '/v1/analytics?window=1m');
+    const t = Date.now();
+    add(TOTAL, t, data.totals);
+    const names = [TOTAL];
+    clear(body);
+    for (const r of data.routes || []) {
+      const name = r.route === '' ? '(no route)' : r.route;
+      names.push(name);
+      add(name, t, r);
+      body.append(h('tr', { dataset: { route: name } },
+        h('td', { class: 'name' }, h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); selected = name; picker.value = name; draw(); } }, name)),
+        h('td', {}, String(r.requests)), h('td', {}, r.rps.toFixed(2)),
+        h('td', {}, `${(r.error_rate * 100).toFixed(1)} %`), h('td', {}, String(r.client_errors)),
+        h('td', {}, `${r.p50_ms} ms`), h('td', {}, `${r.p99_ms} ms`)));
+    }
+    if (!(data.routes || []).length) body.append(h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No traffic in the last minute.')));
+    for (const n of samples.keys()) if (!names.includes(n)) names.push(n);
+    const cur = picker.value || selected;
+    clear(picker).append(...names.map((n) => h('option', { value: n, selected: n === cur }, n)));
+    draw();
+  });
+}
+
+export function auditView(view) {
+  const err = h('div');
+  const body = h('tbody');
+  const status = h('div', { class: 'status' });
+  let after = -1;
+  view.append(h('h1', {}, 'Audit log'), err, status,
+    h('table', { class: 'list', id: 'audit' },
+      h('thead', {}, h('tr', {}, ['Revision', 'Time', 'Actor', 'Action', 'Object', 'Version', 'From', 'Request'].map((t) => h('th', {}, t)))),
+      body));
+  return poll(3000, err, async () => {
+    if (after < 0) {
+      // The newest 100 entries: one entry per revision.
+      const { data } = await call('GET', '/v1/dataplanes');
+      after = Math.max(0, data.revision - 100);
+    }
+    const { data } = await call('GET', `/v1/audit?after=${after}&limit=1000`);
+    for (const e of data.entries) {
+      body.prepend(h('tr', { dataset: { revision: String(e.revision) } },
+        h('td', {}, String(e.revision)), h('td', {}, fmtTime(e.time)), h('td', {}, e.actor),
+        h('td', {}, h('span', { class: `badge act-${e.action}` }, e.action)),
+        h('td', {}, e.kind ? `${e.kind} ${e.name || ''}` : e.summary || ""),
+        h('td', {}, e.version ? String(e.version) : ''), h('td', {}, e.remote_addr || ''), h('td', { class: 'mono' }, e.request_id || '')));
+    }
+    after = data.next;
+    status.textContent = `newest first, up to revision ${after}`;
+  });
+}
+
+// Stages in the order data planes apply them (dataplane/internal/proxy/
+// stages.go), with the route members that turn each on.
+const STAGES = [
+  ['HTTPS redirect / HSTS', (r) => r.https_redirect || r.hsts],
+  ['IP rules', (r, g) => r.ip || (g && g.ip)],
+  ['Response edits / CORS', (r) => r.response_headers || r.cors],
+  ['Body limit, upgrades', () => true],
+  ['Authentication', (r) => r.auth],
+  ['Rate limit', (r, g) => r.rate_limit || (g && g.rate_limit)],
+  ['Max in flight', (r) => r.max_in_flight],
+  ['Request validation', (r) => r.validate],
+  ['Cache', (r) => r.cache],
+  ['Request edits', (r) => r.rewrite || r.strip_prefix || r.query || r.request_headers],
+  ['Body edits', (r) => r.body],
+  ['Fault injection', (r) => r.fault],
+  ['Mirror', (r) => r.mirror],
+  ['Tunnel limits', (r) => r.tunnel_idle_timeout || r.tunnel_max_lifetime],
+];
+
+function terminal(r) {
+  if (r.aggregate) return `aggregate: ${r.aggregate.map((b) => `${b.service}${b.path}`).join(', ')}`;
+  if (r.grpc) return 'JSON → gRPC';
+  if (r.soap) return 'JSON → SOAP';
+  if (r.backends) return `split: ${r.backends.map((b) => `${b.service} ${b.weight}`).join(', ')}`;
+  return `forward to ${r.service}`;
+}
+
+export function routeView(view, name) {
+  const err = h('div');
+  const content = h('div', { id: 'route-view' });
+  view.append(
+    h('div', { class: 'bar' }, h('h1', {}, `Route ${name}`),
+      h('a', { class: 'button', href: `#/routes/edit/${encodeURIComponent(name)}` }, 'Edit'),
+      h('a', { class: 'button', href: '#/routes' }, 'Back to the list')),
+    h('p', { class: 'hint' }, 'The route as the control plane stores and ships it (normalised, defaults spelled out), where it ranks, the stages it turns on in the order data planes apply them, and which data planes run this version.'),
+    err, content);
+  return poll(3000, err, async () => {
+    const [{ data: r }, { data: dps }] = await Promise.all([
+      call('GET', `/v1/routes/${encodeURIComponent(name)}`), call('GET', '/v1/dataplanes')]);
+    let global = null;
+    try { global = (await call('GET', '/v1/global')).data; } catch { /* a token without access to global */ }
+    const services = [...new Set([r.service, ...(r.backends || []).map((b) => b.service), ...(r.aggregate || []).map((b) => b.service)].filter(Boolean))];
+    const svcs = await Promise.all(services.map((s) => call('GET', `/v1/services/${encodeURIComponent(s)}`).then((x) => x.data, (e) => ({ name: s, error: e.message }))));
+    const g = global;
+    const p = r.precedence || {};
+    clear(content).append(
+      h('section', {}, h('h2', {}, 'Matches'),
+        h('dl', { class: 'kv' },
+          h('dt', {}, 'Hosts'), h('dd', {}, (r.hosts || []).join(' ') || 'any'),
+          h('dt', {}, 'Methods'), h('dd', {}, (r.methods || []).join(' ') || 'any'),
+          h('dt', {}, 'Paths'), h('dd', {}, (r.paths || []).map((x, i) => `${x} (${(p.path_kinds || [])[i] || ''})`).join(', ')),
+          h('dt', {}, 'Conditions'), h('dd', {}, `${p.conditions || 0}${p.key ? ` · ${p.key}` : ''}`),
+          h('dt', {}, 'Priority'), h('dd', {}, String(p.priority || 0)))),
+      h('section', {}, h('h2', {}, 'Stages, in order'),
+        h('ol', { class: 'stages', id: 'stages' },
+          STAGES.filter(([, on]) => on(r, g)).map(([n]) => h('li', {}, n)),
+          h('li', { class: 'terminal' }, terminal(r)))),
+      h('section', {}, h('h2', {}, 'Services'),
+        svcs.map((s) => h('div', { class: 'svc' }, h('strong', {}, s.name), ' ',
+          s.error ? s.error : s.consul ? `Consul service ${s.consul.service}` : (s.targets || []).map((t) => `${t.url} (weight ${t.weight})`).join(', ')))),
+      h('section', {}, h('h2', {}, 'Data planes'),
+        h('table', { class: 'list', id: 'route-nodes' },
+          h('thead', {}, h('tr', {}, ['Node', 'Applied revision', 'This route']. map((t) => h('th', {}, t)))),
+          h('tbody', {}, (dps.nodes || []).map((n) => {
+            const rej = (n.rejected || []).find((x) => x.kind === 'route' && x.name === name);
+            const runs = n.status === 'connected' && n.applied_revision >= r.revision;
+            return h('tr', { dataset: { node: n.id } }, h('td', {}, n.id), h('td', {}, String(n.applied_revision)),
+              h('td', {}, rej ? h('span', { class: 'badge bad' }, `rejected: ${rej.reason}`)
+                : h('span', { class: runs ? 'badge ok' : 'badge warn' }, runs ? `serves version ${r.version}` : 'not yet')));
+          })))),
+      h('section', {}, h('h2', {}, 'As stored (JSON)'), h('pre', { class: 'code' }, JSON.stringify(r, null, 2))));
+  });
+}

@@ -1,0 +1,320 @@
+// objects: lists and JSON editors of the five kinds of configuration
+// objects. Every edit is conditional (If-Match: the version the editor
+// opened); the server's field errors are shown beside the line they name.
+
+import { call, ApiError } from './api.js';
+import { h, clear, fmtTime } from './dom.js';
+import { parse, lineOf, JSONSyntaxError } from './jsonpos.js';
+
+const list = (a) => (a && a.length ? a.join(' ') : '');
+
+export const KINDS = {
+  routes: {
+    title: 'Routes', one: 'route',
+    columns: [
+      ['Paths', (r) => list(r.paths)],
+      ['Methods', (r) => list(r.methods) || 'any'],
+      ['Hosts', (r) => list(r.hosts) || 'any'],
+      ['Goes to', (r) => r.service || (r.backends || []).map((b) => `${b.service} ${b.weight}`).join(', ') ||
+        (r.aggregate ? `aggregate of ${r.aggregate.length}` : '')],
+    ],
+    template: { name: 'new-route', paths: ['/new'], service: '', strip_prefix: true },
+  },
+  services: {
+    title: 'Services', one: 'service',
+    columns: [
+      ['Instances', (s) => s.consul ? `consul: ${s.consul.service}` : (s.targets || []).map((t) => t.url).join(' ')],
+      ['Balancing', (s) => s.load_balancer || 'round_robin'],
+      ['Protocol', (s) => s.protocol || 'http'],
+    ],
+    template: { name: 'new-service', targets: [{ url: 'http://127.0.0.1:8081' }] },
+  },
+  consumers: {
+    title: 'Consumers', one: 'consumer',
+    columns: [
+      ['Groups', (c) => list(c.groups)],
+      ['JWT issuers', (c) => list(c.jwt_issuers)],
+      ['API keys', (c) => (c.api_keys || []).length],
+    ],
+    template: { name: 'new-consumer', groups: [] },
+  },
+  issuers: {
+    title: 'Issuers', one: 'issuer',
+    columns: [
+      ['Issuer', (i) => i.issuer],
+      ['Algorithms', (i) => list(i.algorithms)],
+      ['Keys', (i) => i.jwks_url ? `JWKS ${i.jwks_url}` : `${(i.keys || []).length} inline`],
+    ],
+    template: { name: 'new-issuer', issuer: 'https://issuer.example', algorithms: ['RS256'], jwks_url: 'https://issuer.example/.well-known/jwks.json' },
+  },
+  certificates: {
+    title: 'Certificates', one: 'certificate',
+    columns: [
+      ['SNIs', (c) => list(c.snis)],
+      ['Expires', (c) => c.status ? `${fmtTime(c.status.not_after)} (${c.status.days_left} days)` : ''],
+      ['Served by', (c) => c.status ? list(c.status.served_by) : ''],
+    ],
+    template: { name: 'new-certificate', cert: '-----BEGIN CERTIFICATE-----\n...', key: '-----BEGIN PRIVATE KEY-----\n...', snis: ['example.com'] },
+  },
+};
+
+// Output-only members: the server ignores them on input, so the editor
+// leaves them out (they are shown above it).
+const OUTPUT_ONLY = ['version', 'revision', 'created_at', 'updated_at', 'precedence', 'status'];
+
+function editable(obj) {
+  const o = { ...obj };
+  for (const k of OUTPUT_ONLY) delete o[k];
+  return o;
+}
+
+// problemBox shows a refused request: its detail and, for field errors
+// that the editor cannot place, the fields.
+export function problemBox(err, extra) {
+  return h('div', { class: 'problem', role: 'alert', dataset: { status: String(err.status || '') } },
+    h('strong', {}, err.status ? `${err.status} ${err.problem.title || ''}` : 'Error'), ' ',
+    h('span', { class: 'detail' }, err.message), extra || '');
+}
+
+export async function listView(main, kind, nav) {
+  const k = KINDS[kind];
+  const body = h('tbody');
+  const status = h('div', { class: 'status' });
+  main.append(
+    h('div', { class: 'bar' },
+      h('h1', {}, k.title),
+      h('a', { class: 'button primary', href: `#/${kind}/new`, id: 'new-object' }, `New ${k.one}`)),
+    status,
+    h('table', { class: 'list', id: `list-${kind}` },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Name'), k.columns.map(([t]) => h('th', {}, t)),
+        h('th', {}, 'Version'), h('th', {}, 'Updated'), h('th', {}, ''))),
+      body));
+
+  let res;
+  try {
+    res = await call('GET', `/v1/${kind}`);
+  } catch (e) {
+    status.append(problemBox(e));
+    return;
+  }
+  status.textContent = `${res.data.items.length} ${k.title.toLowerCase()} at revision ${res.data.revision}`;
+  if (!res.data.items.length) {
+    body.append(h('tr', {}, h('td', { colspan: k.columns.length + 4, class: 'empty' }, `No ${k.title.toLowerCase()} yet.`)));
+  }
+  for (const obj of res.data.items) {
+    const actions = h('td', { class: 'actions' },
+      kind === 'routes' ? h('a', { href: `#/routes/view/${encodeURIComponent(obj.name)}` }, 'View') : '',
+      h('a', { href: `#/${kind}/edit/${encodeURIComponent(obj.name)}`, class: 'edit' }, 'Edit'),
+      h('button', { class: 'link danger', onclick: () => confirmDelete(actions, kind, obj, nav) }, 'Delete'));
+    body.append(h('tr', { dataset: { name: obj.name } },
+      h('td', { class: 'name' }, h('a', { href: `#/${kind}/edit/${encodeURIComponent(obj.name)}` }, obj.name)),
+      k.columns.map(([, f]) => h('td', {}, String(f(obj) ?? ''))),
+      h('td', {}, String(obj.version)), h('td', {}, fmtTime(obj.updated_at)), actions));
+  }
+}
+
+function confirmDelete(cell, kind, obj, nav) {
+  const k = KINDS[kind];
+  const box = h('div', { class: 'confirm', role: 'alertdialog' },
+    `Delete ${k.one} ${obj.name} (version ${obj.version})? `,
+    h('button', {
+      class: 'danger', onclick: async () => {
+        try {
+          await call('DELETE', `/v1/${kind}/${encodeURIComponent(obj.name)}`, { ifMatch: `"${obj.version}"` });
+          nav.refresh();
+        } catch (e) {
+          clear(box).append(deleteProblem(e, k, obj));
+        }
+      },
+    }, 'Delete'),
+    h('button', { onclick: () => box.remove() }, 'Cancel'));
+  cell.append(box);
+}
+
+function deleteProblem(e, k, obj) {
+  if (e.status === 412) {
+    return problemBox(e, h('p', {}, `Someone else changed ${k.one} ${obj.name} after this list was loaded; reload the list and check it before deleting.`));
+  }
+  return problemBox(e, fieldList(e.fields));
+}
+
+function fieldList(fields) {
+  if (!fields || !fields.length) return '';
+  return h('ul', { class: 'fields' }, fields.map((f) => h('li', {}, h('code', {}, f.field || '(document)'), ' ', f.message)));
+}
+
+// editView edits one object (name given) or creates one (name null).
+export async function editView(main, kind, name, nav) {
+  const k = KINDS[kind];
+  const creating = name === null;
+  let etag = null;
+  let current = null;
+  const meta = h('div', { class: 'meta' });
+  const banner = h('div', { class: 'banner-slot' });
+  const editor = new JSONEditor();
+  const save = h('button', { class: 'primary', id: 'save', type: 'button' }, creating ? 'Create' : 'Save');
+  const saved = h('span', { class: 'saved', role: 'status' });
+
+  main.append(
+    h('div', { class: 'bar' },
+      h('h1', {}, creating ? `New ${k.one}` : `${k.title.replace(/s$/, '')} ${name}`),
+      h('a', { class: 'button', href: `#/${kind}` }, 'Back to the list')),
+    meta, banner, editor.el,
+    h('div', { class: 'bar' }, save, saved));
+
+  const load = async () => {
+    clear(banner);
+    if (creating) {
+      editor.setText(JSON.stringify(k.template, null, 2));
+      return;
+    }
+    const res = await call('GET', `/v1/${kind}/${encodeURIComponent(name)}`);
+    current = res.data;
+    etag = res.etag;
+    clear(meta).append(describeMeta(current));
+    editor.setText(JSON.stringify(editable(current), null, 2));
+  };
+  try {
+    await load();
+  } catch (e) {
+    banner.append(problemBox(e));
+    save.disabled = true;
+    return;
+  }
+
+  save.addEventListener('click', async () => {
+    clear(banner);
+    saved.textContent = '';
+    let doc;
+    try {
+      doc = editor.parse();
+    } catch (e) {
+      if (e instanceof JSONSyntaxError) {
+        editor.mark([{ line: e.line, field: '', message: e.message }]);
+        banner.append(h('div', { class: 'problem', role: 'alert' }, h('strong', {}, 'Not valid JSON'), ' ', e.message));
+        return;
+      }
+      throw e;
+    }
+    save.disabled = true;
+    try {
+      let res;
+      if (creating) {
+        res = await call('POST', `/v1/${kind}`, { body: doc });
+        location.hash = `#/${kind}/edit/${encodeURIComponent(res.data.name)}`;
+        return;
+      }
+      res = await call('PUT', `/v1/${kind}/${encodeURIComponent(name)}`, { body: doc, ifMatch: etag });
+      current = res.data;
+      etag = res.etag;
+      clear(meta).append(describeMeta(current));
+      editor.setText(JSON.stringify(editable(current), null, 2));
+      saved.textContent = res.revision ? `Saved: version ${current.version}, revision ${res.revision}.` : 'Saved.';
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      if (e.status === 412) {
+        banner.append(await conflictBanner(kind, name, k, current, load, editor));
+        return;
+      }
+      const placed = editor.markFields(e.fields);
+      banner.append(problemBox(e, fieldList(e.fields.filter((f) => !placed.has(f)))));
+    } finally {
+      save.disabled = false;
+    }
+  });
+}
+
+function describeMeta(obj) {
+  return h('span', {},
+    `version ${obj.version} · changed at revision ${obj.revision} · updated ${fmtTime(obj.updated_at)} · created ${fmtTime(obj.created_at)}`);
+}
+
+// conflictBanner explains a 412: the object changed since the editor
+// opened it. The operator's text stays in the editor until they choose to
+// reload.
+async function conflictBanner(kind, name, k, mine, load, editor) {
+  let now = '';
+  try {
+    const res = await call('GET', `/v1/${kind}/${encodeURIComponent(name)}`);
+    now = ` It is now version ${res.data.version} (updated ${fmtTime(res.data.updated_at)}).`;
+  } catch (e) {
+    if (e.status === 404) now = ' It has since been deleted.';
+  }
+  const box = h('div', { class: 'conflict', role: 'alert', id: 'conflict' },
+    h('strong', {}, 'Someone else changed this object.'), ' ',
+    `You edited version ${mine ? mine.version : '?'} of ${k.one} ${name}; your change was not saved.${now} `,
+    'Reload to see their version (your edits in the editor are discarded), or copy your text first.',
+    h('div', {},
+      h('button', {
+        class: 'primary', id: 'reload', onclick: async () => {
+          try { await load(); editor.mark([]); } catch (e) { box.replaceWith(problemBox(e)); }
+        },
+      }, 'Reload their version'),
+      h('button', { onclick: () => box.remove() }, 'Keep my text')));
+  return box;
+}
+
+// JSONEditor is a textarea with a line-number gutter and a column of notes
+// beside the lines: a field error appears on the line of the field.
+class JSONEditor {
+  constructor() {
+    this.text = h('textarea', { class: 'code', id: 'editor', spellcheck: 'false', autocomplete: 'off', wrap: 'off', 'aria-label': 'object as JSON' });
+    this.gutter = h('div', { class: 'gutter', 'aria-hidden': 'true' });
+    this.notes = h('div', { class: 'notes', id: 'notes' });
+    this.el = h('div', { class: 'editor' }, this.gutter, this.text, this.notes);
+    this.marks = [];
+    this.text.addEventListener('input', () => this.layout());
+  }
+
+  setText(t) {
+    this.text.value = t;
+    this.marks = [];
+    this.layout();
+  }
+
+  parse() {
+    const r = parse(this.text.value);
+    this.lines = r.lines;
+    return r.value;
+  }
+
+  // markFields places field errors on their lines; returns those placed.
+  markFields(fields) {
+    const placed = new Set();
+    let lines;
+    try { lines = parse(this.text.value).lines; } catch { lines = null; }
+    const marks = [];
+    for (const f of fields || []) {
+      const line = lines ? lineOf(lines, f.field) : 1;
+      marks.push({ line, field: f.field, message: f.message });
+      placed.add(f);
+    }
+    this.mark(marks);
+    return placed;
+  }
+
+  mark(marks) {
+    this.marks = marks;
+    this.layout();
+    if (marks.length) this.text.focus();
+  }
+
+  layout() {
+    const n = this.text.value.split('\n').length;
+    this.text.rows = n + 1;
+    const byLine = new Map();
+    for (const m of this.marks) {
+      if (!byLine.has(m.line)) byLine.set(m.line, []);
+      byLine.get(m.line).push(m);
+    }
+    clear(this.gutter);
+    clear(this.notes);
+    for (let i = 1; i <= n; i++) {
+      const ms = byLine.get(i);
+      this.gutter.append(h('div', { class: ms ? 'ln error' : 'ln', dataset: { line: String(i) } }, String(i)));
+      this.notes.append(h('div', { class: ms ? 'note error' : 'note', dataset: { line: String(i) } },
+        ms ? ms.map((m) => h('span', { class: 'field-error', dataset: { field: m.field }, title: `${m.field}: ${m.message}` },
+          m.field ? h('code', {}, m.field) : '', ' ', m.message)) : ''));
+    }
+  }
+}
