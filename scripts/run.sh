@@ -131,6 +131,7 @@ cat <<MSG
 Portico is running (dev mode: the admin API needs no token here).
 
   control plane  http://$CP_ADDR   (admin API, OpenAPI at /v1/openapi.json)
+  admin web UI   http://$CP_ADDR/ui/   (open it in a browser: objects, data planes, traffic, audit)
   data plane     http://$DP_ADDR   (traffic)   ops: http://$OPS_ADDR/status
   demo upstream  http://$UP_ADDR     demo gRPC  $GRPC_ADDR (shop.v1.Orders, reflection; grpc.testing.TestService)
   demo SOAP      http://$SOAP_ADDR/quotes (WSDL at ?wsdl)
