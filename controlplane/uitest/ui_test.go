@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/testutil"
@@ -495,6 +496,22 @@ func TestAdminUI(t *testing.T) {
 	step("sign out", func(t *testing.T) {
 		b.click(t, "#sign-out")
 		b.wait(t, "the sign-in form", `!!document.querySelector('#signin') && sessionStorage.getItem('portico.token') === null`)
+	})
+
+	step("a read-only scoped token", func(t *testing.T) {
+		tok, err := admin.CreateToken(ctx, apiv1.TokenSpec{Name: "viewer", Role: "read"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.do(t, 10*time.Second, "sign in with the read token",
+			chromedp.SendKeys(chromedp.CSS("#token"), tok.Secret), chromedp.Click(chromedp.CSS("#signin-button")))
+		b.wait(t, "the token named in the header", `document.querySelector('#whoami')?.textContent.includes('token:viewer') && document.querySelector('#whoami').textContent.includes('read')`)
+		b.goTo(t, "#/routes")
+		b.wait(t, "a read-only list", `!!document.querySelector('#list-routes tr[data-name="hello"]') && !!document.querySelector('#read-only') && !document.querySelector('#new-object') && !document.querySelector('#list-routes button.danger')`)
+		b.goTo(t, "#/routes/edit/hello")
+		b.wait(t, "a read-only editor", `document.querySelector('#editor')?.value.includes('/hi') && document.querySelector('#save').disabled && document.querySelector('#editor').readOnly`)
+		b.click(t, "#sign-out")
+		b.wait(t, "the sign-in form", `!!document.querySelector('#signin')`)
 	})
 
 	b.noProblems(t)

@@ -41,6 +41,9 @@ var endpointAccess = map[string]want{
 	"GET /healthz":                            {role: "public"},
 	"GET /readyz":                             {role: "public"},
 	"GET /metrics":                            {role: "public"},
+	"GET /ui":                                 {role: "public"}, // the web UI's static files (they hold no data)
+	"GET /ui/*":                               {role: "public"},
+	"HEAD /ui/*":                              {role: "public"},
 	"GET /v1/snapshot":                        {role: "dataplane"},
 	"POST /v1/report":                         {role: "dataplane"},
 	"GET /v1/audit":                           {role: "read"},

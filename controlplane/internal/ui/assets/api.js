@@ -6,6 +6,7 @@ const TOKEN_KEY = 'portico.token';
 export const session = {
   token: sessionStorage.getItem(TOKEN_KEY) || '',
   dev: false,
+  who: null, // GET /v1/whoami of the session's token
 };
 
 export function setToken(token) {
@@ -61,15 +62,28 @@ export async function call(method, path, opts = {}) {
   return { status: resp.status, data, etag: resp.headers.get('ETag'), revision: resp.headers.get('X-Portico-Revision') };
 }
 
-// probe tells how a token (or none) fares: 'ok' (accepted), 'refused' (401)
-// or 'forbidden' (a valid token without the right to read data planes).
+// probe tells how a token (or none) fares with GET /v1/whoami: 'ok'
+// (accepted; session.who then says who it is and what it may do: principal,
+// role, kinds) or 'refused' (401).
 export async function probe(token) {
   try {
-    await call('GET', '/v1/dataplanes', { token, quiet401: true });
+    const { data } = await call('GET', '/v1/whoami', { token, quiet401: true });
+    session.who = data;
     return 'ok';
   } catch (e) {
     if (e.status === 401) return 'refused';
-    if (e.status === 403) return 'forbidden';
     throw e;
   }
+}
+
+const RANK = { read: 1, write: 2, admin: 3 };
+
+// mayWrite reports whether the signed-in token may change objects of a
+// kind (singular: route, service...). The server decides; this only keeps
+// the UI from offering what would be refused with 403.
+export function mayWrite(kind) {
+  const w = session.who;
+  if (!w) return true;
+  if ((RANK[w.role] || 0) < RANK.write) return false;
+  return !w.kinds || !w.kinds.length || w.kinds.includes(kind);
 }

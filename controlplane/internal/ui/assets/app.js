@@ -23,14 +23,20 @@ function drawNav(active) {
     nav.append(h('a', { href: `#/${id}`, class: id === active ? 'active' : '', id: `nav-${id}` }, label));
   }
   clear(who);
+  const w = session.who || {};
   if (session.dev && !session.token) who.append(h('span', { class: 'badge warn', id: 'dev-mode' }, 'dev mode: no token'));
-  else who.append(h('span', { class: 'badge' }, 'signed in'));
+  else {
+    const scope = w.kinds && w.kinds.length ? ` (${w.kinds.join(', ')})` : '';
+    who.append(h('span', { class: 'badge', id: 'whoami', title: w.expires_at ? `expires ${w.expires_at}` : '' },
+      `${w.principal || 'signed in'} · ${w.role || '?'}${scope}`));
+  }
   who.append(h('button', { class: 'link', id: 'sign-out', onclick: signOut }, 'Sign out'));
 }
 
 function signOut() {
   setToken('');
   session.dev = false;
+  session.who = null;
   signIn('');
 }
 
@@ -79,6 +85,7 @@ function signIn(message) {
 
 onUnauthorized(() => {
   setToken('');
+  session.who = null;
   signIn('The control plane no longer accepts this session\'s token (401). Sign in again.');
 });
 

@@ -2,7 +2,7 @@
 // objects. Every edit is conditional (If-Match: the version the editor
 // opened); the server's field errors are shown beside the line they name.
 
-import { call, ApiError } from './api.js';
+import { call, ApiError, mayWrite, session } from './api.js';
 import { h, clear, fmtTime } from './dom.js';
 import { parse, lineOf, JSONSyntaxError } from './jsonpos.js';
 
@@ -80,10 +80,12 @@ export async function listView(main, kind, nav) {
   const k = KINDS[kind];
   const body = h('tbody');
   const status = h('div', { class: 'status' });
+  const writable = mayWrite(k.one);
   main.append(
     h('div', { class: 'bar' },
       h('h1', {}, k.title),
-      h('a', { class: 'button primary', href: `#/${kind}/new`, id: 'new-object' }, `New ${k.one}`)),
+      writable ? h('a', { class: 'button primary', href: `#/${kind}/new`, id: 'new-object' }, `New ${k.one}`)
+        : h('span', { class: 'badge', id: 'read-only' }, `read-only: this token may not change ${k.title.toLowerCase()}`)),
     status,
     h('table', { class: 'list', id: `list-${kind}` },
       h('thead', {}, h('tr', {}, h('th', {}, 'Name'), k.columns.map(([t]) => h('th', {}, t)),
@@ -104,8 +106,8 @@ export async function listView(main, kind, nav) {
   for (const obj of res.data.items) {
     const actions = h('td', { class: 'actions' },
       kind === 'routes' ? h('a', { href: `#/routes/view/${encodeURIComponent(obj.name)}` }, 'View') : '',
-      h('a', { href: `#/${kind}/edit/${encodeURIComponent(obj.name)}`, class: 'edit' }, 'Edit'),
-      h('button', { class: 'link danger', onclick: () => confirmDelete(actions, kind, obj, nav) }, 'Delete'));
+      h('a', { href: `#/${kind}/edit/${encodeURIComponent(obj.name)}`, class: 'edit' }, writable ? 'Edit' : 'JSON'),
+      writable ? h('button', { class: 'link danger', onclick: () => confirmDelete(actions, kind, obj, nav) }, 'Delete') : '');
     body.append(h('tr', { dataset: { name: obj.name } },
       h('td', { class: 'name' }, h('a', { href: `#/${kind}/edit/${encodeURIComponent(obj.name)}` }, obj.name)),
       k.columns.map(([, f]) => h('td', {}, String(f(obj) ?? ''))),
@@ -155,6 +157,12 @@ export async function editView(main, kind, name, nav) {
   const save = h('button', { class: 'primary', id: 'save', type: 'button' }, creating ? 'Create' : 'Save');
   const saved = h('span', { class: 'saved', role: 'status' });
 
+  if (!mayWrite(k.one)) {
+    save.disabled = true;
+    editor.text.readOnly = true;
+    saved.textContent = `Read-only: this token (role ${session.who.role}) may not change ${k.title.toLowerCase()}.`;
+    saved.id = 'read-only';
+  }
   main.append(
     h('div', { class: 'bar' },
       h('h1', {}, creating ? `New ${k.one}` : `${k.title.replace(/s$/, '')} ${name}`),
