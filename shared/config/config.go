@@ -145,6 +145,7 @@ func (c *Config) Clone() *Config {
 		r.Split = slices.Clone(r.Split)
 		r.Mirror = clonePtr(r.Mirror)
 		r.IP = r.IP.clone()
+		r.ExtAuthz = r.ExtAuthz.clone()
 		if r.Schemas != nil {
 			v := RouteValidate{Body: slices.Clone(r.Schemas.Body), Query: slices.Clone(r.Schemas.Query), Headers: slices.Clone(r.Schemas.Headers),
 				OpenAPI: r.Schemas.OpenAPI, Operation: r.Schemas.Operation, Response: slices.Clone(r.Schemas.Response), ReportResponses: r.Schemas.ReportResponses}

@@ -237,6 +237,8 @@ type Route struct {
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
 	// Auth requires an authenticated (and possibly specific) consumer.
 	Auth *RouteAuth `json:"auth,omitempty"`
+	// ExtAuthz asks a decision service about each request (extauthz.go).
+	ExtAuthz *ExtAuthz `json:"ext_authz,omitempty"`
 	// RateLimit limits requests per key across the whole cluster; without
 	// one, the global default (if any) applies.
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`

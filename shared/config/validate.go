@@ -271,6 +271,9 @@ func (r *Route) validate(l *errorList, p string) {
 	if r.Auth != nil {
 		r.Auth.validate(l, join(p, "auth"))
 	}
+	if r.ExtAuthz != nil {
+		r.ExtAuthz.validate(l, join(p, "ext_authz"))
+	}
 	if r.RateLimit != nil {
 		r.RateLimit.validate(l, join(p, "rate_limit"))
 		if k := r.RateLimit.Key; keyNeedsConsumer(k) && r.Auth == nil {

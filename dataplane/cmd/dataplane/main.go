@@ -40,6 +40,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/clientip"
 	"github.com/portico-gw/portico/dataplane/internal/discovery"
+	"github.com/portico-gw/portico/dataplane/internal/extauthz"
 	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
 	"github.com/portico-gw/portico/dataplane/internal/ops"
 	"github.com/portico-gw/portico/dataplane/internal/proxy"
@@ -232,6 +233,7 @@ func newDataplane(f *flags, log *slog.Logger) (_ *dataplane, err error) {
 		GRPC:     dp.grpc,
 		Limiter:  dp.limiter,
 		Cache:    dp.cache,
+		ExtAuthz: extauthz.NewClient(extauthz.Options{Registerer: dp.reg, Log: log}),
 	})
 	if err := dp.newSyncer(applier); err != nil {
 		return nil, err

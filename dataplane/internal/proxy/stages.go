@@ -9,6 +9,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/bodyedit"
 	"github.com/portico-gw/portico/dataplane/internal/cache"
+	"github.com/portico-gw/portico/dataplane/internal/extauthz"
 	"github.com/portico-gw/portico/dataplane/internal/fault"
 	"github.com/portico-gw/portico/dataplane/internal/grpcpass"
 	"github.com/portico-gw/portico/dataplane/internal/httpsredirect"
@@ -41,6 +42,7 @@ func (c *routeCompiler) stages(r *config.Route) *stage.Chain {
 		transform.CompileResponse(r),                                            // response edits and CORS on every answer; preflights answered
 		compileLimits(r, c.rt.MaxBodyBytes, pass != nil),                        // body limit (413; per message for gRPC streams), Upgrade only for allowed protocols
 		auth.CompileRoute(r.Auth, c.t.verifier),                                 // API key / JWT (401, 403) → the identity
+		extauthz.Compile(r, c.deps.ExtAuthz),                                    // a decision service (HTTP forward-auth or Envoy ext_authz gRPC) allows or denies
 		ratelimit.CompileRoute(r.Name, c.rateLimit(r), c.deps.Limiter),          // 429, RateLimit-* headers
 		throttle.Compile(r.MaxInFlight, r.QueueTimeout.Std(), c.prevThrottle()), // max_in_flight (503)
 		c.compileSchemas(r),                                                     // the request body against the route's JSON Schema (400 with pointers)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/cache"
+	"github.com/portico-gw/portico/dataplane/internal/extauthz"
 	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
 	"github.com/portico-gw/portico/dataplane/internal/grpcpass"
 	"github.com/portico-gw/portico/dataplane/internal/ipfilter"
@@ -122,6 +123,9 @@ type Deps struct {
 	// in-memory cache of the default size (without metrics) for the
 	// first.
 	Cache *cache.Cache
+	// ExtAuthz holds the connections to decision services and their
+	// metrics; nil: extauthz.Default().
+	ExtAuthz *extauthz.Client
 }
 
 // Compile turns a snapshot into a Table. It re-validates the configuration:

@@ -1,0 +1,96 @@
+package extauthz
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+
+	"github.com/portico-gw/portico/dataplane/internal/stage"
+	"github.com/portico-gw/portico/shared/config"
+)
+
+// check is what one authorization check tells the decision service: both
+// protocols send exactly this, and the decision cache is keyed by it.
+type check struct {
+	Method   string `json:"method"`
+	Scheme   string `json:"scheme"`
+	Host     string `json:"host"`
+	Path     string `json:"path"`  // as the client sent it, escaped
+	Query    string `json:"query"` // raw, without '?'
+	ClientIP string `json:"client_ip"`
+	// Header holds the client's headers sent to the service (canonical
+	// names) and the identity headers the auth stage writes for services.
+	Header http.Header `json:"header"`
+	// The verified identity ("" and nil without one).
+	Consumer   string   `json:"consumer,omitempty"`
+	Groups     []string `json:"groups,omitempty"`
+	AuthMethod string   `json:"auth_method,omitempty"`
+	Issuer     string   `json:"issuer,omitempty"`
+}
+
+// newCheck describes req. The client's headers are the configured ones (or
+// all of them), without hop-by-hop ones, Host and Content-Length (not the
+// service's business), and without anything under the gateway's own
+// identity and forwarding names (the gateway writes those); the identity
+// writer then removes the route's API key and forwarded claims and adds the
+// identity headers, exactly as for a request to the service.
+func (s *Stage) newCheck(req *stage.Request) *check {
+	r := req.R
+	c := &check{
+		Method: r.Method, Host: r.Host, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery,
+		Scheme: "http", ClientIP: req.ClientIP(), Header: http.Header{},
+	}
+	if req.Env != nil && req.Env.ClientIP != nil {
+		c.Scheme = req.Env.ClientIP.Scheme(r)
+	} else if r.TLS != nil {
+		c.Scheme = "https"
+	}
+	keep := func(name string) bool {
+		switch name {
+		case "Authorization", "Proxy-Authorization", "Cookie", "Content-Type", "Content-Encoding", "Expect":
+			// Credentials the service may need, and what the body is.
+			return true
+		case "Traceparent", "Tracestate", "Baggage":
+			// The check carries the gateway's own trace context.
+			return false
+		}
+		// Hop-by-hop, Host, Content-Length, and the gateway's forwarding
+		// and identity names (also spelled with underscores).
+		return !config.ReservedHeader(name)
+	}
+	if s.requestHeaders == nil {
+		for name, v := range r.Header {
+			if keep(name) {
+				c.Header[name] = v
+			}
+		}
+	} else {
+		for _, name := range s.requestHeaders {
+			if v, ok := r.Header[name]; ok && keep(name) {
+				c.Header[name] = v
+			}
+		}
+	}
+	req.WriteIdentity(c.Header)
+	if id := req.Identity; id != nil {
+		c.Consumer, c.Groups, c.AuthMethod, c.Issuer = id.Consumer, id.Groups, id.Method, id.Issuer
+	}
+	return c
+}
+
+// uri is the request target as the client sent it: path and query.
+func (c *check) uri() string {
+	if c.Query == "" {
+		return c.Path
+	}
+	return c.Path + "?" + c.Query
+}
+
+// key is the decision cache's key: a hash of everything sent (JSON encodes
+// map keys in order, so equal checks hash alike).
+func (c *check) key() string {
+	b, _ := json.Marshal(c)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
