@@ -43,6 +43,12 @@ compose:
 helm:
 	@scripts/ensure-helm.sh >/dev/null
 
+.PHONY: opa
+## opa: build (once) or reuse Open Policy Agent (v1.22.4) and opa-extauthz (its Rego engine behind Envoy's ext_authz gRPC API), the decision services of the external-authorization tests.
+opa:
+	@scripts/ensure-opa.sh >/dev/null
+	@scripts/ensure-opa-extauthz.sh >/dev/null
+
 ## redis: install redis-server (Debian package) when missing.
 redis:
 	@scripts/ensure-redis.sh
@@ -73,6 +79,10 @@ test: lint test-only fuzz-short
 # Redis, which is what they must not confuse with a busy data plane.
 ALONE := TestBusyProcessDecidesInRedis|TestRateLimitCluster|TestTwin
 TEST_ENV = CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" COMPOSE_BIN="$$(scripts/ensure-compose.sh)" HELM_BIN="$$(scripts/ensure-helm.sh)" CHROMIUM_BIN="$$(scripts/ensure-chromium.sh)"
+
+# External authorization tests (issue 18): real OPA servers.
+TEST_ENV += OPA_BIN="$$(scripts/ensure-opa.sh)" OPA_EXTAUTHZ_BIN="$$(scripts/ensure-opa-extauthz.sh)"
+test-only: opa
 
 test-only: consul redis jaeger haproxy soap compose helm chromium
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 15m -skip '^($(ALONE))$$' $(PKGS)

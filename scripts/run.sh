@@ -21,6 +21,7 @@ UP_ADDR="${UP_ADDR:-127.0.0.1:9001}"
 GRPC_ADDR="${GRPC_ADDR:-127.0.0.1:9090}"
 SOAP_ADDR="${SOAP_ADDR:-127.0.0.1:9002}"
 TLS_ADDR="${TLS_ADDR:-127.0.0.1:8443}"
+OPA_ADDR="${OPA_ADDR:-127.0.0.1:8181}"
 mkdir -p "$DATA"
 
 # make_cert: a local CA and a certificate for localhost signed by it, made
@@ -123,6 +124,42 @@ if [ ${#TLS_ARGS[@]} -gt 0 ]; then
   printf '{"cert":"%s","key":"%s","snis":["localhost"]}' "$(pem_json "$TLS_DIR/cert.pem")" "$(pem_json "$TLS_DIR/key.pem")" |
     curl -fsS -X PUT "http://$CP_ADDR/v1/certificates/local" -H 'Content-Type: application/json' --data-binary @- >/dev/null
 fi
+# External authorization with Open Policy Agent, when `make opa` built it:
+# OPA's own server decides (its --authorization=basic policy reads the
+# X-Forwarded-* and X-Consumer-Name headers of Portico's forward-auth check).
+OPA="${OPA_BIN:-${PORTICO_CACHE:-$HOME/.cache/portico}/opa-v1.22.4}"
+if [ -x "$OPA" ]; then
+  cat >"$DATA/authz.rego" <<'REGO'
+package system.authz
+
+default allow := false
+
+hdr(name) := object.get(input.headers, name, [""])[0]
+
+# alice may read and write orders; bob may only read them.
+allow if {
+	startswith(hdr("X-Forwarded-Uri"), "/orders/")
+	hdr("X-Consumer-Name") == "alice"
+}
+
+allow if {
+	startswith(hdr("X-Forwarded-Uri"), "/orders/")
+	hdr("X-Forwarded-Method") == "GET"
+	hdr("X-Consumer-Name") == "bob"
+}
+REGO
+  "$OPA" run --server --addr "$OPA_ADDR" --authorization=basic --skip-version-check --log-level error "$DATA/authz.rego" >"$DATA/opa.log" 2>&1 &
+  pids+=($!)
+  curl -fsS -X PUT "http://$CP_ADDR/v1/routes/orders" -H 'Content-Type: application/json' \
+    -d "{\"paths\":[\"/orders/*\"],\"service\":\"demo\",\"auth\":{\"api_key\":true},\"ext_authz\":{\"http\":{\"url\":\"http://$OPA_ADDR/health\"},\"timeout\":\"500ms\"}}" >/dev/null
+  umask 077
+  for who in alice bob; do
+    curl -fsS -X PUT "http://$CP_ADDR/v1/consumers/$who" -H 'Content-Type: application/json' -d '{}' >/dev/null
+    [ -s "$DATA/$who.key" ] || curl -fsS -X POST "http://$CP_ADDR/v1/consumers/$who/api-keys" |
+      sed -n 's/.*"key":"\([^"]*\)".*/\1/p' >"$DATA/$who.key"
+  done
+  umask 022
+fi
 wait_http "http://$OPS_ADDR/readyz" "data plane"
 for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://$DP_ADDR/demo/" 2>/dev/null && break; sleep 0.1; done
 
@@ -169,6 +206,17 @@ Try (porticoctl reads PORTICO_URL; dev mode needs no token):
   for i in \$(seq 200); do curl -s -o /dev/null http://$DP_ADDR/canary/x; done; grep -o '"route":"canary","service":"[a-z-]*"' $DATA/dataplane.log | sort | uniq -c   # ~90/10 split
   curl -s http://$OPS_ADDR/metrics | grep '^portico_mirror_requests_total'   # half the canary's requests copied to demo-next, fire and forget
   curl -si -H 'X-Drill: 1' http://$DP_ADDR/canary/x | grep -iE '^HTTP|x-portico-fault'   # fault injection, only for requests with X-Drill
+MSG
+if [ -x "$OPA" ]; then
+  cat <<MSG
+  curl -s -H "X-API-Key: \$(cat $DATA/alice.key)" -X POST http://$DP_ADDR/orders/1   # OPA allows alice (ext_authz, forward-auth)
+  curl -si -H "X-API-Key: \$(cat $DATA/bob.key)" -X POST http://$DP_ADDR/orders/1   # 401 from OPA's policy: bob may only GET
+  curl -s http://$OPS_ADDR/metrics | grep '^portico_ext_authz_decisions_total'   # allowed / denied per route
+MSG
+else
+  echo "  (make opa, then make run again: external authorization with Open Policy Agent on /orders)"
+fi
+cat <<MSG
   porticoctl get routes                                  # routes, with versions
   curl -s -X PUT http://$CP_ADDR/v1/routes/users -H 'Content-Type: application/json' \\
        -d '{"paths":["/users/{id}"],"methods":["GET"],"service":"demo"}'
