@@ -53,7 +53,7 @@ const envoyPolicy = `package envoy.authz
 
 tiers := {"alice": "gold", "bob": "silver"}
 
-consumer := object.get(input.attributes, ["context_extensions", "consumer"], "")
+consumer := object.get(input.attributes, ["contextExtensions", "consumer"], "")
 
 reading if {
 	input.attributes.request.http.method == "GET"

@@ -5,8 +5,9 @@
 // OPA's own Envoy plugin (opa-envoy-plugin) is what operators deploy, but
 // the Go module proxy this project builds from does not serve it. This
 // program does what that plugin does, and nothing more: the CheckRequest
-// becomes the policy's input as its protobuf JSON form (input.attributes...)
-// plus input.parsed_path and input.parsed_query, the query (default
+// becomes the policy's input as its protobuf JSON form (camel-case names:
+// input.attributes.contextExtensions) plus input.parsed_path,
+// input.parsed_query and input.version, the query (default
 // data.envoy.authz.allow) is evaluated by OPA, and its result answers the
 // Check the way the plugin's does: a boolean, or an object with allowed,
 // headers, response_headers_to_add, body and http_status. Every decision is
@@ -164,5 +165,6 @@ func toInput(req *authv3.CheckRequest) (map[string]any, error) {
 		}
 	}
 	input["parsed_query"] = q
+	input["version"] = map[string]any{"encoding": "protojson", "ext_authz": "v3"}
 	return input, nil
 }

@@ -54,6 +54,10 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/shared/config"
 )
@@ -175,18 +179,30 @@ func (s *Stage) Serve(req *stage.Request) {
 }
 
 // decision is the cached decision for c, or the service's.
-func (s *Stage) decision(req *stage.Request, c *check) (*decision, bool, error) {
+func (s *Stage) decision(req *stage.Request, c *check) (d *decision, cached bool, err error) {
 	var key string
 	if s.cache != nil {
 		key = c.key()
-		if d := s.cache.get(key); d != nil {
-			return d, true, nil
+		if hit := s.cache.get(key); hit != nil {
+			return hit, true, nil
 		}
 	}
 	ctx, cancel := context.WithTimeout(req.R.Context(), s.timeout)
 	defer cancel()
+	if req.Env != nil && req.Env.Tracer != nil {
+		// A client span of its own: the check's traceparent names it.
+		var span trace.Span
+		ctx, span = req.Env.Tracer.Start(ctx, "ext_authz "+s.mode, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("portico.route", s.route)))
+		defer span.End()
+		defer func() {
+			if err != nil {
+				span.SetStatus(otelcodes.Error, err.Error())
+			}
+		}()
+	}
 	start := time.Now()
-	d, err := s.d.decide(ctx, c, req)
+	d, err = s.d.decide(ctx, c, req)
 	s.cl.metrics.observe(s.route, s.mode, time.Since(start))
 	if err != nil {
 		return nil, false, err

@@ -137,7 +137,7 @@ func checkRequest(c *check, req *stage.Request, route string) *authv3.CheckReque
 func (g *grpcDecider) decide(ctx context.Context, c *check, req *stage.Request) (*decision, error) {
 	if req.Env != nil && req.Env.Propagator != nil {
 		md := http.Header{}
-		req.Env.Propagator.Inject(req.R.Context(), propagation.HeaderCarrier(md))
+		req.Env.Propagator.Inject(ctx, propagation.HeaderCarrier(md))
 		for k, v := range md {
 			ctx = metadata.AppendToOutgoingContext(ctx, strings.ToLower(k), v[0])
 		}

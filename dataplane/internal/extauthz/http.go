@@ -50,7 +50,7 @@ func (h *httpDecider) decide(ctx context.Context, c *check, req *stage.Request) 
 		out.Header.Set("X-Forwarded-For", c.ClientIP)
 	}
 	if req.Env != nil && req.Env.Propagator != nil {
-		req.Env.Propagator.Inject(req.R.Context(), propagation.HeaderCarrier(out.Header))
+		req.Env.Propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
 	}
 	resp, err := h.client.Do(out)
 	if err != nil {
