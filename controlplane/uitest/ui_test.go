@@ -444,7 +444,7 @@ func TestAdminUI(t *testing.T) {
 				select {
 				case <-stop:
 					return
-				case <-time.After(20 * time.Millisecond):
+				case <-time.After(time.Duration(10+i/100%4*10) * time.Millisecond): // a rate that changes
 				}
 				path := "/hello"
 				if i%10 == 0 {
@@ -457,9 +457,17 @@ func TestAdminUI(t *testing.T) {
 		b.goTo(t, "#/traffic")
 		b.wait(t, "the hello route's traffic", `!!document.querySelector('#traffic tr[data-route="hello"]')`)
 		b.click(t, `#traffic tr[data-route="hello"] a`)
-		b.wait(t, "charts with several points", `(document.querySelector('#chart-rps polyline')?.getAttribute('points') || '').split(' ').length >= 6 && document.querySelector('#chart-rps .chart-title').textContent.includes('hello')`)
+		// The charts come from the server's series (?step=10s): their
+		// highest point is the traffic just sent.
+		b.wait(t, "charts of hello's traffic", `parseFloat(document.querySelector('#chart-rps polyline')?.dataset.max) > 1 && `+
+			`parseFloat(document.querySelector('#chart-latency polyline[data-series="p99"]')?.dataset.max) > 0 && `+
+			`document.querySelector('#chart-rps .chart-title').textContent.includes('hello')`)
 		if rps := eval[float64](t, b, `parseFloat(document.querySelector('#traffic tr[data-route="hello"] td:nth-child(3)').textContent)`); rps <= 0 {
 			t.Fatalf("req/s of hello = %v", rps)
+		}
+		if os.Getenv("PORTICO_UI_SCREENSHOTS") != "" {
+			// For the docs: let the charts show a minute of traffic.
+			time.Sleep(60 * time.Second)
 		}
 		b.screenshot(t, "ui-traffic")
 	})

@@ -208,6 +208,31 @@ type Analytics struct {
 	Dataplanes []NodeStats `json:"dataplanes"`
 	// Totals sums every route; its Route is empty.
 	Totals RouteStats `json:"totals"`
+	// Step and Series answer ?step=: the window in points of Step, oldest
+	// first, for all routes together (Route "") and for the routes asked
+	// for (or the busiest). Absent without step.
+	Step   string        `json:"step,omitempty"`
+	Series []RouteSeries `json:"series,omitempty"`
+}
+
+// RouteSeries is one route's traffic over the window in fixed steps; Route
+// is "" for all routes together.
+type RouteSeries struct {
+	Route  string        `json:"route"`
+	Points []SeriesPoint `json:"points"`
+}
+
+// SeriesPoint is the traffic of one step: reports that ended in
+// [Time, Time+step). Rates divide by the part of the step that has passed
+// and that the control plane was collecting.
+type SeriesPoint struct {
+	Time      time.Time `json:"t"`
+	Requests  int64     `json:"requests"`
+	Errors    int64     `json:"errors"`
+	RPS       float64   `json:"rps"`
+	ErrorRate float64   `json:"error_rate"`
+	P50       float64   `json:"p50_ms"`
+	P99       float64   `json:"p99_ms"`
 }
 
 // RouteStats is one route's traffic over the window.

@@ -311,3 +311,80 @@ func formatWindow(d time.Duration) string {
 	}
 	return s
 }
+
+// MaxSeriesPoints and MaxSeriesRoutes bound a Series answer.
+const (
+	MaxSeriesPoints = 360
+	MaxSeriesRoutes = 20
+)
+
+// Series splits the last window (clamped like Query's) into points of step,
+// a whole number of buckets, aligned to multiples of step since the Unix
+// epoch and oldest first, the last one holding now: one series for all
+// routes together (Route "") and one per name in routes (at most
+// MaxSeriesRoutes, duplicates dropped). Every point is present, with zeros
+// where nothing was reported, so that charts show quiet time as quiet.
+func (a *Aggregator) Series(window, step time.Duration, routes []string) ([]apiv1.RouteSeries, error) {
+	if step < a.bucket || step%a.bucket != 0 {
+		return nil, fmt.Errorf("step must be a whole number of %v buckets", a.bucket)
+	}
+	window = min(max(window, a.bucket), a.retention)
+	now := a.now()
+	per := int64(step / a.bucket) // buckets per point
+	cur := a.index(now)
+	last := cur / per
+	firstPoint := a.index(now.Add(-window)) / per
+	n := last - firstPoint + 1
+	if n > MaxSeriesPoints {
+		return nil, fmt.Errorf("window/step gives %d points, more than %d", n, MaxSeriesPoints)
+	}
+	names := []string{""}
+	for _, r := range routes {
+		if !slices.Contains(names, r) && len(names) <= MaxSeriesRoutes {
+			names = append(names, r)
+		}
+	}
+	acc := make([][]series, len(names)) // [route][point]
+	for i := range acc {
+		acc[i] = make([]series, n)
+	}
+	oldest := max(firstPoint*per, a.index(a.started), cur-int64(len(a.slots))+1)
+	a.mu.RLock()
+	for i := range a.slots {
+		s := &a.slots[i]
+		if s.routes == nil || s.idx < oldest || s.idx > cur {
+			continue
+		}
+		k := s.idx/per - firstPoint
+		for j, name := range names {
+			if name == "" {
+				for _, rs := range s.routes {
+					acc[j][k].add(rs)
+				}
+			} else if rs := s.routes[name]; rs != nil {
+				acc[j][k].add(rs)
+			}
+		}
+	}
+	a.mu.RUnlock()
+
+	out := make([]apiv1.RouteSeries, len(names))
+	for j, name := range names {
+		pts := make([]apiv1.SeriesPoint, n)
+		for k := range pts {
+			start := time.Unix(0, (firstPoint+int64(k))*int64(step)).UTC()
+			from, to := start, start.Add(step)
+			if a.started.After(from) {
+				from = a.started
+			}
+			if now.Before(to) {
+				to = now
+			}
+			st := routeStats(name, &acc[j][k], max(to.Sub(from).Seconds(), 0))
+			pts[k] = apiv1.SeriesPoint{Time: start, Requests: st.Requests, Errors: st.Errors,
+				RPS: st.RPS, ErrorRate: st.ErrorRate, P50: st.P50, P99: st.P99}
+		}
+		out[j] = apiv1.RouteSeries{Route: name, Points: pts}
+	}
+	return out, nil
+}

@@ -369,3 +369,67 @@ func TestFormatWindow(t *testing.T) {
 		}
 	}
 }
+
+func TestSeries(t *testing.T) {
+	a, clk := newTest() // now is 13:00:03, collecting since 12:00:03
+	now := clk.Now()
+	mustAdd(t, a, report("dp", now.Add(-25*time.Second), rc("users", 10, 1, 0, time.Millisecond)))                                            // 12:59:38
+	mustAdd(t, a, report("dp", now.Add(-5*time.Second), rc("users", 20, 0, 0, 10*time.Millisecond), rc("orders", 4, 0, 0, time.Millisecond))) // 12:59:58
+
+	counts := func(s apiv1.RouteSeries) []int64 {
+		var c []int64
+		for _, p := range s.Points {
+			c = append(c, p.Requests)
+		}
+		return c
+	}
+	cases := []struct {
+		step                 time.Duration
+		all, users, orders   string
+		firstTime            time.Time
+		rpsUsers2, errUsers2 float64
+		point                int
+	}{
+		{step: 10 * time.Second, all: "[0 0 0 10 0 24 0]", users: "[0 0 0 10 0 20 0]", orders: "[0 0 0 0 0 4 0]",
+			firstTime: time.Date(2026, 3, 1, 12, 59, 0, 0, time.UTC), point: 3, rpsUsers2: 1, errUsers2: 0.1},
+		{step: 20 * time.Second, all: "[0 10 24 0]", users: "[0 10 20 0]", orders: "[0 0 4 0]",
+			firstTime: time.Date(2026, 3, 1, 12, 59, 0, 0, time.UTC), point: 1, rpsUsers2: 0.5, errUsers2: 0.1},
+	}
+	for _, c := range cases {
+		ss, err := a.Series(time.Minute, c.step, []string{"users", "orders", "users"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ss) != 3 || ss[0].Route != "" || ss[1].Route != "users" || ss[2].Route != "orders" {
+			t.Fatalf("step %v: series %+v", c.step, ss)
+		}
+		for i, want := range []string{c.all, c.users, c.orders} {
+			if got := fmt.Sprint(counts(ss[i])); got != want {
+				t.Errorf("step %v %q: %s, want %s", c.step, ss[i].Route, got, want)
+			}
+		}
+		if !ss[0].Points[0].Time.Equal(c.firstTime) {
+			t.Errorf("step %v: first point at %v", c.step, ss[0].Points[0].Time)
+		}
+		p := ss[1].Points[c.point]
+		if p.RPS != c.rpsUsers2 || p.ErrorRate != c.errUsers2 || p.P50 == 0 {
+			t.Errorf("step %v: users point %+v", c.step, p)
+		}
+		// The last point holds now and divides by the 3 s it has lasted.
+		if last := ss[0].Points[len(ss[0].Points)-1]; !last.Time.Add(c.step).After(now) || last.RPS != 0 {
+			t.Errorf("step %v: last point %+v", c.step, last)
+		}
+	}
+	for _, bad := range []struct{ window, step time.Duration }{
+		{time.Minute, 15 * time.Second}, // not whole buckets
+		{time.Minute, time.Second},      // below a bucket
+		{time.Hour, 10 * time.Second},   // 361 points
+	} {
+		if _, err := a.Series(bad.window, bad.step, nil); err == nil {
+			t.Errorf("Series(%v, %v) accepted", bad.window, bad.step)
+		}
+	}
+	if ss, err := a.Series(time.Hour, 20*time.Second, nil); err != nil || len(ss) != 1 || len(ss[0].Points) != 181 {
+		t.Errorf("1h in 20s steps: %v points, %v", len(ss), err)
+	}
+}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/portico-gw/portico/controlplane/internal/analytics"
+
 	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/config"
 )
@@ -15,6 +17,7 @@ import (
 type Aggregator interface {
 	Add(rep apiv1.Report) error
 	Query(window time.Duration) apiv1.Analytics
+	Series(window, step time.Duration, routes []string) ([]apiv1.RouteSeries, error)
 }
 
 // maxReportBody bounds one data plane's report (10,000 routes of counters).
@@ -51,5 +54,27 @@ func (s *server) analytics(c echo.Context) error {
 		}
 		window = d
 	}
-	return c.JSON(http.StatusOK, s.Analytics.Query(window))
+	an := s.Analytics.Query(window)
+	if raw := c.QueryParam("step"); raw != "" {
+		// ?step=10s[&route=NAME...]: the window as points, for all routes
+		// and the routes named (default: the 5 busiest), for charts.
+		step, err := time.ParseDuration(raw)
+		if err != nil {
+			return badParam("step", "must be a duration such as 10s or 1m")
+		}
+		routes := c.QueryParams()["route"]
+		if len(routes) > analytics.MaxSeriesRoutes {
+			return badParam("route", "at most %d routes", analytics.MaxSeriesRoutes)
+		}
+		if len(routes) == 0 {
+			for _, r := range an.Routes[:min(5, len(an.Routes))] {
+				routes = append(routes, r.Route)
+			}
+		}
+		if an.Series, err = s.Analytics.Series(window, step, routes); err != nil {
+			return badParam("step", "%v", err)
+		}
+		an.Step = step.String()
+	}
+	return c.JSON(http.StatusOK, an)
 }

@@ -48,4 +48,27 @@ func TestReportAndAnalytics(t *testing.T) {
 	}
 	s.mustStatus(t, 400, "GET", "/v1/analytics?window=2h", "")
 	s.mustStatus(t, 400, "GET", "/v1/analytics?window=soon", "")
+
+	// ?step= adds the window as points: all routes, then the busiest.
+	_, body = s.mustStatus(t, 200, "GET", "/v1/analytics?window=1m&step=20s", "")
+	var series apiv1.Analytics
+	if err := json.Unmarshal(body, &series); err != nil {
+		t.Fatal(err)
+	}
+	if series.Step != "20s" || len(series.Series) != 2 || series.Series[0].Route != "" || series.Series[1].Route != "users" {
+		t.Fatalf("series = %s", body)
+	}
+	var sum int64
+	for _, p := range series.Series[1].Points {
+		sum += p.Requests
+	}
+	if sum != 40 {
+		t.Errorf("users points sum to %d requests, want 40", sum)
+	}
+	for _, bad := range []string{"step=15s", "step=soon", "window=1h&step=10s"} {
+		_, body := s.mustStatus(t, 400, "GET", "/v1/analytics?"+bad, "")
+		if !strings.Contains(string(body), `"field":"step"`) {
+			t.Errorf("%s: %s, want a problem naming step", bad, body)
+		}
+	}
 }

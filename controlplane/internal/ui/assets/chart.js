@@ -47,7 +47,8 @@ export function lineChart({ id, title, unit, series, t0, t1, fixedMax }) {
   for (const se of series) {
     if (!se.points.length) continue;
     const pts = se.points.map(([t, v]) => `${x(t).toFixed(1)},${y(Math.min(v, max)).toFixed(1)}`).join(' ');
-    svg.append(s('polyline', { points: pts, class: `line ${se.cls}`, dataset: { series: se.name } }));
+    const top = Math.max(...se.points.map(([, v]) => v));
+    svg.append(s('polyline', { points: pts, class: `line ${se.cls}`, dataset: { series: se.name, max: String(top) } }));
     const [lt, lv] = se.points[se.points.length - 1];
     svg.append(s('circle', { cx: x(lt).toFixed(1), cy: y(Math.min(lv, max)).toFixed(1), r: 2.5, class: `dot ${se.cls}` }));
   }

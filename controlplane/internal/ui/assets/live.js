@@ -57,11 +57,10 @@ export function dataplanesView(view) {
   });
 }
 
-// Traffic keeps, per route, the figures of the last minute as sampled
-// every 2 s while the page is open (the API answers windows, not series),
-// at most 5 minutes of samples.
-const SAMPLE_MS = 2000;
-const KEEP = 150;
+// Traffic asks for the last 5 minutes in 10 s points (GET /v1/analytics?
+// step=10s) for all routes and the route shown, and the last minute's
+// figures per route for the table.
+const TRAFFIC_POLL_MS = 3000;
 const TOTAL = '(all routes)';
 
 export function trafficView(view) {
@@ -69,56 +68,55 @@ export function trafficView(view) {
   const picker = h('select', { id: 'traffic-route', 'aria-label': 'route' });
   const charts = h('div', { class: 'charts', id: 'charts' });
   const body = h('tbody');
-  const samples = new Map(); // route → [{t, rps, err, p50, p99}]
   let selected = TOTAL;
-  picker.addEventListener('change', () => { selected = picker.value; draw(); });
+  let last = null; // the latest series answer
+  picker.addEventListener('change', () => { selected = picker.value; refresh(); });
   view.append(
     h('div', { class: 'bar' }, h('h1', {}, 'Traffic'), h('label', {}, 'Route ', picker)),
-    h('p', { class: 'hint' }, 'Each point is the last minute of traffic reported by the data planes (GET /v1/analytics?window=1m), sampled every 2 s while this page is open.'),
+    h('p', { class: 'hint' }, 'The last 5 minutes in 10 s steps, as the data planes reported them (GET /v1/analytics?window=5m&step=10s); the table covers the last minute.'),
     err, charts,
     h('table', { class: 'list', id: 'traffic' },
       h('thead', {}, h('tr', {}, ['Route', 'Requests (1 min)', 'req/s', '5xx ratio', '4xx', 'p50', 'p99'].map((t) => h('th', {}, t)))),
       body));
 
-  const add = (name, t, st) => {
-    if (!samples.has(name)) samples.set(name, []);
-    const a = samples.get(name);
-    a.push({ t, rps: st.rps, err: st.error_rate * 100, p50: st.p50_ms, p99: st.p99_ms });
-    if (a.length > KEEP) a.shift();
-  };
   const draw = () => {
-    const a = samples.get(selected) || [];
-    const now = Date.now();
-    const t0 = a.length ? Math.min(a[0].t, now - 60000) : now - 60000;
-    const pts = (k) => a.map((p) => [p.t, p[k]]);
+    if (!last) return;
+    const want = selected === TOTAL ? '' : selected;
+    const se = (last.series || []).find((x) => x.route === want) || { points: [] };
+    // Points before the control plane started collecting are no data, not zero traffic.
+    const from = Date.parse(last.from) || 0;
+    const pts = se.points.filter((p) => Date.parse(p.t) + 10000 > from).map((p) => ({ t: Date.parse(p.t), rps: p.rps, err: p.error_rate * 100, p50: p.p50_ms, p99: p.p99_ms }));
+    const now = Date.parse(last.to) || Date.now();
+    const t0 = pts.length ? pts[0].t : now - 300000;
+    const line = (k) => pts.map((p) => [p.t, p[k]]);
     clear(charts).append(
-      lineChart({ id: 'chart-rps', title: `Requests per second · ${selected}`, unit: '', t0, t1: now, series: [{ name: 'req/s', cls: 's0', points: pts('rps') }] }),
-      lineChart({ id: 'chart-errors', title: `5xx ratio · ${selected}`, unit: '%', t0, t1: now, series: [{ name: '5xx %', cls: 's2', points: pts('err') }] }),
+      lineChart({ id: 'chart-rps', title: `Requests per second · ${selected}`, unit: '', t0, t1: now, series: [{ name: 'req/s', cls: 's0', points: line('rps') }] }),
+      lineChart({ id: 'chart-errors', title: `5xx ratio · ${selected}`, unit: '%', t0, t1: now, series: [{ name: '5xx %', cls: 's2', points: line('err') }] }),
       lineChart({ id: 'chart-latency', title: `Latency · ${selected}`, unit: 'ms', t0, t1: now,
-        series: [{ name: 'p50', cls: 's0', points: pts('p50') }, { name: 'p99', cls: 's1', points: pts('p99') }] }));
+        series: [{ name: 'p50', cls: 's0', points: line('p50') }, { name: 'p99', cls: 's1', points: line('p99') }] }));
   };
-  return poll(SAMPLE_MS, err, async () => {
-    const { data } = await call('GET', '/v1/analytics?window=1m');
-    const t = Date.now();
-    add(TOTAL, t, data.totals);
+  const refresh = async () => {
+    const q = selected === TOTAL || selected === '(no route)' ? '' : `&route=${encodeURIComponent(selected)}`;
+    const [{ data: series }, { data: minute }] = await Promise.all([
+      call('GET', `/v1/analytics?window=5m&step=10s${q}`), call('GET', '/v1/analytics?window=1m')]);
+    last = series;
     const names = [TOTAL];
     clear(body);
-    for (const r of data.routes || []) {
+    for (const r of minute.routes || []) {
       const name = r.route === '' ? '(no route)' : r.route;
       names.push(name);
-      add(name, t, r);
       body.append(h('tr', { dataset: { route: name } },
-        h('td', { class: 'name' }, h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); selected = name; picker.value = name; draw(); } }, name)),
+        h('td', { class: 'name' }, h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); selected = name; picker.value = name; refresh().catch(() => {}); } }, name)),
         h('td', {}, String(r.requests)), h('td', {}, r.rps.toFixed(2)),
         h('td', {}, `${(r.error_rate * 100).toFixed(1)} %`), h('td', {}, String(r.client_errors)),
         h('td', {}, `${r.p50_ms} ms`), h('td', {}, `${r.p99_ms} ms`)));
     }
-    if (!(data.routes || []).length) body.append(h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No traffic in the last minute.')));
-    for (const n of samples.keys()) if (!names.includes(n)) names.push(n);
-    const cur = picker.value || selected;
-    clear(picker).append(...names.map((n) => h('option', { value: n, selected: n === cur }, n)));
+    if (!(minute.routes || []).length) body.append(h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'No traffic in the last minute.')));
+    if (!names.includes(selected)) names.push(selected);
+    clear(picker).append(...names.map((n) => h('option', { value: n, selected: n === selected }, n)));
     draw();
-  });
+  };
+  return poll(TRAFFIC_POLL_MS, err, refresh);
 }
 
 export function auditView(view) {
