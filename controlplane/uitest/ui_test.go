@@ -501,6 +501,32 @@ func TestAdminUI(t *testing.T) {
 		b.wait(t, "the 409", `document.querySelector('#list-services tr[data-name="web"] .problem')?.dataset.status === '409'`)
 	})
 
+	step("tokens", func(t *testing.T) {
+		b.goTo(t, "#/tokens")
+		b.wait(t, "the tokens page", `!!document.querySelector('#token-form') && !!document.querySelector('#tokens tbody tr')`)
+		eval[chromedp.Void](t, b, `document.querySelector('#token-role').value = 'write', true`)
+		b.do(t, 10*time.Second, "create a token",
+			chromedp.SendKeys(chromedp.CSS("#token-name"), "ci-bot"),
+			chromedp.Click(chromedp.CSS(`.token-kind[value="route"]`)),
+			chromedp.Click(chromedp.CSS("#token-create")))
+		b.wait(t, "the secret, once", `(document.querySelector('#token-secret')?.value || '').startsWith('pat_') && !!document.querySelector('#tokens tr[data-name="ci-bot"]')`)
+		secret := eval[string](t, b, `document.querySelector('#token-secret').value`)
+		bot, err := client.New(cp, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		who, err := bot.Whoami(ctx)
+		if err != nil || who.Token != "ci-bot" || who.Role != "write" || len(who.Kinds) != 1 || who.Kinds[0] != config.KindRoute {
+			t.Fatalf("whoami with the token the UI made: %+v %v", who, err)
+		}
+		b.click(t, `#tokens tr[data-name="ci-bot"] button.danger`)
+		b.click(t, `#tokens tr[data-name="ci-bot"] .confirm button.danger`)
+		b.wait(t, "ci-bot revoked", `!document.querySelector('#tokens tr[data-name="ci-bot"]') && !!document.querySelector('#tokens tbody tr')`)
+		if _, err := bot.Whoami(ctx); client.StatusOf(err) != 401 {
+			t.Fatalf("a revoked token: %v, want 401", err)
+		}
+	})
+
 	step("sign out", func(t *testing.T) {
 		b.click(t, "#sign-out")
 		b.wait(t, "the sign-in form", `!!document.querySelector('#signin') && sessionStorage.getItem('portico.token') === null`)

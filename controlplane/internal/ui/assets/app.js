@@ -6,6 +6,7 @@ import { session, setToken, probe, onUnauthorized } from './api.js';
 import { h, clear } from './dom.js';
 import { KINDS, listView, editView } from './objects.js';
 import { dataplanesView, trafficView, auditView, routeView } from './live.js';
+import { tokensView } from './tokens.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -19,7 +20,8 @@ const NAV = [
 
 function drawNav(active) {
   clear(nav);
-  for (const [id, label] of NAV) {
+  const items = session.who && session.who.role === 'admin' ? [...NAV, ['tokens', 'Tokens']] : NAV;
+  for (const [id, label] of items) {
     nav.append(h('a', { href: `#/${id}`, class: id === active ? 'active' : '', id: `nav-${id}` }, label));
   }
   clear(who);
@@ -117,6 +119,7 @@ async function route() {
   if (section === 'dataplanes') { stop = dataplanesView(view); return; }
   if (section === 'traffic') { stop = trafficView(view); return; }
   if (section === 'audit') { stop = auditView(view); return; }
+  if (section === 'tokens') { tokensView(view, navApi); return; }
   view.append(h('p', {}, 'No such page. '), h('a', { href: '#/routes' }, 'Go to the routes.'));
 }
 
