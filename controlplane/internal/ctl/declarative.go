@@ -129,6 +129,19 @@ func (a *app) load(path string) (*config.Config, error) {
 	return src.Check()
 }
 
+// loadForServer reads -f for diff and apply: decoded strictly, and
+// validated by the control plane's dry run, which knows what a file cannot
+// (the stored keys of certificates a dump leaves out, ACME state); its
+// field errors are mapped back to the file's lines like validate's.
+func (a *app) loadForServer(path string) (*config.Config, error) {
+	src, err := Load(path, a.io.In, a.io.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	a.src = src
+	return src.Decode()
+}
+
 func (a *app) validateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate -f FILE",
@@ -212,7 +225,7 @@ func (a *app) diffCmd() *cobra.Command {
 	}
 	file := fileFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := a.load(*file)
+		cfg, err := a.loadForServer(*file)
 		if err != nil {
 			return err
 		}
@@ -258,7 +271,7 @@ revision a reviewed diff showed); --force applies whatever happened since.`,
 	cmd.Flags().BoolVar(&force, "force", false, "apply even if the control plane moved since the diff")
 	cmd.Flags().Int64Var(&at, "revision", 0, "apply only if the control plane is at this revision (from a diff); 0: the revision of apply's own plan")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := a.load(*file)
+		cfg, err := a.loadForServer(*file)
 		if err != nil {
 			return err
 		}
