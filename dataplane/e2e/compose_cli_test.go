@@ -3,10 +3,13 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -135,6 +138,76 @@ func TestComposeConfigCLI(t *testing.T) {
 	}
 }
 
+// runSecretsInit runs the secrets-init job as `docker-compose config` with
+// envFile resolves it (command and environment; the volume is vol) and
+// returns its output and the secrets it left, checking modes and, as root,
+// owners.
+func runSecretsInit(t *testing.T, envFile, vol string) (string, map[string]string) {
+	t.Helper()
+	asRoot := os.Getuid() == 0
+	svc := composeCLIConfig(t, envFile).Services["secrets-init"]
+	if len(svc.Command) == 0 || svc.Command[0] != "init-secrets" {
+		t.Fatalf("secrets-init runs %q", svc.Command)
+	}
+	args := slices.Clone(svc.Command)
+	var specs []string
+	for i := 1; i < len(args); i++ {
+		switch {
+		case args[i] == "--dir":
+			args[i+1] = vol
+			i++
+		case args[i] == "--owner":
+			if !asRoot {
+				args[i+1] = fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
+			}
+			i++
+		case !strings.HasPrefix(args[i], "-"):
+			if !asRoot {
+				// Only root may give a file away; elsewhere the
+				// files stay the test user's.
+				args[i], _, _ = strings.Cut(args[i], ":owner=")
+			}
+			specs = append(specs, args[i])
+		}
+	}
+	cmd := exec.Command(filepath.Join(binDir, "controlplane"), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range svc.Environment {
+		if v != nil {
+			cmd.Env = append(cmd.Env, k+"="+*v)
+		}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("controlplane %q: %v\n%s", args, err, out)
+	}
+	files := map[string]string{}
+	for _, spec := range specs {
+		sp, err := secretfile.ParseSpec(spec, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(vol, sp.Name)
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatalf("after secrets-init: %v", err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", sp.Name, fi.Mode().Perm())
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && asRoot {
+			full, _ := secretfile.ParseSpec(spec, "65532:65532")
+			if int(st.Uid) != full.UID || int(st.Gid) != full.GID {
+				t.Errorf("%s: owned by %d:%d, want %d:%d", sp.Name, st.Uid, st.Gid, full.UID, full.GID)
+			}
+		}
+		if files[sp.Name], err = secretfile.Read(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return string(out), files
+}
+
 // TestComposeSecretsInit runs the secrets step exactly as `docker-compose
 // config` says docker-compose.yml runs it (the control plane binary, its
 // command and environment; only the volume is a temporary directory): the
@@ -149,71 +222,9 @@ func TestComposeSecretsInit(t *testing.T) {
 	}
 	dotEnv, vals := dotEnvFromExample(t)
 	vol := filepath.Join(t.TempDir(), "secrets")
-	asRoot := os.Getuid() == 0
-
 	run := func(envFile string) (string, map[string]string) {
 		t.Helper()
-		svc := composeCLIConfig(t, envFile).Services["secrets-init"]
-		if len(svc.Command) == 0 || svc.Command[0] != "init-secrets" {
-			t.Fatalf("secrets-init runs %q", svc.Command)
-		}
-		args := slices.Clone(svc.Command)
-		var specs []string
-		for i := 1; i < len(args); i++ {
-			switch {
-			case args[i] == "--dir":
-				args[i+1] = vol
-				i++
-			case args[i] == "--owner":
-				if !asRoot {
-					args[i+1] = fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
-				}
-				i++
-			case !strings.HasPrefix(args[i], "-"):
-				if !asRoot {
-					// Only root may give a file away; elsewhere the
-					// files stay the test user's.
-					args[i], _, _ = strings.Cut(args[i], ":owner=")
-				}
-				specs = append(specs, args[i])
-			}
-		}
-		cmd := exec.Command(filepath.Join(binDir, "controlplane"), args...)
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-		for k, v := range svc.Environment {
-			if v != nil {
-				cmd.Env = append(cmd.Env, k+"="+*v)
-			}
-		}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("controlplane %q: %v\n%s", args, err, out)
-		}
-		files := map[string]string{}
-		for _, spec := range specs {
-			sp, err := secretfile.ParseSpec(spec, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(vol, sp.Name)
-			fi, err := os.Stat(path)
-			if err != nil {
-				t.Fatalf("after secrets-init: %v", err)
-			}
-			if fi.Mode().Perm() != 0o600 {
-				t.Errorf("%s: mode %v, want 0600", sp.Name, fi.Mode().Perm())
-			}
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && asRoot {
-				full, _ := secretfile.ParseSpec(spec, "65532:65532")
-				if int(st.Uid) != full.UID || int(st.Gid) != full.GID {
-					t.Errorf("%s: owned by %d:%d, want %d:%d", sp.Name, st.Uid, st.Gid, full.UID, full.GID)
-				}
-			}
-			if files[sp.Name], err = secretfile.Read(path); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return string(out), files
+		return runSecretsInit(t, envFile, vol)
 	}
 
 	out1, first := run(empty)
@@ -253,6 +264,129 @@ func TestComposeSecretsInit(t *testing.T) {
 		}
 		if strings.Contains(out3, v) {
 			t.Errorf("with .env: printed %s:\n%s", name, out3)
+		}
+	}
+}
+
+// TestComposeSecretsStack: what the first `docker compose up` prints is what
+// the stack uses. The secrets-init job runs as Compose resolves it, then a
+// control plane and a data plane run with the environment Compose gives
+// their services (the token files, from the job's volume): the printed
+// admin token opens the admin API, the data plane syncs with its token
+// file, the seed job's import of the printed demo key makes it alice's
+// key, and no process log shows a secret.
+func TestComposeSecretsStack(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.env")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vol := filepath.Join(t.TempDir(), "secrets")
+	out, secrets := runSecretsInit(t, empty, vol)
+	printed := func(name string) string {
+		m := regexp.MustCompile(`init-secrets: ` + name + ` generated, shown this once \(kept in [^)]*\): (\S+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("%s not printed:\n%s", name, out)
+		}
+		return m[1]
+	}
+	adminTok, demoKey := printed("admin-token"), printed("demo-api-key")
+
+	cfg := composeCLIConfig(t, empty)
+	// The services' environment, with the volume's mount point made the
+	// test's directory and the Compose network's addresses left out.
+	envOf := func(service string) []string {
+		var env []string
+		for k, v := range cfg.Services[service].Environment {
+			if v == nil || strings.HasPrefix(k, "OTEL_") {
+				continue
+			}
+			val := *v
+			if rest, ok := strings.CutPrefix(val, "/secrets/"); ok {
+				val = filepath.Join(vol, rest)
+			}
+			env = append(env, k+"="+val)
+		}
+		if len(env) == 0 {
+			t.Fatalf("compose gives %s no environment", service)
+		}
+		return env
+	}
+	// Nothing of the test's own environment may stand in for a file.
+	t.Setenv("PORTICO_ADMIN_TOKEN", "")
+	t.Setenv("PORTICO_DATAPLANE_TOKEN", "")
+
+	cpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cp := startEnv(t, envOf("controlplane"), "controlplane", "controlplane",
+		"--listen", cpAddr, "--store", "bolt:"+filepath.Join(t.TempDir(), "cp.db"), "--log-level", "info")
+	cpURL := "http://" + cpAddr
+	waitHTTP(t, cpURL+"/readyz", 200)
+
+	call := func(method, path, token, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, cpURL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := httpc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("GET", "/v1/config", adminTok, ""); code != 200 {
+		t.Fatalf("the printed admin token: GET /v1/config = %d %s", code, body)
+	}
+	if code, _ := call("GET", "/v1/config", secrets["dataplane-token"], ""); code != 401 && code != 403 {
+		t.Fatalf("the data-plane token opened the admin API: %d", code)
+	}
+
+	up := startUpstream(t, "users")
+	for _, w := range []struct{ method, path, body string }{
+		{"PUT", "/v1/services/users", `{"targets":[{"url":"` + up + `"}]}`},
+		{"PUT", "/v1/consumers/alice", `{"groups":["staff"]}`},
+		{"PUT", "/v1/routes/orders", `{"paths":["/orders/*"],"service":"users","auth":{"api_key":true}}`},
+		// What seed.sh sends, twice: the second is a no-op.
+		{"POST", "/v1/consumers/alice/api-keys", `{"key":"` + demoKey + `"}`},
+		{"POST", "/v1/consumers/alice/api-keys", `{"key":"` + demoKey + `"}`},
+	} {
+		if code, body := call(w.method, w.path, adminTok, w.body); code/100 != 2 {
+			t.Fatalf("%s %s = %d %s", w.method, w.path, code, body)
+		}
+	}
+
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	ops := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	dp := startEnv(t, envOf("dataplane"), "dataplane", "dataplane", "--controlplane", cpURL,
+		"--listen", addr, "--ops-listen", ops, "--state-dir", t.TempDir(), "--poll-wait", "10s", "--log-level", "info")
+	waitHTTP(t, "http://"+ops+"/readyz", 200)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/orders/1", nil)
+	req.Header.Set("X-API-Key", demoKey)
+	resp, err := httpc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("the printed demo key at the data plane: %d", resp.StatusCode)
+	}
+	if code, _ := get("http://" + addr + "/orders/1"); code != 401 {
+		t.Fatalf("without a key: %d, want 401", code)
+	}
+
+	cp.term(t)
+	dp.term(t)
+	for _, p := range []*proc{cp, dp} {
+		logs, _ := os.ReadFile(p.log)
+		for name, v := range secrets {
+			if strings.Contains(string(logs), v) {
+				t.Errorf("%s's log shows %s", p.name, name)
+			}
 		}
 	}
 }
