@@ -501,6 +501,26 @@ func TestAdminUI(t *testing.T) {
 		b.wait(t, "the 409", `document.querySelector('#list-services tr[data-name="web"] .problem')?.dataset.status === '409'`)
 	})
 
+	step("consumer API keys", func(t *testing.T) {
+		if _, _, err := admin.Consumers().Create(ctx, config.Consumer{Name: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+		b.goTo(t, "#/consumers/edit/alice")
+		b.wait(t, "the consumer and its keys", `document.querySelector('.meta')?.textContent.includes('version 1') && document.querySelector('#api-keys')?.textContent.includes('No API keys')`)
+		b.click(t, "#api-key-create")
+		b.wait(t, "the key, once, and the editor reloaded", `(document.querySelector('#api-key-secret')?.value || '').length > 20 && !!document.querySelector('#api-keys tr[data-id]') && document.querySelector('.meta').textContent.includes('version 2')`)
+		key := eval[string](t, b, `document.querySelector('#api-key-secret').value`)
+		c, err := admin.Consumers().Get(ctx, "alice")
+		if err != nil || len(c.APIKeys) != 1 || !strings.HasPrefix(key, c.APIKeys[0].Prefix) || strings.Contains(c.APIKeys[0].Hash, key) {
+			t.Fatalf("alice after the UI made a key: %+v %v", c, err)
+		}
+		b.click(t, `#api-keys tr[data-id] button.danger`)
+		b.wait(t, "the key revoked", `document.querySelector('#api-keys').textContent.includes('No API keys') && document.querySelector('.meta').textContent.includes('version 3')`)
+		if c, err := admin.Consumers().Get(ctx, "alice"); err != nil || len(c.APIKeys) != 0 {
+			t.Fatalf("alice after revoking: %+v %v", c, err)
+		}
+	})
+
 	step("tokens", func(t *testing.T) {
 		b.goTo(t, "#/tokens")
 		b.wait(t, "the tokens page", `!!document.querySelector('#token-form') && !!document.querySelector('#tokens tbody tr')`)

@@ -169,6 +169,14 @@ export async function editView(main, kind, name, nav) {
       h('a', { class: 'button', href: `#/${kind}` }, 'Back to the list')),
     meta, banner, editor.el,
     h('div', { class: 'bar' }, save, saved));
+  if (kind === 'consumers' && !creating) {
+    // A key change is a new version of the consumer: reload the editor
+    // unless the operator has unsaved edits (their save would then get
+    // the conflict message, as it should).
+    main.append(apiKeys(name, mayWrite('consumer'), () => {
+      if (!editor.dirty()) load().catch((e) => banner.append(problemBox(e)));
+    }));
+  }
 
   const load = async () => {
     clear(banner);
@@ -274,7 +282,10 @@ class JSONEditor {
     this.text.addEventListener('input', () => this.layout());
   }
 
+  dirty() { return this.text.value !== this.loaded; }
+
   setText(t) {
+    this.loaded = t;
     this.text.value = t;
     this.marks = [];
     this.layout();
@@ -325,4 +336,59 @@ class JSONEditor {
           m.field ? h('code', {}, m.field) : '', ' ', m.message)) : ''));
     }
   }
+}
+
+// apiKeys lists a consumer's API keys (prefixes only) and creates and
+// revokes them; a new key is shown once.
+function apiKeys(consumer, writable, changed) {
+  const path = `/v1/consumers/${encodeURIComponent(consumer)}/api-keys`;
+  const body = h('tbody');
+  const result = h('div', { id: 'api-key-result' });
+  const create = h('button', { id: 'api-key-create', type: 'button', disabled: !writable }, 'New API key');
+  const load = async () => {
+    clear(body);
+    try {
+      const { data } = await call('GET', path);
+      if (!data.api_keys.length) body.append(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, 'No API keys.')));
+      for (const key of data.api_keys) {
+        const cell = h('td', { class: 'actions' });
+        if (writable) {
+          cell.append(h('button', {
+            class: 'link danger', onclick: async () => {
+              try {
+                await call('DELETE', `${path}/${encodeURIComponent(key.id)}`);
+                clear(result);
+                changed();
+                load();
+              } catch (e) {
+                cell.append(problemBox(e));
+              }
+            },
+          }, 'Revoke'));
+        }
+        body.append(h('tr', { dataset: { id: key.id } }, h('td', { class: 'mono' }, key.id), h('td', { class: 'mono' }, key.prefix),
+          h('td', {}, fmtTime(key.created_at)), cell));
+      }
+    } catch (e) {
+      body.append(h('tr', {}, h('td', { colspan: 4 }, problemBox(e))));
+    }
+  };
+  create.addEventListener('click', async () => {
+    clear(result);
+    try {
+      const { data } = await call('POST', path);
+      const secret = h('input', { id: 'api-key-secret', readonly: true, value: data.key, class: 'secret', 'aria-label': 'the new API key' });
+      result.append(h('div', { class: 'conflict', role: 'status' },
+        h('strong', {}, `API key ${data.prefix}… created. `), 'Copy it now: it is shown this once and stored only as a hash.', h('div', {}, secret)));
+      secret.select();
+      changed();
+      load();
+    } catch (e) {
+      result.append(problemBox(e));
+    }
+  });
+  load();
+  return h('section', { id: 'api-keys' }, h('h2', {}, 'API keys'), result,
+    h('table', { class: 'list' }, h('thead', {}, h('tr', {}, ['Id', 'Prefix', 'Created', ''].map((t) => h('th', {}, t)))), body),
+    h('div', { class: 'bar' }, create));
 }
