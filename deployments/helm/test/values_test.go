@@ -218,7 +218,7 @@ func TestChartGivenTokens(t *testing.T) {
 }
 
 // Values that cannot work are refused by helm template itself, with a
-// message that says why.
+// message that says why: by the templates, or by values.schema.json.
 func TestChartRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		sets []string
@@ -226,6 +226,13 @@ func TestChartRefuses(t *testing.T) {
 	}{
 		{[]string{"consul.enabled=false"}, "consul.address is required"},
 		{[]string{"secrets.adminToken=same-0123456789abcdef0123456789abcdef", "secrets.dataplaneToken=same-0123456789abcdef0123456789abcdef"}, "must differ"},
+		// values.schema.json: a misspelt value, a wrong type, a URL where an
+		// address goes, an unknown log level.
+		{[]string{"dataplane.autoscalling.enabled=false"}, "additional properties 'autoscalling' not allowed"},
+		{[]string{"dataplane.drainDelaySeconds=10s"}, "drainDelaySeconds"},
+		{[]string{"consul.enabled=false", "consul.address=http://consul:8500"}, "/consul/address"},
+		{[]string{"redis.url=localhost:6379"}, "/redis/url"},
+		{[]string{"controlplane.logLevel=loud"}, "/controlplane/logLevel"},
 	} {
 		args := []string{"template", "rel", chartDir}
 		for _, s := range tc.sets {
