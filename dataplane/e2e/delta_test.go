@@ -39,10 +39,10 @@ func TestDeltas(t *testing.T) {
 	base := &config.Config{Services: []config.Service{svc(up1), svc(up1)}}
 	base.Services[0].Name, base.Services[1].Name = "a", "b"
 	for i := range 20 {
-		base.Routes = append(base.Routes, route(fmt.Sprintf("/r%d/*", i), "a"))
+		base.Routes = append(base.Routes, new(route(fmt.Sprintf("/r%d/*", i), "a")))
 		base.Routes[i].Name = fmt.Sprintf("r%d", i)
 	}
-	base.Routes = append(base.Routes, route("/rb/*", "b"))
+	base.Routes = append(base.Routes, new(route("/rb/*", "b")))
 	base.Routes[20].Name = "rb"
 	if _, err := cp.admin.ImportConfig(ctx, base, false); err != nil {
 		t.Fatal(err)
@@ -181,7 +181,7 @@ func TestDeltas(t *testing.T) {
 		// never had at that revision.
 		extra := route("/tampered/*", "a")
 		extra.Name = "tampered"
-		saved.Config.Routes = append(saved.Config.Routes, extra)
+		saved.Config.Routes = append(saved.Config.Routes, &extra)
 		saved.Config.Sort()
 		_, raw, err = snapshot.EncodeEpoch(saved.Revision, saved.Epoch, &saved.Config, saved.CreatedAt)
 		if err != nil {

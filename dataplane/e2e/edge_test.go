@@ -172,7 +172,7 @@ func TestTLSRejectedCertificateLoudly(t *testing.T) {
 	bad := ca.Issue(t, []string{"bad.example.com"}, time.Time{}, time.Time{})
 	cfg := &config.Config{
 		Services: []config.Service{svc(up)},
-		Routes:   []config.Route{{Name: "all", Paths: []string{"/*"}, Service: "s"}},
+		Routes:   []*config.Route{{Name: "all", Paths: []string{"/*"}, Service: "s"}},
 		Certificates: []config.Certificate{
 			{Name: "bad", Cert: bad.CertPEM, Key: good.KeyPEM, SNIs: []string{"bad.example.com"}, Meta: config.Meta{Version: 1, Revision: 5}},
 			{Name: "good", Cert: good.CertPEM, Key: good.KeyPEM, SNIs: []string{"good.example.com"}, Meta: config.Meta{Version: 1, Revision: 5}},

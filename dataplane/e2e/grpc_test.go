@@ -61,7 +61,7 @@ func TestGRPCTranslation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	routes := []config.Route{
+	routes := []*config.Route{
 		{Name: "get-order", Paths: []string{"/v1/orders/{id}"}, Methods: []string{"GET"}, Service: "shop",
 			GRPC: &config.RouteGRPC{Method: "shop.v1.Orders/GetOrder"}},
 		{Name: "create-order", Paths: []string{"/v1/orders"}, Methods: []string{"POST"}, Service: "shop",
@@ -72,7 +72,7 @@ func TestGRPCTranslation(t *testing.T) {
 			GRPC: &config.RouteGRPC{Method: "shop.v1.Orders/GetOrder"}},
 	}
 	for _, r := range routes {
-		if _, _, err := cp.admin.Routes().Put(ctx, r.Name, r); err != nil {
+		if _, _, err := cp.admin.Routes().Put(ctx, r.Name, *r); err != nil {
 			t.Fatal(err)
 		}
 	}

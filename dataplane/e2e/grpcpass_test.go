@@ -61,12 +61,12 @@ func TestGRPCPassThrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, key := createKey(t, cp.url, "app")
-	routes := []config.Route{
+	routes := []*config.Route{
 		{Name: "echo", Paths: []string{"/grpc.testing.TestService/*"}, Service: "echo", Timeout: config.Duration(2 * time.Second)},
 		{Name: "echo-auth", Paths: []string{"/grpc.testing.TestService/EmptyCall"}, Service: "echo", Auth: &config.RouteAuth{APIKey: true}},
 	}
 	for _, r := range routes {
-		if _, _, err := cp.admin.Routes().Put(ctx, r.Name, r); err != nil {
+		if _, _, err := cp.admin.Routes().Put(ctx, r.Name, *r); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -412,11 +412,11 @@ func TestRedisLossUnderLoad(t *testing.T) {
 	if _, _, err := cp.admin.Services().Put(ctx, "s", svc(up)); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []config.Route{
+	for _, r := range []*config.Route{
 		{Name: "open", Paths: []string{"/open"}, Service: "s", RateLimit: &config.RateLimit{Limit: 100000, Window: config.Duration(time.Second), Burst: 1000}},
 		{Name: "closed", Paths: []string{"/closed"}, Service: "s", RateLimit: &config.RateLimit{Limit: 100000, Window: config.Duration(time.Second), Burst: 1000, OnRedisError: config.FailClosed}},
 	} {
-		if _, _, err := cp.admin.Routes().Put(ctx, r.Name, r); err != nil {
+		if _, _, err := cp.admin.Routes().Put(ctx, r.Name, *r); err != nil {
 			t.Fatal(err)
 		}
 	}

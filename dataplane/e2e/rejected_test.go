@@ -25,7 +25,7 @@ func TestRejectedObjectLoudly(t *testing.T) {
 	cfg := &config.Config{
 		Services: []config.Service{svc(up)},
 		Issuers:  []config.Issuer{{Name: "broken", Issuer: "https://broken.example", Algorithms: []string{"RS256"}, Keys: []string{"not a key"}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "open", Paths: []string{"/open"}, Service: "s"},
 			{Name: "secure", Paths: []string{"/secure"}, Service: "s", Auth: &config.RouteAuth{JWT: true, Issuers: []string{"broken"}}},
 		},

@@ -101,9 +101,9 @@ func runScale(b *testing.B, routes, writes int) {
 	}
 	cfg := &config.Config{Services: []config.Service{svc(up)}}
 	cfg.Services[0].Name = "scale"
-	cfg.Routes = append(cfg.Routes, config.Route{Name: "hot", Paths: []string{"/hot"}, Service: "scale"})
+	cfg.Routes = append(cfg.Routes, &config.Route{Name: "hot", Paths: []string{"/hot"}, Service: "scale"})
 	for i := range routes - 1 {
-		cfg.Routes = append(cfg.Routes, config.Route{Name: fmt.Sprintf("r%06d", i), Paths: []string{fmt.Sprintf("/api/r%d/{id}", i)}, Service: "scale"})
+		cfg.Routes = append(cfg.Routes, &config.Route{Name: fmt.Sprintf("r%06d", i), Paths: []string{fmt.Sprintf("/api/r%d/{id}", i)}, Service: "scale"})
 	}
 	start := time.Now()
 	if _, err := cp.admin.ImportConfig(ctx, cfg, false); err != nil {

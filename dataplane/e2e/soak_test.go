@@ -79,7 +79,7 @@ func TestSoak(t *testing.T) {
 	if _, _, err := cp.admin.Consumers().Put(ctx, "soak-user", config.Consumer{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []config.Route{
+	for _, r := range []*config.Route{
 		{Name: "echo", Paths: []string{"/echo/*"}, Service: "echo", Methods: []string{"GET", "POST"}},
 		{Name: "keyed", Paths: []string{"/keyed/*"}, Service: "echo", Auth: &config.RouteAuth{APIKey: true}},
 		{Name: "limited", Paths: []string{"/limited"}, Service: "echo", RateLimit: &config.RateLimit{Limit: 20, Window: config.Duration(time.Second)}},

@@ -31,11 +31,11 @@ func TestSOAPTranslation(t *testing.T) {
 	if _, _, err := cp.admin.Services().Put(ctx, svc.Name, svc); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []config.Route{
+	for _, r := range []*config.Route{
 		{Name: "quote", Paths: []string{"/quotes/{symbol}"}, Methods: []string{"GET"}, Service: "quotes", SOAP: &config.RouteSOAP{Operation: "GetQuote"}},
 		{Name: "quotes", Paths: []string{"/quotes"}, Methods: []string{"POST"}, Service: "quotes", SOAP: &config.RouteSOAP{Operation: "GetQuotes"}},
 	} {
-		if _, _, err := cp.admin.Routes().Put(ctx, r.Name, r); err != nil {
+		if _, _, err := cp.admin.Routes().Put(ctx, r.Name, *r); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -21,7 +21,7 @@ func TestObjectChecksAgreeWithValidate(t *testing.T) {
 				{Name: "users", Targets: []Target{{URL: "http://127.0.0.1:9001", Weight: 1}}},
 				{Name: "shop", Protocol: ProtocolGRPC, Targets: []Target{{URL: "http://127.0.0.1:9003", Weight: 1}}},
 			},
-			Routes: []Route{
+			Routes: []*Route{
 				{Name: "a-users", Paths: []string{"/users/*"}, Methods: []string{"GET"}, Service: "users"},
 				{Name: "a-user", Paths: []string{"/user/{id}"}, Hosts: []string{"api.example.com"}, Service: "users"},
 			},
@@ -31,7 +31,7 @@ func TestObjectChecksAgreeWithValidate(t *testing.T) {
 	}
 	route := func(r Route) func(*Config) (string, error) {
 		return func(c *Config) (string, error) {
-			c.Routes = append(c.Routes, r)
+			c.Routes = append(c.Routes, &r)
 			return fmt.Sprintf("routes[%d]", len(c.Routes)-1), joinErrs(c.CheckRoute(&r), c.CheckRouteAuth(&r))
 		}
 	}

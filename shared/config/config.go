@@ -9,7 +9,7 @@ import (
 // Sort orders every collection by name: the canonical form.
 func (c *Config) Sort() {
 	sortByName(c.Services, func(s *Service) string { return s.Name })
-	sortByName(c.Routes, func(r *Route) string { return r.Name })
+	sortByName(c.Routes, func(r **Route) string { return (*r).Name })
 	sortByName(c.Consumers, func(cs *Consumer) string { return cs.Name })
 	sortByName(c.Issuers, func(is *Issuer) string { return is.Name })
 	sortByName(c.Certificates, func(cert *Certificate) string { return cert.Name })
@@ -41,7 +41,7 @@ func (c *Config) FillEmpty() {
 		c.Services = []Service{}
 	}
 	if c.Routes == nil {
-		c.Routes = []Route{}
+		c.Routes = []*Route{}
 	}
 	if c.Consumers == nil {
 		c.Consumers = []Consumer{}
@@ -60,8 +60,10 @@ func (c *Config) Normalize() {
 	for i := range c.Services {
 		c.Services[i].Normalize()
 	}
-	for i := range c.Routes {
-		c.Routes[i].Normalize()
+	for _, r := range c.Routes {
+		if r != nil { // null: refused by Validate
+			r.Normalize()
+		}
 	}
 	for i := range c.Consumers {
 		c.Consumers[i].Normalize()
@@ -79,7 +81,7 @@ func (c *Config) Normalize() {
 func (c *Config) Clone() *Config {
 	out := &Config{
 		Services:     make([]Service, len(c.Services)),
-		Routes:       make([]Route, len(c.Routes)),
+		Routes:       make([]*Route, len(c.Routes)),
 		Consumers:    make([]Consumer, len(c.Consumers)),
 		Issuers:      make([]Issuer, len(c.Issuers)),
 		Certificates: make([]Certificate, len(c.Certificates)),
@@ -114,7 +116,11 @@ func (c *Config) Clone() *Config {
 		}
 		out.Services[i] = s
 	}
-	for i, r := range c.Routes {
+	for i, rp := range c.Routes {
+		if rp == nil { // null: refused by Validate
+			continue
+		}
+		r := *rp
 		r.Paths = slices.Clone(r.Paths)
 		r.Methods = slices.Clone(r.Methods)
 		r.Hosts = slices.Clone(r.Hosts)
@@ -169,7 +175,7 @@ func (c *Config) Clone() *Config {
 			a.Claims, a.ForwardClaims = maps.Clone(a.Claims), maps.Clone(a.ForwardClaims)
 			r.Auth = &a
 		}
-		out.Routes[i] = r
+		out.Routes[i] = &r
 	}
 	for i, cs := range c.Consumers {
 		cs.Groups = slices.Clone(cs.Groups)
@@ -208,11 +214,11 @@ func (c *Config) Service(name string) (*Service, bool) {
 
 // Route returns the named route and whether it exists.
 func (c *Config) Route(name string) (*Route, bool) {
-	i, ok := slices.BinarySearchFunc(c.Routes, name, func(r Route, n string) int { return strings.Compare(r.Name, n) })
+	i, ok := slices.BinarySearchFunc(c.Routes, name, func(r *Route, n string) int { return strings.Compare(r.Name, n) })
 	if !ok {
 		return nil, false
 	}
-	return &c.Routes[i], true
+	return c.Routes[i], true
 }
 
 // Consumer returns the named consumer and whether it exists.

@@ -29,7 +29,12 @@ func withNames(t *testing.T, typ reflect.Type, names ...string) reflect.Value {
 	t.Helper()
 	s := reflect.MakeSlice(typ, len(names), len(names))
 	for i, n := range names {
-		f := s.Index(i).FieldByName("Name")
+		e := s.Index(i)
+		if e.Kind() == reflect.Pointer { // routes are held by pointer
+			e.Set(reflect.New(typ.Elem().Elem()))
+			e = e.Elem()
+		}
+		f := e.FieldByName("Name")
 		if !f.IsValid() || f.Kind() != reflect.String {
 			t.Fatalf("%s has no Name field", typ.Elem())
 		}
@@ -75,7 +80,7 @@ func TestSortCoversEveryCollection(t *testing.T) {
 			c.Sort()
 			var got []string
 			for i := range v.Len() {
-				got = append(got, v.Index(i).FieldByName("Name").String())
+				got = append(got, reflect.Indirect(v.Index(i)).FieldByName("Name").String())
 			}
 			if strings.Join(got, ",") != "a,b,c" {
 				t.Fatalf("Sort left %s as %v", f.Name, got)

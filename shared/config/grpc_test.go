@@ -45,7 +45,7 @@ func TestDescriptorSetMustLink(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := &Config{
 				Services: []Service{{Name: "g", Protocol: ProtocolGRPC, Targets: []Target{{URL: "http://h:1"}}, GRPC: &ServiceGRPC{DescriptorSet: tt.set}}},
-				Routes:   []Route{{Name: "r", Paths: []string{"/m"}, Service: "g", GRPC: &RouteGRPC{Method: tt.method}}},
+				Routes:   []*Route{{Name: "r", Paths: []string{"/m"}, Service: "g", GRPC: &RouteGRPC{Method: tt.method}}},
 			}
 			err := c.Validate()
 			if tt.field == "" {

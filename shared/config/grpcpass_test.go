@@ -41,7 +41,7 @@ func TestGRPCPassThroughRoute(t *testing.T) {
 				t.Fatal("GRPCPassThrough = false")
 			}
 			web := Service{Name: "h", Targets: []Target{{URL: "http://h:2"}}}
-			c := &Config{Services: []Service{svc, web}, Routes: []Route{r}}
+			c := &Config{Services: []Service{svc, web}, Routes: []*Route{&r}}
 			var got []string
 			for _, f := range FieldErrors(c.Validate()) {
 				got = append(got, f.Field)

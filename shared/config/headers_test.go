@@ -42,9 +42,9 @@ func TestValidateGatewayHeaders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := &Config{
 				Services: []Service{{Name: "s", Targets: []Target{{URL: "http://127.0.0.1:1"}}}},
-				Routes:   []Route{{Name: "r", Paths: []string{"/x"}, Service: "s"}},
+				Routes:   []*Route{{Name: "r", Paths: []string{"/x"}, Service: "s"}},
 			}
-			tt.edit(&c.Routes[0])
+			tt.edit(c.Routes[0])
 			checkValidation(t, c.Validate(), tt.kind, tt.field)
 		})
 	}

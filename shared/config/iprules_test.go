@@ -97,7 +97,7 @@ func TestIPRulesValidate(t *testing.T) {
 		t.Fatalf("global: %v", got)
 	}
 	// Clone copies the lists.
-	c.Routes = []Route{{Name: "r", IP: &IPRules{Deny: []string{"::1"}}}}
+	c.Routes = []*Route{{Name: "r", IP: &IPRules{Deny: []string{"::1"}}}}
 	cl := c.Clone()
 	cl.Global.IP.Allow[0], cl.Routes[0].IP.Deny[0] = "x", "x"
 	if c.Global.IP.Allow[0] != "10.0.0.0/8" || c.Routes[0].IP.Deny[0] != "::1" {

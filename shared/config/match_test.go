@@ -113,7 +113,7 @@ func TestAmbiguityWithConditions(t *testing.T) {
 	base := func() *Config {
 		return &Config{
 			Services: []Service{{Name: "s", Targets: []Target{{URL: "http://127.0.0.1:1", Weight: 1}}}},
-			Routes: []Route{{Name: "v2", Paths: []string{"/users/{id}"}, Service: "s",
+			Routes: []*Route{{Name: "v2", Paths: []string{"/users/{id}"}, Service: "s",
 				Match: &RouteMatch{Headers: map[string]ValueMatch{"X-Api-Version": {Exact: "2"}}}}},
 		}
 	}
@@ -137,7 +137,7 @@ func TestAmbiguityWithConditions(t *testing.T) {
 			r.Name, r.Service = "w", "s"
 			r.Normalize()
 			check := c.CheckRoute(&r)
-			c.Routes = append(c.Routes, r)
+			c.Routes = append(c.Routes, &r)
 			verr := c.Validate()
 			for _, err := range []error{check, verr} {
 				if got := errors.Is(err, ErrConflict); got != tc.conflict {

@@ -15,7 +15,7 @@ func TestMirrorValidate(t *testing.T) {
 				{Name: "next", Targets: []Target{{URL: "http://127.0.0.1:2", Weight: 1}}},
 				{Name: "g", Protocol: ProtocolGRPC, Targets: []Target{{URL: "http://127.0.0.1:3", Weight: 1}}},
 			},
-			Routes: []Route{{Name: "r", Paths: []string{"/u/*"}, Service: "users", Mirror: &Mirror{Service: "next", Percent: 5}}},
+			Routes: []*Route{{Name: "r", Paths: []string{"/u/*"}, Service: "users", Mirror: &Mirror{Service: "next", Percent: 5}}},
 		}
 	}
 	tests := []struct {
@@ -44,7 +44,7 @@ func TestMirrorValidate(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base()
-			tc.mutate(c.Routes[0].Mirror, &c.Routes[0])
+			tc.mutate(c.Routes[0].Mirror, c.Routes[0])
 			err := c.Validate()
 			if tc.field == "" {
 				if err != nil {

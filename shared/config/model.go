@@ -421,8 +421,17 @@ type Consumer struct {
 // Config is the whole declarative configuration. Objects are kept sorted by
 // name so that its JSON form is canonical (the snapshot checksum relies on it).
 type Config struct {
-	Services  []Service  `json:"services"`
-	Routes    []Route    `json:"routes"`
+	Services []Service `json:"services"`
+	// Routes are held by pointer: a configuration may have 100,000, and
+	// each write makes a new configuration from the last. Copying the list
+	// then copies 8 bytes per route instead of the ~400 of a Route (40 MB
+	// of copy and garbage per write at 100,000 routes, on the control plane
+	// and on every data plane). Configurations of successive revisions
+	// share the routes that did not change, so a Route reached through a
+	// Config is never modified: a change replaces the pointer with a new
+	// Route (the catalog and Delta.Apply do). A null route is refused by
+	// Validate.
+	Routes    []*Route   `json:"routes"`
 	Consumers []Consumer `json:"consumers"`
 	Issuers   []Issuer   `json:"issuers"`
 	// Certificates carry private keys: the admin API never returns them

@@ -91,8 +91,8 @@ func (c *Config) CheckRoute(r *Route) error {
 	checkRouteServices(&l, "", r, c.Service)
 	if len(r.Paths) > 0 {
 		claims := newRouteClaims(len(c.Routes))
-		for i := range c.Routes {
-			if other := &c.Routes[i]; other.Name != r.Name {
+		for _, other := range c.Routes {
+			if other.Name != r.Name {
 				claims.claim(other, func(int, matchKey, string) {})
 			}
 		}

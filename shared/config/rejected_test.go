@@ -16,7 +16,7 @@ func TestValidateObjects(t *testing.T) {
 	good := func() *Config {
 		return &Config{
 			Services:  []Service{{Name: "s", Targets: []Target{{URL: "http://h:1"}}}},
-			Routes:    []Route{{Name: "a", Paths: []string{"/a"}, Service: "s"}},
+			Routes:    []*Route{{Name: "a", Paths: []string{"/a"}, Service: "s"}},
 			Consumers: []Consumer{{Name: "alice"}},
 			Issuers:   []Issuer{{Name: "i", Issuer: "https://i.example", Algorithms: []string{"HS256"}, Keys: []string{"0123456789abcdef0123456789abcdef"}}},
 		}
@@ -30,16 +30,16 @@ func TestValidateObjects(t *testing.T) {
 		{"valid", func(*Config) {}, map[string][]int{}, false},
 		{"bad service, and a route on it", func(c *Config) {
 			c.Services = append(c.Services, Service{Name: "t", Targets: []Target{{URL: "ftp://h"}}})
-			c.Routes = append(c.Routes, Route{Name: "b", Paths: []string{"/b"}, Service: "t"})
+			c.Routes = append(c.Routes, &Route{Name: "b", Paths: []string{"/b"}, Service: "t"})
 		}, map[string][]int{"services": {1}}, false},
 		{"route on a missing service", func(c *Config) {
-			c.Routes = append(c.Routes, Route{Name: "b", Paths: []string{"/b"}, Service: "ghost"})
+			c.Routes = append(c.Routes, &Route{Name: "b", Paths: []string{"/b"}, Service: "ghost"})
 		}, map[string][]int{"routes": {1}}, false},
 		{"issuer key that is not a key", func(c *Config) {
 			c.Issuers[0].Algorithms, c.Issuers[0].Keys = []string{"RS256"}, []string{"not a key"}
 		}, map[string][]int{"issuers": {0}}, false},
 		{"conflict beside an invalid object", func(c *Config) {
-			c.Routes = append(c.Routes, Route{Name: "b", Paths: []string{"/a"}, Service: "s"}, Route{Name: "c", Paths: []string{"/c"}, Service: "s", MaxInFlight: -1})
+			c.Routes = append(c.Routes, &Route{Name: "b", Paths: []string{"/a"}, Service: "s"}, &Route{Name: "c", Paths: []string{"/c"}, Service: "s", MaxInFlight: -1})
 		}, map[string][]int{"routes": {1, 2}}, false},
 		{"consumer naming a missing issuer", func(c *Config) {
 			c.Consumers[0].JWTIssuers = []string{"ghost"}

@@ -49,7 +49,7 @@ func TestSOAPValidate(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := &Config{Services: []Service{c.svc}}
 			if c.route != nil {
-				cfg.Routes = []Route{{Name: "r", Paths: []string{"/r"}, Service: "s", SOAP: c.route}}
+				cfg.Routes = []*Route{{Name: "r", Paths: []string{"/r"}, Service: "s", SOAP: c.route}}
 			}
 			err := cfg.Validate()
 			if c.field == "" {
@@ -66,7 +66,7 @@ func TestSOAPValidate(t *testing.T) {
 	// The route of a SOAP service must name an operation; a route of an
 	// HTTP service must not.
 	cfg := &Config{Services: []Service{svc(func(*Service) {}), {Name: "h", Targets: []Target{{URL: "http://127.0.0.1:1"}}}},
-		Routes: []Route{{Name: "a", Paths: []string{"/a"}, Service: "s"}, {Name: "b", Paths: []string{"/b"}, Service: "h", SOAP: &RouteSOAP{Operation: "Ping"}}}}
+		Routes: []*Route{{Name: "a", Paths: []string{"/a"}, Service: "s"}, {Name: "b", Paths: []string{"/b"}, Service: "h", SOAP: &RouteSOAP{Operation: "Ping"}}}}
 	err := cfg.Validate()
 	if err == nil || !strings.Contains(err.Error(), "routes[0].soap") || !strings.Contains(err.Error(), "routes[1].soap") {
 		t.Errorf("%v", err)

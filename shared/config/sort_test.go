@@ -25,7 +25,7 @@ func TestSortByName(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Config{}
 			for _, n := range tc.in {
-				c.Routes = append(c.Routes, Route{Name: n})
+				c.Routes = append(c.Routes, &Route{Name: n})
 				c.Services = append(c.Services, Service{Name: n})
 			}
 			c.Sort()
@@ -42,9 +42,9 @@ func TestSortByName(t *testing.T) {
 // BenchmarkSortSorted is the control plane's Sort after a write: 100,000
 // routes already in order.
 func BenchmarkSortSorted(b *testing.B) {
-	c := Config{Routes: make([]Route, 100000)}
+	c := Config{Routes: make([]*Route, 100000)}
 	for i := range c.Routes {
-		c.Routes[i].Name = fmt.Sprintf("route-%06d", i)
+		c.Routes[i] = &Route{Name: fmt.Sprintf("route-%06d", i)}
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -14,7 +14,7 @@ func TestSplitValidate(t *testing.T) {
 				{Name: "v2", Targets: []Target{{URL: "http://127.0.0.1:2", Weight: 1}}},
 				{Name: "g", Protocol: ProtocolGRPC, Targets: []Target{{URL: "http://127.0.0.1:3", Weight: 1}}},
 			},
-			Routes: []Route{{Name: "r", Paths: []string{"/u/*"},
+			Routes: []*Route{{Name: "r", Paths: []string{"/u/*"},
 				Split: []SplitBackend{{Service: "v1", Weight: 90}, {Service: "v2", Weight: 10}}}},
 		}
 	}
@@ -44,7 +44,7 @@ func TestSplitValidate(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base()
-			tc.mutate(&c.Routes[0])
+			tc.mutate(c.Routes[0])
 			err := c.Validate()
 			if tc.kind == nil {
 				if err != nil {
@@ -70,7 +70,7 @@ func TestSplitValidate(t *testing.T) {
 func TestSplitServicesAreInUse(t *testing.T) {
 	c := &Config{
 		Services: []Service{{Name: "v1", Targets: []Target{{URL: "http://127.0.0.1:1", Weight: 1}}}, {Name: "v2", Targets: []Target{{URL: "http://127.0.0.1:2", Weight: 1}}}},
-		Routes:   []Route{{Name: "r", Paths: []string{"/"}, Split: []SplitBackend{{Service: "v1", Weight: 1}, {Service: "v2", Weight: 1}}}},
+		Routes:   []*Route{{Name: "r", Paths: []string{"/"}, Split: []SplitBackend{{Service: "v1", Weight: 1}, {Service: "v2", Weight: 1}}}},
 	}
 	if err := c.CheckServiceDelete("v2"); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "routes [r]") {
 		t.Fatalf("CheckServiceDelete = %v, want a conflict naming the route", err)

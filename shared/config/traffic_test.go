@@ -17,11 +17,11 @@ func trafficConfig() *Config {
 		Service{Name: "shop", Protocol: ProtocolGRPC, Targets: []Target{{URL: "http://127.0.0.1:9003", Weight: 1}}},
 	)
 	c.Routes = append(c.Routes,
-		Route{Name: "profile", Paths: []string{"/profile/{id}"}, Aggregate: []AggregateBackend{
+		&Route{Name: "profile", Paths: []string{"/profile/{id}"}, Aggregate: []AggregateBackend{
 			{Service: "users", Path: "/users/{id}", Key: "user"},
 			{Service: "orders", Path: "/orders?user={id}", Key: "orders", Timeout: Duration(time.Second)},
 		}},
-		Route{Name: "order", Paths: []string{"/v1/orders/{id}"}, Methods: []string{"GET"}, Service: "shop",
+		&Route{Name: "order", Paths: []string{"/v1/orders/{id}"}, Methods: []string{"GET"}, Service: "shop",
 			GRPC: &RouteGRPC{Method: "shop.v1.Orders/GetOrder"}},
 	)
 	c.Routes[1].Rewrite = "/v2/users/{id}"

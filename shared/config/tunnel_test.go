@@ -23,7 +23,7 @@ func TestRouteTunnelLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := &Config{
 				Services: []Service{{Name: "s", Targets: []Target{{URL: "http://10.0.0.1"}}}},
-				Routes: []Route{{Name: "r", Paths: []string{"/ws"}, Service: "s",
+				Routes: []*Route{{Name: "r", Paths: []string{"/ws"}, Service: "s",
 					TunnelIdleTimeout: Duration(tc.idle), TunnelMaxLifetime: Duration(tc.life)}},
 			}
 			if tc.fields == nil {

@@ -384,9 +384,12 @@ func (c *Config) check() *errorList {
 	}
 	routes := make(map[string]int, len(c.Routes))
 	claims := newRouteClaims(len(c.Routes))
-	for i := range c.Routes {
-		r := &c.Routes[i]
+	for i, r := range c.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
+		if r == nil {
+			l.add(p, "must be an object, not null")
+			continue
+		}
 		r.validate(&l, p)
 		if j, dup := routes[r.Name]; dup {
 			l.conflictf(join(p, "name"), "duplicate route name %q (also routes[%d])", r.Name, j)
@@ -453,8 +456,10 @@ func (c *Config) check() *errorList {
 		}
 	}
 	issuerExists := func(name string) bool { _, ok := issuers[name]; return ok }
-	for i := range c.Routes {
-		checkRouteIssuers(&l, fmt.Sprintf("routes[%d]", i), &c.Routes[i], issuerExists)
+	for i, r := range c.Routes {
+		if r != nil {
+			checkRouteIssuers(&l, fmt.Sprintf("routes[%d]", i), r, issuerExists)
+		}
 	}
 	for i := range c.Consumers {
 		checkIssuerRefs(&l, fmt.Sprintf("consumers[%d].jwt_issuers", i), c.Consumers[i].JWTIssuers, issuerExists)

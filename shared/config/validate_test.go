@@ -9,7 +9,7 @@ import (
 func validConfig() *Config {
 	return &Config{
 		Services: []Service{{Name: "users", Targets: []Target{{URL: "http://127.0.0.1:9001", Weight: 1}}}},
-		Routes: []Route{
+		Routes: []*Route{
 			{Name: "users", Paths: []string{"/users/*"}, Methods: []string{"GET"}, Service: "users", StripPrefix: true},
 			{Name: "user", Paths: []string{"/user/{id}"}, Service: "users"},
 		},
@@ -38,6 +38,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad service name", func(c *Config) { c.Services[0].Name = "a b"; c.Routes[0].Service = "a b"; c.Routes[1].Service = "a b" }, ErrInvalid, "services[0].name"},
 		{"duplicate service", func(c *Config) { c.Services = append(c.Services, c.Services[0]) }, ErrConflict, "services[1].name"},
 		{"route without paths", func(c *Config) { c.Routes[0].Paths = nil }, ErrInvalid, "routes[0].paths"},
+		{"null route", func(c *Config) { c.Routes[1] = nil }, ErrInvalid, "routes[1]"},
 		{"relative path", func(c *Config) { c.Routes[0].Paths = []string{"users"} }, ErrInvalid, "routes[0].paths[0]"},
 		{"double slash", func(c *Config) { c.Routes[0].Paths = []string{"/a//b"} }, ErrInvalid, "routes[0].paths[0]"},
 		{"dot segment", func(c *Config) { c.Routes[0].Paths = []string{"/a/../b"} }, ErrInvalid, "routes[0].paths[0]"},
@@ -115,7 +116,7 @@ func TestCheckRoute(t *testing.T) {
 	}
 	// Replacing a route by itself is not a conflict with itself.
 	self := c.Routes[1]
-	if err := c.CheckRoute(&self); err != nil {
+	if err := c.CheckRoute(self); err != nil {
 		t.Fatalf("CheckRoute(self) = %v", err)
 	}
 	r = Route{Name: "x", Paths: []string{"/x"}, Service: "ghost"}

@@ -51,7 +51,7 @@ type Delta struct {
 	CreatedAt time.Time `json:"created_at"`
 
 	Services     []config.Service     `json:"services,omitempty"`
-	Routes       []config.Route       `json:"routes,omitempty"`
+	Routes       []*config.Route      `json:"routes,omitempty"`
 	Consumers    []config.Consumer    `json:"consumers,omitempty"`
 	Issuers      []config.Issuer      `json:"issuers,omitempty"`
 	Certificates []config.Certificate `json:"certificates,omitempty"`
@@ -119,7 +119,7 @@ func (t *Touched) Merge(o *Touched) {
 func Changes(old, next *config.Config) Touched {
 	t := Touched{
 		Services:     diffNames(old.Services, next.Services, func(s *config.Service) (string, *config.Meta) { return s.Name, &s.Meta }),
-		Routes:       diffNames(old.Routes, next.Routes, func(r *config.Route) (string, *config.Meta) { return r.Name, &r.Meta }),
+		Routes:       diffNames(old.Routes, next.Routes, func(r **config.Route) (string, *config.Meta) { return (*r).Name, &(*r).Meta }),
 		Consumers:    diffNames(old.Consumers, next.Consumers, func(c *config.Consumer) (string, *config.Meta) { return c.Name, &c.Meta }),
 		Issuers:      diffNames(old.Issuers, next.Issuers, func(i *config.Issuer) (string, *config.Meta) { return i.Name, &i.Meta }),
 		Certificates: diffNames(old.Certificates, next.Certificates, func(c *config.Certificate) (string, *config.Meta) { return c.Name, &c.Meta }),
@@ -170,7 +170,7 @@ func diffNames[T any](a, b []T, key func(*T) (string, *config.Meta)) map[string]
 func NewDelta(base, rev int64, ep Epoch, cur *config.Config, touched *Touched, digest Digest, now time.Time) *Delta {
 	d := &Delta{Base: base, Revision: rev, Epoch: ep, Digest: digest.String(), CreatedAt: now.UTC()}
 	d.Services, d.Deleted.Services = pick(touched.Services, cur.Service)
-	d.Routes, d.Deleted.Routes = pick(touched.Routes, cur.Route)
+	d.Routes, d.Deleted.Routes = pick(touched.Routes, func(n string) (**config.Route, bool) { r, ok := cur.Route(n); return &r, ok })
 	d.Consumers, d.Deleted.Consumers = pick(touched.Consumers, cur.Consumer)
 	d.Issuers, d.Deleted.Issuers = pick(touched.Issuers, cur.Issuer)
 	d.Certificates, d.Deleted.Certificates = pick(touched.Certificates, cur.Certificate)
@@ -215,6 +215,9 @@ func DecodeDelta(data []byte) (*Delta, error) {
 	if _, err := ParseDigest(d.Digest); err != nil {
 		return nil, fmt.Errorf("decode delta %d..%d: %w", d.Base, d.Revision, err)
 	}
+	if slices.Contains(d.Routes, nil) {
+		return nil, fmt.Errorf("decode delta %d..%d: a route is null", d.Base, d.Revision)
+	}
 	return &d, nil
 }
 
@@ -229,7 +232,7 @@ func (d *Delta) Apply(base *config.Config) (*config.Config, *Touched, error) {
 	if out.Services, t.Services, err = merge(base.Services, d.Services, d.Deleted.Services, func(s *config.Service) string { return s.Name }); err != nil {
 		return nil, nil, fmt.Errorf("delta %d..%d services: %w", d.Base, d.Revision, err)
 	}
-	if out.Routes, t.Routes, err = merge(base.Routes, d.Routes, d.Deleted.Routes, func(r *config.Route) string { return r.Name }); err != nil {
+	if out.Routes, t.Routes, err = merge(base.Routes, d.Routes, d.Deleted.Routes, func(r **config.Route) string { return (*r).Name }); err != nil {
 		return nil, nil, fmt.Errorf("delta %d..%d routes: %w", d.Base, d.Revision, err)
 	}
 	if out.Consumers, t.Consumers, err = merge(base.Consumers, d.Consumers, d.Deleted.Consumers, func(c *config.Consumer) string { return c.Name }); err != nil {
@@ -372,7 +375,7 @@ func DigestOf(cfg *config.Config) (Digest, error) {
 		names func() []string
 	}{
 		{&all.Services, func() []string { return names(cfg.Services, func(s *config.Service) string { return s.Name }) }},
-		{&all.Routes, func() []string { return names(cfg.Routes, func(r *config.Route) string { return r.Name }) }},
+		{&all.Routes, func() []string { return names(cfg.Routes, func(r **config.Route) string { return (*r).Name }) }},
 		{&all.Consumers, func() []string { return names(cfg.Consumers, func(c *config.Consumer) string { return c.Name }) }},
 		{&all.Issuers, func() []string { return names(cfg.Issuers, func(i *config.Issuer) string { return i.Name }) }},
 		{&all.Certificates, func() []string { return names(cfg.Certificates, func(c *config.Certificate) string { return c.Name }) }},
@@ -460,8 +463,8 @@ func Compose(base *config.Config, ds []*Delta) (*Delta, error) {
 	out := &Delta{Base: ds[0].Base, Revision: last.Revision, Epoch: last.Epoch, Digest: last.Digest, CreatedAt: last.CreatedAt}
 	out.Services, out.Deleted.Services = composeKind(ds, func(d *Delta) ([]config.Service, []string) { return d.Services, d.Deleted.Services },
 		func(s *config.Service) string { return s.Name }, func(n string) bool { _, ok := base.Service(n); return ok })
-	out.Routes, out.Deleted.Routes = composeKind(ds, func(d *Delta) ([]config.Route, []string) { return d.Routes, d.Deleted.Routes },
-		func(r *config.Route) string { return r.Name }, func(n string) bool { _, ok := base.Route(n); return ok })
+	out.Routes, out.Deleted.Routes = composeKind(ds, func(d *Delta) ([]*config.Route, []string) { return d.Routes, d.Deleted.Routes },
+		func(r **config.Route) string { return (*r).Name }, func(n string) bool { _, ok := base.Route(n); return ok })
 	out.Consumers, out.Deleted.Consumers = composeKind(ds, func(d *Delta) ([]config.Consumer, []string) { return d.Consumers, d.Deleted.Consumers },
 		func(c *config.Consumer) string { return c.Name }, func(n string) bool { _, ok := base.Consumer(n); return ok })
 	out.Issuers, out.Deleted.Issuers = composeKind(ds, func(d *Delta) ([]config.Issuer, []string) { return d.Issuers, d.Deleted.Issuers },

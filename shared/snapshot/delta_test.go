@@ -34,14 +34,16 @@ func (h *history) write(rng *rand.Rand) {
 		r := config.Route{Name: fmt.Sprintf("r%03d", h.next), Paths: []string{fmt.Sprintf("/r%d", h.next)}, Service: c.Services[h.next%len(c.Services)].Name}
 		h.next++
 		h.touch(&r.Meta)
-		c.Routes = append(c.Routes, r)
+		c.Routes = append(c.Routes, &r)
 	case op == 1:
 		i := rng.IntN(len(c.Routes))
 		c.Routes = slices.Delete(c.Routes, i, i+1)
 	case op == 2:
-		r := &c.Routes[rng.IntN(len(c.Routes))]
+		k := rng.IntN(len(c.Routes))
+		r := *c.Routes[k] // routes are shared between revisions: change a copy
 		r.Timeout = config.Duration(time.Duration(rng.IntN(50)+1) * time.Second)
 		h.touch(&r.Meta)
+		c.Routes[k] = &r
 	case op == 3:
 		s := &c.Services[rng.IntN(len(c.Services))]
 		s.Targets = []config.Target{{URL: fmt.Sprintf("http://10.0.0.%d:80", h.rev%250)}}
@@ -62,7 +64,7 @@ func (h *history) write(rng *rand.Rand) {
 		r := config.Route{Name: c.Routes[i].Name, Paths: []string{fmt.Sprintf("/again%d", h.rev)}, Service: c.Services[0].Name}
 		h.touch(&r.Meta)
 		r.Meta.Version = 1
-		c.Routes[i] = r
+		c.Routes[i] = &r
 	}
 	c.Sort()
 }
@@ -164,7 +166,7 @@ func TestDeltaRefusesWrongBase(t *testing.T) {
 	mk := func(routes ...string) *config.Config {
 		c := &config.Config{Services: []config.Service{{Name: "s", Meta: config.Meta{Version: 1, Revision: 1}}}}
 		for i, r := range routes {
-			c.Routes = append(c.Routes, config.Route{Name: r, Paths: []string{"/" + r}, Service: "s", Meta: config.Meta{Version: 1, Revision: int64(2 + i)}})
+			c.Routes = append(c.Routes, &config.Route{Name: r, Paths: []string{"/" + r}, Service: "s", Meta: config.Meta{Version: 1, Revision: int64(2 + i)}})
 		}
 		return c
 	}
@@ -281,11 +283,11 @@ func TestComposeEqualsSteps(t *testing.T) {
 func BenchmarkApplyOneRoute(b *testing.B) {
 	base := &config.Config{Services: []config.Service{{Name: "s"}}}
 	for i := range 100_000 {
-		base.Routes = append(base.Routes, config.Route{Name: fmt.Sprintf("r%06d", i), Paths: []string{fmt.Sprintf("/r%d", i)}, Service: "s"})
+		base.Routes = append(base.Routes, &config.Route{Name: fmt.Sprintf("r%06d", i), Paths: []string{fmt.Sprintf("/r%d", i)}, Service: "s"})
 	}
 	changed := base.Routes[50_000]
 	changed.Timeout = config.Duration(time.Second)
-	d := &Delta{Base: 1, Revision: 2, Routes: []config.Route{changed, {Name: "r050000x", Paths: []string{"/x"}, Service: "s"}}, Deleted: Deleted{Routes: []string{"r000007"}}}
+	d := &Delta{Base: 1, Revision: 2, Routes: []*config.Route{changed, {Name: "r050000x", Paths: []string{"/x"}, Service: "s"}}, Deleted: Deleted{Routes: []string{"r000007"}}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, _, err := d.Apply(base); err != nil {

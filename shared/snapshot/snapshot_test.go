@@ -14,7 +14,7 @@ import (
 func sample() *config.Config {
 	return &config.Config{
 		Services:  []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://127.0.0.1:1", Weight: 2}}}},
-		Routes:    []config.Route{{Name: "r", Paths: []string{"/a/*"}, Service: "s", Timeout: config.Duration(time.Second)}},
+		Routes:    []*config.Route{{Name: "r", Paths: []string{"/a/*"}, Service: "s", Timeout: config.Duration(time.Second)}},
 		Consumers: []config.Consumer{},
 	}
 }

@@ -328,7 +328,7 @@ func TestConfigImportExport(t *testing.T) {
 	ctx := context.Background()
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "users", Targets: []config.Target{{URL: "http://127.0.0.1:9001"}}}},
-		Routes:   []config.Route{{Name: "users", Paths: []string{"/users/*"}, Service: "users"}},
+		Routes:   []*config.Route{{Name: "users", Paths: []string{"/users/*"}, Service: "users"}},
 	}
 	res, err := s.admin.ImportConfig(ctx, cfg, false)
 	if err != nil {
@@ -356,7 +356,7 @@ func TestConfigImportExport(t *testing.T) {
 	// Dry run: a diff, and nothing stored.
 	next := exp.Config.Clone()
 	next.Routes[0].StripPrefix = true
-	next.Routes = append(next.Routes, config.Route{Name: "health", Paths: []string{"/health"}, Service: "users"})
+	next.Routes = append(next.Routes, &config.Route{Name: "health", Paths: []string{"/health"}, Service: "users"})
 	next.Consumers = append(next.Consumers, config.Consumer{Name: "alice"})
 	next.Services[0].Targets = append(next.Services[0].Targets, config.Target{URL: "http://127.0.0.1:9002"})
 	buf, _ := json.Marshal(next)
@@ -387,6 +387,11 @@ func TestConfigImportExport(t *testing.T) {
 	_, body = s.mustStatus(t, 422, "PUT", "/v1/config", bad)
 	if !strings.Contains(string(body), `"field":"routes[1].service"`) {
 		t.Fatalf("invalid import problem: %s", body)
+	}
+	// Routes are held by pointer: a null one is refused, not a crash.
+	_, body = s.mustStatus(t, 422, "PUT", "/v1/config", `{"services":[],"routes":[{"name":"x","paths":["/x"],"service":"users"},null]}`)
+	if !strings.Contains(string(body), `"field":"routes[1]"`) {
+		t.Fatalf("null route problem: %s", body)
 	}
 	ambiguous := `{"services":[{"name":"s","targets":[{"url":"http://h"}]}],"routes":[{"name":"x","paths":["/a/{id}"],"service":"s"},{"name":"y","paths":["/a/{name}"],"service":"s"}]}`
 	s.mustStatus(t, 409, "PUT", "/v1/config", ambiguous)

@@ -50,7 +50,7 @@ func BenchmarkWriteToDataPlanes(b *testing.B) {
 	}
 	cfg := &config.Config{Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://10.0.0.1:80"}}}}}
 	for i := range routes {
-		cfg.Routes = append(cfg.Routes, config.Route{Name: fmt.Sprintf("r%06d", i), Paths: []string{fmt.Sprintf("/api/r%d/{id}", i)}, Service: "s"})
+		cfg.Routes = append(cfg.Routes, &config.Route{Name: fmt.Sprintf("r%06d", i), Paths: []string{fmt.Sprintf("/api/r%d/{id}", i)}, Service: "s"})
 	}
 	if _, err := admin.ImportConfig(ctx, cfg, false); err != nil {
 		b.Fatal(err)

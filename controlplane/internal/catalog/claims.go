@@ -68,8 +68,8 @@ func (x *shapeIndex) at(st *store.State) *shapeIndex {
 		return x
 	}
 	*x = shapeIndex{epoch: st.Epoch.ID, rev: st.Revision, shapes: map[string]map[string]struct{}{}}
-	for i := range st.Config.Routes {
-		x.add(&st.Config.Routes[i])
+	for _, r := range st.Config.Routes {
+		x.add(r)
 	}
 	return x
 }
@@ -105,10 +105,10 @@ func (x *shapeIndex) checkRoute(cfg *config.Config, r *config.Route) error {
 	}
 	slices.Sort(names) // the configuration's order
 	shadow := config.Config{Services: cfg.Services, Consumers: cfg.Consumers, Issuers: cfg.Issuers,
-		Certificates: cfg.Certificates, Global: cfg.Global, Routes: make([]config.Route, 0, len(names))}
+		Certificates: cfg.Certificates, Global: cfg.Global, Routes: make([]*config.Route, 0, len(names))}
 	for _, n := range names {
 		if o, ok := cfg.Route(n); ok {
-			shadow.Routes = append(shadow.Routes, *o)
+			shadow.Routes = append(shadow.Routes, o)
 		}
 	}
 	return errors.Join(shadow.CheckRoute(r), cfg.CheckRouteAuth(r))

@@ -43,7 +43,7 @@ func TestShapeIndexAgreesWithCheckRoute(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 3))
 			cur := &store.State{Revision: 1, Epoch: snapshot.Epoch{ID: "e"}, Config: config.Config{Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://h:1"}}}}}}
 			for i := range 60 {
-				cur.Config.Routes = append(cur.Config.Routes, randomRoute(rng, fmt.Sprintf("r%03d", i), 1))
+				cur.Config.Routes = append(cur.Config.Routes, new(randomRoute(rng, fmt.Sprintf("r%03d", i), 1)))
 			}
 			var x shapeIndex
 			for step := range 30 {
@@ -61,14 +61,14 @@ func TestShapeIndexAgreesWithCheckRoute(t *testing.T) {
 				next := &store.State{Revision: cur.Revision + 1, Epoch: cur.Epoch, Config: *nextOf(&cur.Config)}
 				for range 1 + rng.IntN(3) {
 					name := fmt.Sprintf("r%03d", rng.IntN(80))
-					i, found := slices.BinarySearchFunc(next.Config.Routes, name, func(r config.Route, n string) int { return cmpString(r.Name, n) })
+					i, found := slices.BinarySearchFunc(next.Config.Routes, name, func(r *config.Route, n string) int { return cmpString(r.Name, n) })
 					switch {
 					case found && rng.IntN(3) == 0:
 						next.Config.Routes = slices.Delete(next.Config.Routes, i, i+1)
 					case found:
-						next.Config.Routes[i] = randomRoute(rng, name, next.Revision)
+						next.Config.Routes[i] = new(randomRoute(rng, name, next.Revision))
 					default:
-						next.Config.Routes = slices.Insert(next.Config.Routes, i, randomRoute(rng, name, next.Revision))
+						next.Config.Routes = slices.Insert(next.Config.Routes, i, new(randomRoute(rng, name, next.Revision)))
 					}
 				}
 				touched := snapshot.Changes(&cur.Config, &next.Config)

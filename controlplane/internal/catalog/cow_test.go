@@ -82,7 +82,7 @@ func TestWritesLeavePublishedRevisionsAlone(t *testing.T) {
 		}},
 		{"import", func() error {
 			cfg, _ := c.Export()
-			cfg.Routes = append(cfg.Routes, config.Route{Name: "r2", Paths: []string{"/two"}, Service: "s"})
+			cfg.Routes = append(cfg.Routes, &config.Route{Name: "r2", Paths: []string{"/two"}, Service: "s"})
 			_, err := c.Import(ctx, cfg, false, nil, actor)
 			return err
 		}},

@@ -33,7 +33,7 @@ func seedPaths(t testing.TB, c *Catalog, routes int, prefix string) {
 	t.Helper()
 	cfg := &config.Config{Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://h:1"}}}}}
 	for i := range routes {
-		cfg.Routes = append(cfg.Routes, config.Route{Name: fmt.Sprintf("r%06d", i), Paths: []string{fmt.Sprintf("%s%d", prefix, i)}, Service: "s"})
+		cfg.Routes = append(cfg.Routes, &config.Route{Name: fmt.Sprintf("r%06d", i), Paths: []string{fmt.Sprintf("%s%d", prefix, i)}, Service: "s"})
 	}
 	if _, err := c.Import(context.Background(), cfg, false, nil, Actor{Principal: "test"}); err != nil {
 		t.Fatal(err)

@@ -44,11 +44,11 @@ func (c *Catalog) Import(ctx context.Context, desired *config.Config, dryRun boo
 		}
 		rev := cur.Revision + 1
 		var changes []DiffEntry
-		next.Services = merge(Services, &cur.Config, want.Services, rev, now, &changes)
-		next.Routes = merge(Routes, &cur.Config, want.Routes, rev, now, &changes)
-		next.Consumers = merge(Consumers, &cur.Config, want.Consumers, rev, now, &changes)
-		next.Issuers = merge(Issuers, &cur.Config, want.Issuers, rev, now, &changes)
-		next.Certificates = merge(Certificates, &cur.Config, want.Certificates, rev, now, &changes)
+		merge(Services, &cur.Config, want, next, rev, now, &changes)
+		merge(Routes, &cur.Config, want, next, rev, now, &changes)
+		merge(Consumers, &cur.Config, want, next, rev, now, &changes)
+		merge(Issuers, &cur.Config, want, next, rev, now, &changes)
+		merge(Certificates, &cur.Config, want, next, rev, now, &changes)
 		if f := config.ChangedFields(&cur.Config.Global, &want.Global); len(f) > 0 {
 			changes = append(changes, DiffEntry{Op: "update", Kind: "global", Name: "global", Fields: f})
 		}
@@ -76,36 +76,37 @@ func (c *Catalog) Import(ctx context.Context, desired *config.Config, dryRun boo
 // merge computes the imported collection of one kind: unchanged objects keep
 // their metadata, changed ones get the next version, and every difference is
 // recorded in changes.
-func merge[T any](k *Kind[T], cur *config.Config, want []T, rev int64, now time.Time, changes *[]DiffEntry) []T {
-	out := make([]T, 0, len(want))
-	seen := make(map[string]bool, len(want))
-	for _, w := range want {
+func merge[T any](k *Kind[T], cur, want, next *config.Config, rev int64, now time.Time, changes *[]DiffEntry) {
+	n := k.items.len(want)
+	k.items.clear(next, n)
+	seen := make(map[string]bool, n)
+	for j := range n {
+		w := *k.items.at(want, j)
 		o := k.obj(&w)
 		name := o.ObjectName()
 		seen[name] = true
 		meta := o.ObjectMeta()
 		*meta = config.Meta{Version: 1, Revision: rev, CreatedAt: now, UpdatedAt: now}
 		if i := k.index(cur, name); i >= 0 {
-			old := (*k.items(cur))[i]
-			fields := config.ChangedFields(&old, &w)
+			old := k.items.at(cur, i)
+			fields := config.ChangedFields(old, &w)
 			if len(fields) == 0 {
-				out = append(out, old)
+				k.items.take(next, cur, i)
 				continue
 			}
-			om := k.obj(&old).ObjectMeta()
+			om := k.obj(old).ObjectMeta()
 			meta.Version, meta.CreatedAt = om.Version+1, om.CreatedAt
 			*changes = append(*changes, DiffEntry{Op: "update", Kind: k.Kind, Name: name, Fields: fields})
 		} else {
 			*changes = append(*changes, DiffEntry{Op: "create", Kind: k.Kind, Name: name})
 		}
-		out = append(out, w)
+		k.items.add(next, w)
 	}
-	for _, old := range *k.items(cur) {
-		if name := k.obj(&old).ObjectName(); !seen[name] {
+	for i := range k.items.len(cur) {
+		if name := k.obj(k.items.at(cur, i)).ObjectName(); !seen[name] {
 			*changes = append(*changes, DiffEntry{Op: "delete", Kind: k.Kind, Name: name})
 		}
 	}
-	return out
 }
 
 func summarize(changes []DiffEntry) map[string]int {

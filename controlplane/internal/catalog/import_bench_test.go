@@ -27,7 +27,7 @@ func BenchmarkImport10k(b *testing.B) {
 	}
 	cfg := &config.Config{Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://h:1"}}}}}
 	for i := range 10000 {
-		cfg.Routes = append(cfg.Routes, config.Route{Name: fmt.Sprintf("r%05d", i), Paths: []string{fmt.Sprintf("/p%d", i)}, Service: "s"})
+		cfg.Routes = append(cfg.Routes, &config.Route{Name: fmt.Sprintf("r%05d", i), Paths: []string{fmt.Sprintf("/p%d", i)}, Service: "s"})
 	}
 	ctx := context.Background()
 	b.ReportAllocs()

@@ -16,7 +16,7 @@ import (
 // and the conditional-request rules are written once for all of them.
 type Kind[T any] struct {
 	Kind  config.Kind
-	items func(*config.Config) *[]T
+	items collection[T]
 	obj   func(*T) config.Object
 	// check validates the object against the rest of the configuration,
 	// with field paths relative to the object.
@@ -32,7 +32,7 @@ type Kind[T any] struct {
 var (
 	Services = &Kind[config.Service]{
 		Kind:        config.KindService,
-		items:       func(c *config.Config) *[]config.Service { return &c.Services },
+		items:       values(func(c *config.Config) *[]config.Service { return &c.Services }),
 		obj:         func(s *config.Service) config.Object { return s },
 		setName:     func(s *config.Service, n string) { s.Name = n },
 		deleteCheck: func(c *config.Config, name string) error { return c.CheckServiceDelete(name) },
@@ -43,7 +43,7 @@ var (
 	}
 	Routes = &Kind[config.Route]{
 		Kind:    config.KindRoute,
-		items:   func(c *config.Config) *[]config.Route { return &c.Routes },
+		items:   pointers(func(c *config.Config) *[]*config.Route { return &c.Routes }),
 		obj:     func(r *config.Route) config.Object { return r },
 		setName: func(r *config.Route, n string) { r.Name = n },
 		// Put runs the same two checks through the catalog's index of
@@ -54,7 +54,7 @@ var (
 	}
 	Consumers = &Kind[config.Consumer]{
 		Kind:    config.KindConsumer,
-		items:   func(c *config.Config) *[]config.Consumer { return &c.Consumers },
+		items:   values(func(c *config.Config) *[]config.Consumer { return &c.Consumers }),
 		obj:     func(cs *config.Consumer) config.Object { return cs },
 		setName: func(cs *config.Consumer, n string) { cs.Name = n },
 		check:   func(c *config.Config, cs *config.Consumer) error { return c.CheckConsumer(cs) },
@@ -64,7 +64,7 @@ var (
 	}
 	Issuers = &Kind[config.Issuer]{
 		Kind:        config.KindIssuer,
-		items:       func(c *config.Config) *[]config.Issuer { return &c.Issuers },
+		items:       values(func(c *config.Config) *[]config.Issuer { return &c.Issuers }),
 		obj:         func(is *config.Issuer) config.Object { return is },
 		setName:     func(is *config.Issuer, n string) { is.Name = n },
 		check:       func(c *config.Config, is *config.Issuer) error { return c.CheckIssuer(is) },
@@ -72,7 +72,7 @@ var (
 	}
 	Certificates = &Kind[config.Certificate]{
 		Kind:    config.KindCertificate,
-		items:   func(c *config.Config) *[]config.Certificate { return &c.Certificates },
+		items:   values(func(c *config.Config) *[]config.Certificate { return &c.Certificates }),
 		obj:     func(x *config.Certificate) config.Object { return x },
 		setName: func(x *config.Certificate, n string) { x.Name = n },
 		// A write may leave the key out (GET never shows it): the stored
@@ -114,7 +114,7 @@ func (p Precondition) check(kind config.Kind, name string, existing *config.Meta
 // List returns the objects of kind k in the current revision, by name.
 func List[T any](c *Catalog, k *Kind[T]) (items []T, revision int64) {
 	st := c.Current().State
-	return *k.items(&st.Config), st.Revision
+	return k.items.all(&st.Config), st.Revision
 }
 
 // Get returns one object of kind k.
@@ -122,7 +122,7 @@ func Get[T any](c *Catalog, k *Kind[T], name string) (T, error) {
 	var zero T
 	st := c.Current().State
 	if i := k.index(&st.Config, name); i >= 0 {
-		return (*k.items(&st.Config))[i], nil
+		return *k.items.at(&st.Config, i), nil
 	}
 	return zero, fmt.Errorf("%s %q: %w", k.Kind, name, ErrNotFound)
 }
@@ -131,9 +131,9 @@ func Get[T any](c *Catalog, k *Kind[T], name string) (T, error) {
 // reader sees is sorted (normalize runs before each publish), and a
 // 10,000-route import looks up every route once.
 func (k *Kind[T]) index(cfg *config.Config, name string) int {
-	items := *k.items(cfg)
-	i := sort.Search(len(items), func(i int) bool { return k.obj(&items[i]).ObjectName() >= name })
-	if i < len(items) && k.obj(&items[i]).ObjectName() == name {
+	n := k.items.len(cfg)
+	i := sort.Search(n, func(i int) bool { return k.obj(k.items.at(cfg, i)).ObjectName() >= name })
+	if i < n && k.obj(k.items.at(cfg, i)).ObjectName() == name {
 		return i
 	}
 	return -1
@@ -141,8 +141,7 @@ func (k *Kind[T]) index(cfg *config.Config, name string) int {
 
 // insertion is where name goes in cfg's sorted collection.
 func (k *Kind[T]) insertion(cfg *config.Config, name string) int {
-	items := *k.items(cfg)
-	return sort.Search(len(items), func(i int) bool { return k.obj(&items[i]).ObjectName() >= name })
+	return sort.Search(k.items.len(cfg), func(i int) bool { return k.obj(k.items.at(cfg, i)).ObjectName() >= name })
 }
 
 // SetName names obj (a PUT body may leave the name to the URL).
@@ -176,11 +175,10 @@ func Put[T any](ctx context.Context, c *Catalog, k *Kind[T], obj T, mode PutMode
 	name := o.ObjectName()
 	created := false
 	change, st, err := c.apply(ctx, actor, func(cur *store.State, next *config.Config, now time.Time) (store.AuditEntry, bool, error) {
-		items := k.items(next)
 		i := k.index(next, name)
 		var existing *config.Meta
 		if i >= 0 {
-			existing = k.obj(&(*items)[i]).ObjectMeta()
+			existing = k.obj(k.items.at(next, i)).ObjectMeta()
 		}
 		if err := pre.check(k.Kind, name, existing); err != nil {
 			return store.AuditEntry{}, false, err
@@ -191,7 +189,7 @@ func Put[T any](ctx context.Context, c *Catalog, k *Kind[T], obj T, mode PutMode
 		if k.keep != nil {
 			var zero T
 			if existing != nil {
-				k.keep(&(*items)[i], &obj)
+				k.keep(k.items.at(next, i), &obj)
 			} else {
 				k.keep(&zero, &obj)
 			}
@@ -208,7 +206,7 @@ func Put[T any](ctx context.Context, c *Catalog, k *Kind[T], obj T, mode PutMode
 				return store.AuditEntry{}, false, err
 			}
 		}
-		if existing != nil && config.SameSpec(&(*items)[i], &obj) {
+		if existing != nil && config.SameSpec(k.items.at(next, i), &obj) {
 			return store.AuditEntry{}, true, nil
 		}
 		meta := o.ObjectMeta()
@@ -218,11 +216,11 @@ func Put[T any](ctx context.Context, c *Catalog, k *Kind[T], obj T, mode PutMode
 		if existing == nil {
 			meta.Version, meta.CreatedAt = 1, now
 			// In name order: the canonical sort then finds nothing to move.
-			*items = slices.Insert(*items, k.insertion(next, name), obj)
+			k.items.insert(next, k.insertion(next, name), obj)
 			action, created = "create", true
 		} else {
 			meta.Version, meta.CreatedAt = existing.Version+1, existing.CreatedAt
-			(*items)[i] = obj
+			k.items.set(next, i, obj)
 		}
 		return store.AuditEntry{Action: action, Kind: k.Kind, Name: name, Version: meta.Version}, false, nil
 	})
@@ -230,18 +228,17 @@ func Put[T any](ctx context.Context, c *Catalog, k *Kind[T], obj T, mode PutMode
 		return nil, err
 	}
 	i := k.index(&st.Config, name)
-	return &PutResult[T]{Object: (*k.items(&st.Config))[i], Created: created, Change: change}, nil
+	return &PutResult[T]{Object: *k.items.at(&st.Config, i), Created: created, Change: change}, nil
 }
 
 // Delete removes the named object.
 func Delete[T any](ctx context.Context, c *Catalog, k *Kind[T], name string, pre Precondition, actor Actor) (*Change, error) {
 	change, _, err := c.apply(ctx, actor, func(_ *store.State, next *config.Config, _ time.Time) (store.AuditEntry, bool, error) {
-		items := k.items(next)
 		i := k.index(next, name)
 		if i < 0 {
 			return store.AuditEntry{}, false, fmt.Errorf("%s %q: %w", k.Kind, name, ErrNotFound)
 		}
-		existing := k.obj(&(*items)[i]).ObjectMeta()
+		existing := k.obj(k.items.at(next, i)).ObjectMeta()
 		if err := pre.check(k.Kind, name, existing); err != nil {
 			return store.AuditEntry{}, false, err
 		}
@@ -251,8 +248,66 @@ func Delete[T any](ctx context.Context, c *Catalog, k *Kind[T], name string, pre
 			}
 		}
 		version := existing.Version
-		*items = slices.Delete(*items, i, i+1)
+		k.items.remove(next, i)
 		return store.AuditEntry{Action: "delete", Kind: k.Kind, Name: name, Version: version}, false, nil
 	})
 	return change, err
+}
+
+// collection is one kind's objects in a configuration: held by value
+// (services, consumers, issuers, certificates) or by pointer (routes, of
+// which there may be 100,000: a write then copies 8 bytes per route, not
+// the ~400 of the route itself). at's object is shared with every revision
+// that holds it and must not be modified; set and insert store a copy of
+// theirs.
+type collection[T any] struct {
+	len    func(*config.Config) int
+	at     func(cfg *config.Config, i int) *T
+	set    func(cfg *config.Config, i int, obj T)
+	insert func(cfg *config.Config, i int, obj T)
+	remove func(cfg *config.Config, i int)
+	// all is the objects by value: the collection itself, or a copy.
+	all func(*config.Config) []T
+	// clear empties cfg's collection, keeping room for n; take appends the
+	// object at i of another configuration's collection (shared, not
+	// copied); add appends obj.
+	clear func(cfg *config.Config, n int)
+	take  func(dst, src *config.Config, i int)
+	add   func(cfg *config.Config, obj T)
+}
+
+func values[T any](items func(*config.Config) *[]T) collection[T] {
+	return collection[T]{
+		len:    func(c *config.Config) int { return len(*items(c)) },
+		at:     func(c *config.Config, i int) *T { return &(*items(c))[i] },
+		set:    func(c *config.Config, i int, obj T) { (*items(c))[i] = obj },
+		insert: func(c *config.Config, i int, obj T) { *items(c) = slices.Insert(*items(c), i, obj) },
+		remove: func(c *config.Config, i int) { *items(c) = slices.Delete(*items(c), i, i+1) },
+		all:    func(c *config.Config) []T { return *items(c) },
+		clear:  func(c *config.Config, n int) { *items(c) = make([]T, 0, n) },
+		take:   func(dst, src *config.Config, i int) { *items(dst) = append(*items(dst), (*items(src))[i]) },
+		add:    func(c *config.Config, obj T) { *items(c) = append(*items(c), obj) },
+	}
+}
+
+func pointers[T any](items func(*config.Config) *[]*T) collection[T] {
+	return collection[T]{
+		len:    func(c *config.Config) int { return len(*items(c)) },
+		at:     func(c *config.Config, i int) *T { return (*items(c))[i] },
+		set:    func(c *config.Config, i int, obj T) { (*items(c))[i] = &obj },
+		insert: func(c *config.Config, i int, obj T) { *items(c) = slices.Insert(*items(c), i, &obj) },
+		// Delete zeroes the freed slot: the pointer does not keep a
+		// deleted route alive.
+		remove: func(c *config.Config, i int) { *items(c) = slices.Delete(*items(c), i, i+1) },
+		all: func(c *config.Config) []T {
+			out := make([]T, len(*items(c)))
+			for i, o := range *items(c) {
+				out[i] = *o
+			}
+			return out
+		},
+		clear: func(c *config.Config, n int) { *items(c) = make([]*T, 0, n) },
+		take:  func(dst, src *config.Config, i int) { *items(dst) = append(*items(dst), (*items(src))[i]) },
+		add:   func(c *config.Config, obj T) { *items(c) = append(*items(c), &obj) },
+	}
 }

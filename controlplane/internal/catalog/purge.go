@@ -17,10 +17,12 @@ import (
 func (c *Catalog) PurgeRouteCache(ctx context.Context, name string, pre Precondition, actor Actor) (config.Route, *Change, error) {
 	var out config.Route
 	ch, _, err := c.apply(ctx, actor, func(cur *store.State, next *config.Config, now time.Time) (store.AuditEntry, bool, error) {
-		r, ok := next.Route(name)
-		if !ok {
+		i := Routes.index(next, name)
+		if i < 0 {
 			return store.AuditEntry{}, false, fmt.Errorf("route %q: %w", name, ErrNotFound)
 		}
+		// A copy: the route in next is shared with the published revision.
+		r := *next.Routes[i]
 		if err := pre.check(config.KindRoute, name, &r.Meta); err != nil {
 			return store.AuditEntry{}, false, err
 		}
@@ -28,7 +30,8 @@ func (c *Catalog) PurgeRouteCache(ctx context.Context, name string, pre Precondi
 			return store.AuditEntry{}, false, config.Conflict("cache", "route %q has no cache to purge", name)
 		}
 		bump(&r.Meta, cur.Revision+1, now)
-		out = *r
+		next.Routes[i] = &r
+		out = r
 		return store.AuditEntry{Action: "purge-cache", Kind: config.KindRoute, Name: name, Version: r.Version}, false, nil
 	})
 	if err != nil {

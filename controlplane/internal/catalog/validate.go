@@ -40,7 +40,7 @@ func validateTouched(next *config.Config, t *snapshot.Touched, checked string) e
 	}
 	for _, name := range slices.Sorted(maps.Keys(t.Routes)) {
 		if r, ok := next.Route(name); ok {
-			shadow.Routes = append(shadow.Routes, *r)
+			shadow.Routes = append(shadow.Routes, r)
 		}
 	}
 	// On any failure the whole check runs: it reports the errors with the
@@ -48,11 +48,11 @@ func validateTouched(next *config.Config, t *snapshot.Touched, checked string) e
 	if shadow.Validate() != nil {
 		return next.Validate()
 	}
-	for k := range shadow.Routes {
-		if shadow.Routes[k].Name == checked {
+	for _, r := range shadow.Routes {
+		if r.Name == checked {
 			continue
 		}
-		if next.CheckRoute(&shadow.Routes[k]) != nil {
+		if next.CheckRoute(r) != nil {
 			return next.Validate()
 		}
 	}

@@ -22,7 +22,7 @@ func TestValidateNextAgreesWithValidate(t *testing.T) {
 		{Name: "b", Targets: []config.Target{{URL: "http://h:2"}}, Meta: config.Meta{Version: 1, Revision: 1}},
 	}}
 	for i := range 30 {
-		cur.Routes = append(cur.Routes, config.Route{Name: fmt.Sprintf("r%02d", i), Paths: []string{fmt.Sprintf("/r%d", i)},
+		cur.Routes = append(cur.Routes, &config.Route{Name: fmt.Sprintf("r%02d", i), Paths: []string{fmt.Sprintf("/r%d", i)},
 			Service: "a", Meta: config.Meta{Version: 1, Revision: 1}})
 	}
 	if err := cur.Validate(); err != nil {
@@ -33,17 +33,17 @@ func TestValidateNextAgreesWithValidate(t *testing.T) {
 		rev := int64(step + 2)
 		next := cur.Clone()
 		touch := func(m *config.Meta) { m.Version++; m.Revision = rev }
-		pick := func() *config.Route { return &next.Routes[rng.IntN(len(next.Routes))] }
+		pick := func() *config.Route { return next.Routes[rng.IntN(len(next.Routes))] }
 		switch rng.IntN(9) {
 		case 0: // a new route
 			r := config.Route{Name: fmt.Sprintf("n%03d", step), Paths: []string{fmt.Sprintf("/n%d", step)}, Service: "b"}
 			touch(&r.Meta)
-			next.Routes = append(next.Routes, r)
+			next.Routes = append(next.Routes, &r)
 		case 1: // a new route claiming another's requests
 			o := pick()
 			r := config.Route{Name: fmt.Sprintf("c%03d", step), Paths: slices.Clone(o.Paths), Methods: slices.Clone(o.Methods), Service: "a"}
 			touch(&r.Meta)
-			next.Routes = append(next.Routes, r)
+			next.Routes = append(next.Routes, &r)
 		case 2: // a route naming a service that does not exist
 			r := pick()
 			r.Service = "missing"
@@ -55,7 +55,7 @@ func TestValidateNextAgreesWithValidate(t *testing.T) {
 		case 4: // a duplicate name
 			r := *pick()
 			touch(&r.Meta)
-			next.Routes = append(next.Routes, r)
+			next.Routes = append(next.Routes, &r)
 		case 5:
 			i := rng.IntN(len(next.Routes))
 			next.Routes = slices.Delete(next.Routes, i, i+1)

@@ -68,8 +68,8 @@ var (
 var boltKinds = []boltKind{
 	kindOf([]byte("services"), func(c *config.Config) *[]config.Service { return &c.Services },
 		func(s *config.Service) string { return s.Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Services }),
-	kindOf([]byte("routes"), func(c *config.Config) *[]config.Route { return &c.Routes },
-		func(r *config.Route) string { return r.Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Routes }),
+	kindOf([]byte("routes"), func(c *config.Config) *[]*config.Route { return &c.Routes },
+		func(r **config.Route) string { return (*r).Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Routes }),
 	kindOf([]byte("consumers"), func(c *config.Config) *[]config.Consumer { return &c.Consumers },
 		func(c *config.Consumer) string { return c.Name }, func(t *snapshot.Touched) map[string]struct{} { return t.Consumers }),
 	kindOf([]byte("issuers"), func(c *config.Config) *[]config.Issuer { return &c.Issuers },

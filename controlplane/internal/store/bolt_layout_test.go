@@ -115,7 +115,7 @@ func crashState(rev int64) *store.State {
 	st.Config.Routes[0].Paths = []string{fmt.Sprintf("/rev/%d", rev)}
 	st.Config.Routes[0].Meta.Version = rev
 	for k := max(2, rev-4); k <= rev && rev >= 2; k++ {
-		st.Config.Routes = append(st.Config.Routes, config.Route{Name: fmt.Sprintf("w%06d", k), Paths: []string{fmt.Sprintf("/w/%d", k)}, Service: "svc-000",
+		st.Config.Routes = append(st.Config.Routes, &config.Route{Name: fmt.Sprintf("w%06d", k), Paths: []string{fmt.Sprintf("/w/%d", k)}, Service: "svc-000",
 			Meta: config.Meta{Version: 1, Revision: k}})
 	}
 	return st

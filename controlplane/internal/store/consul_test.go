@@ -114,7 +114,7 @@ func load(t *testing.T, s store.Store) *store.State {
 }
 
 func withRoute(rev int64, name string) *store.State {
-	return &store.State{Revision: rev, Config: config.Config{Routes: []config.Route{{Name: name, Paths: []string{"/" + name}, Service: "s"}}}}
+	return &store.State{Revision: rev, Config: config.Config{Routes: []*config.Route{{Name: name, Paths: []string{"/" + name}, Service: "s"}}}}
 }
 
 // TestConsulReplicas runs two stores on one prefix, as two control-plane
@@ -304,9 +304,9 @@ func TestConsulLayout(t *testing.T) {
 // storetest.LargeConfig it stays large after compression.
 func noisyConfig(n int) config.Config {
 	rnd := rand.New(rand.NewPCG(1, 2))
-	c := config.Config{Routes: make([]config.Route, n)}
+	c := config.Config{Routes: make([]*config.Route, n)}
 	for i := range c.Routes {
-		c.Routes[i] = config.Route{
+		c.Routes[i] = &config.Route{
 			Name:    fmt.Sprintf("route-%05d", i),
 			Paths:   []string{fmt.Sprintf("/r/%d/*", i)},
 			Hosts:   []string{fmt.Sprintf("%016x%016x.example.com", rnd.Uint64(), rnd.Uint64()), fmt.Sprintf("%016x.example.org", rnd.Uint64())},

@@ -145,7 +145,7 @@ func checkCommit(next *State, entry AuditEntry) error {
 func checkCanonical(c *config.Config) error {
 	return errors.Join(
 		canonical(config.KindService, c.Services, func(s *config.Service) string { return s.Name }),
-		canonical(config.KindRoute, c.Routes, func(r *config.Route) string { return r.Name }),
+		canonical(config.KindRoute, c.Routes, func(r **config.Route) string { return (*r).Name }),
 		canonical(config.KindConsumer, c.Consumers, func(c *config.Consumer) string { return c.Name }),
 		canonical(config.KindIssuer, c.Issuers, func(i *config.Issuer) string { return i.Name }),
 		canonical(config.KindCertificate, c.Certificates, func(c *config.Certificate) string { return c.Name }),

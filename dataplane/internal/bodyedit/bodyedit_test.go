@@ -17,7 +17,7 @@ func edits(t *testing.T, js string) []edit {
 	}
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://127.0.0.1:1"}}}},
-		Routes:   []config.Route{{Name: "r", Paths: []string{"/"}, Service: "s", Body: &config.RouteBody{Request: specs}}},
+		Routes:   []*config.Route{{Name: "r", Paths: []string{"/"}, Service: "s", Body: &config.RouteBody{Request: specs}}},
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -43,7 +43,7 @@ func TestRefusals(t *testing.T) {
 			{Name: "app", APIKeys: []config.APIKey{{ID: id, Hash: hash, Prefix: apikey.Prefix(key)}}},
 			{Name: "other", APIKeys: []config.APIKey{{ID: otherID, Hash: otherHash, Prefix: apikey.Prefix(otherKey)}}},
 		},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "auth", Paths: []string{"/grpc.testing.TestService/UnaryCall"}, Service: "echo",
 				Auth: &config.RouteAuth{APIKey: true, Consumers: []string{"app"}}},
 			{Name: "limited", Paths: []string{"/grpc.testing.TestService/EmptyCall"}, Service: "echo",

@@ -371,7 +371,7 @@ func passConfig(route func(*config.Route), svc func(*config.Service), addrs ...s
 	if route != nil {
 		route(&r)
 	}
-	return &config.Config{Services: []config.Service{s}, Routes: []config.Route{r}}
+	return &config.Config{Services: []config.Service{s}, Routes: []*config.Route{&r}}
 }
 
 // codeOf is the gRPC code of err, failing the test when err is not a

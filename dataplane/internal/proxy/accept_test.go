@@ -418,7 +418,7 @@ func genConfig(r *rand.Rand) *config.Config {
 		}
 		rt.Timeout = config.Duration(mostly(r, 0, time.Second, 2*time.Hour))
 		rt.MaxBodyBytes = mostly[int64](r, 0, 1024, -1)
-		cfg.Routes = append(cfg.Routes, rt)
+		cfg.Routes = append(cfg.Routes, &rt)
 	}
 	if r.IntN(5) == 0 {
 		cfg.Global.RateLimit = &config.RateLimit{Limit: 10, Window: config.Duration(time.Second), Key: pick(r, "ip", "consumer")}

@@ -60,7 +60,7 @@ func aggConfig(users, orders, prefs string, requireAll bool) *config.Config {
 			{Name: "prefs", Targets: []config.Target{{URL: prefs}},
 				Retries: &config.Retries{Attempts: 1}},
 		},
-		Routes: []config.Route{{
+		Routes: []*config.Route{{
 			Name: "profile", Paths: []string{"/profile/{id}"}, AggregateRequireAll: requireAll,
 			Aggregate: []config.AggregateBackend{
 				{Service: "users", Path: "/users/{id}", Key: "user", Required: true},
@@ -104,7 +104,7 @@ func TestAggregatePathInjection(t *testing.T) {
 	users := newJSONUpstream(t, 200, `{}`, nil)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "users", Targets: []config.Target{{URL: users.srv.URL}}}},
-		Routes: []config.Route{{Name: "dash", Paths: []string{"/dash"},
+		Routes: []*config.Route{{Name: "dash", Paths: []string{"/dash"},
 			Aggregate: []config.AggregateBackend{{Service: "users", Path: "/users/{user}/summary", Key: "u"}}}},
 	}
 	_, gw := newGateway(t, cfg)
@@ -129,7 +129,7 @@ func TestAggregateMissingValue(t *testing.T) {
 	prefs := newJSONUpstream(t, 200, `{}`, nil)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "prefs", Targets: []config.Target{{URL: prefs.srv.URL}}}},
-		Routes: []config.Route{{Name: "dash", Paths: []string{"/dash"},
+		Routes: []*config.Route{{Name: "dash", Paths: []string{"/dash"},
 			Aggregate: []config.AggregateBackend{{Service: "prefs", Path: "/prefs/{user}", Key: "p"}}}},
 	}
 	_, gw := newGateway(t, cfg)

@@ -19,7 +19,7 @@ func TestServiceAltSvcDropped(t *testing.T) {
 	t.Cleanup(up.Close)
 	_, url := newGateway(t, &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
-		Routes:   []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
+		Routes:   []*config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
 	})
 	status, hdr, _ := do(t, "GET", url+"/x", nil)
 	if status != 200 || hdr.Get("X-Kept") != "yes" || len(hdr.Values("Alt-Svc")) != 0 {

@@ -51,7 +51,7 @@ func TestBodyEditsThroughGateway(t *testing.T) {
 	}
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: svc.URL}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "users", Paths: []string{"/users"}, Service: "s", Body: body},
 			{Name: "cached", Paths: []string{"/cached"}, Service: "s", Body: body, Cache: &config.RouteCache{TTL: config.Duration(60e9)}},
 			{Name: "text", Paths: []string{"/text"}, Service: "s", Body: body},
@@ -128,7 +128,7 @@ func TestXMLServiceThroughGateway(t *testing.T) {
 	t.Cleanup(svc.Close)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: svc.URL}}}},
-		Routes: []config.Route{{Name: "orders", Paths: []string{"/orders"}, Service: "s", Body: &config.RouteBody{
+		Routes: []*config.Route{{Name: "orders", Paths: []string{"/orders"}, Service: "s", Body: &config.RouteBody{
 			XML:      true,
 			Response: []config.BodyEdit{{Op: "remove", Path: "/receipt/secret"}},
 		}}},

@@ -37,7 +37,7 @@ func TestBodySchema(t *testing.T) {
 		"age":{"type":"integer","minimum":0},"tags":{"type":"array","items":{"type":"string"}}},"additionalProperties":false}`
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "users", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{{Name: "users", Paths: []string{"/users"}, Service: "users", MaxBodyBytes: 256,
+		Routes: []*config.Route{{Name: "users", Paths: []string{"/users"}, Service: "users", MaxBodyBytes: 256,
 			Schemas: &config.RouteValidate{Body: json.RawMessage(schema)}}},
 	}
 	_, gw := newGateway(t, cfg)
@@ -96,7 +96,7 @@ func TestParamSchema(t *testing.T) {
 		"x-page":{"type":"integer"},"x-flags":{"type":"array","items":{"type":"boolean"}}}}`
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "items", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{{Name: "items", Paths: []string{"/items"}, Service: "items",
+		Routes: []*config.Route{{Name: "items", Paths: []string{"/items"}, Service: "items",
 			Schemas: &config.RouteValidate{Query: json.RawMessage(query), Headers: json.RawMessage(headers)}}},
 	}
 	_, gw := newGateway(t, cfg)

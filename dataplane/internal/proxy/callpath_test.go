@@ -54,7 +54,7 @@ func callPathConfig(t *testing.T, svc config.Service, http, grpcAddrs []string) 
 	g.GRPC = &config.ServiceGRPC{DescriptorSet: set}
 	return &config.Config{
 		Services: []config.Service{mk("fwd", "", http), mk("agg", "", http), g},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "fwd", Paths: []string{"/fwd/*"}, Service: "fwd"},
 			{Name: "agg", Paths: []string{"/agg"}, Aggregate: []config.AggregateBackend{{Service: "agg", Path: "/x", Key: "x"}}},
 			{Name: "grpc", Paths: []string{"/orders/{id}"}, Service: "grpc", GRPC: &config.RouteGRPC{Method: "shop.v1.Orders/GetOrder"}},

@@ -142,7 +142,7 @@ func bigConfig(n int) *config.Config {
 			r.Paths = []string{fmt.Sprintf("/t/{tenant}/items%d/{item}", i)}
 			r.Hosts = []string{fmt.Sprintf("tenant%d.example.com", i%100)}
 		}
-		cfg.Routes = append(cfg.Routes, r)
+		cfg.Routes = append(cfg.Routes, &r)
 	}
 	cfg.Sort()
 	return cfg

@@ -123,7 +123,7 @@ func compileChange(s *snapshot.Snapshot, ch *snapshot.Change, prev *Table, deps 
 		}
 	}
 	for _, j := range p.jobs {
-		r := &cfg.Routes[j.at]
+		r := cfg.Routes[j.at]
 		var rt *Route
 		if reason := t.routeRejection(r, invalid[j.at]); reason != "" {
 			t.reject(config.KindRoute, r.Name, reason)
@@ -237,7 +237,7 @@ func planChange(cfg *config.Config, prev *Table, names []string) *changePlan {
 			p.routes = append(p.routes, nil)
 			// Every route of prev, rejected or not, has its rule in the
 			// router (prev.router.Len() == len(prev.routes)).
-			r := &cfg.Routes[at]
+			r := cfg.Routes[at]
 			if old != nil {
 				if sameRule(&old.spec, r) {
 					p.change.Kept[oldAt] = at
@@ -262,7 +262,7 @@ func planChange(cfg *config.Config, prev *Table, names []string) *changePlan {
 
 // namesSorted reports whether routes are in strictly increasing name
 // order (which also means no name twice).
-func namesSorted(routes []config.Route) bool {
+func namesSorted(routes []*config.Route) bool {
 	for i := 1; i < len(routes); i++ {
 		if routes[i-1].Name >= routes[i].Name {
 			return false

@@ -20,7 +20,7 @@ func TestFaultInjection(t *testing.T) {
 	up := echoUpstream(t, "users")
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "users", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "down", Paths: []string{"/down/*"}, Service: "users",
 				Fault: &config.Fault{Abort: &config.FaultAbort{Percent: 100, Status: 503}}},
 			{Name: "drill", Paths: []string{"/drill/*"}, Service: "users",

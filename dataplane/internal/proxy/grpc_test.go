@@ -29,7 +29,7 @@ func TestGRPCRouteIdentity(t *testing.T) {
 
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "shop", Protocol: config.ProtocolGRPC, Targets: []config.Target{{URL: "http://" + ln.Addr().String()}}}},
-		Routes: []config.Route{{Name: "order", Paths: []string{"/orders/{id}"}, Service: "shop",
+		Routes: []*config.Route{{Name: "order", Paths: []string{"/orders/{id}"}, Service: "shop",
 			GRPC:            &config.RouteGRPC{Method: "shop.v1.Orders/GetOrder"},
 			ResponseHeaders: &config.Edits{Set: map[string]string{"X-Order": "{id}"}}}},
 	}

@@ -117,7 +117,7 @@ func TestProxyRouting(t *testing.T) {
 			{Name: "users", Targets: []config.Target{{URL: users.URL + "/base"}}},
 			{Name: "orders", Targets: []config.Target{{URL: orders.URL}}},
 		},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "users", Paths: []string{"/users/*"}, Service: "users", StripPrefix: true},
 			{Name: "user", Paths: []string{"/user/{id}"}, Methods: []string{"GET"}, Service: "users"},
 			{Name: "orders", Paths: []string{"/orders/*"}, Hosts: []string{"shop.example.com"}, Service: "orders"},
@@ -158,7 +158,7 @@ func TestWeightedRoundRobin(t *testing.T) {
 	a, b := echoUpstream(t, "a"), echoUpstream(t, "b")
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", LoadBalancer: config.LBWeighted, Targets: []config.Target{{URL: a.URL, Weight: 3}, {URL: b.URL, Weight: 1}}}},
-		Routes:   []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
+		Routes:   []*config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
 	}
 	_, gw := newGateway(t, cfg)
 	counts := map[string]int{}
@@ -179,7 +179,7 @@ func TestUpstreamFailures(t *testing.T) {
 			{Name: "slow", Targets: []config.Target{{URL: slow.URL}}},
 			{Name: "dead", Targets: []config.Target{{URL: dead}}},
 		},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "slow", Paths: []string{"/slow/*"}, Service: "slow", Timeout: config.Duration(100 * time.Millisecond), MaxBodyBytes: 1024},
 			{Name: "dead", Paths: []string{"/dead"}, Service: "dead"},
 		},
@@ -223,7 +223,7 @@ func TestTimeoutDoesNotCutStreams(t *testing.T) {
 	t.Cleanup(up.Close)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
-		Routes:   []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s", Timeout: config.Duration(100 * time.Millisecond)}},
+		Routes:   []*config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s", Timeout: config.Duration(100 * time.Millisecond)}},
 	}
 	_, gw := newGateway(t, cfg)
 	code, _, body := do(t, "GET", gw+"/stream", nil)
@@ -252,7 +252,7 @@ func TestUpgradeIsTunnelled(t *testing.T) {
 	t.Cleanup(up.Close)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{{Name: "r", Paths: []string{"/ws"}, Service: "s", Timeout: config.Duration(50 * time.Millisecond),
+		Routes: []*config.Route{{Name: "r", Paths: []string{"/ws"}, Service: "s", Timeout: config.Duration(50 * time.Millisecond),
 			UpgradeProtocols: []string{"echo"}}},
 	}
 	_, gw := newGateway(t, cfg)
@@ -298,7 +298,7 @@ func TestSwapUnderLoad(t *testing.T) {
 			if p == "/slow" {
 				svc = "gate"
 			}
-			c.Routes = append(c.Routes, config.Route{Name: fmt.Sprintf("r%d", i), Paths: []string{p}, Service: svc})
+			c.Routes = append(c.Routes, &config.Route{Name: fmt.Sprintf("r%d", i), Paths: []string{p}, Service: svc})
 		}
 		return c
 	}

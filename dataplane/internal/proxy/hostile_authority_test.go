@@ -86,7 +86,7 @@ func TestHostHeaderDisagreesWithAuthority(t *testing.T) {
 	h := NewHandler(Options{Log: discardLog()})
 	applyCfg(t, h, 1, &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://" + testutil.RefusedAddr(t)}}}},
-		Routes:   []config.Route{{Name: "internal", Paths: []string{"/internal/*"}, Hosts: []string{"internal.example"}, Service: "s"}},
+		Routes:   []*config.Route{{Name: "internal", Paths: []string{"/internal/*"}, Hosts: []string{"internal.example"}, Service: "s"}},
 	})
 	for _, tt := range []struct {
 		authority, host string
@@ -175,7 +175,7 @@ func TestCachePoisoningThroughHost(t *testing.T) {
 	cfg := func() *config.Config {
 		return &config.Config{
 			Services: []config.Service{{Name: "shop", Targets: []config.Target{{URL: app.URL}}}},
-			Routes: []config.Route{{Name: "shop", Paths: []string{"/*"}, Hosts: []string{"shop.example"}, Service: "shop",
+			Routes: []*config.Route{{Name: "shop", Paths: []string{"/*"}, Hosts: []string{"shop.example"}, Service: "shop",
 				Cache: &config.RouteCache{TTL: config.Duration(time.Minute), Store: config.CacheRedis}}},
 		}
 	}
@@ -234,7 +234,7 @@ func TestHostilePathParameterRouting(t *testing.T) {
 	applyCfg(t, h, 1, &config.Config{
 		Services:  []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
 		Consumers: []config.Consumer{{Name: "alice", APIKeys: []config.APIKey{{ID: id, Hash: hash, Prefix: apikey.Prefix(key)}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "site", Paths: []string{"/*"}, Service: "app"},
 			{Name: "admin", Paths: []string{"/admin/*"}, Service: "app", Auth: &config.RouteAuth{APIKey: true}},
 		},
@@ -318,8 +318,8 @@ func TestSharedCacheThroughGateway(t *testing.T) {
 		deps.Cache = c
 		applyWith(t, h, deps, 1, &config.Config{
 			Services: []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
-			Routes: []config.Route{cached("long", "/long", "id"), cached("cookie", "/cookie"),
-				cached("raw", "/raw"), cached("cloak", "/cloak", "id")},
+			Routes: []*config.Route{new(cached("long", "/long", "id")), new(cached("cookie", "/cookie")),
+				new(cached("raw", "/raw")), new(cached("cloak", "/cloak", "id"))},
 		})
 		return trafficServer(t, h, 0)
 	}

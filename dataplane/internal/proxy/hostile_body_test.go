@@ -193,7 +193,7 @@ func slowGateway(t *testing.T, lim Limits, routeTimeout, attempt time.Duration) 
 	b, _ := recordingUpstream(t, "b")
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "svc", Targets: []config.Target{{URL: a.URL}, {URL: b.URL}}, Timeout: config.Duration(attempt)}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "slow", Paths: []string{"/slow"}, Service: "svc", Timeout: config.Duration(routeTimeout)},
 			{Name: "capped", Paths: []string{"/capped"}, Service: "svc", MaxInFlight: 3},
 		},
@@ -345,7 +345,7 @@ func headerGateway(t *testing.T, lim Limits) *headerEnv {
 	cfg := &config.Config{
 		Services:  []config.Service{{Name: "svc", Targets: []config.Target{{URL: "http://" + up.addr}}}},
 		Consumers: []config.Consumer{{Name: "alice", APIKeys: []config.APIKey{{ID: id, Hash: hash, Prefix: apikey.Prefix(key)}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "public", Paths: []string{"/public/*"}, Service: "svc"},
 			{Name: "private", Paths: []string{"/private/*"}, Service: "svc",
 				Auth: &config.RouteAuth{APIKey: true, ForwardClaims: map[string]string{"sub": "X-User-Sub"}}},
@@ -636,7 +636,7 @@ func TestSlowClientDoesNotHideServiceFailures(t *testing.T) {
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "svc", Targets: []config.Target{{URL: "http://" + ln.Addr().String()}},
 			CircuitBreaker: &config.CircuitBreaker{MinRequests: 3, FailureRatio: 0.5}}},
-		Routes: []config.Route{{Name: "slow", Paths: []string{"/slow"}, Service: "svc"}},
+		Routes: []*config.Route{{Name: "slow", Paths: []string{"/slow"}, Service: "svc"}},
 	}
 	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry())})
 	applyCfg(t, h, 1, cfg)

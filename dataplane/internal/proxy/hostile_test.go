@@ -118,7 +118,7 @@ func hostileGateway(t *testing.T, readHeaderTimeout time.Duration) *hostileEnv {
 		Consumers: []config.Consumer{
 			{Name: "alice", Groups: []string{"ops"}, APIKeys: []config.APIKey{{ID: id, Hash: hash, Prefix: apikey.Prefix(key)}}},
 		},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "public", Paths: []string{"/public/*"}, Service: "public"},
 			{Name: "upload", Paths: []string{"/public/upload"}, Service: "public", MaxBodyBytes: 1024},
 			{Name: "admin", Paths: []string{"/admin/*"}, Service: "admin", Auth: &config.RouteAuth{APIKey: true}},

@@ -25,7 +25,7 @@ func TestJWTConsumerBoundToIssuers(t *testing.T) {
 			{Name: "corp", Issuer: "https://id.example.com", Algorithms: []string{"HS256"}, Keys: []string{hmacSecret}},
 			{Name: "partner", Issuer: "https://partner.example", Algorithms: []string{"HS256"}, Keys: []string{partnerSecret}},
 		},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "staff", Paths: []string{"/staff"}, Service: "s", Auth: &config.RouteAuth{JWT: true, Groups: []string{"staff"}}},
 			{Name: "any", Paths: []string{"/any"}, Service: "s", Auth: &config.RouteAuth{JWT: true}},
 		},
@@ -69,7 +69,7 @@ func TestJWTLifetimeBound(t *testing.T) {
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
 		Issuers:  []config.Issuer{{Name: "corp", Issuer: "https://id.example.com", Algorithms: []string{"HS256"}, Keys: []string{hmacSecret}}},
-		Routes:   []config.Route{{Name: "any", Paths: []string{"/any"}, Service: "s", Auth: &config.RouteAuth{JWT: true}}},
+		Routes:   []*config.Route{{Name: "any", Paths: []string{"/any"}, Service: "s", Auth: &config.RouteAuth{JWT: true}}},
 	}
 	_, gw := newGateway(t, cfg)
 	now := time.Now()

@@ -70,7 +70,7 @@ func validateObjects(cfg *config.Config, prev *Table) (config.InvalidObjects, []
 	var index []int // shadow route → cfg route
 	j := 0          // cursor in prev.routes, which is in name order too
 	for i := range cfg.Routes {
-		r := &cfg.Routes[i]
+		r := cfg.Routes[i]
 		if i > 0 && cfg.Routes[i-1].Name >= r.Name {
 			// Not in canonical order (or a duplicate name): only the
 			// whole-configuration check says the right thing.
@@ -87,7 +87,7 @@ func validateObjects(cfg *config.Config, prev *Table) (config.InvalidObjects, []
 				continue
 			}
 		}
-		shadow.Routes = append(shadow.Routes, *r)
+		shadow.Routes = append(shadow.Routes, r)
 		index = append(index, i)
 	}
 	in, err := shadow.ValidateObjects()

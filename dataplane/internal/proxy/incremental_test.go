@@ -62,7 +62,7 @@ func (m *metaConfig) addRoute() {
 		r.Service = ""
 	}
 	m.touch(&r.Meta)
-	m.cfg.Routes = append(m.cfg.Routes, r)
+	m.cfg.Routes = append(m.cfg.Routes, &r)
 }
 
 // mutate applies one random change, the way the control plane would: the
@@ -80,12 +80,12 @@ func (m *metaConfig) mutate(rng *rand.Rand) string {
 		m.cfg.Routes = slices.Delete(routes, i, i+1)
 		return "delete route"
 	case op == 2:
-		r := &routes[rng.IntN(len(routes))]
+		r := routes[rng.IntN(len(routes))]
 		r.Timeout = config.Duration(time.Duration(1+rng.IntN(60)) * time.Second)
 		m.touch(&r.Meta)
 		return "route timeout"
 	case op == 3:
-		r := &routes[rng.IntN(len(routes))]
+		r := routes[rng.IntN(len(routes))]
 		r.Paths = []string{fmt.Sprintf("/moved%d/%s/*", m.rev, r.Name)}
 		m.touch(&r.Meta)
 		return "route paths"
@@ -104,12 +104,12 @@ func (m *metaConfig) mutate(rng *rand.Rand) string {
 	case op == 6:
 		// Claim exactly the requests another route claims: one of the two
 		// is rejected.
-		r, o := &routes[rng.IntN(len(routes))], routes[rng.IntN(len(routes))]
+		r, o := routes[rng.IntN(len(routes))], routes[rng.IntN(len(routes))]
 		r.Paths, r.Methods, r.Hosts = slices.Clone(o.Paths), slices.Clone(o.Methods), slices.Clone(o.Hosts)
 		m.touch(&r.Meta)
 		return "conflicting route"
 	case op == 7:
-		r := &routes[rng.IntN(len(routes))]
+		r := routes[rng.IntN(len(routes))]
 		r.Paths = []string{"no-leading-slash"}
 		m.touch(&r.Meta)
 		return "invalid route"
@@ -269,7 +269,7 @@ func TestUnchangedRoutesKeepCompiledObject(t *testing.T) {
 			prev = next
 			rebuilt := 0
 			for i := range m.cfg.Routes {
-				r := &m.cfg.Routes[i]
+				r := m.cfg.Routes[i]
 				got, old := next.routes[i], byName[r.Name]
 				if tc.want.rebuilt(r) {
 					rebuilt++
@@ -297,7 +297,7 @@ func TestUnchangedRoutesKeepCompiledObject(t *testing.T) {
 // service.
 func BenchmarkCompileOneChange(b *testing.B) {
 	benchCompileRevisions(b, func(m *metaConfig) {
-		r := &m.cfg.Routes[int(m.rev)%len(m.cfg.Routes)]
+		r := m.cfg.Routes[int(m.rev)%len(m.cfg.Routes)]
 		r.Timeout = config.Duration(time.Duration(1+m.rev%50) * time.Second)
 		m.touch(&r.Meta)
 	})

@@ -23,7 +23,7 @@ func TestIPRules(t *testing.T) {
 		return &config.Config{
 			Services: []config.Service{{Name: "users", Targets: []config.Target{{URL: up.URL}}}},
 			Global:   config.Global{IP: &config.IPRules{Deny: globalDeny}},
-			Routes: []config.Route{
+			Routes: []*config.Route{
 				{Name: "office", Paths: []string{"/office/*"}, Service: "users", Meta: config.Meta{Revision: 1, Version: 1},
 					IP: &config.IPRules{Allow: []string{"192.0.2.0/24", "198.51.100.9", "2001:db8::/32"}, Deny: []string{"192.0.2.66"}}},
 				{Name: "open", Paths: []string{"/open/*"}, Service: "users", Meta: config.Meta{Revision: 1, Version: 1}},

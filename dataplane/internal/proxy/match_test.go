@@ -19,7 +19,7 @@ func TestRouteConditions(t *testing.T) {
 	}
 	cfg := &config.Config{
 		Services: []config.Service{svc("beta", beta.URL), svc("canary", canary.URL), svc("v1", v1.URL), svc("v2", v2.URL)},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "beta", Paths: []string{"/users/{id}"}, Service: "beta", Match: &config.RouteMatch{
 				Headers: map[string]config.ValueMatch{"X-Api-Version": {Exact: "2"}},
 				Query:   map[string]config.ValueMatch{"beta": {Present: &yes}},

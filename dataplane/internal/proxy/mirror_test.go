@@ -81,7 +81,7 @@ func mirrorConfig(primary, shadow string, m config.Mirror) *config.Config {
 			{Name: "primary", Targets: []config.Target{{URL: primary}}},
 			{Name: "shadow", Targets: []config.Target{{URL: shadow}}},
 		},
-		Routes: []config.Route{{Name: "users", Paths: []string{"/users/*"}, Service: "primary", StripPrefix: true,
+		Routes: []*config.Route{{Name: "users", Paths: []string{"/users/*"}, Service: "primary", StripPrefix: true,
 			RequestHeaders: &config.Edits{Set: map[string]string{"X-User": "from-gw"}}, Mirror: &m}},
 	}
 }

@@ -64,7 +64,7 @@ func observedGateway(t *testing.T, extraTargets ...string) *observed {
 				OutlierDetection: &config.OutlierDetection{Disabled: true}},
 		},
 		Consumers: []config.Consumer{{Name: "alice", APIKeys: []config.APIKey{{ID: id, Hash: hash, Prefix: "pk"}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "users", Paths: []string{"/users/{id}"}, Service: "users", Auth: &config.RouteAuth{APIKey: true},
 				RateLimit: &config.RateLimit{Limit: 1000, Window: config.Duration(time.Second), Key: "consumer"}},
 			{Name: "flaky", Paths: []string{"/flaky"}, Service: "flaky"},

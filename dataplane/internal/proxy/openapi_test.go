@@ -36,11 +36,11 @@ func TestOpenAPIOperation(t *testing.T) {
 	}
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "pets", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{
-			route("list", "/v1/pets", "GET", "listPets"),
-			route("create", "/v1/pets", "POST", "createPet"),
-			route("show", "/v1/pets/{id}", "GET", "showPetById"),
-			route("update", "/v1/pets/{id}", "PUT", "updatePet"),
+		Routes: []*config.Route{
+			new(route("list", "/v1/pets", "GET", "listPets")),
+			new(route("create", "/v1/pets", "POST", "createPet")),
+			new(route("show", "/v1/pets/{id}", "GET", "showPetById")),
+			new(route("update", "/v1/pets/{id}", "PUT", "updatePet")),
 		},
 	}
 	if err := cfg.Validate(); err != nil {

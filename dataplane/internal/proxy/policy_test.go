@@ -56,7 +56,7 @@ func authGateway(t *testing.T) (gw string, key string) {
 		},
 		Issuers: []config.Issuer{{Name: "corp", Issuer: "https://id.example.com", Audiences: []string{"portico"},
 			Algorithms: []string{"HS256"}, Keys: []string{hmacSecret}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "open", Paths: []string{"/open"}, Service: "s"},
 			{Name: "keyed", Paths: []string{"/keyed"}, Service: "s", Auth: &config.RouteAuth{APIKey: true}},
 			{Name: "staff", Paths: []string{"/staff"}, Service: "s", Auth: &config.RouteAuth{APIKey: true, JWT: true, Groups: []string{"staff"}}},
@@ -118,7 +118,7 @@ func TestRateLimitHeaders(t *testing.T) {
 	up := headerEcho(t)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "limited", Paths: []string{"/limited"}, Service: "s",
 				RateLimit: &config.RateLimit{Limit: 3, Window: config.Duration(time.Minute), Burst: 2, Key: "header:X-Client"}},
 			{Name: "defaulted", Paths: []string{"/defaulted"}, Service: "s"},
@@ -170,7 +170,7 @@ func TestThrottle(t *testing.T) {
 	t.Cleanup(up.Close)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "capped", Paths: []string{"/hold", "/quick"}, Service: "s", MaxInFlight: 1},
 			{Name: "queued", Paths: []string{"/q/*"}, Service: "s", MaxInFlight: 1, QueueTimeout: config.Duration(5 * time.Second)},
 		},
@@ -221,7 +221,7 @@ func TestRevocationReachesReusedRoutes(t *testing.T) {
 			{Meta: meta(1), Name: "alice", APIKeys: []config.APIKey{{ID: aliceID, Hash: aliceHash, Prefix: apikey.Prefix(aliceKey)}}},
 			{Meta: meta(1), Name: "bob", APIKeys: []config.APIKey{{ID: bobID, Hash: bobHash, Prefix: apikey.Prefix(bobKey)}}},
 		},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Meta: meta(1), Name: "keyed", Paths: []string{"/keyed"}, Service: "s", Auth: &config.RouteAuth{APIKey: true}},
 			{Meta: meta(1), Name: "open", Paths: []string{"/open"}, Service: "s"},
 		},

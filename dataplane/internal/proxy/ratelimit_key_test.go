@@ -21,7 +21,7 @@ func TestRateLimitKeyMemoryBounded(t *testing.T) {
 	t.Cleanup(up.Close)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{{Name: "keyed", Paths: []string{"/keyed"}, Service: "s",
+		Routes: []*config.Route{{Name: "keyed", Paths: []string{"/keyed"}, Service: "s",
 			RateLimit: &config.RateLimit{Limit: 1, Window: config.Duration(time.Hour), Key: "header:X-Client"}}},
 	}
 	h, _ := newGateway(t, cfg)

@@ -33,7 +33,7 @@ func TestCompileSkipsRejectedObjects(t *testing.T) {
 			{Name: "broken", Issuer: "https://broken.example", Algorithms: []string{"RS256"}, Keys: []string{"not a key"}},
 			{Name: "corp", Issuer: "https://id.example.com", Algorithms: []string{"HS256"}, Keys: []string{hmacSecret}},
 		},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "catch-all", Paths: []string{"/*"}, Service: "s"},
 			{Name: "keyed", Paths: []string{"/keyed"}, Service: "s", Auth: &config.RouteAuth{APIKey: true}},
 			{Name: "needs-broken", Paths: []string{"/secure/*"}, Service: "s", Auth: &config.RouteAuth{JWT: true, Issuers: []string{"broken"}}},
@@ -99,7 +99,7 @@ func TestRejectedAgainstTableInService(t *testing.T) {
 			Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}, Meta: config.Meta{Version: 1, Revision: 1}}},
 			Issuers: []config.Issuer{{Name: "corp", Issuer: "https://id.example.com", Algorithms: []string{"HS256"}, Keys: keys,
 				Meta: config.Meta{Version: rev, Revision: rev}}},
-			Routes: []config.Route{
+			Routes: []*config.Route{
 				{Name: "open", Paths: []string{"/open"}, Service: "s", Meta: config.Meta{Version: 1, Revision: 1}},
 				{Name: "secure", Paths: []string{"/secure"}, Service: "s", Auth: &config.RouteAuth{JWT: true, Issuers: []string{"corp"}},
 					Meta: config.Meta{Version: 1, Revision: 1}},

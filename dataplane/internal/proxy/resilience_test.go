@@ -59,7 +59,7 @@ func gateway(t *testing.T, svc config.Service) string {
 	svc.Name = "s"
 	_, gw := newGateway(t, &config.Config{
 		Services: []config.Service{svc},
-		Routes:   []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
+		Routes:   []*config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
 	})
 	return gw
 }
@@ -317,7 +317,7 @@ func TestAbortedBodyIsAccounted(t *testing.T) {
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}},
 			CircuitBreaker: &config.CircuitBreaker{FailureRatio: 0.5, MinRequests: 1, HalfOpenRequests: 1}}},
-		Routes: []config.Route{{Name: "stream", Paths: []string{"/stream"}, Service: "s"}},
+		Routes: []*config.Route{{Name: "stream", Paths: []string{"/stream"}, Service: "s"}},
 	}
 	reg := prometheus.NewRegistry()
 	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(reg)})

@@ -62,7 +62,7 @@ func TestResponseValidationReportsOnly(t *testing.T) {
 	t.Cleanup(up.Close)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "pets", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "show", Paths: []string{"/v1/pets/{id}"}, Methods: []string{"GET"}, Service: "pets",
 				Schemas: &config.RouteValidate{OpenAPI: string(doc), Operation: "showPetById", ReportResponses: true}},
 			{Name: "own", Paths: []string{"/own/{x}"}, Service: "pets",

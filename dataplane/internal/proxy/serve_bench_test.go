@@ -43,7 +43,7 @@ func BenchmarkServe(b *testing.B) {
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}}}},
 		Issuers: []config.Issuer{{Name: "corp", Issuer: "https://id.example.com", Algorithms: []string{"HS256"},
 			Keys: []string{hmacSecret}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "plain", Paths: []string{"/plain"}, Service: "s"},
 			{Name: "guarded", Paths: []string{"/guarded"}, Service: "s", Auth: &config.RouteAuth{JWT: true},
 				RateLimit: &config.RateLimit{Limit: lots.Limit, Window: lots.Window, Burst: lots.Burst, Key: "consumer"}},

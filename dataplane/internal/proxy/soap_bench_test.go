@@ -59,7 +59,7 @@ func BenchmarkSOAPOverhead(b *testing.B) {
 					"orders-types.xsd": read("orders-types.xsd"), "orders-common.xsd": read("orders-common.xsd")}}},
 			{Name: "plain", Targets: []config.Target{{URL: svc.URL}}},
 		},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "plain", Paths: []string{"/plain"}, Service: "plain"},
 			{Name: "soap", Paths: []string{"/soap"}, Service: "orders", SOAP: &config.RouteSOAP{Operation: "PlaceOrder"}},
 		},

@@ -50,7 +50,7 @@ func TestSOAPThroughDataPlane(t *testing.T) {
 	plain.SOAP.Endpoint = "/plain"
 	cfg := &config.Config{
 		Services: []config.Service{plain, s11, s12},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "add", Paths: []string{"/add/{a}"}, Service: "quotes", SOAP: &config.RouteSOAP{Operation: "Add"}},
 			{Name: "echo", Paths: []string{"/echo"}, Service: "quotes", SOAP: &config.RouteSOAP{Operation: "Echo"}},
 			{Name: "plain", Paths: []string{"/plain"}, Service: "plain", SOAP: &config.RouteSOAP{Operation: "Add"}},
@@ -192,7 +192,7 @@ func TestSOAPRouteRejected(t *testing.T) {
 	base := soaptest.StartSpyne(t)
 	cfg := &config.Config{
 		Services: []config.Service{soapService(t, "quotes", base, "/soap11", "")},
-		Routes:   []config.Route{{Name: "nope", Paths: []string{"/nope"}, Service: "quotes", SOAP: &config.RouteSOAP{Operation: "Nope"}}},
+		Routes:   []*config.Route{{Name: "nope", Paths: []string{"/nope"}, Service: "quotes", SOAP: &config.RouteSOAP{Operation: "Nope"}}},
 	}
 	err := cfg.Validate()
 	if err == nil || !strings.Contains(err.Error(), "routes[0].soap.operation") || !strings.Contains(err.Error(), "GetQuote") {
@@ -224,7 +224,7 @@ func TestSOAPRPCLiteralThroughDataPlane(t *testing.T) {
 		Services: []config.Service{{Name: "orders", Protocol: config.ProtocolSOAP, Targets: []config.Target{{URL: base}},
 			SOAP: &config.ServiceSOAP{WSDL: read("orders.wsdl"), Documents: map[string]string{
 				"orders-types.xsd": read("orders-types.xsd"), "orders-common.xsd": read("orders-common.xsd")}}}},
-		Routes: []config.Route{{Name: "place", Paths: []string{"/orders"}, Methods: []string{"POST"}, Service: "orders",
+		Routes: []*config.Route{{Name: "place", Paths: []string{"/orders"}, Methods: []string{"POST"}, Service: "orders",
 			SOAP: &config.RouteSOAP{Operation: "PlaceOrder"}}},
 	}
 	if err := cfg.Validate(); err != nil {

@@ -19,7 +19,7 @@ func TestSplitThroughHandler(t *testing.T) {
 			{Name: "v1", Targets: []config.Target{{URL: v1.URL}}},
 			{Name: "v2", Targets: []config.Target{{URL: v2.URL}}},
 		},
-		Routes: []config.Route{{Name: "users", Paths: []string{"/users/*"}, Sticky: "cookie:uid",
+		Routes: []*config.Route{{Name: "users", Paths: []string{"/users/*"}, Sticky: "cookie:uid",
 			Split: []config.SplitBackend{{Service: "v1", Weight: 90}, {Service: "v2", Weight: 10}}}},
 	}
 	h, gw := newGateway(t, cfg)

@@ -243,7 +243,7 @@ func Compile(s *snapshot.Snapshot, prev *Table, deps Deps) (_ *Table, err error)
 	prevRoutes := prev.routeLookup()
 	reuse := t.reuser(prev, reusable, cfg)
 	for i := range cfg.Routes {
-		r := &cfg.Routes[i]
+		r := cfg.Routes[i]
 		if old := reuse.route(i, r, invalid.Routes[i]); old != nil {
 			t.routes[i] = old
 			continue

@@ -29,9 +29,9 @@ func BenchmarkAggregate(b *testing.B) {
 	users, orders, prefs := backend(`{"id":"7","name":"Ada"}`), backend(`[{"id":1},{"id":2}]`), backend(`{"theme":"dark"}`)
 	cfg := aggConfig(users.URL, orders.URL, prefs.URL, false)
 	cfg.Routes = append(cfg.Routes,
-		config.Route{Name: "u", Paths: []string{"/u/{id}"}, Service: "users"},
-		config.Route{Name: "o", Paths: []string{"/o"}, Service: "orders"},
-		config.Route{Name: "p", Paths: []string{"/p/{id}"}, Service: "prefs"},
+		&config.Route{Name: "u", Paths: []string{"/u/{id}"}, Service: "users"},
+		&config.Route{Name: "o", Paths: []string{"/o"}, Service: "orders"},
+		&config.Route{Name: "p", Paths: []string{"/p/{id}"}, Service: "prefs"},
 	)
 	_, gw := newGateway(b, cfg)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

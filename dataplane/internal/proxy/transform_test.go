@@ -33,7 +33,7 @@ func TestTransformations(t *testing.T) {
 	up := headerUpstream(t)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "users", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "user", Paths: []string{"/api/users/{id}"}, Service: "users",
 				Rewrite: "/v2/accounts/{id}/profile",
 				Query:   &config.Edits{Add: map[string]string{"source": "gw", "user": "{id}"}},
@@ -88,7 +88,7 @@ func TestCORS(t *testing.T) {
 	up := headerUpstream(t)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "users", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "api", Paths: []string{"/api/*"}, Methods: []string{"GET", "PUT"}, Service: "users",
 				CORS: &config.CORS{
 					AllowOrigins:     []string{"https://app.example.com", "https://*.example.org"},

@@ -96,7 +96,7 @@ func TestUpstreamTLS(t *testing.T) {
 			cfg := &config.Config{
 				Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: tc.target}}, TLS: tc.tls,
 					Retries: &config.Retries{Attempts: 1}}},
-				Routes: []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
+				Routes: []*config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
 			}
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
@@ -121,7 +121,7 @@ func TestUpstreamTLSHealthChecks(t *testing.T) {
 		Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: up.URL}},
 			TLS:         &config.ServiceTLS{CA: ca.PEM, ServerName: "svc.internal", ClientCert: client.CertPEM, ClientKey: client.KeyPEM},
 			HealthCheck: &config.HealthCheck{Path: "/health", Interval: config.Duration(100 * time.Millisecond), UnhealthyThreshold: 1}}},
-		Routes: []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
+		Routes: []*config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
 	}
 	_, url := newGateway(t, cfg)
 	testutil.Eventually(t, 10*time.Second, func() bool { return up.probes.Load() >= 3 }, "three probes over mTLS")
@@ -165,7 +165,7 @@ func TestUpstreamTLSConsul(t *testing.T) {
 			cfg := &config.Config{
 				Services: []config.Service{{Name: "s", Consul: &config.ConsulSource{Service: "tlsvc", Scheme: "https"}, TLS: tc.tls,
 					Retries: &config.Retries{Attempts: 1}}},
-				Routes: []config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
+				Routes: []*config.Route{{Name: "r", Paths: []string{"/*"}, Service: "s"}},
 			}
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)

@@ -99,7 +99,7 @@ func TestWebSocketThroughTheGateway(t *testing.T) {
 	cfg := &config.Config{
 		Services:  []config.Service{{Name: "ws", Targets: []config.Target{{URL: up.URL}}}},
 		Consumers: []config.Consumer{{Name: "alice", APIKeys: []config.APIKey{{ID: id, Hash: hash, Prefix: apikey.Prefix(key)}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "chat", Paths: []string{"/chat"}, Service: "ws", Auth: &config.RouteAuth{APIKey: true},
 				RateLimit: &config.RateLimit{Limit: 2, Window: config.Duration(time.Hour), Key: "consumer"}},
 		},
@@ -170,7 +170,7 @@ func TestWebSocketRouteLimits(t *testing.T) {
 	up := newWSEcho(t)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "ws", Targets: []config.Target{{URL: up.URL}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "idle", Paths: []string{"/idle"}, Service: "ws", TunnelIdleTimeout: config.Duration(300 * time.Millisecond)},
 			{Name: "short", Paths: []string{"/short"}, Service: "ws", TunnelMaxLifetime: config.Duration(time.Second)},
 			{Name: "node", Paths: []string{"/node"}, Service: "ws"},
@@ -257,7 +257,7 @@ func TestWebSocketToTLSUpstream(t *testing.T) {
 			cfg := &config.Config{
 				Services: []config.Service{{Name: "ws", Targets: []config.Target{{URL: up.URL}}, TLS: tc.tls,
 					Retries: &config.Retries{Attempts: 1}}},
-				Routes: []config.Route{{Name: "ws", Paths: []string{"/ws"}, Service: "ws"}},
+				Routes: []*config.Route{{Name: "ws", Paths: []string{"/ws"}, Service: "ws"}},
 			}
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)

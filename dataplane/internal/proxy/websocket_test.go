@@ -30,7 +30,7 @@ func TestWebSocketTunnel(t *testing.T) {
 	t.Cleanup(up.Close)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "ws", Targets: []config.Target{{URL: up.URL}}}},
-		Routes:   []config.Route{{Name: "ws", Paths: []string{"/ws"}, Service: "ws"}},
+		Routes:   []*config.Route{{Name: "ws", Paths: []string{"/ws"}, Service: "ws"}},
 	}
 	for _, tt := range []struct {
 		name string

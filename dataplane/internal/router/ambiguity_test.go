@@ -30,7 +30,7 @@ func FuzzAmbiguityMatchesConfig(f *testing.F) {
 		rules := validOnTheirOwn(g.rules())
 		cfg := config.Config{Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://127.0.0.1:1"}}}}}
 		for i, r := range rules {
-			cfg.Routes = append(cfg.Routes, config.Route{Name: "r" + strconv.Itoa(i), Service: "s",
+			cfg.Routes = append(cfg.Routes, &config.Route{Name: "r" + strconv.Itoa(i), Service: "s",
 				Paths: r.Paths, Methods: r.Methods, Hosts: r.Hosts, Match: r.Match, Priority: r.Priority})
 		}
 		verr := cfg.Validate()

@@ -30,7 +30,7 @@ func newJournalRun(t *testing.T, maxEntries int) *journalRun {
 	cfg := &config.Config{Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://h:1"}}, Meta: config.Meta{Version: 1, Revision: 1}}},
 		Consumers: []config.Consumer{}, Issuers: []config.Issuer{}, Certificates: []config.Certificate{}}
 	for i := range 50 {
-		cfg.Routes = append(cfg.Routes, config.Route{Name: fmt.Sprintf("r%04d", i), Paths: []string{fmt.Sprintf("/r%d", i)}, Service: "s", Meta: config.Meta{Version: 1, Revision: 1}})
+		cfg.Routes = append(cfg.Routes, &config.Route{Name: fmt.Sprintf("r%04d", i), Paths: []string{fmt.Sprintf("/r%d", i)}, Service: "s", Meta: config.Meta{Version: 1, Revision: 1}})
 	}
 	snap, raw, err := snapshot.EncodeEpoch(1, snapshot.Epoch{ID: "e"}, cfg, time.Unix(1, 0))
 	if err != nil {
@@ -53,7 +53,7 @@ func (r *journalRun) step() {
 	next := prev.Clone()
 	next.Routes[0].Paths = []string{fmt.Sprintf("/moved/%d", rev)}
 	next.Routes[0].Meta = config.Meta{Version: rev, Revision: rev}
-	next.Routes = append(next.Routes, config.Route{Name: fmt.Sprintf("w%04d", rev), Paths: []string{fmt.Sprintf("/w%d", rev)}, Service: "s", Meta: config.Meta{Version: 1, Revision: rev}})
+	next.Routes = append(next.Routes, &config.Route{Name: fmt.Sprintf("w%04d", rev), Paths: []string{fmt.Sprintf("/w%d", rev)}, Service: "s", Meta: config.Meta{Version: 1, Revision: rev}})
 	dg, err := snapshot.DigestOf(next)
 	if err != nil {
 		r.t.Fatal(err)

@@ -86,7 +86,7 @@ func writeSealed(w io.Writer, snap *snapshot.Snapshot) (string, error) {
 	c := &snap.Config
 	lists := []func() error{
 		func() error { return list(length(c.Services), func(i int) any { return &c.Services[i] }) },
-		func() error { return list(length(c.Routes), func(i int) any { return &c.Routes[i] }) },
+		func() error { return list(length(c.Routes), func(i int) any { return c.Routes[i] }) },
 		func() error { return list(length(c.Consumers), func(i int) any { return &c.Consumers[i] }) },
 		func() error { return list(length(c.Issuers), func(i int) any { return &c.Issuers[i] }) },
 	}

@@ -17,7 +17,7 @@ import (
 func TestWriteSealedIsEncode(t *testing.T) {
 	full := &config.Config{Global: config.Global{RateLimit: &config.RateLimit{Limit: 5, Window: config.Duration(time.Second)}}}
 	for i := range 600 {
-		full.Routes = append(full.Routes, config.Route{Name: fmt.Sprintf("r%03d", i), Paths: []string{fmt.Sprintf("/r%d/<&>", i)}, Service: "s",
+		full.Routes = append(full.Routes, &config.Route{Name: fmt.Sprintf("r%03d", i), Paths: []string{fmt.Sprintf("/r%d/<&>", i)}, Service: "s",
 			Meta: config.Meta{Version: 1, Revision: int64(i + 1), UpdatedAt: time.Unix(int64(i), 5).UTC()}})
 	}
 	full.Services = []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://h:1"}}}}

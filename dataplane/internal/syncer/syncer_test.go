@@ -19,7 +19,7 @@ func encoded(t *testing.T, rev int64, routes ...string) []byte {
 	t.Helper()
 	cfg := &config.Config{Services: []config.Service{{Name: "s", Targets: []config.Target{{URL: "http://h:1"}}}}}
 	for _, r := range routes {
-		cfg.Routes = append(cfg.Routes, config.Route{Name: r, Paths: []string{"/" + r}, Service: "s"})
+		cfg.Routes = append(cfg.Routes, &config.Route{Name: r, Paths: []string{"/" + r}, Service: "s"})
 	}
 	cfg.Sort()
 	_, raw, err := snapshot.Encode(rev, cfg, time.Unix(0, 0))

@@ -103,7 +103,7 @@ func TestHostileOverHTTP2(t *testing.T) {
 		Certificates: []config.Certificate{p.cert(t, "edge", 1, "api.example.com")},
 		Services:     []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
 		Consumers:    []config.Consumer{{Name: "alice", APIKeys: []config.APIKey{{ID: id, Hash: hash, Prefix: apikey.Prefix(key)}}}},
-		Routes: []config.Route{
+		Routes: []*config.Route{
 			{Name: "site", Paths: []string{"/*"}, Service: "app", MaxBodyBytes: 1024},
 			{Name: "admin", Paths: []string{"/admin/*"}, Service: "app", Auth: &config.RouteAuth{APIKey: true}},
 			{Name: "limited", Paths: []string{"/limited"}, Service: "app", RateLimit: &config.RateLimit{Limit: 1, Window: config.Duration(time.Hour)}},

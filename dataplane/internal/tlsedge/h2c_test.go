@@ -24,7 +24,7 @@ func TestH2C(t *testing.T) {
 	t.Cleanup(app.Close)
 	h := newProxy(t, &config.Config{
 		Services: []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
-		Routes:   []config.Route{{Name: "site", Paths: []string{"/*"}, Service: "app", MaxBodyBytes: 1024}},
+		Routes:   []*config.Route{{Name: "site", Paths: []string{"/*"}, Service: "app", MaxBodyBytes: 1024}},
 	}, New("", nil))
 	srv := h.Server(nil)
 	ConfigureH2C(srv)

@@ -32,7 +32,7 @@ func TestHTTPSRedirectEndToEnd(t *testing.T) {
 		return &config.Config{
 			Certificates: []config.Certificate{p.cert(t, "edge", 1, "localhost")},
 			Services:     []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
-			Routes: []config.Route{
+			Routes: []*config.Route{
 				{Name: "secure", Paths: []string{"/secure/*"}, Service: "app", HTTPSRedirect: true, HTTPSPort: tlsPort,
 					HSTS: &config.HSTS{MaxAge: config.Duration(24 * time.Hour), IncludeSubdomains: true}},
 				{Name: "open", Paths: []string{"/open"}, Service: "app"},

@@ -324,7 +324,7 @@ func TestUnchangedCertificatesKeepTheTable(t *testing.T) {
 	c := New("", nil)
 	c.Apply(&config.Config{Certificates: []config.Certificate{a, b}})
 	first := c.cur.Load()
-	c.Apply(&config.Config{Certificates: []config.Certificate{a, b}, Routes: []config.Route{{Name: "r"}}})
+	c.Apply(&config.Config{Certificates: []config.Certificate{a, b}, Routes: []*config.Route{{Name: "r"}}})
 	if c.cur.Load() != first {
 		t.Fatal("a snapshot without certificate changes compiled a new table")
 	}

@@ -123,7 +123,7 @@ func Sample(rev int64) config.Config {
 			ConnectTimeout: config.Duration(2 * time.Second),
 			Meta:           meta,
 		}},
-		Routes: []config.Route{{
+		Routes: []*config.Route{{
 			Name:         fmt.Sprintf("users-%d", rev),
 			Paths:        []string{"/users/{id}", "/users/*"},
 			Methods:      []string{"GET", "PUT"},
@@ -278,7 +278,7 @@ func testInvalidCommit(t *testing.T, s store.Store) {
 		{"entry revision differs", &store.State{Revision: 2}, entryFor(3)},
 		// Stores keep objects by name: the canonical form is in strict
 		// name order.
-		{"routes out of order", &store.State{Revision: 2, Config: config.Config{Routes: []config.Route{{Name: "b"}, {Name: "a"}}}}, entryFor(2)},
+		{"routes out of order", &store.State{Revision: 2, Config: config.Config{Routes: []*config.Route{{Name: "b"}, {Name: "a"}}}}, entryFor(2)},
 		{"services named twice", &store.State{Revision: 2, Config: config.Config{Services: []config.Service{{Name: "a"}, {Name: "a"}}}}, entryFor(2)},
 		{"consumer without a name", &store.State{Revision: 2, Config: config.Config{Consumers: []config.Consumer{{}}}}, entryFor(2)},
 	} {
@@ -499,7 +499,7 @@ func LargeConfig(n int) config.Config {
 		})
 	}
 	for i := range n {
-		c.Routes = append(c.Routes, config.Route{
+		c.Routes = append(c.Routes, &config.Route{
 			Name:    fmt.Sprintf("route-%05d", i),
 			Paths:   []string{fmt.Sprintf("/api/v1/tenant-%05d/items/{id}", i), fmt.Sprintf("/api/v1/tenant-%05d/static/*", i)},
 			Methods: []string{"GET", "POST"},
@@ -562,7 +562,7 @@ func testTouched(t *testing.T, s store.Store) {
 			c.Routes[7].Paths = []string{"/changed"}
 			c.Routes[7].Meta.Version++
 			c.Routes = slices.Delete(c.Routes, 11, 12)
-			c.Routes = append(c.Routes, config.Route{Name: "zz-new", Paths: []string{"/new"}, Service: "svc-000", Meta: config.Meta{Version: 1, CreatedAt: at}})
+			c.Routes = append(c.Routes, &config.Route{Name: "zz-new", Paths: []string{"/new"}, Service: "svc-000", Meta: config.Meta{Version: 1, CreatedAt: at}})
 		},
 		func(c *config.Config) { // a service, a consumer, an issuer and the global section
 			c.Services[3].Targets = []config.Target{{URL: "http://10.9.9.9:80"}}
