@@ -7,9 +7,16 @@ import (
 )
 
 // Sort orders every collection by name: the canonical form.
-func (c *Config) Sort() {
+func (c *Config) Sort() { c.SortFrom(nil) }
+
+// SortFrom is Sort for a configuration made from prev, which is in
+// canonical order (nil if none): routes c shares with prev in the same
+// order are known to be in order and are not read (RoutesInOrder).
+func (c *Config) SortFrom(prev *Config) {
 	sortByName(c.Services, func(s *Service) string { return s.Name })
-	sortByName(c.Routes, func(r **Route) string { return (*r).Name })
+	if prev == nil || !RoutesInOrder(c.Routes, prev.Routes) {
+		sortByName(c.Routes, func(r **Route) string { return (*r).Name })
+	}
 	sortByName(c.Consumers, func(cs *Consumer) string { return cs.Name })
 	sortByName(c.Issuers, func(is *Issuer) string { return is.Name })
 	sortByName(c.Certificates, func(cert *Certificate) string { return cert.Name })
@@ -28,6 +35,42 @@ func sortByName[T any](s []T, name func(*T) string) {
 			return
 		}
 	}
+}
+
+// RoutesInOrder reports whether routes are in strict name order, none
+// unnamed, given prev: routes in strict name order, none unnamed (the
+// routes they were made from; nil if none). A route that follows, in
+// prev too, the route before it (or one of the same name) is in order
+// without reading it (the same pointer: routes are never modified in
+// place); other neighbours have their names compared. At 100,000 routes a write shares nearly all of them with
+// the revision before, and reading every route's name took several
+// milliseconds per pass (a cache miss or two per route), with three passes
+// per write on the control plane.
+func RoutesInOrder(routes, prev []*Route) bool {
+	// Finding a route in prev is a binary search: after this many, the
+	// rest is checked name by name (a configuration that shares little
+	// with prev, such as an import's).
+	searches := 64
+	at := -1 // the index in prev of routes[i-1], or -1
+	for i, r := range routes {
+		if at >= 0 && at+1 < len(prev) && prev[at+1] == r {
+			at++
+			continue
+		}
+		if r.Name == "" || i > 0 && routes[i-1].Name >= r.Name {
+			return false
+		}
+		at = -1
+		if searches > 0 {
+			searches--
+			// A route of the same name in prev will do: whatever follows
+			// it there has a greater name.
+			if k, ok := slices.BinarySearchFunc(prev, r.Name, func(p *Route, n string) int { return strings.Compare(p.Name, n) }); ok {
+				at = k
+			}
+		}
+	}
+	return true
 }
 
 // FillEmpty makes every nil collection an empty one, so that a

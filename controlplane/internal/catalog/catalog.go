@@ -162,9 +162,14 @@ func (c *Catalog) refresh(ctx context.Context) error {
 // canonicalCollections puts a configuration's collections in the form the
 // catalog publishes and stores: none nil, each in name order. (The objects'
 // own canonical form is config's Normalize, applied when they are written.)
-func canonicalCollections(cfg *config.Config) {
+func canonicalCollections(cfg *config.Config) { canonicalFrom(cfg, nil) }
+
+// canonicalFrom is canonicalCollections for a configuration made from
+// prev, which is canonical: the routes it shares with prev are not read to
+// check their order (config.SortFrom).
+func canonicalFrom(cfg, prev *config.Config) {
 	cfg.FillEmpty()
-	cfg.Sort()
+	cfg.SortFrom(prev)
 }
 
 // publish makes s current unless a newer revision is already published.
@@ -322,13 +327,13 @@ func (c *Catalog) apply(ctx context.Context, actor Actor, m mutation) (*Change, 
 		if noop {
 			return &Change{Revision: cur.Revision, NoOp: true}, cur, nil
 		}
-		canonicalCollections(next)
+		canonicalFrom(next, &cur.Config)
 		// What the write touched, found once for the validation, the store
 		// (which writes only that) and the history of deltas.
 		touched := snapshot.Changes(&cur.Config, next)
 		// The whole config is checked again however the mutation was
 		// validated: a state that fails here must never be stored.
-		if err := validateTouched(next, &touched, c.checkedRoute); err != nil {
+		if err := validateTouched(&cur.Config, next, &touched, c.checkedRoute); err != nil {
 			return nil, nil, err
 		}
 		ep := cur.Epoch
@@ -337,7 +342,7 @@ func (c *Catalog) apply(ctx context.Context, actor Actor, m mutation) (*Change, 
 			// exist) names the store's history.
 			ep = snapshot.Epoch{ID: store.NewEpochID()}
 		}
-		st := &store.State{Revision: cur.Revision + 1, Epoch: ep, Config: *next, Touched: &touched, Tokens: cur.Tokens}
+		st := &store.State{Revision: cur.Revision + 1, Epoch: ep, Config: *next, Touched: &touched, Prev: &cur.Config, Tokens: cur.Tokens}
 		if c.nextTokens != nil {
 			st.Tokens = *c.nextTokens
 		}

@@ -21,22 +21,21 @@ import (
 // routes the whole check is a few hundred milliseconds per write.
 func validateNext(cur, next *config.Config) error {
 	t := snapshot.Changes(cur, next)
-	return validateTouched(next, &t, "")
+	return validateTouched(cur, next, &t, "")
 }
 
 // validateTouched is validateNext given what next changed (snapshot.Changes).
-// checked names a touched route the mutation already checked against the
+// The order of next's routes is checked against cur's (config.RoutesInOrder:
+// the routes next shares with cur are not read). checked names a touched route the mutation already checked against the
 // rest of next (Put does, for the field paths of its errors): CheckRoute,
 // a pass over every route, is not run for it twice.
-func validateTouched(next *config.Config, t *snapshot.Touched, checked string) error {
+func validateTouched(cur, next *config.Config, t *snapshot.Touched, checked string) error {
 	if t.Global || len(t.Services)+len(t.Consumers)+len(t.Issuers)+len(t.Certificates) > 0 || len(t.Routes) > 16 {
 		return next.Validate()
 	}
 	shadow := config.Config{Services: next.Services, Consumers: next.Consumers, Issuers: next.Issuers, Global: next.Global}
-	for i := 1; i < len(next.Routes); i++ {
-		if next.Routes[i-1].Name >= next.Routes[i].Name {
-			return next.Validate() // out of order or a duplicate: let the whole check say it
-		}
+	if !config.RoutesInOrder(next.Routes, cur.Routes) {
+		return next.Validate() // out of order, a duplicate or unnamed: let the whole check say it
 	}
 	for _, name := range slices.Sorted(maps.Keys(t.Routes)) {
 		if r, ok := next.Route(name); ok {

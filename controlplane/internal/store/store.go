@@ -57,6 +57,12 @@ type State struct {
 	// committed like the configuration: atomically with an audit entry,
 	// seen by every replica sharing the store.
 	Tokens []Token `json:"tokens,omitempty"`
+	// Prev, when set on a state given to Commit, is the configuration of
+	// the stored revision Revision-1 that Config was made from, as the
+	// store accepted it: routes Config shares with it in the same order
+	// are known to be in order (config.RoutesInOrder), so the order check
+	// does not read them. Never stored; nil means "unknown".
+	Prev *config.Config `json:"-"`
 }
 
 // Token is a stored admin API token: what the API shows and the hash that
@@ -135,17 +141,22 @@ func checkCommit(next *State, entry AuditEntry) error {
 	if err := canonical("token", next.Tokens, func(t *Token) string { return t.Name }); err != nil {
 		return err
 	}
-	return checkCanonical(&next.Config)
+	return checkCanonical(&next.Config, next.Prev)
 }
 
 // checkCanonical refuses collections that are not in strict name order
 // with non-empty names: the canonical form the catalog stores (names are
 // unique per kind, and sorted). A store may then keep objects by name and
 // give them back in the same order.
-func checkCanonical(c *config.Config) error {
+func checkCanonical(c, prev *config.Config) error {
+	var routes error
+	if prev == nil || !config.RoutesInOrder(c.Routes, prev.Routes) {
+		// Which route is out of order, or unnamed.
+		routes = canonical(config.KindRoute, c.Routes, func(r **config.Route) string { return (*r).Name })
+	}
 	return errors.Join(
 		canonical(config.KindService, c.Services, func(s *config.Service) string { return s.Name }),
-		canonical(config.KindRoute, c.Routes, func(r **config.Route) string { return (*r).Name }),
+		routes,
 		canonical(config.KindConsumer, c.Consumers, func(c *config.Consumer) string { return c.Name }),
 		canonical(config.KindIssuer, c.Issuers, func(i *config.Issuer) string { return i.Name }),
 		canonical(config.KindCertificate, c.Certificates, func(c *config.Certificate) string { return c.Name }),

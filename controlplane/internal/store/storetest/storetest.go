@@ -279,6 +279,15 @@ func testInvalidCommit(t *testing.T, s store.Store) {
 		// Stores keep objects by name: the canonical form is in strict
 		// name order.
 		{"routes out of order", &store.State{Revision: 2, Config: config.Config{Routes: []*config.Route{{Name: "b"}, {Name: "a"}}}}, entryFor(2)},
+		// With the previous configuration given (State.Prev), the routes
+		// shared with it are not read, but a route put out of place, or
+		// an unnamed one, still is.
+		{"route moved, with prev", withPrev(func(r []*config.Route) []*config.Route { return append(r[1:3], r[0]) }), entryFor(2)},
+		{"route added out of order, with prev", withPrev(func(r []*config.Route) []*config.Route {
+			return slices.Insert(r, 1, &config.Route{Name: "z"})
+		}), entryFor(2)},
+		{"route named twice, with prev", withPrev(func(r []*config.Route) []*config.Route { return slices.Insert(r, 1, r[1]) }), entryFor(2)},
+		{"unnamed route, with prev", withPrev(func(r []*config.Route) []*config.Route { return append(r, &config.Route{}) }), entryFor(2)},
 		{"services named twice", &store.State{Revision: 2, Config: config.Config{Services: []config.Service{{Name: "a"}, {Name: "a"}}}}, entryFor(2)},
 		{"consumer without a name", &store.State{Revision: 2, Config: config.Config{Consumers: []config.Consumer{{}}}}, entryFor(2)},
 	} {
@@ -292,6 +301,13 @@ func testInvalidCommit(t *testing.T, s store.Store) {
 	if got := mustLoad(t, s).Revision; got != 1 {
 		t.Errorf("revision = %d after invalid commits, want 1", got)
 	}
+}
+
+// withPrev is a revision 2 made by edit from a revision 1 of three routes
+// in order, with State.Prev set to it.
+func withPrev(edit func([]*config.Route) []*config.Route) *store.State {
+	prev := &config.Config{Routes: []*config.Route{{Name: "a"}, {Name: "b"}, {Name: "c"}}}
+	return &store.State{Revision: 2, Config: config.Config{Routes: edit(slices.Clone(prev.Routes))}, Prev: prev}
 }
 
 func testAudit(t *testing.T, s store.Store) {
