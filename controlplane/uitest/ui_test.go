@@ -192,18 +192,40 @@ func newBrowser(t *testing.T) *browser {
 // the page and the browser's complaints.
 func (b *browser) do(t *testing.T, d time.Duration, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
+	_, err := bounded(b, d, chromedp.Steps(actions...))
+	if err != nil {
+		b.fail(t, what, err)
+	}
+}
+
+// bounded runs an action within d. A protocol call that a busy page never
+// answers has once outlived its context here (a wait after an earlier
+// failure hung past its deadline), so the wait for the result is bounded
+// too: past d and a grace the step fails instead of hanging the package.
+func bounded[T any](b *browser, d time.Duration, a chromedp.Action[T]) (T, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, d)
 	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		b.fail(t, what, err)
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { // returns when the browser answers or the test's browser is closed
+		v, err := chromedp.Run(ctx, a)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-time.After(d + 10*time.Second):
+		var zero T
+		return zero, fmt.Errorf("no answer from the browser within %v", d+10*time.Second)
 	}
 }
 
 func (b *browser) fail(t *testing.T, what string, err error) {
 	t.Helper()
-	hctx, hcancel := context.WithTimeout(b.ctx, 5*time.Second)
-	html, _ := chromedp.Run(hctx, chromedp.OuterHTML(chromedp.CSS("main")))
-	hcancel()
+	html, _ := bounded(b, 5*time.Second, chromedp.OuterHTML(chromedp.CSS("main")))
 	b.mu.Lock()
 	problems := b.problems
 	b.mu.Unlock()
@@ -219,9 +241,7 @@ func (b *browser) wait(t *testing.T, what, expr string) {
 
 func eval[T any](t *testing.T, b *browser, expr string) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := bounded(b, 10*time.Second, chromedp.Evaluate[T](expr))
 	if err != nil {
 		b.fail(t, "evaluate "+expr, err)
 	}
@@ -251,9 +271,7 @@ func (b *browser) setEditor(t *testing.T, text string) {
 // capture itself is part of what is tested.
 func (b *browser) screenshot(t *testing.T, name string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	png, err := bounded(b, 20*time.Second, chromedp.CaptureScreenshot())
 	if err != nil {
 		b.fail(t, "screenshot "+name, err)
 	}
