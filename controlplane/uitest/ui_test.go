@@ -519,6 +519,27 @@ func TestAdminUI(t *testing.T) {
 		b.wait(t, "the 409", `document.querySelector('#list-services tr[data-name="web"] .problem')?.dataset.status === '409'`)
 	})
 
+	step("global defaults", func(t *testing.T) {
+		b.goTo(t, "#/global")
+		b.wait(t, "the global editor", `!!document.querySelector('#editor') && document.querySelector('.meta').textContent.includes('revision')`)
+		// rate_limit.limit is on line 3; the server names it global.rate_limit.limit.
+		b.setEditor(t, "{\n  \"rate_limit\": {\n    \"limit\": -1,\n    \"window\": \"1s\"\n  }\n}")
+		b.click(t, "#save")
+		b.wait(t, "the error on line 3", `!!document.querySelector('.note.error[data-line="3"] .field-error[data-field="global.rate_limit.limit"]') && !document.querySelector('.ln.error[data-line="1"]')`)
+		b.setEditor(t, `{"rate_limit": {"limit": 1000, "window": "1s"}}`)
+		b.click(t, "#save")
+		b.wait(t, "saved", `document.querySelector('.saved').textContent.includes('Saved')`)
+		// Any change elsewhere moves the revision the page holds.
+		if _, _, err := admin.Routes().Put(ctx, "hello2", config.Route{Paths: []string{"/hello2"}, Service: "web"}); err != nil {
+			t.Fatal(err)
+		}
+		b.setEditor(t, `{"rate_limit": {"limit": 2000, "window": "1s"}}`)
+		b.click(t, "#save")
+		b.wait(t, "the conflict message", `document.querySelector('#conflict')?.textContent.includes('The configuration changed')`)
+		b.click(t, "#reload")
+		b.wait(t, "the current defaults", `!document.querySelector('#conflict') && document.querySelector('#editor').value.includes('1000')`)
+	})
+
 	step("consumer API keys", func(t *testing.T) {
 		if _, _, err := admin.Consumers().Create(ctx, config.Consumer{Name: "alice"}); err != nil {
 			t.Fatal(err)

@@ -4,7 +4,7 @@
 
 import { session, setToken, probe, onUnauthorized } from './api.js';
 import { h, clear } from './dom.js';
-import { KINDS, listView, editView } from './objects.js';
+import { KINDS, listView, editView, globalView } from './objects.js';
 import { dataplanesView, trafficView, auditView, routeView } from './live.js';
 import { tokensView } from './tokens.js';
 
@@ -15,7 +15,7 @@ let stop = () => {};
 
 const NAV = [
   ['routes', 'Routes'], ['services', 'Services'], ['consumers', 'Consumers'], ['issuers', 'Issuers'],
-  ['certificates', 'Certificates'], ['dataplanes', 'Data planes'], ['traffic', 'Traffic'], ['audit', 'Audit log'],
+  ['certificates', 'Certificates'], ['global', 'Global'], ['dataplanes', 'Data planes'], ['traffic', 'Traffic'], ['audit', 'Audit log'],
 ];
 
 function drawNav(active) {
@@ -120,6 +120,7 @@ async function route() {
   if (section === 'traffic') { stop = trafficView(view); return; }
   if (section === 'audit') { stop = auditView(view); return; }
   if (section === 'tokens') { tokensView(view, navApi); return; }
+  if (section === 'global') return globalView(view);
   view.append(h('p', {}, 'No such page. '), h('a', { href: '#/routes' }, 'Go to the routes.'));
 }
 

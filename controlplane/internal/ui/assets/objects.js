@@ -272,7 +272,7 @@ async function conflictBanner(kind, name, k, mine, load, editor) {
 
 // JSONEditor is a textarea with a line-number gutter and a column of notes
 // beside the lines: a field error appears on the line of the field.
-class JSONEditor {
+export class JSONEditor {
   constructor() {
     this.text = h('textarea', { class: 'code', id: 'editor', spellcheck: 'false', autocomplete: 'off', wrap: 'off', 'aria-label': 'object as JSON' });
     this.gutter = h('div', { class: 'gutter', 'aria-hidden': 'true' });
@@ -298,13 +298,15 @@ class JSONEditor {
   }
 
   // markFields places field errors on their lines; returns those placed.
-  markFields(fields) {
+  // strip removes a prefix the server puts before paths of this document.
+  markFields(fields, strip) {
     const placed = new Set();
     let lines;
     try { lines = parse(this.text.value).lines; } catch { lines = null; }
     const marks = [];
     for (const f of fields || []) {
-      const line = lines ? lineOf(lines, f.field) : 1;
+      const field = strip && (f.field || '').startsWith(strip) ? f.field.slice(strip.length) : f.field;
+      const line = lines ? lineOf(lines, field) : 1;
       marks.push({ line, field: f.field, message: f.message });
       placed.add(f);
     }
@@ -391,4 +393,56 @@ function apiKeys(consumer, writable, changed) {
   return h('section', { id: 'api-keys' }, h('h2', {}, 'API keys'), result,
     h('table', { class: 'list' }, h('thead', {}, h('tr', {}, ['Id', 'Prefix', 'Created', ''].map((t) => h('th', {}, t)))), body),
     h('div', { class: 'bar' }, create));
+}
+
+// globalView edits the cluster-wide defaults (GET/PUT /v1/global). Its
+// ETag is the configuration revision, so any change anywhere since it was
+// opened makes a save answer 412.
+export async function globalView(main) {
+  const banner = h('div', { class: 'banner-slot' });
+  const meta = h('div', { class: 'meta' });
+  const editor = new JSONEditor();
+  const save = h('button', { class: 'primary', id: 'save', type: 'button', disabled: !mayWrite('global') }, 'Save');
+  const saved = h('span', { class: 'saved', role: 'status' });
+  let etag = null;
+  main.append(h('div', { class: 'bar' }, h('h1', {}, 'Global defaults')),
+    h('p', { class: 'hint' }, 'Cluster-wide defaults: the rate limit of routes without one (rate_limit) and IP rules checked before every route\'s (ip). See docs/CONFIGURATION.md.'),
+    meta, banner, editor.el, h('div', { class: 'bar' }, save, saved));
+  const load = async () => {
+    const res = await call('GET', '/v1/global');
+    etag = res.etag;
+    clear(meta).append(`at revision ${res.revision || (etag || '').replace(/"/g, '')}`);
+    editor.setText(JSON.stringify(res.data || {}, null, 2));
+    editor.mark([]);
+  };
+  try { await load(); } catch (e) { banner.append(problemBox(e)); save.disabled = true; return; }
+  save.addEventListener('click', async () => {
+    clear(banner);
+    saved.textContent = '';
+    let doc;
+    try {
+      doc = editor.parse();
+    } catch (e) {
+      editor.mark([{ line: e.line || 1, field: '', message: e.message }]);
+      banner.append(h('div', { class: 'problem', role: 'alert' }, h('strong', {}, 'Not valid JSON'), ' ', e.message));
+      return;
+    }
+    try {
+      const res = await call('PUT', '/v1/global', { body: doc, ifMatch: etag });
+      etag = res.etag;
+      clear(meta).append(`at revision ${res.revision}`);
+      editor.setText(JSON.stringify(res.data || doc, null, 2));
+      saved.textContent = `Saved: revision ${res.revision}.`;
+    } catch (e) {
+      if (e.status === 412) {
+        banner.append(h('div', { class: 'conflict', role: 'alert', id: 'conflict' },
+          h('strong', {}, 'The configuration changed since you opened this page.'), ' ',
+          'Global defaults are versioned by the configuration revision, so any change elsewhere counts; your change was not saved. Reload to see the current defaults (your edits are discarded), or copy your text first.',
+          h('div', {}, h('button', { class: 'primary', id: 'reload', onclick: () => load().then(() => clear(banner), (x) => banner.append(problemBox(x))) }, 'Reload'))));
+        return;
+      }
+      const placed = editor.markFields(e.fields, 'global.');
+      banner.append(problemBox(e, fieldList(e.fields.filter((f) => !placed.has(f)))));
+    }
+  });
 }
