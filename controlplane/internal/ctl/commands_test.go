@@ -3,6 +3,10 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-gw/portico/controlplane/internal/api"
+	"github.com/portico-gw/portico/controlplane/internal/catalog"
+	"github.com/portico-gw/portico/controlplane/internal/nodes"
+	"github.com/portico-gw/portico/controlplane/internal/store"
 	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/config"
 )
@@ -211,3 +219,35 @@ func TestCompletion(t *testing.T) {
 }
 
 var _ = os.Getenv
+
+// TestCACert: an https control plane signed by a private CA is reached
+// with --cacert (or PORTICO_CACERT), and refused without it.
+func TestCACert(t *testing.T) {
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "cp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cat, err := catalog.New(context.Background(), st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(api.New(api.Options{Catalog: cat, Nodes: nodes.NewRegistry(time.Minute, time.Hour), Log: log,
+		AdminToken: adminToken, DataplaneToken: "dp"}))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PORTICO_URL=" + srv.URL, "PORTICO_TOKEN=" + adminToken}
+	if r := run(t, env, "", "whoami"); r.code != 1 || !strings.Contains(r.errOut, "certificate") {
+		t.Fatalf("without --cacert: %+v", r)
+	}
+	if r := run(t, env, "", "whoami", "--cacert", ca); r.code != 0 || !strings.HasPrefix(r.out, "admin:") {
+		t.Fatalf("with --cacert: %+v", r)
+	}
+	if r := run(t, append(env, "PORTICO_CACERT="+ca), "", "whoami"); r.code != 0 {
+		t.Fatalf("with PORTICO_CACERT: %+v", r)
+	}
+}

@@ -12,9 +12,12 @@ package ctl
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/user"
 	"strings"
@@ -85,8 +88,8 @@ func (e *exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.cod
 type app struct {
 	io IO
 	// flags
-	url, token, output, actor, color string
-	timeout                          time.Duration
+	url, token, output, actor, color, cacert string
+	timeout                                  time.Duration
 	// src is the file a command sent, to point errors at lines.
 	src *Source
 }
@@ -116,6 +119,7 @@ plane differ.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.url, "url", "", "control plane URL (env PORTICO_URL; default "+DefaultURL+")")
 	pf.StringVar(&a.token, "token", "", "admin API token (env PORTICO_TOKEN)")
+	pf.StringVar(&a.cacert, "cacert", "", "PEM file of the CA that signs an https control plane's certificate (env PORTICO_CACERT; default: the system's roots)")
 	pf.StringVarP(&a.output, "output", "o", "", "output format: table, yaml or json (default: table for lists, yaml for objects)")
 	pf.StringVar(&a.actor, "actor", "", "name recorded in the audit log beside the token (env PORTICO_ACTOR; default: the login name)")
 	pf.StringVar(&a.color, "color", "auto", "colour output: auto (when a terminal and NO_COLOR is unset), always or never")
@@ -138,7 +142,21 @@ func (a *app) client() (*client.Client, error) {
 			actor = me.Username
 		}
 	}
-	return client.New(u, tok, client.WithActor(actor))
+	opts := []client.Option{client.WithActor(actor)}
+	if ca := firstOf(a.cacert, a.env("PORTICO_CACERT")); ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--cacert %s: no PEM certificate in it", ca)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		opts = append(opts, client.WithHTTPClient(&http.Client{Transport: tr}))
+	}
+	return client.New(u, tok, opts...)
 }
 
 func (a *app) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
