@@ -4,7 +4,9 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"time"
 
+	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/config"
 )
 
@@ -24,3 +26,16 @@ func Delete(ctx context.Context, c *Client, collection, name string, opts ...Wri
 
 // Issuers is the JWT issuers collection.
 func (c *Client) Issuers() Objects[config.Issuer] { return Objects[config.Issuer]{c, "/v1/issuers"} }
+
+// AnalyticsSeries is Analytics with the window as points of step, for all
+// routes together and for the routes named (none: the control plane's
+// choice of the busiest).
+func (c *Client) AnalyticsSeries(ctx context.Context, window, step time.Duration, routes ...string) (*apiv1.Analytics, error) {
+	var a apiv1.Analytics
+	q := url.Values{"window": {window.String()}, "step": {step.String()}}
+	for _, r := range routes {
+		q.Add("route", r)
+	}
+	_, err := c.do(ctx, http.MethodGet, "/v1/analytics", q, nil, &a, nil)
+	return &a, err
+}

@@ -190,7 +190,11 @@ func TestTablesGolden(t *testing.T) {
 	err = a.writeAnalytics(&apiv1.Analytics{Window: "5m0s", From: at.Add(-5 * time.Minute), To: at, Routes: []apiv1.RouteStats{
 		{Route: "users", Requests: 12000, Errors: 12, ClientErrors: 300, ErrorRate: 0.001, RPS: 40, P50: 1.2, P90: 3.4, P99: 12.75},
 		{Route: "", Requests: 30, ClientErrors: 30, RPS: 0.1, P50: 0.2, P90: 0.3, P99: 0.4},
-	}, Totals: apiv1.RouteStats{Requests: 12030, Errors: 12, ClientErrors: 330, ErrorRate: 0.000997, RPS: 40.1, P50: 1.2, P90: 3.4, P99: 12.7}})
+	}, Totals: apiv1.RouteStats{Requests: 12030, Errors: 12, ClientErrors: 330, ErrorRate: 0.000997, RPS: 40.1, P50: 1.2, P90: 3.4, P99: 12.7},
+		Step: "20s", Series: []apiv1.RouteSeries{
+			{Route: "", Points: points(0, 10, 20, 40, 80, 40, 20, 10)},
+			{Route: "users", Points: points(0, 0, 7, 7, 14, 14, 0, 0)},
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,5 +253,25 @@ func TestCACert(t *testing.T) {
 	}
 	if r := run(t, append(env, "PORTICO_CACERT="+ca), "", "whoami"); r.code != 0 {
 		t.Fatalf("with PORTICO_CACERT: %+v", r)
+	}
+}
+
+func points(rps ...float64) []apiv1.SeriesPoint {
+	p := make([]apiv1.SeriesPoint, len(rps))
+	for i, r := range rps {
+		p[i].RPS = r
+	}
+	return p
+}
+
+// TestAnalyticsTrend: the real control plane's series for a route that
+// received a report reach the table as a sparkline.
+func TestAnalyticsTrend(t *testing.T) {
+	cp := startControlPlane(t)
+	if r := run(t, cp.env(), "", "analytics"); r.code != 0 || !strings.Contains(r.out, "TREND (REQ/S, 20s STEPS)") || !strings.Contains(r.out, "TOTAL") {
+		t.Fatalf("analytics with no traffic: %+v", r)
+	}
+	if r := run(t, cp.env(), "", "analytics", "--trend=false"); r.code != 0 || strings.Contains(r.out, "TREND") {
+		t.Fatalf("analytics --trend=false: %+v", r)
 	}
 }

@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portico-gw/portico/shared/apiv1"
+	"github.com/portico-gw/portico/shared/client"
 )
 
 func (a *app) dataplanesCmd() *cobra.Command {
@@ -85,6 +87,7 @@ func yesNo(b bool) string {
 
 func (a *app) analyticsCmd() *cobra.Command {
 	var window time.Duration
+	var trend bool
 	cmd := &cobra.Command{
 		Use:   "analytics",
 		Short: "Traffic per route across the cluster: requests, req/s, error ratio, p50/p90/p99",
@@ -96,33 +99,91 @@ func (a *app) analyticsCmd() *cobra.Command {
 			}
 			ctx, cancel := a.ctx(cmd)
 			defer cancel()
-			an, err := c.Analytics(ctx, window)
+			table := a.format("table") == "table"
+			var an *apiv1.Analytics
+			if table && trend {
+				// The busiest routes' req/s over the window as a sparkline.
+				// A control plane whose buckets the step does not fit
+				// answers 400: the table is shown without the trend.
+				an, err = c.AnalyticsSeries(ctx, window, trendStep(window))
+				if client.StatusOf(err) == http.StatusBadRequest {
+					an, err = nil, nil
+				}
+			}
+			if an == nil && err == nil {
+				an, err = c.Analytics(ctx, window)
+			}
 			if err != nil {
 				return err
 			}
-			if f := a.format("table"); f != "table" {
-				return a.print(an, f)
+			if !table {
+				return a.print(an, a.format("table"))
 			}
 			return a.writeAnalytics(an)
 		},
 	}
 	cmd.Flags().DurationVar(&window, "window", 5*time.Minute, "how far back to sum")
+	cmd.Flags().BoolVar(&trend, "trend", true, "a TREND column: req/s over the window for the busiest routes and the total")
 	return cmd
 }
 
 func (a *app) writeAnalytics(an *apiv1.Analytics) error {
 	fmt.Fprintf(a.io.Out, "window %s: %s to %s\n", an.Window, an.From.UTC().Format(time.RFC3339), an.To.UTC().Format(time.RFC3339))
+	trends := map[string]string{}
+	for _, s := range an.Series {
+		trends[s.Route] = sparkline(s.Points)
+	}
 	tw := tabwriter.NewWriter(a.io.Out, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ROUTE\tREQUESTS\tREQ/S\t5XX\t4XX\tERROR %\tP50 MS\tP90 MS\tP99 MS\t")
-	row := func(name string, r apiv1.RouteStats) {
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%d\t%d\t%.2f\t%.1f\t%.1f\t%.1f\t\n", name, r.Requests, r.RPS, r.Errors, r.ClientErrors,
+	head := "ROUTE\tREQUESTS\tREQ/S\t5XX\t4XX\tERROR %\tP50 MS\tP90 MS\tP99 MS\t"
+	if len(an.Series) > 0 {
+		head += "TREND (REQ/S, " + an.Step + " STEPS)\t"
+	}
+	fmt.Fprintln(tw, head)
+	row := func(name, key string, r apiv1.RouteStats) {
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%d\t%d\t%.2f\t%.1f\t%.1f\t%.1f\t", name, r.Requests, r.RPS, r.Errors, r.ClientErrors,
 			100*r.ErrorRate, r.P50, r.P90, r.P99)
+		if len(an.Series) > 0 {
+			fmt.Fprintf(tw, "%s\t", firstOf(trends[key], "-"))
+		}
+		fmt.Fprintln(tw)
 	}
 	for _, r := range an.Routes {
-		row(firstOf(r.Route, "(no route)"), r)
+		key := r.Route
+		if key == "" {
+			key = "\x00" // unrouted requests have no series of their own
+		}
+		row(firstOf(r.Route, "(no route)"), key, r)
 	}
-	row("TOTAL", an.Totals)
+	row("TOTAL", "", an.Totals)
 	return tw.Flush()
+}
+
+// trendStep divides a window into about 16 steps of whole 10 s buckets
+// (the control plane's default bucket).
+func trendStep(window time.Duration) time.Duration {
+	const bucket = 10 * time.Second
+	step := (window/16 + bucket - 1) / bucket * bucket
+	return max(step, bucket)
+}
+
+var sparks = []rune("▁▂▃▄▅▆▇█")
+
+// sparkline draws req/s per point, scaled to the series' own peak.
+func sparkline(points []apiv1.SeriesPoint) string {
+	peak := 0.0
+	for _, p := range points {
+		peak = max(peak, p.RPS)
+	}
+	out := make([]rune, len(points))
+	for i, p := range points {
+		switch {
+		case peak == 0:
+			out[i] = sparks[0]
+		default:
+			out[i] = sparks[min(len(sparks)-1, int(p.RPS/peak*float64(len(sparks)-1)+0.5))]
+		}
+	}
+	return string(out)
 }
 
 func (a *app) auditCmd() *cobra.Command {
