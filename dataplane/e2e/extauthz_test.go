@@ -78,6 +78,14 @@ allow := {"allowed": true, "headers": {"x-user-tier": tiers[consumer], "x-policy
 	not below_premium
 }
 
+# Exports in formats the policy knows, judged on the JSON body.
+allow := {"allowed": true, "headers": {"x-user-tier": tiers[consumer]}} if {
+	input.attributes.request.http.method == "POST"
+	input.parsed_path == ["reports", "export"]
+	input.parsed_body.format in {"csv", "json"}
+	tiers[consumer]
+}
+
 allow := {"allowed": false, "http_status": 402, "body": "premium reports need the gold tier", "headers": {"content-type": "text/plain"}} if {
 	reading
 	below_premium
@@ -88,11 +96,12 @@ allow := {"allowed": false, "http_status": 402, "body": "premium reports need th
 // headers it received that the test looks at.
 func headerEcho(t *testing.T) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{
 			"path": r.URL.Path, "consumer": r.Header.Get("X-Consumer-Name"),
 			"tier": strings.Join(r.Header.Values("X-User-Tier"), ","), "policy": r.Header.Get("X-Policy"),
-			"api_key": r.Header.Get("X-Api-Key"),
+			"api_key": r.Header.Get("X-Api-Key"), "body": string(body),
 		})
 	}))
 	t.Cleanup(srv.Close)
@@ -108,7 +117,19 @@ type answer struct {
 
 func call(t *testing.T, method, url, key string, header ...string) answer {
 	t.Helper()
-	req, _ := http.NewRequest(method, url, nil)
+	return callBody(t, method, url, key, "", header...)
+}
+
+func callBody(t *testing.T, method, url, key, body string, header ...string) answer {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("X-API-Key", key)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -248,6 +269,8 @@ func TestExtAuthzOPAGRPC(t *testing.T) {
 	dp, keys := extAuthzStack(t, map[string]config.Route{
 		"reports": {Paths: []string{"/reports/*"}, ExtAuthz: &config.ExtAuthz{GRPC: &config.ExtAuthzGRPC{Address: opa.Addr}, Timeout: checkTimeout,
 			UpstreamHeaders: []string{"X-User-Tier"}, ClientHeaders: []string{"X-Policy"}}},
+		"export": {Paths: []string{"/reports/export"}, ExtAuthz: &config.ExtAuthz{GRPC: &config.ExtAuthzGRPC{Address: opa.Addr}, Timeout: checkTimeout,
+			UpstreamHeaders: []string{"X-User-Tier"}, IncludeBody: &config.ExtAuthzBody{MaxBytes: 64}}},
 		"reports-open": {Paths: []string{"/open/reports/*"}, ExtAuthz: &config.ExtAuthz{GRPC: &config.ExtAuthzGRPC{Address: opa.Addr}, Timeout: checkTimeout,
 			FailureMode: config.FailOpen, UpstreamHeaders: []string{"X-User-Tier"}}},
 	})
@@ -275,6 +298,16 @@ func TestExtAuthzOPAGRPC(t *testing.T) {
 	}
 	if a := call(t, "POST", dp.url+"/reports/q1", keys["alice"]); a.code != 403 {
 		t.Fatalf("alice, POST: %d %s", a.code, a.body)
+	}
+	// The body decides (include_body), and still reaches the service.
+	if a := callBody(t, "POST", dp.url+"/reports/export", keys["bob"], `{"format":"csv"}`); a.code != 200 || a.echo["body"] != `{"format":"csv"}` || a.echo["tier"] != "silver" {
+		t.Fatalf("bob, csv export: %d %s", a.code, a.body)
+	}
+	if a := callBody(t, "POST", dp.url+"/reports/export", keys["bob"], `{"format":"xlsx"}`); a.code != 403 {
+		t.Fatalf("bob, xlsx export: %d %s", a.code, a.body)
+	}
+	if a := callBody(t, "POST", dp.url+"/reports/export", keys["bob"], `{"format":"csv","pad":"`+strings.Repeat("x", 64)+`"}`); a.code != 413 {
+		t.Fatalf("bob, export over include_body: %d %s", a.code, a.body)
 	}
 
 	opa.Freeze()

@@ -7,7 +7,7 @@
 // program does what that plugin does, and nothing more: the CheckRequest
 // becomes the policy's input as its protobuf JSON form (camel-case names:
 // input.attributes.contextExtensions) plus input.parsed_path,
-// input.parsed_query and input.version, the query (default
+// input.parsed_query, input.parsed_body (a JSON body) and input.version, the query (default
 // data.envoy.authz.allow) is evaluated by OPA, and its result answers the
 // Check the way the plugin's does: a boolean, or an object with allowed,
 // headers, response_headers_to_add, body and http_status. Every decision is
@@ -166,5 +166,14 @@ func toInput(req *authv3.CheckRequest) (map[string]any, error) {
 	}
 	input["parsed_query"] = q
 	input["version"] = map[string]any{"encoding": "protojson", "ext_authz": "v3"}
+	// parsed_body: a JSON body (by its content type), as the plugin does.
+	var parsed any
+	h := req.GetAttributes().GetRequest().GetHttp()
+	if ct := h.GetHeaders()["content-type"]; strings.HasPrefix(ct, "application/json") && h.GetBody() != "" {
+		if err := json.Unmarshal([]byte(h.GetBody()), &parsed); err != nil {
+			return nil, fmt.Errorf("the JSON body does not parse: %w", err)
+		}
+	}
+	input["parsed_body"] = parsed
 	return input, nil
 }

@@ -41,6 +41,8 @@ const (
 	DefaultExtAuthzCacheSize = 1 << 20
 	MaxExtAuthzCacheSize     = 256 << 20
 	MaxExtAuthzHeaders       = 64
+	// MaxExtAuthzBody bounds include_body.max_bytes.
+	MaxExtAuthzBody = 1 << 20
 	// MaxExtAuthzDenyBody bounds the body of a denial passed back to the
 	// client (and kept in the decision cache).
 	MaxExtAuthzDenyBody = 64 << 10
@@ -73,6 +75,15 @@ type ExtAuthz struct {
 	// Cache remembers decisions for a short time, keyed by everything the
 	// check sent.
 	Cache *ExtAuthzCache `json:"cache,omitempty"`
+	// IncludeBody sends the request body with a gRPC check (Envoy's
+	// with_request_body): up to MaxBytes, and a larger body is refused
+	// (413) rather than judged on a part of it.
+	IncludeBody *ExtAuthzBody `json:"include_body,omitempty"`
+}
+
+// ExtAuthzBody bounds the body sent with a check.
+type ExtAuthzBody struct {
+	MaxBytes int64 `json:"max_bytes"`
 }
 
 // ExtAuthzHTTP is a forward-auth service.
@@ -179,6 +190,14 @@ func (e *ExtAuthz) validate(l *errorList, p string) {
 		}
 		return ""
 	})
+	if b := e.IncludeBody; b != nil {
+		if e.GRPC == nil {
+			l.add(join(p, "include_body"), "only applies to grpc (a forward-auth check is a GET without a body)")
+		}
+		if b.MaxBytes < 1 || b.MaxBytes > MaxExtAuthzBody {
+			l.add(join(p, "include_body.max_bytes"), "must be between 1 and %d", MaxExtAuthzBody)
+		}
+	}
 	if c := e.Cache; c != nil {
 		if d := c.TTL.Std(); d <= 0 || d > MaxExtAuthzCacheTTL {
 			l.add(join(p, "cache.ttl"), "must be above 0 and at most %s", MaxExtAuthzCacheTTL)
@@ -262,6 +281,7 @@ func (e *ExtAuthz) clone() *ExtAuthz {
 	}
 	c := *e
 	c.HTTP, c.GRPC, c.TLS, c.Cache = clonePtr(e.HTTP), clonePtr(e.GRPC), clonePtr(e.TLS), clonePtr(e.Cache)
+	c.IncludeBody = clonePtr(e.IncludeBody)
 	c.RequestHeaders = append([]string(nil), e.RequestHeaders...)
 	c.UpstreamHeaders = append([]string(nil), e.UpstreamHeaders...)
 	c.ClientHeaders = append([]string(nil), e.ClientHeaders...)

@@ -36,6 +36,9 @@ func TestExtAuthzValidate(t *testing.T) {
 		{"identity upstream", ExtAuthz{HTTP: httpURL, UpstreamHeaders: []string{"X-Consumer-Name", "Host", "X-Forwarded-For", "Content-Length"}},
 			[]string{"ext_authz.upstream_headers[0]", "ext_authz.upstream_headers[1]", "ext_authz.upstream_headers[2]", "ext_authz.upstream_headers[3]"}},
 		{"hop-by-hop to client", ExtAuthz{HTTP: httpURL, ClientHeaders: []string{"Connection"}}, []string{"ext_authz.client_headers[0]"}},
+		{"body", ExtAuthz{GRPC: grpcAddr, IncludeBody: &ExtAuthzBody{MaxBytes: 4096}}, nil},
+		{"body over http", ExtAuthz{HTTP: httpURL, IncludeBody: &ExtAuthzBody{MaxBytes: 4096}}, []string{"ext_authz.include_body"}},
+		{"body size", ExtAuthz{GRPC: grpcAddr, IncludeBody: &ExtAuthzBody{MaxBytes: MaxExtAuthzBody + 1}}, []string{"ext_authz.include_body.max_bytes"}},
 		{"cache ttl", ExtAuthz{HTTP: httpURL, Cache: &ExtAuthzCache{}}, []string{"ext_authz.cache.ttl"}},
 		{"cache size", ExtAuthz{HTTP: httpURL, Cache: &ExtAuthzCache{TTL: Duration(time.Second), MaxBytes: MaxExtAuthzCacheSize + 1}}, []string{"ext_authz.cache.max_bytes"}},
 	}

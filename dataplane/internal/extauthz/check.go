@@ -27,6 +27,8 @@ type check struct {
 	Groups     []string `json:"groups,omitempty"`
 	AuthMethod string   `json:"auth_method,omitempty"`
 	Issuer     string   `json:"issuer,omitempty"`
+	// Body is the request body, with include_body.
+	Body []byte `json:"body,omitempty"`
 }
 
 // newCheck describes req. The client's headers are the configured ones (or

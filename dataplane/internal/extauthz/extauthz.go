@@ -46,12 +46,15 @@
 package extauthz
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/textproto"
 	"slices"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -83,6 +86,8 @@ type Stage struct {
 	client []string
 	cache  *decisionCache
 	cl     *Client
+	// maxBody: the body is sent, up to this many bytes (0: not sent).
+	maxBody int64
 }
 
 var (
@@ -107,6 +112,9 @@ func Compile(r *config.Route, cl *Client) stage.Stage {
 	}
 	if len(s.requestHeaders) == 0 {
 		s.requestHeaders = nil
+	}
+	if b := e.IncludeBody; b != nil {
+		s.maxBody = b.MaxBytes
 	}
 	var err error
 	switch {
@@ -144,6 +152,13 @@ func (s *Stage) Serve(req *stage.Request) {
 		delete(h, name)
 	}
 	c := s.newCheck(req)
+	if s.maxBody > 0 {
+		body, ok := s.readBody(req)
+		if !ok {
+			return
+		}
+		c.Body = body
+	}
 	d, cached, err := s.decision(req, c)
 	switch {
 	case err != nil:
@@ -270,8 +285,44 @@ func (s *Stage) Describe() any {
 	if len(s.client) > 0 {
 		out["client_headers"] = s.client
 	}
+	if s.maxBody > 0 {
+		out["include_body"] = s.maxBody
+	}
 	if s.cache != nil {
 		out["cache"] = map[string]any{"ttl": s.cache.ttl.String(), "max_bytes": s.cache.maxBytes}
 	}
 	return out
+}
+
+// readBody reads the request body for the check and puts it back for the
+// rest of the chain. A body over the bound is refused (413): a decision on
+// a part of it could be dodged by padding.
+func (s *Stage) readBody(req *stage.Request) ([]byte, bool) {
+	r := req.R
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, true
+	}
+	if r.ContentLength > s.maxBody {
+		stage.WriteProblem(req.W, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds the "+strconv.FormatInt(s.maxBody, 10)+" bytes the authorization check takes")
+		return nil, false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.maxBody+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			stage.WriteProblem(req.W, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
+			return nil, false
+		}
+		stage.WriteProblem(req.W, r, http.StatusBadRequest, "bad-body", "the request body could not be read")
+		return nil, false
+	}
+	if int64(len(body)) > s.maxBody {
+		stage.WriteProblem(req.W, r, http.StatusRequestEntityTooLarge, "too-large", "request body exceeds the "+strconv.FormatInt(s.maxBody, 10)+" bytes the authorization check takes")
+		return nil, false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.TransferEncoding = nil
+	r.Header.Del("Content-Length")
+	return body, true
 }

@@ -31,7 +31,10 @@ func (identity) WriteIdentity(req *stage.Request, h http.Header) {
 
 // upstream is the end of the chain: it records the request's headers as the
 // service behind the route would receive them (after Outbound).
-type upstream struct{ got http.Header }
+type upstream struct {
+	got  http.Header
+	body string
+}
 
 func (u *upstream) Serve(req *stage.Request) {
 	out := req.R.Clone(req.R.Context())
@@ -45,6 +48,10 @@ func (u *upstream) Serve(req *stage.Request) {
 	out.Header.Del("Connection")
 	req.Outbound(out)
 	u.got = out.Header
+	if req.R.Body != nil {
+		b, _ := io.ReadAll(req.R.Body)
+		u.body = string(b)
+	}
 	req.W.WriteHeader(http.StatusOK)
 }
 func (u *upstream) Describe() any { return nil }

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -118,13 +119,25 @@ func checkRequest(c *check, req *stage.Request, route string) *authv3.CheckReque
 	if size < 0 {
 		size = -1
 	}
+	var body string
+	var raw []byte
+	if c.Body != nil {
+		// Envoy's with_request_body: text in body, anything else in
+		// raw_body (a proto string must be UTF-8).
+		if utf8.Valid(c.Body) {
+			body = string(c.Body)
+		} else {
+			raw = c.Body
+		}
+		size = int64(len(c.Body))
+	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: src}}},
 		Request: &authv3.AttributeContext_Request{
 			Time: timestamppb.Now(),
 			Http: &authv3.AttributeContext_HttpRequest{
 				Method: c.Method, Headers: headers, Path: c.uri(), Host: c.Host, Scheme: c.Scheme,
-				Protocol: r.Proto, Size: size,
+				Protocol: r.Proto, Size: size, Body: body, RawBody: raw,
 			},
 		},
 		ContextExtensions: ext,

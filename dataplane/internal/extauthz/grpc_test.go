@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -125,5 +126,47 @@ func TestGRPCCheck(t *testing.T) {
 	Compile(&r, cl)
 	if n := len(cl.conns); n != 2 {
 		t.Fatalf("%d pooled connections, want 2", n)
+	}
+}
+
+// TestGRPCBody: include_body sends the body (text in body, anything else
+// in raw_body), puts it back for the service, and refuses a larger one.
+func TestGRPCBody(t *testing.T) {
+	s, addr := startAuthz(t)
+	s.answer = &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)}}
+	cl := NewClient(Options{Log: slog.New(slog.DiscardHandler)})
+	t.Cleanup(cl.Close)
+	r := config.Route{Name: "r", Paths: []string{"/*"}, Service: "s", ExtAuthz: &config.ExtAuthz{GRPC: &config.ExtAuthzGRPC{Address: addr},
+		IncludeBody: &config.ExtAuthzBody{MaxBytes: 16}}}
+	st := Compile(&r, cl)
+	for _, c := range []struct {
+		body       string
+		code       int
+		text       string
+		raw        string
+		askedAgain bool
+	}{
+		{`{"format":"csv"}`, 200, `{"format":"csv"}`, "", true},
+		{"\xff\xfe", 200, "", "\xff\xfe", true},
+		{`{"format":"csv" }`, 413, "", "", false},
+	} {
+		s.last = nil
+		w, up := run(st, func(r *http.Request) {
+			r.Body = io.NopCloser(strings.NewReader(c.body))
+			r.ContentLength = -1 // chunked: the bound is the stage's own
+		})
+		if w.Code != c.code {
+			t.Fatalf("%q: %d %s", c.body, w.Code, w.Body)
+		}
+		if !c.askedAgain {
+			if s.last != nil || up.got != nil {
+				t.Fatalf("%q: checked or forwarded", c.body)
+			}
+			continue
+		}
+		h := s.last.GetAttributes().GetRequest().GetHttp()
+		if h.GetBody() != c.text || string(h.GetRawBody()) != c.raw || h.GetSize() != int64(len(c.body)) || up.body != c.body {
+			t.Fatalf("%q: sent body %q raw %q size %d; service got %q", c.body, h.GetBody(), h.GetRawBody(), h.GetSize(), up.body)
+		}
 	}
 }
