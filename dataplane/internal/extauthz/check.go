@@ -2,9 +2,10 @@ package extauthz
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"encoding/binary"
 	"net/http"
+	"slices"
+	"strconv"
 
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/shared/config"
@@ -89,10 +90,37 @@ func (c *check) uri() string {
 	return c.Path + "?" + c.Query
 }
 
-// key is the decision cache's key: a hash of everything sent (JSON encodes
-// map keys in order, so equal checks hash alike).
+// key is the decision cache's key: a SHA-256 of everything sent, each
+// field length-prefixed and headers in name order, so that two checks share
+// a key only if they are equal.
 func (c *check) key() string {
-	b, _ := json.Marshal(c)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	h := sha256.New()
+	var n [8]byte
+	put := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	for _, s := range [...]string{c.Method, c.Scheme, c.Host, c.Path, c.Query, c.ClientIP, c.Consumer, c.AuthMethod, c.Issuer, string(c.Body)} {
+		put(s)
+	}
+	put(strconv.Itoa(len(c.Groups)))
+	for _, g := range c.Groups {
+		put(g)
+	}
+	names := make([]string, 0, len(c.Header))
+	for name := range c.Header {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	put(strconv.Itoa(len(names)))
+	for _, name := range names {
+		put(name)
+		vs := c.Header[name]
+		put(strconv.Itoa(len(vs)))
+		for _, v := range vs {
+			put(v)
+		}
+	}
+	return string(h.Sum(nil))
 }

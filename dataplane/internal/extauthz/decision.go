@@ -1,13 +1,12 @@
 package extauthz
 
 import (
-	"context"
-	"encoding/json"
+	"container/list"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
-	"github.com/portico-gw/portico/dataplane/internal/cache"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 )
 
@@ -80,34 +79,89 @@ func (d *decision) writeDenial(req *stage.Request) {
 	}
 }
 
-// decisionCache keeps decisions for ttl, bounded in bytes (keys and
-// encoded decisions), least recently used out first.
+// decisionCache keeps decisions for ttl, bounded in bytes (keys, header
+// names and values, bodies, and a fixed overhead per entry), least
+// recently used out first. A stored decision is never modified: Serve and
+// writeDenial copy what they use.
 type decisionCache struct {
 	ttl      time.Duration
 	maxBytes int64
-	mem      *cache.Memory
+	now      func() time.Time
+
+	mu    sync.Mutex
+	bytes int64
+	ll    *list.List // front: most recently used
+	items map[string]*list.Element
 }
 
+type cacheEntry struct {
+	key  string
+	d    *decision
+	size int64
+	exp  time.Time
+}
+
+// entryOverhead approximates an entry's bookkeeping (list element, map
+// slot, the decision struct and its header maps).
+const entryOverhead = 256
+
 func newDecisionCache(ttl time.Duration, maxBytes int64) *decisionCache {
-	return &decisionCache{ttl: ttl, maxBytes: maxBytes, mem: cache.NewMemory(maxBytes)}
+	return &decisionCache{ttl: ttl, maxBytes: maxBytes, now: time.Now, ll: list.New(), items: map[string]*list.Element{}}
 }
 
 func (c *decisionCache) get(key string) *decision {
-	b, err := c.mem.Get(context.Background(), key)
-	if err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
 		return nil
 	}
-	d := &decision{}
-	if json.Unmarshal(b, d) != nil {
+	e := el.Value.(*cacheEntry)
+	if !c.now().Before(e.exp) {
+		c.remove(el)
 		return nil
 	}
-	return d
+	c.ll.MoveToFront(el)
+	return e.d
 }
 
 func (c *decisionCache) put(key string, d *decision) {
-	b, err := json.Marshal(d)
-	if err != nil {
+	size := int64(len(key)+len(d.Body)) + headerSize(d.Upstream) + headerSize(d.Header) + entryOverhead
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		c.remove(el)
+	}
+	if size > c.maxBytes {
 		return
 	}
-	_ = c.mem.Set(context.Background(), key, b, c.ttl)
+	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, d: d, size: size, exp: c.now().Add(c.ttl)})
+	c.bytes += size
+	for c.bytes > c.maxBytes {
+		c.remove(c.ll.Back())
+	}
+}
+
+func (c *decisionCache) remove(el *list.Element) {
+	e := c.ll.Remove(el).(*cacheEntry)
+	delete(c.items, e.key)
+	c.bytes -= e.size
+}
+
+// stats is the number of entries and the bytes they count for.
+func (c *decisionCache) stats() (int, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.items), c.bytes
+}
+
+func headerSize(h http.Header) int64 {
+	var n int
+	for k, vs := range h {
+		n += len(k)
+		for _, v := range vs {
+			n += len(v) + 16
+		}
+	}
+	return int64(n)
 }

@@ -293,11 +293,19 @@ func TestDecisionCache(t *testing.T) {
 	if testutil.ToFloat64(f.cl.metrics.decisions.WithLabelValues("r", "allowed", "true")) != 2 {
 		t.Fatal("cached decisions not counted")
 	}
+	// Past the ttl the service is asked again.
+	now := time.Now()
+	s.(*Stage).cache.now = func() time.Time { return now.Add(61 * time.Second) }
+	run(s, nil)
+	if n := f.svc.count(); n != 4 {
+		t.Fatalf("%d checks: a decision outlived its ttl", n)
+	}
+	s.(*Stage).cache.now = time.Now
 	// Errors are asked again.
 	f.svc.answer = func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) }
 	run(s, func(r *http.Request) { r.Header.Set("X-Request-Tag", "c") })
 	run(s, func(r *http.Request) { r.Header.Set("X-Request-Tag", "c") })
-	if n := f.svc.count(); n != 5 {
+	if n := f.svc.count(); n != 6 {
 		t.Fatalf("%d checks: an error was cached", n)
 	}
 	// Bounded: 200 distinct checks in 4 KiB.
@@ -305,9 +313,9 @@ func TestDecisionCache(t *testing.T) {
 	for i := range 200 {
 		run(s, func(r *http.Request) { r.Header.Set("X-Request-Tag", strings.Repeat("x", i)) })
 	}
-	c := s.(*Stage).cache
-	if b := c.mem.Bytes(); b > 4096 || c.mem.Len() == 0 {
-		t.Fatalf("cache holds %d bytes in %d entries, bound 4096", b, c.mem.Len())
+	n, b := s.(*Stage).cache.stats()
+	if b > 4096 || n == 0 {
+		t.Fatalf("cache holds %d bytes in %d entries, bound 4096", b, n)
 	}
 }
 
