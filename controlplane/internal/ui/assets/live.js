@@ -147,23 +147,26 @@ export function auditView(view) {
   });
 }
 
-// Stages in the order data planes apply them (dataplane/internal/proxy/
-// stages.go), with the route members that turn each on.
+// Stages in the order data planes apply them, with the route members that
+// turn each on. The third column names the compile step in
+// dataplane/internal/proxy/stages.go; a test (stages_test.go) keeps this
+// list in that file's order.
 const STAGES = [
-  ['HTTPS redirect / HSTS', (r) => r.https_redirect || r.hsts],
-  ['IP rules', (r, g) => r.ip || (g && g.ip)],
-  ['Response edits / CORS', (r) => r.response_headers || r.cors],
-  ['Body limit, upgrades', () => true],
-  ['Authentication', (r) => r.auth],
-  ['Rate limit', (r, g) => r.rate_limit || (g && g.rate_limit)],
-  ['Max in flight', (r) => r.max_in_flight],
-  ['Request validation', (r) => r.validate],
-  ['Cache', (r) => r.cache],
-  ['Request edits', (r) => r.rewrite || r.strip_prefix || r.query || r.request_headers],
-  ['Body edits', (r) => r.body],
-  ['Fault injection', (r) => r.fault],
-  ['Mirror', (r) => r.mirror],
-  ['Tunnel limits', (r) => r.tunnel_idle_timeout || r.tunnel_max_lifetime],
+  ['HTTPS redirect / HSTS', (r) => r.https_redirect || r.hsts, 'httpsredirect.Compile'],
+  ['IP rules', (r, g) => r.ip || (g && g.ip), 'ipfilter.Compile'],
+  ['Response edits / CORS', (r) => r.response_headers || r.cors, 'transform.CompileResponse'],
+  ['Body limit, upgrades', () => true, 'compileLimits'],
+  ['Authentication', (r) => r.auth, 'auth.CompileRoute'],
+  ['External authorization', (r) => r.ext_authz, 'extauthz.Compile'],
+  ['Rate limit', (r, g) => r.rate_limit || (g && g.rate_limit), 'ratelimit.CompileRoute'],
+  ['Max in flight', (r) => r.max_in_flight, 'throttle.Compile'],
+  ['Request validation', (r) => r.validate, 'c.compileSchemas'],
+  ['Cache', (r) => r.cache, 'cache.CompileRoute'],
+  ['Request edits', (r) => r.rewrite || r.strip_prefix || r.query || r.request_headers, 'transform.CompileRequest'],
+  ['Body edits', (r) => r.body, 'bodyedit.Compile'],
+  ['Fault injection', (r) => r.fault, 'fault.Compile'],
+  ['Mirror', (r) => r.mirror, 'mirror.Compile'],
+  ['Tunnel limits', (r) => r.tunnel_idle_timeout || r.tunnel_max_lifetime, 'tunnel.Compile'],
 ];
 
 function terminal(r) {
