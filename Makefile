@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap compose helm chromium ui-screenshots cluster cluster-down clean
+.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap compose helm chromium ui-screenshots pebble cluster cluster-down clean
 
 all: build
 
@@ -49,6 +49,10 @@ opa:
 	@scripts/ensure-opa.sh >/dev/null
 	@scripts/ensure-opa-extauthz.sh >/dev/null
 
+## pebble: build (once) or reuse Pebble, the ACME server the certificate tests order from (with its DNS helper).
+pebble:
+	@scripts/ensure-pebble.sh >/dev/null
+
 ## redis: install redis-server (Debian package) when missing.
 redis:
 	@scripts/ensure-redis.sh
@@ -78,13 +82,13 @@ test: lint test-only fuzz-short
 # beside other test packages on two cores a starved redis-server is a slow
 # Redis, which is what they must not confuse with a busy data plane.
 ALONE := TestBusyProcessDecidesInRedis|TestRateLimitCluster|TestTwin
-TEST_ENV = CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" COMPOSE_BIN="$$(scripts/ensure-compose.sh)" HELM_BIN="$$(scripts/ensure-helm.sh)" CHROMIUM_BIN="$$(scripts/ensure-chromium.sh)"
+TEST_ENV = CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensure-jaeger.sh)" COMPOSE_BIN="$$(scripts/ensure-compose.sh)" HELM_BIN="$$(scripts/ensure-helm.sh)" CHROMIUM_BIN="$$(scripts/ensure-chromium.sh)" PEBBLE_BIN="$$(scripts/ensure-pebble.sh)"
 
 # External authorization tests (issue 18): real OPA servers.
 TEST_ENV += OPA_BIN="$$(scripts/ensure-opa.sh)" OPA_EXTAUTHZ_BIN="$$(scripts/ensure-opa-extauthz.sh)"
 test-only: opa
 
-test-only: consul redis jaeger haproxy soap compose helm chromium
+test-only: consul redis jaeger haproxy soap compose helm chromium pebble
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 15m -skip '^($(ALONE))$$' $(PKGS)
 	# The Helm chart's test: a module of its own (k8s.io types), outside go.work.
 	$(TEST_ENV) GOWORK=off $(GO) -C deployments/helm/test test -count=1 -timeout 5m ./...

@@ -22,6 +22,15 @@ GRPC_ADDR="${GRPC_ADDR:-127.0.0.1:9090}"
 SOAP_ADDR="${SOAP_ADDR:-127.0.0.1:9002}"
 TLS_ADDR="${TLS_ADDR:-127.0.0.1:8443}"
 OPA_ADDR="${OPA_ADDR:-127.0.0.1:8181}"
+# ACME=1: also start Pebble (a local ACME server, built once by
+# scripts/ensure-pebble.sh) validating against the data plane's ports, and
+# its DNS helper answering 127.0.0.1 for every name, to try automatic
+# certificates.
+ACME="${ACME:-0}"
+PEBBLE_ADDR="${PEBBLE_ADDR:-127.0.0.1:14000}"
+PEBBLE_MGMT="${PEBBLE_MGMT:-127.0.0.1:15000}"
+PEBBLE_DNS="${PEBBLE_DNS:-127.0.0.1:8053}"
+PEBBLE_DNS_MGMT="${PEBBLE_DNS_MGMT:-127.0.0.1:8055}"
 mkdir -p "$DATA"
 
 # make_cert: a local CA and a certificate for localhost signed by it, made
@@ -70,6 +79,27 @@ wait_http() { # url, what
   exit 1
 }
 
+if [ "$ACME" = 1 ] && [ ${#TLS_ARGS[@]} -gt 0 ]; then
+  PEBBLE_BIN="$(scripts/ensure-pebble.sh)"
+  # Pebble's own HTTPS certificate (for 127.0.0.1) from the local CA, which
+  # is then the certificate object's acme.ca.
+  if [ ! -f "$TLS_DIR/pebble-cert.pem" ]; then
+    (
+      cd "$TLS_DIR"
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout pebble-key.pem -out pebble.csr -subj "/CN=127.0.0.1"
+      printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >pebble.ext
+      openssl x509 -req -in pebble.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 397 -extfile pebble.ext -out pebble-cert.pem
+      rm -f pebble.csr pebble.ext
+    ) >>"$DATA/tls.log" 2>&1
+  fi
+  printf '{"pebble":{"listenAddress":"%s","managementListenAddress":"%s","certificate":"%s","privateKey":"%s","httpPort":%s,"tlsPort":%s,"ocspResponderURL":"","keyAlgorithm":"ecdsa"}}\n' \
+    "$PEBBLE_ADDR" "$PEBBLE_MGMT" "$TLS_DIR/pebble-cert.pem" "$TLS_DIR/pebble-key.pem" "${DP_ADDR##*:}" "${TLS_ADDR##*:}" >"$DATA/pebble.json"
+  "$(dirname "$PEBBLE_BIN")/pebble-challtestsrv" -dnsserver "$PEBBLE_DNS" -management "$PEBBLE_DNS_MGMT" \
+    -http01 "" -https01 "" -tlsalpn01 "" -doh "" -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$DATA/pebble-dns.log" 2>&1 &
+  pids+=($!)
+  PEBBLE_VA_NOSLEEP=1 "$PEBBLE_BIN" -config "$DATA/pebble.json" -dnsserver "$PEBBLE_DNS" >"$DATA/pebble.log" 2>&1 &
+  pids+=($!)
+fi
 "$BIN/demo-upstream" --listen "$UP_ADDR" --name demo >"$DATA/demo-upstream.log" 2>&1 &
 pids+=($!)
 "$BIN/demo-grpc" --listen "$GRPC_ADDR" >"$DATA/demo-grpc.log" 2>&1 &
@@ -227,6 +257,24 @@ cat <<MSG
   porticoctl dump > portico.yaml                         # the whole config as YAML, for git
   porticoctl diff -f portico.yaml                        # after an edit: exactly that change, exit 2
   porticoctl apply -f portico.yaml                       # one revision; refused if someone wrote since
+MSG
+if [ "$ACME" = 1 ] && [ ${#TLS_ARGS[@]} -gt 0 ]; then
+  cat <<MSG
+
+Automatic certificates (ACME) against Pebble on https://$PEBBLE_ADDR/dir (it validates on this data plane's ports;
+every name resolves to 127.0.0.1 through its DNS helper):
+  jq -n --rawfile ca $TLS_DIR/ca.pem '{snis:["shop.example.test"],acme:{directory:"https://$PEBBLE_ADDR/dir",email:"ops@example.com",ca:\$ca}}' |
+    curl -s -X PUT http://$CP_ADDR/v1/certificates/shop -H 'Content-Type: application/json' --data-binary @- | jq .acme
+  curl -s http://$CP_ADDR/v1/certificates/shop | jq '.acme.state, .status.issuer'   # valid, not_after, renew_at, next_attempt (a second later)
+  curl -s --cacert $TLS_DIR/ca.pem https://$PEBBLE_MGMT/roots/0 > $DATA/pebble-root.pem   # Pebble's root (new at each start)
+  curl -s --cacert $DATA/pebble-root.pem --resolve shop.example.test:${TLS_ADDR##*:}:127.0.0.1 https://shop.example.test:${TLS_ADDR##*:}/demo/hello   # served with it
+  curl -s -X POST http://$PEBBLE_DNS_MGMT/add-a -d '{"host":"nowhere.example.test","addresses":["127.0.0.2"]}'   # a name resolving where nothing listens
+  jq -n --rawfile ca $TLS_DIR/ca.pem '{snis:["nowhere.example.test"],acme:{directory:"https://$PEBBLE_ADDR/dir",ca:\$ca}}' |
+    curl -s -X PUT http://$CP_ADDR/v1/certificates/nowhere -H 'Content-Type: application/json' --data-binary @- >/dev/null
+  curl -s http://$CP_ADDR/v1/certificates/nowhere | jq .acme.state   # failed, last_error, failures, next_attempt (1 min, doubling)
+MSG
+fi
+cat <<MSG
 
 Ctrl-C stops everything.
 MSG

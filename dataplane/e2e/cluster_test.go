@@ -96,7 +96,11 @@ func (p *proc) bin(bin string) {
 		p.t.Fatal(err)
 	}
 	defer f.Close()
-	p.cmd = exec.Command(filepath.Join(binDir, bin), p.args...)
+	path := bin
+	if !filepath.IsAbs(bin) { // one of the binaries built for the package
+		path = filepath.Join(binDir, bin)
+	}
+	p.cmd = exec.Command(path, p.args...)
 	p.cmd.Env = append(os.Environ(), p.env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/portico-gw/portico/controlplane/internal/acme"
 	"github.com/portico-gw/portico/controlplane/internal/analytics"
 	"github.com/portico-gw/portico/controlplane/internal/api"
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
@@ -56,6 +57,7 @@ func run(args []string) error {
 	consulAddr := fs.String("consul", "CONSUL_HTTP_ADDR", "", "Consul agent to register in as portico-controlplane (off when empty)")
 	advertise := fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)")
 	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
+	acmeBackoff := fs.Duration("acme-backoff", "PORTICO_ACME_BACKOFF", acme.DefaultBackoff, "wait before ordering an ACME certificate again after a failure; doubles per failure in a row, at most 6h")
 	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -149,8 +151,17 @@ func run(args []string) error {
 		defer consulreg.RegisterForLife(ctx, c, reg, log)()
 	}
 
+	// The cluster's ACME client: orders and renews the certificates that
+	// ask for it while this process holds the store's lease.
+	acmeClient, err := acme.New(acme.Options{Catalog: cat, Store: st, Nodes: registry, Log: log,
+		Backoff: *acmeBackoff, UserAgent: "portico-controlplane/" + version})
+	if err != nil {
+		return err
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cat.Run(gctx) })
+	g.Go(func() error { return acmeClient.Run(gctx) })
 	if *tlsCert != "" {
 		// Loaded once at start: a bad pair fails here, not at the first
 		// handshake.

@@ -35,6 +35,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/portico-gw/portico/dataplane/internal/acmechallenge"
 	"github.com/portico-gw/portico/dataplane/internal/analytics"
 	"github.com/portico-gw/portico/dataplane/internal/auth"
 	"github.com/portico-gw/portico/dataplane/internal/cache"
@@ -200,6 +201,8 @@ type dataplane struct {
 	cache   *cache.Cache
 	// certs are the TLS listener's certificates (nil without --tls-listen).
 	certs *tlsedge.Certificates
+	// answers are the ACME challenges every data plane answers.
+	answers *acmechallenge.Answers
 }
 
 // newDataplane checks the flags and assembles the data plane; nothing serves
@@ -219,8 +222,10 @@ func newDataplane(f *flags, log *slog.Logger) (_ *dataplane, err error) {
 	}
 	dp.watcher = discovery.NewWatcher(dp.consul, log, dp.reg)
 	dp.grpc = grpcjson.NewPool(grpcjson.PoolOptions{})
+	dp.answers = acmechallenge.New(log)
 	if *f.tlsListen != "" {
 		dp.certs = tlsedge.New(*f.tlsDefault, log)
+		dp.certs.AnswerALPN(dp.answers)
 	}
 	defer func() {
 		if err != nil {
@@ -345,13 +350,16 @@ func (dp *dataplane) newSyncer(applier *proxy.Applier) error {
 // apply puts a snapshot into service: the routes' table, then the TLS
 // listener's certificates; the objects either left out are reported.
 func (dp *dataplane) apply(applier *proxy.Applier) syncer.Applier {
-	if dp.certs == nil {
-		return applier.ApplyChange
-	}
 	return func(s *snapshot.Snapshot, ch *snapshot.Change) ([]config.Rejected, error) {
 		rejected, err := applier.ApplyChange(s, ch)
 		if err != nil {
 			return nil, err
+		}
+		// ACME challenges first: the control plane waits for this
+		// revision to ask for validation.
+		dp.answers.Apply(&s.Config)
+		if dp.certs == nil {
+			return rejected, nil
 		}
 		return append(rejected, dp.certs.Apply(&s.Config)...), nil
 	}
@@ -434,6 +442,9 @@ func (dp *dataplane) serve(ctx context.Context) error {
 	// bodies are bounded per route and may stream, so there is no
 	// whole-request read or write timeout.
 	traffic := dp.handler.Server(log)
+	// ACME HTTP-01 challenges are answered before routing (and before
+	// https_redirect) on the plain listener only.
+	traffic.Handler = dp.answers.Wrap(traffic.Handler)
 	if *f.h2c {
 		tlsedge.ConfigureH2C(traffic)
 	}

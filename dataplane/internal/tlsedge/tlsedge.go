@@ -73,6 +73,8 @@ type Certificates struct {
 	cur         atomic.Pointer[table]
 	// mu makes applies one at a time (each reuses the previous table).
 	mu sync.Mutex
+	// alpn answers TLS-ALPN-01 challenges (acme.go); nil: none.
+	alpn ALPNAnswerer
 }
 
 // table is one compiled set; never modified once published.
@@ -219,5 +221,7 @@ func (c *Certificates) Config() *tls.Config {
 		CipherSuites:   CipherSuites,
 		NextProtos:     []string{"h2", "http/1.1"},
 		GetCertificate: c.GetCertificate,
+		// ACME's TLS-ALPN-01 validation (acme.go).
+		GetConfigForClient: c.configForClient,
 	}
 }
