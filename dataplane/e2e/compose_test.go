@@ -983,6 +983,12 @@ type k8sObject struct {
 			} `yaml:"metadata"`
 			Spec struct {
 				Containers []k8sContainer `yaml:"containers"`
+				Volumes    []struct {
+					Name   string `yaml:"name"`
+					Secret *struct {
+						SecretName string `yaml:"secretName"`
+					} `yaml:"secret"`
+				} `yaml:"volumes"`
 			} `yaml:"spec"`
 		} `yaml:"template"`
 		ScaleTargetRef struct {
@@ -1022,6 +1028,11 @@ type k8sContainer struct {
 		Name          string `yaml:"name"`
 		ContainerPort int    `yaml:"containerPort"`
 	} `yaml:"ports"`
+	VolumeMounts []struct {
+		Name      string `yaml:"name"`
+		MountPath string `yaml:"mountPath"`
+		ReadOnly  bool   `yaml:"readOnly"`
+	} `yaml:"volumeMounts"`
 	ReadinessProbe *k8sProbe `yaml:"readinessProbe"`
 	LivenessProbe  *k8sProbe `yaml:"livenessProbe"`
 	StartupProbe   *k8sProbe `yaml:"startupProbe"`
@@ -1186,9 +1197,36 @@ func TestKubernetesManifests(t *testing.T) {
 			var names []string
 			for _, e := range c.Env {
 				names = append(names, e.Name)
+				if strings.Contains(e.Name, "TOKEN") {
+					t.Errorf("%s: %s in the environment; tokens go in files of a Secret volume (--*-token-file)", where, e.Name)
+				}
 			}
 			for _, e := range binaryEnvErrors(names, u) {
 				t.Errorf("%s: %s", where, e)
+			}
+			// Token files are keys of a Secret mounted read-only.
+			vals := binaryFlagValues(c.Args, u)
+			need := map[string][]string{"controlplane": {"admin-token-file", "dataplane-token-file"}, "dataplane": {"token-file"}}
+			for _, f := range need[bin] {
+				if vals[f] == "" {
+					t.Errorf("%s: no --%s", where, f)
+				}
+			}
+			for flag, file := range vals {
+				if !strings.HasSuffix(flag, "token-file") {
+					continue
+				}
+				ok := false
+				for _, m := range c.VolumeMounts {
+					for _, v := range w.Spec.Template.Spec.Volumes {
+						if v.Name == m.Name && v.Secret != nil && m.ReadOnly && path.Dir(file) == path.Clean(m.MountPath) {
+							ok = secretKeys[v.Secret.SecretName][path.Base(file)]
+						}
+					}
+				}
+				if !ok {
+					t.Errorf("%s: --%s %s is not a key of a Secret that secret.example.yaml shows, mounted read-only", where, flag, file)
+				}
 			}
 			ports := deployValues(binaryListenPorts(t, c.Args, u))
 			for kind, pr := range map[string]*k8sProbe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {
