@@ -159,6 +159,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRateLimitKey$$' -fuzztime $(FUZZTIME) ./dataplane/internal/ratelimit/
 	$(GO) test -run '^$$' -fuzz '^FuzzCompileAcceptsWhatValidateAccepts$$' -fuzztime $(FUZZTIME) ./dataplane/internal/proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzJWTHeader$$' -fuzztime $(FUZZTIME) ./dataplane/internal/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzBasicCredentials$$' -fuzztime $(FUZZTIME) ./dataplane/internal/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) ./dataplane/internal/cache/
 	$(GO) test -run '^$$' -fuzz '^FuzzCacheKey$$' -fuzztime $(FUZZTIME) ./dataplane/internal/cache/
 	$(GO) test -run '^$$' -fuzz '^FuzzQueryParams$$' -fuzztime $(FUZZTIME) ./dataplane/internal/grpcjson/

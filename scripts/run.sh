@@ -146,6 +146,17 @@ curl -fsS -X PUT "http://$CP_ADDR/v1/routes/quote" -H 'Content-Type: application
   -d '{"paths":["/quotes/{symbol}"],"methods":["GET"],"service":"quotes","soap":{"operation":"GetQuote"}}' >/dev/null
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/quotes" -H 'Content-Type: application/json' \
   -d '{"paths":["/quotes"],"methods":["GET","POST"],"service":"quotes","soap":{"operation":"GetQuotes"}}' >/dev/null
+# Basic auth: a consumer with a generated password, shown once (kept for
+# the tour in a 0600 file), and a route that takes it.
+curl -fsS -X PUT "http://$CP_ADDR/v1/consumers/carol" -H 'Content-Type: application/json' -d '{"groups":["staff"]}' >/dev/null
+BASIC_URL="http://$CP_ADDR/v1/consumers/carol/basic-auth"
+if [ ! -s "$DATA/carol.password" ] || ! curl -fsS "$BASIC_URL" | grep -q '"username":"carol"'; then
+  for id in $(curl -fsS "$BASIC_URL" | grep -o '"id":"basic-[0-9a-f]*"' | cut -d'"' -f4); do curl -fsS -X DELETE "$BASIC_URL/$id"; done
+  (umask 077; curl -fsS -X POST "$BASIC_URL" -H 'Content-Type: application/json' -d '{"username":"carol"}' |
+    sed -n 's/.*"password":"\([^"]*\)".*/\1/p' >"$DATA/carol.password")
+fi
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/staff" -H 'Content-Type: application/json' \
+  -d '{"paths":["/staff/*"],"service":"demo","strip_prefix":true,"auth":{"basic":true,"groups":["staff"]}}' >/dev/null
 if [ ${#TLS_ARGS[@]} -gt 0 ]; then
   # The certificate goes through the admin API like any other; its key is
   # never shown again (GET and the export leave it out).
@@ -236,6 +247,9 @@ Try (porticoctl reads PORTICO_URL; dev mode needs no token):
   for i in \$(seq 200); do curl -s -o /dev/null http://$DP_ADDR/canary/x; done; grep -o '"route":"canary","service":"[a-z-]*"' $DATA/dataplane.log | sort | uniq -c   # ~90/10 split
   curl -s http://$OPS_ADDR/metrics | grep '^portico_mirror_requests_total'   # half the canary's requests copied to demo-next, fire and forget
   curl -si -H 'X-Drill: 1' http://$DP_ADDR/canary/x | grep -iE '^HTTP|x-portico-fault'   # fault injection, only for requests with X-Drill
+  curl -si http://$DP_ADDR/staff/hello | grep -iE '^HTTP|www-auth'   # 401, challenge Basic realm="portico"
+  curl -s -u "carol:\$(cat $DATA/carol.password)" http://$DP_ADDR/staff/hello   # basic auth (consumer carol, group staff); the password is not forwarded
+  curl -s http://$CP_ADDR/v1/consumers/carol/basic-auth | jq   # ids and usernames, never the password or its hash
 MSG
 if [ -x "$OPA" ]; then
   cat <<MSG

@@ -224,6 +224,7 @@ func (c *Config) Clone() *Config {
 		cs.Groups = slices.Clone(cs.Groups)
 		cs.JWTIssuers = slices.Clone(cs.JWTIssuers)
 		cs.APIKeys = slices.Clone(cs.APIKeys)
+		cs.BasicAuth = slices.Clone(cs.BasicAuth)
 		out.Consumers[i] = cs
 	}
 	for i, is := range c.Issuers {

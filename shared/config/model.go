@@ -282,6 +282,8 @@ type RouteAuth struct {
 	APIKey bool `json:"api_key,omitempty"`
 	// APIKeyHeader carries the key; default X-API-Key.
 	APIKeyHeader string `json:"api_key_header,omitempty"`
+	// Basic takes a consumer's basic-auth credentials (basicauth.go).
+	Basic bool `json:"basic,omitempty"`
 	// Issuers limits JWTs to these issuer objects; empty means any.
 	Issuers   []string `json:"issuers,omitempty"`
 	Consumers []string `json:"consumers,omitempty"`
@@ -415,6 +417,10 @@ type Consumer struct {
 	// APIKeys are managed through /v1/consumers/{name}/api-keys; a PUT of
 	// the consumer keeps them as they are.
 	APIKeys []APIKey `json:"api_keys,omitempty"`
+	// BasicAuth are the consumer's username/password credentials
+	// (basicauth.go), managed through /v1/consumers/{name}/basic-auth like
+	// API keys; only bcrypt hashes are stored, never returned.
+	BasicAuth []BasicCredential `json:"basic_auth,omitempty"`
 	Meta
 }
 

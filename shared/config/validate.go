@@ -356,6 +356,7 @@ func (c *Consumer) validate(l *errorList, p string) {
 			l.add(join(p, fmt.Sprintf("jwt_issuers[%d]", i)), "%s", msg)
 		}
 	}
+	c.validateBasic(l, p)
 }
 
 // Validate checks a whole configuration: every object, unique names, that
@@ -408,6 +409,7 @@ func (c *Config) check() *errorList {
 	}
 	consumers := make(map[string]int, len(c.Consumers))
 	keyHashes := map[string]string{}
+	usernames := map[string]string{}
 	for i := range c.Consumers {
 		cs := &c.Consumers[i]
 		p := fmt.Sprintf("consumers[%d]", i)
@@ -422,6 +424,7 @@ func (c *Config) check() *errorList {
 			}
 			keyHashes[key.Hash] = cs.Name
 		}
+		checkBasicUsernames(&l, p, cs, usernames)
 	}
 	issuers := make(map[string]int, len(c.Issuers))
 	issValues := map[string]string{}

@@ -75,8 +75,8 @@ func RateKeyProblem(k string) string {
 }
 
 func (a *RouteAuth) validate(l *errorList, p string) {
-	if !a.JWT && !a.APIKey {
-		l.add(p, "enable at least one method: jwt or api_key")
+	if !a.JWT && !a.APIKey && !a.Basic {
+		l.add(p, "enable at least one method: jwt, api_key or basic")
 	}
 	if a.APIKeyHeader != "" && !isToken(a.APIKeyHeader) {
 		l.add(join(p, "api_key_header"), "must be a header name")

@@ -20,6 +20,10 @@ func (s *server) present(obj any) {
 		*svc = svc.Redacted()
 		return
 	}
+	if cs, ok := obj.(*config.Consumer); ok {
+		*cs = cs.Redacted() // basic-auth hashes
+		return
+	}
 	if r, ok := obj.(*config.Route); ok {
 		// How the route ranks among routes claiming the same requests
 		// (issue 16), output only.
@@ -45,7 +49,7 @@ func presentAll[T any](s *server, items []T) []T {
 		return items
 	}
 	switch any(&items[0]).(type) {
-	case *config.Certificate, *config.Service, *config.Route:
+	case *config.Certificate, *config.Service, *config.Route, *config.Consumer:
 	default:
 		return items
 	}

@@ -134,7 +134,8 @@ func (c *Catalog) Export() (*config.Config, int64) {
 
 // keepCertificateKeys fills the keys an import leaves out (an export has
 // none) from the stored certificates of the same name, when they match
-// (and services' tls.client_key the same way),
+// (and services' tls.client_key and consumers' basic-auth hashes the same
+// way),
 // and applies the write-time expiry rule to the certificates the import
 // creates or changes: an unchanged certificate that has expired since it
 // was stored does not block re-applying a configuration. Field paths point
@@ -143,6 +144,11 @@ func keepCertificateKeys(want, cur *config.Config, now time.Time) error {
 	for i := range want.Services {
 		if old, ok := cur.Service(want.Services[i].Name); ok {
 			config.ServiceKeepsKey(old, &want.Services[i])
+		}
+	}
+	for i := range want.Consumers {
+		if old, ok := cur.Consumer(want.Consumers[i].Name); ok {
+			config.ConsumerKeepsHashes(old, &want.Consumers[i])
 		}
 	}
 	var fields []config.FieldError

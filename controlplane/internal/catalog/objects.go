@@ -58,9 +58,10 @@ var (
 		obj:     func(cs *config.Consumer) config.Object { return cs },
 		setName: func(cs *config.Consumer, n string) { cs.Name = n },
 		check:   func(c *config.Config, cs *config.Consumer) error { return c.CheckConsumer(cs) },
-		// API keys are created and revoked through their own endpoints;
-		// replacing a consumer must not drop or forge them.
-		keep: func(existing, obj *config.Consumer) { obj.APIKeys = existing.APIKeys },
+		// API keys and basic-auth credentials are created and revoked
+		// through their own endpoints; replacing a consumer must not drop
+		// or forge them.
+		keep: func(existing, obj *config.Consumer) { obj.APIKeys, obj.BasicAuth = existing.APIKeys, existing.BasicAuth },
 	}
 	Issuers = &Kind[config.Issuer]{
 		Kind:        config.KindIssuer,

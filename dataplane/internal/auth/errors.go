@@ -43,6 +43,8 @@ var reasons = []struct {
 	{ErrAudience, "audience"},
 	{ErrClaims, "claims"},
 	{ErrInvalidKey, "invalid_api_key"},
+	{ErrInvalidPassword, "invalid_password"},
+	{ErrBusy, "busy"},
 }
 
 // Reason returns a short, fixed label for err, fit for a metrics label or a

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 type Route struct {
 	verifier     *Verifier
 	jwt, apiKey  bool
+	basic        bool
 	apiKeyHeader string
 	issuers      []string
 	consumers    map[string]bool
@@ -46,7 +48,7 @@ func CompileRoute(a *config.RouteAuth, v *Verifier) stage.Stage {
 	}
 	ra := &Route{
 		verifier: v,
-		jwt:      a.JWT, apiKey: a.APIKey,
+		jwt:      a.JWT, apiKey: a.APIKey, basic: a.Basic,
 		apiKeyHeader: http.CanonicalHeaderKey(cmp.Or(a.APIKeyHeader, "X-API-Key")),
 		issuers:      a.Issuers, groups: a.Groups, scopes: a.Scopes, claims: a.Claims,
 		forward: map[string]string{},
@@ -66,6 +68,9 @@ func CompileRoute(a *config.RouteAuth, v *Verifier) stage.Stage {
 	}
 	if ra.apiKey {
 		ch = append(ch, `APIKey realm="portico", header="`+ra.apiKeyHeader+`"`)
+	}
+	if ra.basic {
+		ch = append(ch, `Basic realm="portico", charset="UTF-8"`)
 	}
 	ra.challenge = strings.Join(ch, ", ")
 	return ra
@@ -91,9 +96,17 @@ func (ra *Route) Serve(req *stage.Request) {
 		stage.WriteProblem(w, r, http.StatusBadRequest, "ambiguous-credentials", "the request carries more than one "+ra.apiKeyHeader+" header")
 		return
 	}
+	if ra.basic && len(r.Header["Authorization"]) > 1 {
+		stage.WriteProblem(w, r, http.StatusBadRequest, "ambiguous-credentials", "the request carries more than one Authorization header")
+		return
+	}
 	id, aerr := ra.authenticate(r)
 	if aerr != nil {
 		slug := "forbidden"
+		if aerr.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+			slug = "auth-busy"
+		}
 		if aerr.status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", ra.challenge)
 			slug = "unauthorized"
@@ -134,7 +147,18 @@ func (ra *Route) authenticate(r *http.Request) (*Identity, *routeError) {
 			id, err = ra.verifier.VerifyJWT(r.Context(), tok, ra.issuers)
 		}
 	}
+	if id == nil && ra.basic {
+		if user, pass, basic, ok := basicCredentials(r.Header.Get("Authorization")); basic {
+			presented = true
+			id, err = nil, ErrMalformed
+			if ok {
+				id, err = ra.verifier.VerifyBasic(r.Context(), user, pass)
+			}
+		}
+	}
 	switch {
+	case errors.Is(err, ErrBusy) && id == nil:
+		return nil, &routeError{http.StatusServiceUnavailable, Reason(err), "too many password checks in progress; try again"}
 	case !presented:
 		return nil, &routeError{http.StatusUnauthorized, "missing", "credentials are required"}
 	case id == nil:
@@ -169,6 +193,10 @@ func (ra *Route) WriteIdentity(req *stage.Request, h http.Header) {
 	if ra.apiKey {
 		h.Del(ra.apiKeyHeader)
 	}
+	if _, _, basic, _ := basicCredentials(h.Get("Authorization")); ra.basic && basic {
+		// The password is for the gateway; a bearer token passes on.
+		h.Del("Authorization")
+	}
 	id := req.Identity
 	if id == nil {
 		return
@@ -193,6 +221,7 @@ func (ra *Route) Describe() any {
 	return struct {
 		JWT          bool              `json:"jwt,omitempty"`
 		APIKey       bool              `json:"api_key,omitempty"`
+		Basic        bool              `json:"basic,omitempty"`
 		APIKeyHeader string            `json:"api_key_header,omitempty"`
 		Issuers      []string          `json:"issuers,omitempty"`
 		Consumers    []string          `json:"consumers,omitempty"`
@@ -201,5 +230,5 @@ func (ra *Route) Describe() any {
 		Claims       map[string]string `json:"claims,omitempty"`
 		Forward      map[string]string `json:"forward_claims,omitempty"`
 		Challenge    string            `json:"challenge"`
-	}{ra.jwt, ra.apiKey, ra.APIKeyHeader(), ra.issuers, consumers, ra.groups, ra.scopes, ra.claims, ra.forward, ra.challenge}
+	}{ra.jwt, ra.apiKey, ra.basic, ra.APIKeyHeader(), ra.issuers, consumers, ra.groups, ra.scopes, ra.claims, ra.forward, ra.challenge}
 }

@@ -23,6 +23,7 @@ const MaxTokenBytes = 8 << 10
 const (
 	MethodJWT    = "jwt"
 	MethodAPIKey = "api_key"
+	MethodBasic  = "basic"
 )
 
 // Identity is a verified caller (the type the request path carries, see
@@ -48,16 +49,33 @@ type Verifier struct {
 	// consumers claim, which authenticates neither.
 	apiKeys map[string]*consumer
 	tokens  tokenCache
+	// basic maps a username to its credential (basic.go); nil marks one
+	// two consumers claim.
+	basic        map[string]*basicUser
+	basicChecker *BasicChecker // nil: DefaultBasicChecker
+}
+
+// VerifierOption configures NewVerifier.
+type VerifierOption func(*Verifier)
+
+// WithBasicChecker checks passwords with b instead of the process's
+// DefaultBasicChecker (tests, benchmarks).
+func WithBasicChecker(b *BasicChecker) VerifierOption {
+	return func(v *Verifier) { v.basicChecker = b }
 }
 
 // NewVerifier indexes issuers (keyed by name; nil values are skipped) and the
 // consumers' API keys. The Verifier does not own the issuers: closing them
 // is the caller's, once no Verifier uses them.
-func NewVerifier(issuers map[string]*Issuer, consumers []config.Consumer) *Verifier {
+func NewVerifier(issuers map[string]*Issuer, consumers []config.Consumer, opts ...VerifierOption) *Verifier {
 	v := &Verifier{
 		byIss:     make(map[string][]*Issuer, len(issuers)),
 		consumers: make(map[string]*consumer, len(consumers)),
 		apiKeys:   make(map[string]*consumer),
+		basic:     make(map[string]*basicUser),
+	}
+	for _, o := range opts {
+		o(v)
 	}
 	for _, is := range issuers {
 		if is != nil {
@@ -79,6 +97,7 @@ func NewVerifier(issuers map[string]*Issuer, consumers []config.Consumer) *Verif
 			}
 			v.apiKeys[k.Hash] = c
 		}
+		v.indexBasic(c, consumers[i].BasicAuth)
 	}
 	return v
 }
