@@ -44,7 +44,9 @@ func TestBasicCredentialRules(t *testing.T) {
 
 func TestConsumerBasicAuthValidate(t *testing.T) {
 	h, withCost := bcryptHash(t)
-	cred := func(id, user, hash string) BasicCredential { return BasicCredential{ID: id, Username: user, Hash: hash} }
+	cred := func(id, user, hash string) BasicCredential {
+		return BasicCredential{ID: id, Username: user, Hash: hash}
+	}
 	tests := []struct {
 		name     string
 		creds    []BasicCredential

@@ -61,7 +61,9 @@ var (
 		// API keys and basic-auth credentials are created and revoked
 		// through their own endpoints; replacing a consumer must not drop
 		// or forge them.
-		keep: func(existing, obj *config.Consumer) { obj.APIKeys, obj.BasicAuth = existing.APIKeys, existing.BasicAuth },
+		keep: func(existing, obj *config.Consumer) {
+			obj.APIKeys, obj.BasicAuth = existing.APIKeys, existing.BasicAuth
+		},
 	}
 	Issuers = &Kind[config.Issuer]{
 		Kind:        config.KindIssuer,
