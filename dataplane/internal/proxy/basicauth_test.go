@@ -38,11 +38,11 @@ func TestBasicAuth(t *testing.T) {
 			},
 			Issuers: []config.Issuer{{Name: "corp", Issuer: "https://id.example.com", Audiences: []string{"portico"},
 				Algorithms: []string{"HS256"}, Keys: []string{hmacSecret}}},
-			Routes: []config.Route{
-				{Name: "basic", Paths: []string{"/basic"}, Service: "s", Auth: &config.RouteAuth{Basic: true},
+			Routes: []*config.Route{
+				&config.Route{Name: "basic", Paths: []string{"/basic"}, Service: "s", Auth: &config.RouteAuth{Basic: true},
 					RateLimit: &config.RateLimit{Limit: 2, Window: config.Duration(time.Hour), Key: "consumer"}},
-				{Name: "staff", Paths: []string{"/staff"}, Service: "s", Auth: &config.RouteAuth{Basic: true, JWT: true, Groups: []string{"staff"}}},
-				{Name: "keyed", Paths: []string{"/keyed"}, Service: "s", Auth: &config.RouteAuth{APIKey: true}},
+				&config.Route{Name: "staff", Paths: []string{"/staff"}, Service: "s", Auth: &config.RouteAuth{Basic: true, JWT: true, Groups: []string{"staff"}}},
+				&config.Route{Name: "keyed", Paths: []string{"/keyed"}, Service: "s", Auth: &config.RouteAuth{APIKey: true}},
 			},
 		}
 	}
