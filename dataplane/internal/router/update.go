@@ -118,7 +118,9 @@ func (u *updater) node(n *node) *node {
 	} else {
 		c := *n
 		c.edges = slices.Clone(n.edges)
-		c.kids = maps.Clone(n.kids)
+		// kids are shared with n, which keeps reading them: the copy
+		// records its changes in over (setKid).
+		c.over, c.ownKids = maps.Clone(n.over), false
 		c.constrained = slices.Clone(n.constrained)
 		n = &c
 	}
@@ -154,7 +156,7 @@ func (u *updater) child(n *node, seg string, create bool) *node {
 		n.staticChild(seg, true)
 	}
 	if n.kids != nil {
-		n.kids[seg] = c
+		n.setKid(seg, c)
 	} else {
 		for i := range n.edges {
 			if n.edges[i].seg == seg {

@@ -112,6 +112,78 @@ func TestUpdateMatchesReference(t *testing.T) {
 	}
 }
 
+// TestUpdateWideNode: a node with many static children (kids) updated
+// again and again records its changes in over and folds them into a copy
+// of kids now and then; every table answers like the reference on its own
+// rule list, the one it was updated from included.
+func TestUpdateWideNode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 12))
+	seg := func() string { return fmt.Sprintf("s%03d", rng.IntN(400)) }
+	names := 0
+	newRule := func() Rule {
+		names++
+		p := "/w/" + seg()
+		switch rng.IntN(4) {
+		case 0:
+			p += "/*"
+		case 1:
+			p += "/x"
+		}
+		return Rule{Paths: []string{p}, Name: fmt.Sprintf("n%05d", names)}
+	}
+	var rules []Rule
+	for len(rules) < 60 {
+		if next := append(slices.Clone(rules), newRule()); refCompileProblem(next) == "" {
+			rules = next
+		}
+	}
+	tab := mustCompile(t, rules)
+	wide := func(tab *Table) *node { return tab.any.staticChild("w", false) }
+	if wide(tab).kids == nil {
+		t.Fatal("the wide node has no kids map")
+	}
+	overlaid, folded := 0, 0
+	for step := range 300 {
+		kept := make([]int, len(rules))
+		removed := map[int]Rule{}
+		var next []Rule
+		for i, r := range rules {
+			if rng.IntN(40) == 0 {
+				kept[i], removed[i] = -1, r
+				continue
+			}
+			kept[i] = len(next)
+			next = append(next, r)
+		}
+		added := map[int]Rule{}
+		for range 1 + rng.IntN(3) {
+			cand := append(slices.Clone(next), newRule())
+			if refCompileProblem(cand) == "" {
+				added[len(next)] = cand[len(next)]
+				next = cand
+			}
+		}
+		nt, err := tab.Update(Change{Kept: kept, Removed: removed, Added: added, Len: len(next)})
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		for range 30 {
+			path := "/w/" + seg() + []string{"", "/x", "/y/z"}[rng.IntN(3)]
+			checkAgainstReference(t, nt, next, "a.com", "GET", path, nil)
+			checkAgainstReference(t, tab, rules, "a.com", "GET", path, nil)
+		}
+		if w := wide(nt); w.over != nil {
+			overlaid++
+		} else if w.ownKids {
+			folded++
+		}
+		tab, rules = nt, next
+	}
+	if overlaid == 0 || folded == 0 {
+		t.Fatalf("updates left changes in over %d times and folded them %d times: both should happen", overlaid, folded)
+	}
+}
+
 // TestUpdateRefusesConflict: an added rule claiming what a kept one claims
 // is refused like Compile refuses it.
 func TestUpdateRefusesConflict(t *testing.T) {
