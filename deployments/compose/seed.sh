@@ -164,6 +164,15 @@ if [ -f /tls/cert.pem ] && [ -f /tls/key.pem ]; then
     call PUT /v1/certificates/demo
 fi
 
+# An ACME certificate from the stack's Pebble (see docker-compose.yml):
+# the control plane orders it and renews it; every data plane answers
+# Pebble's challenges. Re-sent on every run: GET-able state is kept.
+if [ -f /tls/ca.pem ]; then
+  pem_json() { awk 'BEGIN { ORS = "" } { print $0 "\\n" }' "$1"; }
+  printf '{"snis":["shop.portico.test"],"acme":{"directory":"https://pebble:14000/dir","email":"ops@portico.test","ca":"%s"}}' "$(pem_json /tls/ca.pem)" |
+    call PUT /v1/certificates/acme-demo
+fi
+
 if [ -n "${PORTICO_DEMO_API_KEY:-}" ]; then
   # The key is not echoed here: secrets-init printed it on the first start.
   printf '{"key":"%s"}' "${PORTICO_DEMO_API_KEY}" | call POST /v1/consumers/alice/api-keys
@@ -182,5 +191,7 @@ echo "seed: JWTs for /users and /orders: HS256 with PORTICO_JWT_SECRET (compose:
 echo "seed: done; try  curl http://localhost:8080/public/hello"
 echo "seed:      and  curl 'http://localhost:8080/quotes/ACME?side=sell' (JSON to SOAP, learned from the WSDL)"
 echo "seed:      and  curl --cacert portico-ca.pem https://localhost:8443/public/hello (HTTP/2; the CA: docker compose run --rm --entrypoint cat tls-init /tls/ca.pem > portico-ca.pem)"
+echo "seed:      and  curl -s -H \"Authorization: Bearer <admin-token>\" http://127.0.0.1:9000/v1/certificates/acme-demo (acme.state: ordered from the stack's Pebble, validated through the load balancer)"
+echo "seed:      and  curl -sk https://127.0.0.1:15000/roots/0 > pebble-root.pem; curl --cacert pebble-root.pem --resolve shop.portico.test:8443:127.0.0.1 https://shop.portico.test:8443/public/hello"
 echo "seed:      and  curl -i http://localhost:8080/catalog/books (X-Cache-Status), curl http://localhost:8080/profile/7"
 echo "seed:      and  curl http://localhost:8080/shop/orders/42 (JSON to gRPC); gRPC clients: grpc.testing.TestService on localhost:8443 (TLS, the demo CA), passed through as gRPC"
