@@ -164,6 +164,22 @@ if [ ${#TLS_ARGS[@]} -gt 0 ]; then
   pem_json() { awk 'BEGIN { ORS = "" } { print $0 "\\n" }' "$1"; }
   printf '{"cert":"%s","key":"%s","snis":["localhost"]}' "$(pem_json "$TLS_DIR/cert.pem")" "$(pem_json "$TLS_DIR/key.pem")" |
     curl -fsS -X PUT "http://$CP_ADDR/v1/certificates/local" -H 'Content-Type: application/json' --data-binary @- >/dev/null
+  # Client certificates (mTLS): a client CA and carol's certificate (CN
+  # carol, clientAuth), made once; /mtls/* on localhost takes them.
+  if [ ! -f "$TLS_DIR/carol.pem" ]; then
+    (
+      cd "$TLS_DIR"
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client-ca.key -out client-ca.pem \
+        -days 3650 -subj "/CN=Portico make-run client CA" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout carol.key -out carol.csr -subj "/CN=carol"
+      printf 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n' >carol.ext
+      openssl x509 -req -in carol.csr -CA client-ca.pem -CAkey client-ca.key -CAcreateserial -days 397 -extfile carol.ext -out carol.pem
+      rm -f carol.csr carol.ext
+    ) >>"$DATA/tls.log" 2>&1
+  fi
+  curl -fsS -X PUT "http://$CP_ADDR/v1/consumers/carol" -H 'Content-Type: application/json' -d '{"groups":["staff"],"cert_identities":["cn:carol"]}' >/dev/null
+  printf '{"paths":["/mtls/*"],"hosts":["localhost"],"service":"demo","strip_prefix":true,"auth":{"client_cert":{"ca":"%s"},"groups":["staff"]}}' "$(pem_json "$TLS_DIR/client-ca.pem")" |
+    curl -fsS -X PUT "http://$CP_ADDR/v1/routes/mtls" -H 'Content-Type: application/json' --data-binary @- >/dev/null
 fi
 # External authorization with Open Policy Agent, when `make opa` built it:
 # OPA's own server decides (its --authorization=basic policy reads the
@@ -227,6 +243,8 @@ Try (porticoctl reads PORTICO_URL; dev mode needs no token):
   curl -s http://$DP_ADDR/demo/hello?x=1                 # proxied to the demo upstream
   curl -s --cacert $TLS_DIR/ca.pem -w '%{http_version}\n' https://localhost:${TLS_ADDR##*:}/demo/hello   # HTTPS, HTTP/2
   curl -s --http3-only --cacert $TLS_DIR/ca.pem -w '%{http_version}\n' https://localhost:${TLS_ADDR##*:}/demo/hello   # HTTP/3 over UDP (a curl built with HTTP/3)
+  curl -s --cacert $TLS_DIR/ca.pem https://localhost:${TLS_ADDR##*:}/mtls/hello | jq .status   # 401: a client certificate is required
+  curl -s --cacert $TLS_DIR/ca.pem --cert $TLS_DIR/carol.pem --key $TLS_DIR/carol.key https://localhost:${TLS_ADDR##*:}/mtls/hello   # mTLS: carol by her certificate's CN
   porticoctl get certificates                            # SNIs, expiry (never the key)
   curl -si http://$DP_ADDR/cached/hello | grep -i cache   # MISS, then HIT (30 s)
   porticoctl purge cached                                # purge it on every data plane

@@ -216,6 +216,11 @@ func (c *Config) Clone() *Config {
 			a.Issuers, a.Consumers = slices.Clone(a.Issuers), slices.Clone(a.Consumers)
 			a.Groups, a.Scopes = slices.Clone(a.Groups), slices.Clone(a.Scopes)
 			a.Claims, a.ForwardClaims = maps.Clone(a.Claims), maps.Clone(a.ForwardClaims)
+			if a.ClientCert != nil {
+				cc := *a.ClientCert
+				cc.CRLs = slices.Clone(cc.CRLs)
+				a.ClientCert = &cc
+			}
 			r.Auth = &a
 		}
 		out.Routes[i] = &r
@@ -225,6 +230,7 @@ func (c *Config) Clone() *Config {
 		cs.JWTIssuers = slices.Clone(cs.JWTIssuers)
 		cs.APIKeys = slices.Clone(cs.APIKeys)
 		cs.BasicAuth = slices.Clone(cs.BasicAuth)
+		cs.CertIdentities = slices.Clone(cs.CertIdentities)
 		out.Consumers[i] = cs
 	}
 	for i, is := range c.Issuers {

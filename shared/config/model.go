@@ -284,6 +284,9 @@ type RouteAuth struct {
 	APIKeyHeader string `json:"api_key_header,omitempty"`
 	// Basic takes a consumer's basic-auth credentials (basicauth.go).
 	Basic bool `json:"basic,omitempty"`
+	// ClientCert takes client certificates (mTLS) signed by its CA bundle
+	// (clientcert.go); the TLS listener asks for them on the route's hosts.
+	ClientCert *ClientCertAuth `json:"client_cert,omitempty"`
 	// Issuers limits JWTs to these issuer objects; empty means any.
 	Issuers   []string `json:"issuers,omitempty"`
 	Consumers []string `json:"consumers,omitempty"`
@@ -421,6 +424,10 @@ type Consumer struct {
 	// (basicauth.go), managed through /v1/consumers/{name}/basic-auth like
 	// API keys; only bcrypt hashes are stored, never returned.
 	BasicAuth []BasicCredential `json:"basic_auth,omitempty"`
+	// CertIdentities name the client certificates that authenticate as
+	// this consumer: "cn:<common name>", "dns:<SAN>", "email:<SAN>",
+	// "uri:<SAN>" (clientcert.go). Each belongs to one consumer.
+	CertIdentities []string `json:"cert_identities,omitempty"`
 	Meta
 }
 

@@ -357,6 +357,7 @@ func (c *Consumer) validate(l *errorList, p string) {
 		}
 	}
 	c.validateBasic(l, p)
+	c.validateCertIdentities(l, p)
 }
 
 // Validate checks a whole configuration: every object, unique names, that
@@ -410,6 +411,7 @@ func (c *Config) check() *errorList {
 	consumers := make(map[string]int, len(c.Consumers))
 	keyHashes := map[string]string{}
 	usernames := map[string]string{}
+	certIDs := map[string]string{}
 	for i := range c.Consumers {
 		cs := &c.Consumers[i]
 		p := fmt.Sprintf("consumers[%d]", i)
@@ -425,6 +427,7 @@ func (c *Config) check() *errorList {
 			keyHashes[key.Hash] = cs.Name
 		}
 		checkBasicUsernames(&l, p, cs, usernames)
+		checkCertIdentities(&l, p, cs, certIDs)
 	}
 	issuers := make(map[string]int, len(c.Issuers))
 	issValues := map[string]string{}

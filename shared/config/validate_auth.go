@@ -75,8 +75,11 @@ func RateKeyProblem(k string) string {
 }
 
 func (a *RouteAuth) validate(l *errorList, p string) {
-	if !a.JWT && !a.APIKey && !a.Basic {
-		l.add(p, "enable at least one method: jwt, api_key or basic")
+	if !a.JWT && !a.APIKey && !a.Basic && a.ClientCert == nil {
+		l.add(p, "enable at least one method: jwt, api_key, basic or client_cert")
+	}
+	if a.ClientCert != nil {
+		parseClientCA(l, join(p, "client_cert"), a.ClientCert)
 	}
 	if a.APIKeyHeader != "" && !isToken(a.APIKeyHeader) {
 		l.add(join(p, "api_key_header"), "must be a header name")

@@ -3,6 +3,8 @@ package auth
 import (
 	"errors"
 	"fmt"
+
+	"github.com/portico-gw/portico/shared/config"
 )
 
 // Sentinel errors. Every error VerifyJWT and VerifyAPIKey return matches
@@ -45,6 +47,12 @@ var reasons = []struct {
 	{ErrInvalidKey, "invalid_api_key"},
 	{ErrInvalidPassword, "invalid_password"},
 	{ErrBusy, "busy"},
+	{config.ErrCertMissing, "cert_missing"},
+	{config.ErrCertExpired, "cert_expired"},
+	{config.ErrCertUntrusted, "cert_untrusted"},
+	{config.ErrCertUsage, "cert_usage"},
+	{config.ErrCertRevoked, "cert_revoked"},
+	{ErrCertAmbiguous, "cert_ambiguous"},
 }
 
 // Reason returns a short, fixed label for err, fit for a metrics label or a

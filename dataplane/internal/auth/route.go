@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/shared/bearer"
@@ -28,6 +29,7 @@ type Route struct {
 	verifier     *Verifier
 	jwt, apiKey  bool
 	basic        bool
+	clientCert   *config.ClientCA // nil: the route takes no client certificate
 	apiKeyHeader string
 	issuers      []string
 	consumers    map[string]bool
@@ -61,6 +63,9 @@ func CompileRoute(a *config.RouteAuth, v *Verifier) stage.Stage {
 	}
 	for claim, h := range a.ForwardClaims {
 		ra.forward[claim] = http.CanonicalHeaderKey(h)
+	}
+	if a.ClientCert != nil {
+		ra.clientCert = compileClientCA(a.ClientCert)
 	}
 	var ch []string
 	if ra.jwt {
@@ -108,7 +113,9 @@ func (ra *Route) Serve(req *stage.Request) {
 			slug = "auth-busy"
 		}
 		if aerr.status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", ra.challenge)
+			if ra.challenge != "" { // a certificate-only route has no scheme to name
+				w.Header().Set("WWW-Authenticate", ra.challenge)
+			}
 			slug = "unauthorized"
 		}
 		req.Outcome.AuthFailure = aerr.reason
@@ -154,6 +161,11 @@ func (ra *Route) authenticate(r *http.Request) (*Identity, *routeError) {
 			if ok {
 				id, err = ra.verifier.VerifyBasic(r.Context(), user, pass)
 			}
+		}
+	}
+	if id == nil && ra.clientCert != nil {
+		if cid, ok, cerr := ra.verifier.verifyClientCert(r, ra.clientCert, time.Now()); ok {
+			presented, id, err = true, cid, cerr
 		}
 	}
 	switch {
@@ -222,6 +234,7 @@ func (ra *Route) Describe() any {
 		JWT          bool              `json:"jwt,omitempty"`
 		APIKey       bool              `json:"api_key,omitempty"`
 		Basic        bool              `json:"basic,omitempty"`
+		ClientCert   bool              `json:"client_cert,omitempty"`
 		APIKeyHeader string            `json:"api_key_header,omitempty"`
 		Issuers      []string          `json:"issuers,omitempty"`
 		Consumers    []string          `json:"consumers,omitempty"`
@@ -230,5 +243,5 @@ func (ra *Route) Describe() any {
 		Claims       map[string]string `json:"claims,omitempty"`
 		Forward      map[string]string `json:"forward_claims,omitempty"`
 		Challenge    string            `json:"challenge"`
-	}{ra.jwt, ra.apiKey, ra.basic, ra.APIKeyHeader(), ra.issuers, consumers, ra.groups, ra.scopes, ra.claims, ra.forward, ra.challenge}
+	}{ra.jwt, ra.apiKey, ra.basic, ra.clientCert != nil, ra.APIKeyHeader(), ra.issuers, consumers, ra.groups, ra.scopes, ra.claims, ra.forward, ra.challenge}
 }

@@ -53,6 +53,9 @@ type Verifier struct {
 	// two consumers claim.
 	basic        map[string]*basicUser
 	basicChecker *BasicChecker // nil: DefaultBasicChecker
+	// certIDs maps a client certificate identity (clientcert.go) to its
+	// consumer; nil marks one two consumers claim.
+	certIDs map[string]*Identity
 }
 
 // VerifierOption configures NewVerifier.
@@ -73,6 +76,7 @@ func NewVerifier(issuers map[string]*Issuer, consumers []config.Consumer, opts .
 		consumers: make(map[string]*consumer, len(consumers)),
 		apiKeys:   make(map[string]*consumer),
 		basic:     make(map[string]*basicUser),
+		certIDs:   make(map[string]*Identity),
 	}
 	for _, o := range opts {
 		o(v)
@@ -98,6 +102,7 @@ func NewVerifier(issuers map[string]*Issuer, consumers []config.Consumer, opts .
 			v.apiKeys[k.Hash] = c
 		}
 		v.indexBasic(c, consumers[i].BasicAuth)
+		v.indexCertIdentities(c, consumers[i].CertIdentities)
 	}
 	return v
 }

@@ -75,6 +75,10 @@ type Certificates struct {
 	mu sync.Mutex
 	// alpn answers TLS-ALPN-01 challenges (acme.go); nil: none.
 	alpn ALPNAnswerer
+	// clientCerts are the names whose handshakes ask for a client
+	// certificate, mtls the configuration that asks (clientcert.go).
+	clientCerts atomic.Pointer[clientCertNames]
+	mtls        *tls.Config
 }
 
 // table is one compiled set; never modified once published.
@@ -108,6 +112,7 @@ func New(defaultName string, log *slog.Logger) *Certificates {
 	}
 	c := &Certificates{defaultName: defaultName, log: log}
 	c.cur.Store(&table{})
+	c.mtls = c.mtlsConfig()
 	return c
 }
 
@@ -118,6 +123,7 @@ func (c *Certificates) Apply(cfg *config.Config) []config.Rejected {
 	defer c.mu.Unlock()
 	t := compile(cfg, c.cur.Load())
 	c.cur.Store(t)
+	c.applyClientCertNames(cfg)
 	if c.defaultName != "" {
 		if _, ok := t.byName[c.defaultName]; !ok {
 			c.log.Warn("the default TLS certificate is not in the configuration (or was rejected): clients without SNI fail the handshake",
@@ -221,7 +227,8 @@ func (c *Certificates) Config() *tls.Config {
 		CipherSuites:   CipherSuites,
 		NextProtos:     []string{"h2", "http/1.1"},
 		GetCertificate: c.GetCertificate,
-		// ACME's TLS-ALPN-01 validation (acme.go).
-		GetConfigForClient: c.configForClient,
+		// ACME's TLS-ALPN-01 validation (acme.go), client certificates
+		// on the names that need them (clientcert.go).
+		GetConfigForClient: c.getConfigForClient,
 	}
 }
