@@ -198,7 +198,10 @@ type decisionCount struct {
 	min             float64
 }
 
-const checkTimeout = config.Duration(300 * time.Millisecond)
+// checkTimeout bounds each check: long enough that a decision under make
+// test's load (-race, every package at once on two cores) is never taken
+// for a hung service, which the tests make by freezing OPA.
+const checkTimeout = config.Duration(2 * time.Second)
 
 // TestExtAuthzOPAServer: forward-auth (ext_authz.http) through the real
 // control plane and data plane binaries, with Open Policy Agent's own
