@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -126,12 +127,40 @@ func (o *OPA) start(args []string, ready func(context.Context) error) {
 }
 
 // Freeze stops the process (SIGSTOP): connections are accepted by the
-// kernel and never answered, as from a hung server. Thaw resumes it.
+// kernel and never answered, as from a hung server. It returns once every
+// thread of the process is stopped: a thread that is running when the
+// signal comes (on a busy machine, for a while) still answers what it
+// already reads. Thaw resumes it.
 func (o *OPA) Freeze() {
 	o.tb.Helper()
 	if err := o.proc.signal(syscall.SIGSTOP); err != nil {
 		o.tb.Fatal(err)
 	}
+	o.proc.mu.Lock()
+	pid := o.proc.cmd.Process.Pid
+	o.proc.mu.Unlock()
+	Eventually(o.tb, 10*time.Second, func() bool { return allStopped(pid) }, fmt.Sprintf("every thread of %s (pid %d) stopped", o.proc.name, pid))
+}
+
+// allStopped reports whether every thread of pid is in the stopped state
+// (T in /proc/<pid>/task/<tid>/stat).
+func allStopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
 }
 
 // Thaw resumes a frozen process (SIGCONT).
