@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -137,4 +140,79 @@ func TestBasicAuthLifecycle(t *testing.T) {
 		code, _ := withBasic(dp.url+"/staff", "alice@example.com", created.Password)
 		return code == 401
 	}, "the data plane refusing the deleted credential")
+}
+
+// TestClientCertEdge: mTLS through the real binaries. The route's CA and
+// CRL and the consumer's identity go through the admin API; the data
+// plane's TLS listener asks for a certificate on the route's host; a
+// valid certificate reaches the service as its consumer, an expired, a
+// revoked, another CA's and no certificate are 401, and plain HTTP too.
+func TestClientCertEdge(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cp := startControlPlane(t, "cp", "bolt:"+filepath.Join(dir, "cp.db"))
+	up := startUpstream(t, "mtls-svc")
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	dp := startDataPlane(t, "dp-mtls", cp.url, filepath.Join(dir, "dp"), "--tls-listen", tlsAddr)
+
+	server := testutil.NewCA(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(server.Cert)
+	leaf := server.Issue(t, []string{"mtls.example.com"}, time.Time{}, time.Time{})
+	clients, other := testutil.NewTestCA(t, "clients CA"), testutil.NewTestCA(t, "other CA")
+	alice := clients.Issue(t, "alice", testutil.ClientCertOptions{URIs: []string{"spiffe://example.org/alice"}})
+	revoked := clients.Issue(t, "alice", testutil.ClientCertOptions{URIs: []string{"spiffe://example.org/alice"}})
+	expired := clients.Issue(t, "alice", testutil.ClientCertOptions{NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
+	forged := other.Issue(t, "alice", testutil.ClientCertOptions{URIs: []string{"spiffe://example.org/alice"}})
+
+	if _, _, err := cp.admin.Services().Put(ctx, "s", svc(up)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cp.admin.Certificates().Put(ctx, "edge", config.Certificate{Cert: leaf.CertPEM, Key: leaf.KeyPEM, SNIs: []string{"mtls.example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cp.admin.Consumers().Put(ctx, "alice", config.Consumer{Groups: []string{"staff"}, CertIdentities: []string{"uri:spiffe://example.org/alice"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cp.admin.Routes().Put(ctx, "mtls", config.Route{Hosts: []string{"mtls.example.com"}, Paths: []string{"/*"}, Service: "s",
+		Auth: &config.RouteAuth{ClientCert: &config.ClientCertAuth{CA: clients.PEM, CRLs: []string{clients.CRL(t, revoked.Leaf)}}, Groups: []string{"staff"}},
+		RateLimit: &config.RateLimit{Limit: 1000, Window: config.Duration(time.Minute), Key: "consumer"}}); err != nil {
+		t.Fatal(err)
+	}
+	call := func(cert *tls.Certificate) int {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "mtls.example.com", RootCAs: roots,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				if cert == nil {
+					return &tls.Certificate{}, nil
+				}
+				return cert, nil
+			}}}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest("GET", "https://"+tlsAddr+"/x", nil)
+		req.Host = "mtls.example.com"
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool { return call(&alice) == 200 }, "alice's certificate accepted on the TLS listener")
+	for name, c := range map[string]*tls.Certificate{"none": nil, "revoked": &revoked, "expired": &expired, "other CA": &forged} {
+		if code := call(c); code != 401 {
+			t.Errorf("%s: %d, want 401", name, code)
+		}
+	}
+	if code, _ := get(dp.url + "/x"); code != 404 && code != 401 {
+		t.Errorf("plain HTTP without the host: %d", code)
+	}
+	req, _ := http.NewRequest("GET", dp.url+"/x", nil)
+	req.Host = "mtls.example.com"
+	if resp, err := httpc.Do(req); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("plain HTTP to the mTLS route: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(readAll(dp.log), `"consumer":"alice"`) },
+		"the access log naming consumer alice")
 }
