@@ -175,7 +175,7 @@ func TestClientCertEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, _, err := cp.admin.Routes().Put(ctx, "mtls", config.Route{Hosts: []string{"mtls.example.com"}, Paths: []string{"/*"}, Service: "s",
-		Auth: &config.RouteAuth{ClientCert: &config.ClientCertAuth{CA: clients.PEM, CRLs: []string{clients.CRL(t, revoked.Leaf)}}, Groups: []string{"staff"}},
+		Auth:      &config.RouteAuth{ClientCert: &config.ClientCertAuth{CA: clients.PEM, CRLs: []string{clients.CRL(t, revoked.Leaf)}}, Groups: []string{"staff"}},
 		RateLimit: &config.RateLimit{Limit: 1000, Window: config.Duration(time.Minute), Key: "consumer"}}); err != nil {
 		t.Fatal(err)
 	}
