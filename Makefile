@@ -10,7 +10,7 @@ PKGS        := ./shared/... ./controlplane/... ./dataplane/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap compose helm chromium ui-screenshots pebble cluster cluster-down clean
+.PHONY: chaos fuzz-short all build run test test-only lint fmt bench bench-go bench-propagation bench-scale bench-load fuzz soak consul redis jaeger haproxy soap compose helm chromium ui-screenshots pebble hydra cluster cluster-down clean
 
 all: build
 
@@ -53,6 +53,10 @@ opa:
 pebble:
 	@scripts/ensure-pebble.sh >/dev/null
 
+## hydra: build (once) or reuse the ORY Hydra the OAuth2 introspection and OIDC login tests run against.
+hydra:
+	@scripts/ensure-hydra.sh >/dev/null
+
 ## redis: install redis-server (Debian package) when missing.
 redis:
 	@scripts/ensure-redis.sh
@@ -87,6 +91,10 @@ TEST_ENV = CONSUL_BIN="$$(scripts/ensure-consul.sh)" JAEGER_BIN="$$(scripts/ensu
 # External authorization tests (issue 18): real OPA servers.
 TEST_ENV += OPA_BIN="$$(scripts/ensure-opa.sh)" OPA_EXTAUTHZ_BIN="$$(scripts/ensure-opa-extauthz.sh)"
 test-only: opa
+
+# OAuth2 introspection and OIDC login tests (issue 18): a real ORY Hydra.
+TEST_ENV += HYDRA_BIN="$$(scripts/ensure-hydra.sh)"
+test-only: hydra
 
 test-only: consul redis jaeger haproxy soap compose helm chromium pebble
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 15m -skip '^($(ALONE))$$' $(PKGS)

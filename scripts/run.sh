@@ -289,6 +289,7 @@ cat <<MSG
   porticoctl dump > portico.yaml                         # the whole config as YAML, for git
   porticoctl diff -f portico.yaml                        # after an edit: exactly that change, exit 2
   porticoctl apply -f portico.yaml                       # one revision; refused if someone wrote since
+  # OAuth2 introspection and OIDC login against a local ORY Hydra: see docs/CONFIGURATION.md ("Try it with make run")
 MSG
 if [ "$ACME" = 1 ] && [ ${#TLS_ARGS[@]} -gt 0 ]; then
   cat <<MSG

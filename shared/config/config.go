@@ -221,6 +221,11 @@ func (c *Config) Clone() *Config {
 				cc.CRLs = slices.Clone(cc.CRLs)
 				a.ClientCert = &cc
 			}
+			if a.OIDC != nil {
+				o := *a.OIDC
+				o.Scopes = slices.Clone(o.Scopes)
+				a.OIDC = &o
+			}
 			r.Auth = &a
 		}
 		out.Routes[i] = &r
@@ -237,6 +242,7 @@ func (c *Config) Clone() *Config {
 		is.Audiences = slices.Clone(is.Audiences)
 		is.Algorithms = slices.Clone(is.Algorithms)
 		is.Keys = slices.Clone(is.Keys)
+		is.Introspection, is.OIDC = clonePtr(is.Introspection), clonePtr(is.OIDC)
 		out.Issuers[i] = is
 	}
 	for i, cert := range c.Certificates {

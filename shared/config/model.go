@@ -299,6 +299,11 @@ type RouteAuth struct {
 	// ForwardClaims sends claim values to the upstream in headers
 	// (claim name → header name).
 	ForwardClaims map[string]string `json:"forward_claims,omitempty"`
+	// Introspection takes opaque bearer tokens, checked at the
+	// introspection endpoint of the route's issuers (oauth.go).
+	Introspection bool `json:"introspection,omitempty"`
+	// OIDC logs browser users in at an OpenID Connect issuer (oauth.go).
+	OIDC *RouteOIDC `json:"oidc,omitempty"`
 }
 
 // RateLimit allows Limit requests per Window and key, counted in Redis so
@@ -375,6 +380,11 @@ type Issuer struct {
 	// (401). A stolen token then dies within this bound whatever exp its
 	// issuer wrote. Zero means DefaultMaxTokenLifetime.
 	MaxTokenLifetime Duration `json:"max_token_lifetime,omitzero"`
+	// Introspection checks the issuer's opaque tokens at its RFC 7662
+	// endpoint; OIDC makes it a login provider for browser routes
+	// (oauth.go). Their secrets are never shown.
+	Introspection *Introspection `json:"introspection,omitempty"`
+	OIDC          *IssuerOIDC    `json:"oidc,omitempty"`
 	Meta
 }
 

@@ -107,6 +107,7 @@ func (c *Config) CheckRoute(r *Route) error {
 func (c *Config) CheckRouteAuth(r *Route) error {
 	var l errorList
 	checkRouteIssuers(&l, "", r, c.hasIssuer)
+	checkRouteOIDC(&l, "", r, c.Issuer)
 	return l.err()
 }
 
@@ -192,7 +193,7 @@ func (c *Config) hasIssuer(name string) bool {
 func (c *Config) CheckIssuerDelete(name string) error {
 	var users []string
 	for _, r := range c.Routes {
-		if r.Auth != nil && slices.Contains(r.Auth.Issuers, name) {
+		if r.Auth != nil && (slices.Contains(r.Auth.Issuers, name) || r.Auth.OIDC != nil && r.Auth.OIDC.Issuer == name) {
 			users = append(users, r.Name)
 		}
 	}

@@ -435,6 +435,7 @@ func (c *Config) check() *errorList {
 		is := &c.Issuers[i]
 		p := fmt.Sprintf("issuers[%d]", i)
 		is.validate(&l, p)
+		is.checkSecrets(&l, p)
 		if j, dup := issuers[is.Name]; dup {
 			l.conflictf(join(p, "name"), "duplicate issuer name %q (also issuers[%d])", is.Name, j)
 		}
@@ -462,9 +463,16 @@ func (c *Config) check() *errorList {
 		}
 	}
 	issuerExists := func(name string) bool { _, ok := issuers[name]; return ok }
+	issuerAt := func(name string) (*Issuer, bool) {
+		if i, ok := issuers[name]; ok {
+			return &c.Issuers[i], true
+		}
+		return nil, false
+	}
 	for i, r := range c.Routes {
 		if r != nil {
 			checkRouteIssuers(&l, fmt.Sprintf("routes[%d]", i), r, issuerExists)
+			checkRouteOIDC(&l, fmt.Sprintf("routes[%d]", i), r, issuerAt)
 		}
 	}
 	for i := range c.Consumers {

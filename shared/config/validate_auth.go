@@ -75,8 +75,8 @@ func RateKeyProblem(k string) string {
 }
 
 func (a *RouteAuth) validate(l *errorList, p string) {
-	if !a.JWT && !a.APIKey && !a.Basic && a.ClientCert == nil {
-		l.add(p, "enable at least one method: jwt, api_key, basic or client_cert")
+	if !a.JWT && !a.APIKey && !a.Basic && a.ClientCert == nil && !a.Introspection && a.OIDC == nil {
+		l.add(p, "enable at least one method: jwt, api_key, basic, client_cert, introspection or oidc")
 	}
 	if a.ClientCert != nil {
 		parseClientCA(l, join(p, "client_cert"), a.ClientCert)
@@ -84,8 +84,8 @@ func (a *RouteAuth) validate(l *errorList, p string) {
 	if a.APIKeyHeader != "" && !isToken(a.APIKeyHeader) {
 		l.add(join(p, "api_key_header"), "must be a header name")
 	}
-	if len(a.Issuers) > 0 && !a.JWT {
-		l.add(join(p, "issuers"), "only applies when jwt is enabled")
+	if len(a.Issuers) > 0 && !a.JWT && !a.Introspection {
+		l.add(join(p, "issuers"), "only applies when jwt or introspection is enabled")
 	}
 	for field, list := range map[string][]string{"issuers": a.Issuers, "consumers": a.Consumers, "groups": a.Groups} {
 		for i, n := range list {
@@ -99,8 +99,11 @@ func (a *RouteAuth) validate(l *errorList, p string) {
 			l.add(join(p, fmt.Sprintf("scopes[%d]", i)), "must be a non-empty scope without spaces")
 		}
 	}
-	if (len(a.Scopes) > 0 || len(a.Claims) > 0) && !a.JWT {
-		l.add(join(p, "scopes"), "scopes and claims need jwt enabled")
+	if (len(a.Scopes) > 0 || len(a.Claims) > 0) && !a.JWT && !a.Introspection && a.OIDC == nil {
+		l.add(join(p, "scopes"), "scopes and claims need jwt, introspection or oidc enabled")
+	}
+	if a.OIDC != nil {
+		a.OIDC.validate(l, join(p, "oidc"))
 	}
 	for claim, header := range a.ForwardClaims {
 		switch {
@@ -136,7 +139,10 @@ func (is *Issuer) validate(l *errorList, p string) {
 	if is.Issuer == "" {
 		l.add(join(p, "issuer"), "is required (the exact iss value of the tokens)")
 	}
-	if len(is.Algorithms) == 0 {
+	// An issuer that only introspects opaque tokens, or only logs users
+	// in (OIDC: its keys come from discovery), needs no keys of its own.
+	signs := len(is.Algorithms) > 0 || len(is.Keys) > 0 || is.JWKSURL != "" || (is.Introspection == nil && is.OIDC == nil)
+	if len(is.Algorithms) == 0 && (signs && is.OIDC == nil) {
 		l.add(join(p, "algorithms"), "list the algorithms this issuer signs with, e.g. [\"RS256\"]")
 	}
 	hmac, public := false, false
@@ -155,7 +161,9 @@ func (is *Issuer) validate(l *errorList, p string) {
 	}
 	switch {
 	case is.JWKSURL == "" && len(is.Keys) == 0:
-		l.add(join(p, "keys"), "give keys or a jwks_url")
+		if signs && is.OIDC == nil {
+			l.add(join(p, "keys"), "give keys or a jwks_url (or an introspection or oidc block)")
+		}
 	case is.JWKSURL != "" && len(is.Keys) > 0:
 		l.add(join(p, "jwks_url"), "give keys or a jwks_url, not both")
 	case is.JWKSURL != "":
@@ -198,6 +206,12 @@ func (is *Issuer) validate(l *errorList, p string) {
 		l.add(join(p, "jwks_refresh"), "must be between %s and %s (0: the default, %s)", MinJWKSRefresh, MaxJWKSRefresh, DefaultJWKSRefresh)
 	} else if d != 0 && is.JWKSURL == "" {
 		l.add(join(p, "jwks_refresh"), "only applies with jwks_url")
+	}
+	if is.Introspection != nil {
+		is.Introspection.validate(l, join(p, "introspection"))
+	}
+	if is.OIDC != nil {
+		is.OIDC.validate(l, p, is.Issuer)
 	}
 	if d := is.MaxTokenLifetime.Std(); d != 0 && (d < MinMaxTokenLifetime || d > MaxMaxTokenLifetime) {
 		l.add(join(p, "max_token_lifetime"), "must be between %s and %s (0: the default, %s)", MinMaxTokenLifetime, MaxMaxTokenLifetime, DefaultMaxTokenLifetime)

@@ -24,6 +24,10 @@ func (s *server) present(obj any) {
 		*cs = cs.Redacted() // basic-auth hashes
 		return
 	}
+	if is, ok := obj.(*config.Issuer); ok {
+		*is = is.Redacted() // client secrets, session key
+		return
+	}
 	if r, ok := obj.(*config.Route); ok {
 		// How the route ranks among routes claiming the same requests
 		// (issue 16), output only.
@@ -49,7 +53,7 @@ func presentAll[T any](s *server, items []T) []T {
 		return items
 	}
 	switch any(&items[0]).(type) {
-	case *config.Certificate, *config.Service, *config.Route, *config.Consumer:
+	case *config.Certificate, *config.Service, *config.Route, *config.Consumer, *config.Issuer:
 	default:
 		return items
 	}

@@ -24,6 +24,9 @@ func (s *server) exportConfig(c echo.Context) error {
 	for i := range cfg.Consumers {
 		cfg.Consumers[i] = cfg.Consumers[i].Redacted()
 	}
+	for i := range cfg.Issuers {
+		cfg.Issuers[i] = cfg.Issuers[i].Redacted()
+	}
 	c.Response().Header().Set("ETag", etag(rev))
 	c.Response().Header().Set(apiv1.HeaderRevision, strconv.FormatInt(rev, 10))
 	return c.JSON(http.StatusOK, apiv1.Export{Revision: rev, Config: cfg})

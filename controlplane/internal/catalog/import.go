@@ -151,6 +151,10 @@ func keepCertificateKeys(want, cur *config.Config, now time.Time) error {
 			config.ConsumerKeepsHashes(old, &want.Consumers[i])
 		}
 	}
+	for i := range want.Issuers {
+		old, _ := cur.Issuer(want.Issuers[i].Name)
+		config.IssuerKeepsSecrets(old, &want.Issuers[i])
+	}
 	var fields []config.FieldError
 	for i := range want.Certificates {
 		w := &want.Certificates[i]

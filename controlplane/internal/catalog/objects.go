@@ -66,12 +66,18 @@ var (
 		},
 	}
 	Issuers = &Kind[config.Issuer]{
-		Kind:        config.KindIssuer,
-		items:       values(func(c *config.Config) *[]config.Issuer { return &c.Issuers }),
-		obj:         func(is *config.Issuer) config.Object { return is },
-		setName:     func(is *config.Issuer, n string) { is.Name = n },
-		check:       func(c *config.Config, is *config.Issuer) error { return c.CheckIssuer(is) },
+		Kind:    config.KindIssuer,
+		items:   values(func(c *config.Config) *[]config.Issuer { return &c.Issuers }),
+		obj:     func(is *config.Issuer) config.Object { return is },
+		setName: func(is *config.Issuer, n string) { is.Name = n },
+		check: func(c *config.Config, is *config.Issuer) error {
+			return errors.Join(c.CheckIssuer(is), config.CheckIssuerSecrets(is))
+		},
 		deleteCheck: func(c *config.Config, name string) error { return c.CheckIssuerDelete(name) },
+		// A write may leave the client secrets and the session key out
+		// (GET never shows them): the stored ones are kept, and a new
+		// oidc block gets a generated session key (config/oauth.go).
+		keep: func(existing, obj *config.Issuer) { config.IssuerKeepsSecrets(existing, obj) },
 	}
 	Certificates = &Kind[config.Certificate]{
 		Kind:    config.KindCertificate,

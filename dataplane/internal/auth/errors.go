@@ -24,6 +24,10 @@ var (
 	ErrAudience         = errors.New("auth: token audience not accepted")
 	ErrClaims           = errors.New("auth: token claims missing or invalid")
 	ErrInvalidKey       = errors.New("auth: invalid API key")
+	// ErrInactive: the introspection endpoint called the token inactive.
+	ErrInactive = errors.New("auth: token not active")
+	// ErrIntrospection: the introspection endpoint gave no usable answer.
+	ErrIntrospection = errors.New("auth: introspection endpoint unavailable")
 )
 
 // reasons is ordered: the first match wins, so that an error carrying several
@@ -53,6 +57,8 @@ var reasons = []struct {
 	{config.ErrCertUsage, "cert_usage"},
 	{config.ErrCertRevoked, "cert_revoked"},
 	{ErrCertAmbiguous, "cert_ambiguous"},
+	{ErrInactive, "inactive"},
+	{ErrIntrospection, "introspection_unavailable"},
 }
 
 // Reason returns a short, fixed label for err, fit for a metrics label or a

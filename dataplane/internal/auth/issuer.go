@@ -76,6 +76,11 @@ type Issuer struct {
 	closeOnce   sync.Once
 	stop        context.CancelFunc
 	now         func() time.Time // the parser's clock
+	// intro checks opaque tokens (introspect.go); nil without an
+	// introspection block.
+	intro *introspector
+	// oidc logs browser users in (oidc.go); nil without an oidc block.
+	oidc *oidcClient
 }
 
 // NewIssuer prepares the verification of spec's tokens. For a JWKS issuer it
@@ -90,8 +95,9 @@ func NewIssuer(ctx context.Context, spec *config.Issuer, o IssuerOptions) (*Issu
 	if spec.Issuer == "" {
 		return nil, wrap(errors.New("issuer (the iss value) is required"))
 	}
+	oauth := spec.Introspection != nil || spec.OIDC != nil
 	hmac, err := checkAlgorithms(spec.Algorithms)
-	if err != nil {
+	if err != nil && !(oauth && len(spec.Algorithms) == 0) {
 		return nil, wrap(err)
 	}
 	if o.RefreshInterval <= 0 {
@@ -161,8 +167,20 @@ func NewIssuer(ctx context.Context, spec *config.Issuer, o IssuerOptions) (*Issu
 			return nil, wrap(err)
 		}
 		is.keys = staticKeys(entries)
+	case oauth:
+		// Introspection or OIDC only: this issuer verifies no JWT
+		// bearer tokens of its own.
+		is.keys = noKeys{}
 	default:
 		return nil, wrap(errors.New("give keys or a jwks_url"))
+	}
+	if spec.Introspection != nil {
+		is.intro = newIntrospector(is, spec.Introspection, o.HTTPClient)
+	}
+	if spec.OIDC != nil {
+		if is.oidc, err = newOIDCClient(is, spec, o.HTTPClient, log); err != nil {
+			return nil, wrap(err)
+		}
 	}
 	return is, nil
 }
@@ -189,6 +207,16 @@ func checkAlgorithms(algs []string) (hmac bool, err error) {
 	}
 	return hmac, nil
 }
+
+// noKeys is the key source of an issuer without keys of its own
+// (introspection or OIDC only): every JWT naming it is refused.
+type noKeys struct{}
+
+func (noKeys) key(context.Context, string, string) (any, error) {
+	return nil, fail(ErrUnknownKey, "the issuer has no keys for bearer JWTs")
+}
+
+func (noKeys) version() uint64 { return 0 }
 
 // Name returns the issuer object's name.
 func (i *Issuer) Name() string { return i.name }

@@ -30,6 +30,8 @@ type Route struct {
 	jwt, apiKey  bool
 	basic        bool
 	clientCert   *config.ClientCA // nil: the route takes no client certificate
+	introspect   bool       // opaque bearer tokens (introspect.go)
+	oidc         *routeOIDC // browser login (oidc.go); nil without
 	apiKeyHeader string
 	issuers      []string
 	consumers    map[string]bool
@@ -50,7 +52,7 @@ func CompileRoute(a *config.RouteAuth, v *Verifier) stage.Stage {
 	}
 	ra := &Route{
 		verifier: v,
-		jwt:      a.JWT, apiKey: a.APIKey, basic: a.Basic,
+		jwt:      a.JWT, apiKey: a.APIKey, basic: a.Basic, introspect: a.Introspection,
 		apiKeyHeader: http.CanonicalHeaderKey(cmp.Or(a.APIKeyHeader, "X-API-Key")),
 		issuers:      a.Issuers, groups: a.Groups, scopes: a.Scopes, claims: a.Claims,
 		forward: map[string]string{},
@@ -61,6 +63,9 @@ func CompileRoute(a *config.RouteAuth, v *Verifier) stage.Stage {
 			ra.consumers[c] = true
 		}
 	}
+	if a.OIDC != nil {
+		ra.oidc = compileOIDC(a.OIDC, v)
+	}
 	for claim, h := range a.ForwardClaims {
 		ra.forward[claim] = http.CanonicalHeaderKey(h)
 	}
@@ -68,7 +73,7 @@ func CompileRoute(a *config.RouteAuth, v *Verifier) stage.Stage {
 		ra.clientCert = compileClientCA(a.ClientCert)
 	}
 	var ch []string
-	if ra.jwt {
+	if ra.jwt || ra.introspect {
 		ch = append(ch, bearer.Challenge)
 	}
 	if ra.apiKey {
@@ -76,6 +81,9 @@ func CompileRoute(a *config.RouteAuth, v *Verifier) stage.Stage {
 	}
 	if ra.basic {
 		ch = append(ch, `Basic realm="portico", charset="UTF-8"`)
+	}
+	if len(ch) == 0 && ra.oidc != nil {
+		ch = append(ch, `OIDC realm="portico"`) // a session cookie: no header credential
 	}
 	ra.challenge = strings.Join(ch, ", ")
 	return ra
@@ -105,12 +113,24 @@ func (ra *Route) Serve(req *stage.Request) {
 		stage.WriteProblem(w, r, http.StatusBadRequest, "ambiguous-credentials", "the request carries more than one Authorization header")
 		return
 	}
+	if ra.oidc != nil && ra.oidc.ownPath(req) {
+		return // the login callback, or logout
+	}
 	id, aerr := ra.authenticate(r)
+	if ra.oidc != nil && aerr != nil && aerr.reason == "missing" {
+		// No header credential: the browser session (oidc.go).
+		if id, aerr = ra.serveOIDC(req); id == nil && aerr == nil {
+			return // sent to log in
+		}
+	}
 	if aerr != nil {
 		slug := "forbidden"
 		if aerr.status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "1")
-			slug = "auth-busy"
+			slug = "auth-unavailable" // the identity provider (introspection, OIDC)
+			if aerr.reason == "busy" {
+				w.Header().Set("Retry-After", "1")
+				slug = "auth-busy"
+			}
 		}
 		if aerr.status == http.StatusUnauthorized {
 			if ra.challenge != "" { // a certificate-only route has no scheme to name
@@ -148,10 +168,10 @@ func (ra *Route) authenticate(r *http.Request) (*Identity, *routeError) {
 			id, err = ra.verifier.VerifyAPIKey(key)
 		}
 	}
-	if id == nil && ra.jwt {
+	if id == nil && (ra.jwt || ra.introspect) {
 		if tok, ok := bearer.Token(r.Header.Get("Authorization")); ok {
 			presented = true
-			id, err = ra.verifier.VerifyJWT(r.Context(), tok, ra.issuers)
+			id, err = ra.verifyBearer(r.Context(), tok)
 		}
 	}
 	if id == nil && ra.basic {
@@ -173,26 +193,37 @@ func (ra *Route) authenticate(r *http.Request) (*Identity, *routeError) {
 		return nil, &routeError{http.StatusServiceUnavailable, Reason(err), "too many password checks in progress; try again"}
 	case !presented:
 		return nil, &routeError{http.StatusUnauthorized, "missing", "credentials are required"}
+	case id == nil && errors.Is(err, ErrIntrospection):
+		return nil, &routeError{http.StatusServiceUnavailable, Reason(err), "the identity provider could not be asked about the token"}
 	case id == nil:
 		return nil, &routeError{http.StatusUnauthorized, Reason(err), "the credentials are not valid"}
 	}
+	if aerr := ra.authorize(id); aerr != nil {
+		return nil, aerr
+	}
+	return id, nil
+}
+
+// authorize checks an authenticated identity against the route's
+// consumers, groups, scopes and claims (403).
+func (ra *Route) authorize(id *Identity) *routeError {
 	if ra.consumers != nil && !ra.consumers[id.Consumer] {
-		return nil, &routeError{http.StatusForbidden, "consumer", "this consumer may not use this route"}
+		return &routeError{http.StatusForbidden, "consumer", "this consumer may not use this route"}
 	}
 	if len(ra.groups) > 0 && !slices.ContainsFunc(ra.groups, func(g string) bool { return slices.Contains(id.Groups, g) }) {
-		return nil, &routeError{http.StatusForbidden, "group", "the consumer is in none of the required groups"}
+		return &routeError{http.StatusForbidden, "group", "the consumer is in none of the required groups"}
 	}
 	for _, s := range ra.scopes {
 		if !slices.Contains(id.Scopes, s) {
-			return nil, &routeError{http.StatusForbidden, "scope", "the token lacks a required scope"}
+			return &routeError{http.StatusForbidden, "scope", "the token lacks a required scope"}
 		}
 	}
 	for name, want := range ra.claims {
 		if got, ok := id.Claims[name]; !ok || fmt.Sprint(got) != want {
-			return nil, &routeError{http.StatusForbidden, "claim", "the token lacks a required claim"}
+			return &routeError{http.StatusForbidden, "claim", "the token lacks a required claim"}
 		}
 	}
-	return id, nil
+	return nil
 }
 
 // WriteIdentity writes the verified identity into h, the header of a
@@ -208,6 +239,9 @@ func (ra *Route) WriteIdentity(req *stage.Request, h http.Header) {
 	if _, _, basic, _ := basicCredentials(h.Get("Authorization")); ra.basic && basic {
 		// The password is for the gateway; a bearer token passes on.
 		h.Del("Authorization")
+	}
+	if ra.oidc != nil {
+		ra.oidc.stripCookies(h)
 	}
 	id := req.Identity
 	if id == nil {
@@ -232,6 +266,7 @@ func (ra *Route) Describe() any {
 	consumers := slices.Sorted(maps.Keys(ra.consumers))
 	return struct {
 		JWT          bool              `json:"jwt,omitempty"`
+		Introspect   bool              `json:"introspection,omitempty"`
 		APIKey       bool              `json:"api_key,omitempty"`
 		Basic        bool              `json:"basic,omitempty"`
 		ClientCert   bool              `json:"client_cert,omitempty"`
@@ -243,5 +278,6 @@ func (ra *Route) Describe() any {
 		Claims       map[string]string `json:"claims,omitempty"`
 		Forward      map[string]string `json:"forward_claims,omitempty"`
 		Challenge    string            `json:"challenge"`
-	}{ra.jwt, ra.apiKey, ra.basic, ra.clientCert != nil, ra.APIKeyHeader(), ra.issuers, consumers, ra.groups, ra.scopes, ra.claims, ra.forward, ra.challenge}
+		OIDC         any               `json:"oidc,omitempty"`
+	}{ra.jwt, ra.introspect, ra.apiKey, ra.basic, ra.clientCert != nil, ra.APIKeyHeader(), ra.issuers, consumers, ra.groups, ra.scopes, ra.claims, ra.forward, ra.challenge, ra.oidc.describe()}
 }

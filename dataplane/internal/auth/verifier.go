@@ -56,6 +56,11 @@ type Verifier struct {
 	// certIDs maps a client certificate identity (clientcert.go) to its
 	// consumer; nil marks one two consumers claim.
 	certIDs map[string]*Identity
+	// introspecting are the issuers with an introspection endpoint, by
+	// name (introspect.go).
+	introspecting []*Issuer
+	// oidcIssuers are the issuers with an oidc block, by name (oidc.go).
+	oidcIssuers map[string]*Issuer
 }
 
 // VerifierOption configures NewVerifier.
@@ -86,6 +91,7 @@ func NewVerifier(issuers map[string]*Issuer, consumers []config.Consumer, opts .
 			v.byIss[is.iss] = append(v.byIss[is.iss], is)
 		}
 	}
+	v.introspecting, v.oidcIssuers = introspectingIssuers(issuers), oidcIssuers(issuers)
 	for _, list := range v.byIss {
 		slices.SortFunc(list, func(a, b *Issuer) int { return strings.Compare(a.name, b.name) })
 	}
@@ -143,7 +149,7 @@ func (v *Verifier) VerifyJWT(ctx context.Context, token string, allowed []string
 			}
 			continue
 		}
-		id := v.identity(is, claims)
+		id := v.identity(is, claims, MethodJWT)
 		var exp time.Time
 		if e, err := claims.GetExpirationTime(); err == nil && e != nil {
 			exp = e.Time
@@ -187,9 +193,9 @@ func peekIssuer(token string) (string, error) {
 	return p.Iss, nil
 }
 
-func (v *Verifier) identity(is *Issuer, claims jwt.MapClaims) *Identity {
+func (v *Verifier) identity(is *Issuer, claims jwt.MapClaims, method string) *Identity {
 	id := &Identity{
-		Method: MethodJWT,
+		Method: method,
 		Issuer: is.name,
 		Claims: claims,
 		Scopes: scopes(claims),

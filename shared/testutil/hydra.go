@@ -1,0 +1,309 @@
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// DefaultHydraVersion is the ORY Hydra version scripts/ensure-hydra.sh builds.
+const DefaultHydraVersion = "v2.3.0"
+
+// hydraReadyTimeout bounds the wait for Hydra's health endpoint: it
+// migrates its in-memory database and makes its signing keys at start,
+// which takes seconds on a loaded 2-core box.
+const hydraReadyTimeout = 60 * time.Second
+
+// HydraBinary returns the path of the Hydra binary used by tests:
+// $HYDRA_BIN if set, else the binary scripts/ensure-hydra.sh caches in
+// ${PORTICO_CACHE:-$HOME/.cache/portico}/hydra-${HYDRA_VERSION:-v2.3.0}.
+func HydraBinary() (string, error) {
+	return cachedBinary("hydra", "HYDRA_BIN", "HYDRA_VERSION", "hydra", DefaultHydraVersion,
+		"run scripts/ensure-hydra.sh (or make test) to build it, or point HYDRA_BIN at a hydra binary")
+}
+
+// Hydra is an ORY Hydra OAuth2 and OpenID Connect server on loopback ports
+// with an in-memory database, for tests of the gateway's introspection and
+// OIDC login. Its login, consent and logout UI is a small app of the test
+// (an HTTP server in the test process) that accepts every challenge through
+// Hydra's admin API, as a real login app does once the user has typed a
+// password: the user is Subject, and the ID token carries IDTokenClaims.
+type Hydra struct {
+	// PublicURL is the OAuth2/OIDC endpoint base, and the issuer
+	// (Issuer, as Hydra spells it in tokens and discovery).
+	PublicURL string
+	Issuer    string
+	// AdminURL is the admin API (clients, challenges, introspection).
+	AdminURL string
+	LogPath  string
+
+	mu            sync.Mutex
+	subject       string
+	idTokenClaims map[string]any
+
+	client *http.Client
+	proc   process
+	app    *http.Server
+}
+
+// StartHydra starts Hydra with access and refresh tokens of the given
+// lifetime (0: Hydra's defaults), waits until it is ready, and kills it
+// when the test ends. A missing binary fails the test.
+func StartHydra(t testing.TB, accessTokenTTL time.Duration) *Hydra {
+	t.Helper()
+	bin, err := HydraBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	h := &Hydra{LogPath: filepath.Join(dir, "hydra.log"), subject: "alice", client: &http.Client{Timeout: 10 * time.Second}}
+	// The login app first: Hydra's configuration names it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.app = &http.Server{Handler: h.loginApp(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = h.app.Serve(l) }()
+	appURL := "http://" + l.Addr().String()
+
+	pub, admin := FreePort(t), FreePort(t)
+	h.PublicURL = fmt.Sprintf("http://127.0.0.1:%d", pub)
+	h.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", admin)
+	ttl := ""
+	if accessTokenTTL > 0 {
+		ttl = fmt.Sprintf("ttl:\n  access_token: %s\n  id_token: %s\n", accessTokenTTL, accessTokenTTL)
+	}
+	cfg := fmt.Sprintf(`dsn: memory
+log:
+  level: warn
+serve:
+  public:
+    host: 127.0.0.1
+    port: %d
+  admin:
+    host: 127.0.0.1
+    port: %d
+  cookies:
+    same_site_mode: Lax
+urls:
+  self:
+    issuer: %s
+  login: %s/login
+  consent: %s/consent
+  logout: %s/logout
+secrets:
+  system:
+    - portico-tests-hydra-system-secret-0123456789
+strategies:
+  access_token: opaque
+oidc:
+  subject_identifiers:
+    supported_types: [public]
+%s`, pub, admin, h.PublicURL, appURL, appURL, appURL, ttl)
+	cfgPath := filepath.Join(dir, "hydra.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.proc.name, h.proc.bin, h.proc.logPath = "hydra", bin, h.LogPath
+	t.Cleanup(func() {
+		if err := h.proc.kill(); err != nil {
+			t.Error(err)
+		}
+		_ = h.app.Close()
+		if t.Failed() {
+			t.Logf("tail of hydra log %s:\n%s", h.LogPath, tail(h.LogPath, 40))
+		}
+	})
+	ready := func(ctx context.Context) error {
+		_, err := call(ctx, h.client, "GET", h.AdminURL+"/health/ready", nil)
+		return err
+	}
+	if err := h.proc.start([]string{"serve", "all", "--dev", "--sqa-opt-out", "--config", cfgPath}, ready, hydraReadyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	var disc struct {
+		Issuer string `json:"issuer"`
+	}
+	h.mustJSON(t, "GET", h.PublicURL+"/.well-known/openid-configuration", nil, &disc)
+	h.Issuer = disc.Issuer
+	// Hydra makes its signing keys on the first read of its JWKS: RSA
+	// key generation, which takes seconds on a loaded box. Done here, it
+	// does not eat into the time budget of the first login.
+	warm := &http.Client{Timeout: hydraReadyTimeout}
+	req, _ := http.NewRequest("GET", h.PublicURL+"/.well-known/jwks.json", nil)
+	resp, err := warm.Do(req)
+	if err != nil {
+		t.Fatalf("hydra: reading its JWKS: %v", err)
+	}
+	resp.Body.Close()
+	return h
+}
+
+// SetUser sets who the login app logs in, and the claims it puts into ID
+// tokens (beside Hydra's own).
+func (h *Hydra) SetUser(subject string, idTokenClaims map[string]any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.subject, h.idTokenClaims = subject, idTokenClaims
+}
+
+// CreateClient creates an OAuth2 client through the admin API (the body is
+// Hydra's client object) and returns Hydra's answer.
+func (h *Hydra) CreateClient(t testing.TB, client map[string]any) map[string]any {
+	t.Helper()
+	var out map[string]any
+	h.mustJSON(t, "POST", h.AdminURL+"/admin/clients", client, &out)
+	return out
+}
+
+// SetClientLifespans sets a client's token lifespans (Hydra's lifespans
+// object, e.g. {"client_credentials_grant_access_token_lifespan":"2s"}).
+func (h *Hydra) SetClientLifespans(t testing.TB, clientID string, lifespans map[string]any) {
+	t.Helper()
+	h.mustJSON(t, "PUT", h.AdminURL+"/admin/clients/"+url.PathEscape(clientID)+"/lifespans", lifespans, nil)
+}
+
+// ClientCredentialsToken gets an access token for a client (client_secret_basic).
+func (h *Hydra) ClientCredentialsToken(t testing.TB, clientID, secret, scope string) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}
+	req, _ := http.NewRequest("POST", h.PublicURL+"/oauth2/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	h.do(t, req, &out)
+	if out.AccessToken == "" {
+		t.Fatal("hydra: token answer without access_token")
+	}
+	return out.AccessToken
+}
+
+// Revoke revokes a token at Hydra's RFC 7009 endpoint.
+func (h *Hydra) Revoke(t testing.TB, clientID, secret, token string) {
+	t.Helper()
+	form := url.Values{"token": {token}}
+	req, _ := http.NewRequest("POST", h.PublicURL+"/oauth2/revoke", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
+	h.do(t, req, nil)
+}
+
+// Introspect asks Hydra's introspection endpoint directly (what the gateway
+// should find).
+func (h *Hydra) Introspect(t testing.TB, token string) map[string]any {
+	t.Helper()
+	form := url.Values{"token": {token}}
+	req, _ := http.NewRequest("POST", h.AdminURL+"/admin/oauth2/introspect", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	var out map[string]any
+	h.do(t, req, &out)
+	return out
+}
+
+func (h *Hydra) mustJSON(t testing.TB, method, u string, body any, out any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, u, r)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	h.do(t, req, out)
+}
+
+func (h *Hydra) do(t testing.TB, req *http.Request, out any) {
+	t.Helper()
+	if err := h.doErr(req, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *Hydra) doErr(req *http.Request, out any) error {
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("hydra %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("hydra %s %s: HTTP %d: %s", req.Method, req.URL.Path, resp.StatusCode, b)
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("hydra %s %s: %w: %s", req.Method, req.URL.Path, err, b)
+		}
+	}
+	return nil
+}
+
+// loginApp accepts Hydra's login, consent and logout challenges through
+// the admin API and sends the browser on to where Hydra says.
+func (h *Hydra) loginApp() http.Handler {
+	accept := func(w http.ResponseWriter, kind, challenge string, body any) {
+		u := fmt.Sprintf("%s/admin/oauth2/auth/requests/%s/accept?%s_challenge=%s", h.AdminURL, kind, kind, url.QueryEscape(challenge))
+		req, _ := http.NewRequest("PUT", u, nil)
+		if body != nil {
+			b, _ := json.Marshal(body)
+			req, _ = http.NewRequest("PUT", u, bytes.NewReader(b))
+			req.Header.Set("Content-Type", "application/json")
+		}
+		var out struct {
+			RedirectTo string `json:"redirect_to"`
+		}
+		if err := h.doErr(req, &out); err != nil || out.RedirectTo == "" {
+			http.Error(w, fmt.Sprintf("accept %s: %v", kind, err), http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Location", out.RedirectTo)
+		w.WriteHeader(http.StatusFound)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		subject := h.subject
+		h.mu.Unlock()
+		accept(w, "login", r.URL.Query().Get("login_challenge"), map[string]any{"subject": subject, "remember": false})
+	})
+	mux.HandleFunc("GET /consent", func(w http.ResponseWriter, r *http.Request) {
+		challenge := r.URL.Query().Get("consent_challenge")
+		req, _ := http.NewRequest("GET", h.AdminURL+"/admin/oauth2/auth/requests/consent?consent_challenge="+url.QueryEscape(challenge), nil)
+		var cr struct {
+			RequestedScope    []string `json:"requested_scope"`
+			RequestedAudience []string `json:"requested_access_token_audience"`
+		}
+		if err := h.doErr(req, &cr); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		h.mu.Lock()
+		claims := h.idTokenClaims
+		h.mu.Unlock()
+		accept(w, "consent", challenge, map[string]any{
+			"grant_scope": cr.RequestedScope, "grant_access_token_audience": cr.RequestedAudience,
+			"remember": false, "session": map[string]any{"id_token": claims},
+		})
+	})
+	mux.HandleFunc("GET /logout", func(w http.ResponseWriter, r *http.Request) {
+		accept(w, "logout", r.URL.Query().Get("logout_challenge"), nil)
+	})
+	return mux
+}
