@@ -30,8 +30,8 @@ type Route struct {
 	jwt, apiKey  bool
 	basic        bool
 	clientCert   *config.ClientCA // nil: the route takes no client certificate
-	introspect   bool       // opaque bearer tokens (introspect.go)
-	oidc         *routeOIDC // browser login (oidc.go); nil without
+	introspect   bool             // opaque bearer tokens (introspect.go)
+	oidc         *routeOIDC       // browser login (oidc.go); nil without
 	apiKeyHeader string
 	issuers      []string
 	consumers    map[string]bool
