@@ -32,28 +32,11 @@ const (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "portico-uitest-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	for _, pkg := range []string{
+	os.Exit(testutil.RunWithBinaries(m, "portico-uitest-bin-", func(dir string) { binDir = dir },
 		"github.com/portico-gw/portico/controlplane/cmd/controlplane",
 		"github.com/portico-gw/portico/dataplane/cmd/dataplane",
 		"github.com/portico-gw/portico/dataplane/cmd/demo-upstream",
-	} {
-		cmd := exec.Command("go", "build", "-o", dir+"/", pkg)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	))
 }
 
 // start runs one of the built binaries until the test ends; its output

@@ -32,31 +32,14 @@ const (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "portico-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	for _, pkg := range []string{
+	os.Exit(testutil.RunWithBinaries(m, "portico-e2e-bin-", func(dir string) { binDir = dir },
 		"github.com/portico-gw/portico/controlplane/cmd/controlplane",
 		"github.com/portico-gw/portico/controlplane/cmd/porticoctl",
 		"github.com/portico-gw/portico/dataplane/cmd/dataplane",
 		"github.com/portico-gw/portico/dataplane/cmd/demo-upstream",
 		"github.com/portico-gw/portico/dataplane/cmd/demo-grpc",
 		"github.com/portico-gw/portico/dataplane/cmd/demo-soap",
-	} {
-		cmd := exec.Command("go", "build", "-o", dir+"/", pkg)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	))
 }
 
 // proc is one running binary.
