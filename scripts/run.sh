@@ -157,6 +157,10 @@ if [ ! -s "$DATA/carol.password" ] || ! curl -fsS "$BASIC_URL" | grep -q '"usern
 fi
 curl -fsS -X PUT "http://$CP_ADDR/v1/routes/staff" -H 'Content-Type: application/json' \
   -d '{"paths":["/staff/*"],"service":"demo","strip_prefix":true,"auth":{"basic":true,"groups":["staff"]}}' >/dev/null
+# IP rules: an office-only route (10.0.0.0/8); this machine's loopback is
+# outside it until the tour adds it.
+curl -fsS -X PUT "http://$CP_ADDR/v1/routes/office" -H 'Content-Type: application/json' \
+  -d '{"paths":["/office/*"],"service":"demo","strip_prefix":true,"ip":{"allow":["10.0.0.0/8"]}}' >/dev/null
 if [ ${#TLS_ARGS[@]} -gt 0 ]; then
   # The certificate goes through the admin API like any other; its key is
   # never shown again (GET and the export leave it out).
@@ -268,6 +272,11 @@ Try (porticoctl reads PORTICO_URL; dev mode needs no token):
   curl -si http://$DP_ADDR/staff/hello | grep -iE '^HTTP|www-auth'   # 401, challenge Basic realm="portico"
   curl -s -u "carol:\$(cat $DATA/carol.password)" http://$DP_ADDR/staff/hello   # basic auth (consumer carol, group staff); the password is not forwarded
   curl -s http://$CP_ADDR/v1/consumers/carol/basic-auth | jq   # ids and usernames, never the password or its hash
+  curl -s http://$DP_ADDR/office/hello | jq .type        # 403 ip-forbidden: 127.0.0.1 is not in the route's allow list
+  curl -s -X PUT http://$CP_ADDR/v1/routes/office -H 'Content-Type: application/json' \\
+       -d '{"paths":["/office/*"],"service":"demo","strip_prefix":true,"ip":{"allow":["10.0.0.0/8","127.0.0.1"]}}' >/dev/null
+  curl -s http://$DP_ADDR/office/hello                   # now admitted (--trusted-proxies decides whose X-Forwarded-For counts)
+  curl -s -X PUT http://$CP_ADDR/v1/global -H 'Content-Type: application/json' -d '{"ip":{"deny":["10.0.0.0/33"]}}' | jq .errors   # 422 at global.ip.deny[0], nothing applied
 MSG
 if [ -x "$OPA" ]; then
   cat <<MSG
