@@ -217,9 +217,13 @@ func checkRouteOIDC(l *errorList, p string, r *Route, issuer func(string) (*Issu
 	}
 }
 
-// Redacted returns a copy without the client secrets and the session key:
-// what the admin API may show.
+// Redacted returns a copy without the client secrets, the session key and
+// an HMAC issuer's keys (shared secrets: whoever reads one can mint
+// tokens): what the admin API may show. Public keys stay.
 func (is Issuer) Redacted() Issuer {
+	if is.SignsWithHMAC() {
+		is.Keys = nil
+	}
 	if is.Introspection != nil && is.Introspection.ClientSecret != "" {
 		in := *is.Introspection
 		in.ClientSecret = ""
@@ -234,12 +238,17 @@ func (is Issuer) Redacted() Issuer {
 }
 
 // IssuerKeepsSecrets is what a write that leaves a secret out keeps (GET
-// never shows them): the stored client secret while the client_id is the
-// same, and the stored session key. A new oidc block without a session key
+// never shows them): an HMAC issuer's stored keys, the stored client secret
+// while the client_id is the same, and the stored session key. A new oidc block without a session key
 // gets a freshly generated one. existing may be nil or the zero Issuer.
 func IssuerKeepsSecrets(existing, obj *Issuer) {
 	if existing == nil {
 		existing = &Issuer{}
+	}
+	// An HMAC issuer written without keys (GET never shows them) keeps the
+	// stored secrets, while it still signs with HMAC and names no JWKS.
+	if obj.SignsWithHMAC() && len(obj.Keys) == 0 && obj.JWKSURL == "" && existing.SignsWithHMAC() {
+		obj.Keys = slices.Clone(existing.Keys)
 	}
 	if in := obj.Introspection; in != nil && in.ClientSecret == "" && in.ClientID != "" {
 		if old := existing.Introspection; old != nil && old.ClientID == in.ClientID {
@@ -271,7 +280,7 @@ func NewSessionKey() string {
 }
 
 // CheckIssuerSecrets checks an issuer against what a write must complete:
-// its client secrets are present (given or kept). Paths are relative to the
+// its HMAC keys and client secrets are present (given or kept). Paths are relative to the
 // object.
 func CheckIssuerSecrets(is *Issuer) error {
 	var l errorList
@@ -280,6 +289,9 @@ func CheckIssuerSecrets(is *Issuer) error {
 }
 
 func (is *Issuer) checkSecrets(l *errorList, p string) {
+	if is.SignsWithHMAC() && len(is.Keys) == 0 && is.JWKSURL == "" {
+		l.add(join(p, "keys"), "give the HMAC secrets: none was given and this issuer has no stored ones to keep")
+	}
 	if in := is.Introspection; in != nil && in.ClientID != "" && in.ClientSecret == "" {
 		l.add(join(p, "introspection.client_secret"), "is required with a client_id: none was given and no stored one is kept for this client_id")
 	}
@@ -292,3 +304,8 @@ func (is *Issuer) checkSecrets(l *errorList, p string) {
 		}
 	}
 }
+
+// SignsWithHMAC reports whether the issuer's algorithms are HMAC ones (its
+// keys are then shared secrets; validation never lets it mix them with
+// public-key algorithms).
+func (is *Issuer) SignsWithHMAC() bool { return slices.ContainsFunc(is.Algorithms, IsHMAC) }

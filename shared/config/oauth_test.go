@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -174,5 +175,44 @@ func TestIssuerSecrets(t *testing.T) {
 	IssuerKeepsSecrets(&stored, &c)
 	if c.OIDC.SessionKey != given {
 		t.Fatal("a given session key was replaced by the stored one")
+	}
+}
+
+// TestIssuerHMACKeysAreSecrets: an HMAC issuer's keys are never shown, a
+// write without keys keeps them while the issuer still signs with HMAC,
+// and public keys are shown and never carried over.
+func TestIssuerHMACKeysAreSecrets(t *testing.T) {
+	const secret = "an-hmac-secret-of-32-bytes-or-more!"
+	stored := Issuer{Name: "hs", Issuer: "https://hs.example", Algorithms: []string{"HS256"}, Keys: []string{secret}}
+	if b, _ := json.Marshal(stored.Redacted()); strings.Contains(string(b), secret) {
+		t.Fatalf("Redacted shows the HMAC secret: %s", b)
+	}
+	if len(stored.Keys) != 1 {
+		t.Fatal("Redacted changed the stored object")
+	}
+	pub := Issuer{Name: "ed", Algorithms: []string{"EdDSA"}, Keys: []string{"public"}}
+	if len(pub.Redacted().Keys) != 1 {
+		t.Fatal("Redacted dropped a public key")
+	}
+	cases := []struct {
+		name     string
+		obj      Issuer
+		existing *Issuer
+		want     []string
+	}{
+		{"keys left out: kept", Issuer{Algorithms: []string{"HS512"}}, &stored, []string{secret}},
+		{"new keys: used", Issuer{Algorithms: []string{"HS256"}, Keys: []string{"new"}}, &stored, []string{"new"}},
+		{"now public-key: not kept", Issuer{Algorithms: []string{"RS256"}}, &stored, nil},
+		{"public before: nothing to keep", Issuer{Algorithms: []string{"HS256"}}, &pub, nil},
+		{"new issuer", Issuer{Algorithms: []string{"HS256"}}, nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := tc.obj
+			IssuerKeepsSecrets(tc.existing, &obj)
+			if !slices.Equal(obj.Keys, tc.want) {
+				t.Fatalf("keys %q, want %q", obj.Keys, tc.want)
+			}
+		})
 	}
 }

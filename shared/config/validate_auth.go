@@ -161,7 +161,9 @@ func (is *Issuer) validate(l *errorList, p string) {
 	}
 	switch {
 	case is.JWKSURL == "" && len(is.Keys) == 0:
-		if signs && is.OIDC == nil {
+		// An HMAC issuer's keys are secrets a write may leave out (the
+		// stored ones are kept): checkSecrets asks for them after that.
+		if signs && is.OIDC == nil && !hmac {
 			l.add(join(p, "keys"), "give keys or a jwks_url (or an introspection or oidc block)")
 		}
 	case is.JWKSURL != "" && len(is.Keys) > 0:

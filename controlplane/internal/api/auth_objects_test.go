@@ -1,12 +1,16 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portico-gw/portico/shared/apikey"
+	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/snapshot"
 )
 
 func TestIssuers(t *testing.T) {
@@ -164,4 +168,62 @@ func TestGlobal(t *testing.T) {
 	s.mustStatus(t, 422, "PUT", "/v1/global", `{"rate_limit":{"limit":0,"window":"1ms"}}`)
 	s.mustStatus(t, 412, "PUT", "/v1/global", `{}`, "If-Match", `"7"`)
 	s.mustStatus(t, 200, "PUT", "/v1/global", `{}`, "If-Match", `"1"`)
+}
+
+// TestHMACIssuerKeysNeverReturned: an HMAC issuer's keys are shared
+// secrets: no admin answer, list, export or audit entry shows them; a PUT
+// or an import of the export without them keeps them; data planes still
+// get them in the snapshot.
+func TestHMACIssuerKeysNeverReturned(t *testing.T) {
+	s := newTestServer(t, false)
+	const secret = "an-hmac-secret-of-32-bytes-or-more!"
+	_, created := s.mustStatus(t, 201, "PUT", "/v1/issuers/hs", `{"issuer":"https://hs.example","algorithms":["HS256"],"keys":["`+secret+`"]}`)
+	_, kept := s.mustStatus(t, 200, "PUT", "/v1/issuers/hs", `{"issuer":"https://hs.example","algorithms":["HS384"]}`)
+	_, exp := s.mustStatus(t, 200, "GET", "/v1/config", "")
+	var e struct {
+		Config json.RawMessage `json:"config"`
+	}
+	if err := json.Unmarshal(exp, &e); err != nil {
+		t.Fatal(err)
+	}
+	_, imported := s.mustStatus(t, 200, "PUT", "/v1/config", string(e.Config))
+	if !strings.Contains(string(imported), `"update":0`) {
+		t.Fatalf("re-importing the export changed something: %s", imported)
+	}
+	_, one := s.mustStatus(t, 200, "GET", "/v1/issuers/hs", "")
+	_, list := s.mustStatus(t, 200, "GET", "/v1/issuers", "")
+	_, audit := s.mustStatus(t, 200, "GET", "/v1/audit", "")
+	for what, b := range map[string][]byte{"create answer": created, "update answer": kept, "export": exp,
+		"import answer": imported, "GET": one, "list": list, "audit": audit} {
+		if strings.Contains(string(b), secret) {
+			t.Fatalf("the %s shows the HMAC secret: %s", what, b)
+		}
+	}
+	// A public-key issuer's keys are not secrets: shown as given.
+	s.mustStatus(t, 201, "PUT", "/v1/issuers/ed", `{"issuer":"https://ed.example","algorithms":["EdDSA"],"keys":["{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}"]}`)
+	if _, b := s.mustStatus(t, 200, "GET", "/v1/issuers/ed", ""); !strings.Contains(string(b), "11qYAYKxCrfVS") {
+		t.Fatalf("a public key is hidden: %s", b)
+	}
+	// Switching to a public-key algorithm does not carry the secret over.
+	_, b := s.mustStatus(t, 422, "PUT", "/v1/issuers/hs", `{"issuer":"https://hs.example","algorithms":["RS256"]}`)
+	if !strings.Contains(string(b), `"field":"keys"`) {
+		t.Fatalf("problem does not name keys: %s", b)
+	}
+	// Data planes verify with it: the snapshot carries it.
+	dp, err := client.New(s.URL, dpToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := dp.PollSnapshot(context.Background(), client.PollRequest{After: 0, Wait: time.Second, NodeID: "dp-1", NodeVersion: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := snapshot.Decode(p.Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, ok := snap.Config.Issuer("hs")
+	if !ok || len(is.Keys) != 1 || is.Keys[0] != secret || is.Algorithms[0] != "HS384" {
+		t.Fatalf("the snapshot's issuer: %+v", is)
+	}
 }

@@ -57,24 +57,33 @@ func TestDumpApplyDiff(t *testing.T) {
 	if d.code != 0 {
 		t.Fatalf("dump: %+v", d)
 	}
-	if strings.Contains(d.out, hmacSecret) || !strings.Contains(d.out, "${PORTICO_SECRET_ISSUER_HS_KEY_0}") {
-		t.Fatalf("dump shows the HMAC secret or no reference to it:\n%s", d.out)
-	}
-	if !strings.Contains(d.errOut, "PORTICO_SECRET_ISSUER_HS_KEY_0") {
-		t.Fatalf("dump does not name the variable it wrote: %q", d.errOut)
+	// The control plane never returns an HMAC issuer's keys: the dump has
+	// none, and a file for a new control plane must bring them.
+	if strings.Contains(d.out, hmacSecret) {
+		t.Fatalf("dump shows the HMAC secret:\n%s", d.out)
 	}
 	golden(t, "dump.golden", d.out[strings.Index(d.out, "\n")+1:]) // without the revision line
-	if shown := run(t, src.env(), "", "dump", "--show-secrets"); !strings.Contains(shown.out, hmacSecret) {
-		t.Fatalf("dump --show-secrets hides the secret:\n%s", shown.out)
+	if shown := run(t, src.env(), "", "dump", "--show-secrets"); strings.Contains(shown.out, hmacSecret) {
+		t.Fatalf("dump --show-secrets shows a secret the control plane must never return:\n%s", shown.out)
 	}
 	file := writeFile(t, dir, "portico.yaml", d.out)
-	secret := "PORTICO_SECRET_ISSUER_HS_KEY_0=" + hmacSecret
+	if r := run(t, src.env(), "", "diff", "-f", file); r.code != 0 {
+		t.Fatalf("diff of the keyless dump against its source (the stored keys are kept): %+v", r)
+	}
+	r := run(t, dst.env(), "", "apply", "-f", file)
+	line := 1 + strings.Count(d.out[:strings.Index(d.out, "  - name: hs")], "\n")
+	if want := fmt.Sprintf("portico.yaml:%d: issuers[0].keys: give the HMAC secrets", line); r.code != 1 || !strings.Contains(r.errOut, want) {
+		t.Fatalf("apply of a keyless HMAC issuer to an empty control plane: %+v, want %q", r, want)
+	}
+	withKeys := strings.Replace(d.out, "  - name: hs\n", "  - name: hs\n    keys: [\"${HS_SECRET}\"]\n", 1)
+	file = writeFile(t, dir, "portico.yaml", withKeys)
+	secret := "HS_SECRET=" + hmacSecret
 
 	// Without the secret in the environment nothing is sent.
-	if r := run(t, dst.env(), "", "apply", "-f", file); r.code != 1 || !strings.Contains(r.errOut, "PORTICO_SECRET_ISSUER_HS_KEY_0 is not set") {
+	if r := run(t, dst.env(), "", "apply", "-f", file); r.code != 1 || !strings.Contains(r.errOut, "HS_SECRET is not set") {
 		t.Fatalf("apply without the secret: %+v", r)
 	}
-	r := run(t, dst.env(secret), "", "apply", "-f", file)
+	r = run(t, dst.env(secret), "", "apply", "-f", file)
 	if r.code != 0 || !strings.Contains(r.out, "Applied: revision 1 (6 created, 0 updated, 0 deleted).") {
 		t.Fatalf("apply to an empty control plane: %+v", r)
 	}
@@ -88,7 +97,7 @@ func TestDumpApplyDiff(t *testing.T) {
 	}
 
 	// An edit: one field of one route, a new route, a consumer gone.
-	edited := strings.Replace(d.out, "timeout: 2s", "timeout: 5s", 1)
+	edited := strings.Replace(withKeys, "timeout: 2s", "timeout: 5s", 1)
 	i, j := strings.Index(edited, "\nconsumers:"), strings.Index(edited, "\nissuers:")
 	edited = edited[:i] + edited[j:] + "---\nroutes:\n  - name: health\n    paths: [/health]\n    service: orders\n"
 	file = writeFile(t, dir, "portico.yaml", edited)
