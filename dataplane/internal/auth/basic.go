@@ -304,14 +304,13 @@ func (v *Verifier) VerifyBasic(ctx context.Context, username, password string) (
 // basic reports a Basic scheme: credentials were presented, readable or
 // not.
 func basicCredentials(h string) (username, password string, basic, ok bool) {
-	const prefix = "Basic "
-	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+	if !basicScheme(h) {
 		return "", "", false, false
 	}
 	if len(h) > MaxBasicHeaderBytes {
 		return "", "", true, false
 	}
-	raw, err := base64.StdEncoding.DecodeString(h[len(prefix):])
+	raw, err := base64.StdEncoding.DecodeString(h[len(basicPrefix):])
 	if err != nil {
 		return "", "", true, false
 	}
@@ -320,4 +319,12 @@ func basicCredentials(h string) (username, password string, basic, ok bool) {
 		return "", "", true, false
 	}
 	return username, password, true, true
+}
+
+const basicPrefix = "Basic "
+
+// basicScheme reports whether an Authorization value uses the Basic scheme,
+// without decoding it.
+func basicScheme(h string) bool {
+	return len(h) >= len(basicPrefix) && strings.EqualFold(h[:len(basicPrefix)], basicPrefix)
 }

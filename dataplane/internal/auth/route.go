@@ -236,7 +236,7 @@ func (ra *Route) WriteIdentity(req *stage.Request, h http.Header) {
 	if ra.apiKey {
 		h.Del(ra.apiKeyHeader)
 	}
-	if _, _, basic, _ := basicCredentials(h.Get("Authorization")); ra.basic && basic {
+	if ra.basic && basicScheme(h.Get("Authorization")) {
 		// The password is for the gateway; a bearer token passes on.
 		h.Del("Authorization")
 	}
