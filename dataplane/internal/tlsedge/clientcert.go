@@ -91,14 +91,11 @@ func (c *Certificates) getConfigForClient(hello *tls.ClientHelloInfo) (*tls.Conf
 }
 
 // mtlsConfig is the listener's configuration asking for a client
-// certificate.
+// certificate: Config's, so that the two cannot drift apart, plus the ask.
 func (c *Certificates) mtlsConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion:             tls.VersionTLS12,
-		CipherSuites:           CipherSuites,
-		NextProtos:             []string{"h2", "http/1.1"},
-		GetCertificate:         c.GetCertificate,
-		ClientAuth:             tls.RequestClientCert,
-		SessionTicketsDisabled: true,
-	}
+	cfg := c.Config()
+	cfg.GetConfigForClient = nil // this is one of its answers
+	cfg.ClientAuth = tls.RequestClientCert
+	cfg.SessionTicketsDisabled = true
+	return cfg
 }
