@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -234,31 +233,7 @@ func headerList(l *errorList, p string, names []string, extra func(canonical str
 	}
 }
 
-func extAuthzURLProblem(raw string) string {
-	if raw == "" {
-		return "is required"
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "not a valid URL"
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return "scheme must be http or https"
-	case u.Host == "" || u.Hostname() == "":
-		return "a host is required"
-	case u.User != nil:
-		return "credentials in the URL are not allowed"
-	case u.Fragment != "":
-		return "a fragment is not allowed"
-	}
-	if port := u.Port(); port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return "port must be between 1 and 65535"
-		}
-	}
-	return ""
-}
+func extAuthzURLProblem(raw string) string { return httpURLProblem(raw, true) }
 
 func hostPortProblem(addr string) string {
 	if addr == "" {

@@ -111,8 +111,8 @@ type RouteOIDC struct {
 }
 
 func (in *Introspection) validate(l *errorList, p string) {
-	if u, err := url.Parse(in.URL); in.URL == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
-		l.add(join(p, "url"), "must be an http(s) URL without credentials or fragment")
+	if msg := httpURLProblem(in.URL, true); msg != "" {
+		l.add(join(p, "url"), "%s", msg)
 	}
 	if in.ClientID == "" && in.ClientSecret != "" {
 		l.add(join(p, "client_id"), "is required with a client_secret")

@@ -149,7 +149,11 @@ func (s *Service) validate(l *errorList, p string) {
 	}
 }
 
-func targetURLProblem(raw string) string {
+func targetURLProblem(raw string) string { return httpURLProblem(raw, false) }
+
+// httpURLProblem is the one check of an http(s) URL the gateway calls:
+// a service target, or a decision service (which may carry a query).
+func httpURLProblem(raw string, query bool) string {
 	if raw == "" {
 		return "is required"
 	}
@@ -164,7 +168,9 @@ func targetURLProblem(raw string) string {
 		return "a host is required"
 	case u.User != nil:
 		return "credentials in the URL are not allowed"
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+	case query && u.Fragment != "":
+		return "a fragment is not allowed"
+	case !query && (u.RawQuery != "" || u.ForceQuery || u.Fragment != ""):
 		return "query and fragment are not allowed"
 	case u.Path != "" && !strings.HasPrefix(u.Path, "/"):
 		return "path must start with '/'"
