@@ -29,7 +29,7 @@ type Route struct {
 	verifier     *Verifier
 	jwt, apiKey  bool
 	basic        bool
-	clientCert   *config.ClientCA // nil: the route takes no client certificate
+	clientCert   *clientCertCheck // nil: the route takes no client certificate
 	introspect   bool             // opaque bearer tokens (introspect.go)
 	oidc         *routeOIDC       // browser login (oidc.go); nil without
 	apiKeyHeader string

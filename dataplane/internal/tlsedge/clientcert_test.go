@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
+	"github.com/portico-gw/portico/dataplane/internal/proxy"
+	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/snapshot"
 	"github.com/portico-gw/portico/shared/testutil"
 )
 
@@ -180,5 +188,128 @@ func TestWantsClientCert(t *testing.T) {
 	c.applyClientCertNames(&config.Config{Routes: []*config.Route{{Name: "a", Auth: &config.RouteAuth{ClientCert: cc}}}})
 	if !c.wantsClientCert("anything.example.org") {
 		t.Fatal("a route without hosts takes certificates on every name")
+	}
+}
+
+// TestClientCertRevokedOnOpenConnection: the auth stage remembers
+// verified certificates, but a CRL pushed after a certificate was
+// accepted refuses it on the next request of the same open connection
+// (HTTP/1.1 keep-alive and HTTP/2), and the other clients of the route
+// keep working.
+func TestClientCertRevokedOnOpenConnection(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Header.Get("X-Consumer-Name"))
+	}))
+	t.Cleanup(app.Close)
+	ca := testutil.NewTestCA(t, "clients CA")
+	alice, bob := ca.Issue(t, "alice", testutil.ClientCertOptions{}), ca.Issue(t, "bob", testutil.ClientCertOptions{})
+	p := newPKI(t)
+	c := New("", nil)
+	config1 := func(cc *config.ClientCertAuth) *config.Config {
+		return &config.Config{
+			Certificates: []config.Certificate{p.cert(t, "edge", 1, "mtls.example.com")},
+			Services:     []config.Service{{Name: "app", Targets: []config.Target{{URL: app.URL}}}},
+			Consumers: []config.Consumer{
+				{Name: "alice", CertIdentities: []string{"cn:alice"}},
+				{Name: "bob", CertIdentities: []string{"cn:bob"}},
+			},
+			Routes: []*config.Route{{Name: "mtls", Hosts: []string{"mtls.example.com"}, Paths: []string{"/*"}, Service: "app", Auth: &config.RouteAuth{ClientCert: cc}}},
+		}
+	}
+	log := slog.New(slog.DiscardHandler)
+	h := proxy.NewHandler(proxy.Options{Log: log, Metrics: proxy.NewMetrics(prometheus.NewRegistry()), Limits: proxy.Limits{
+		BodyReadTimeout: proxy.DefaultBodyReadTimeout, BodyMinRate: proxy.DefaultBodyMinRate, BodyMinRateGrace: proxy.DefaultBodyMinRateGrace,
+		TunnelIdleTimeout: proxy.DefaultTunnelIdleTimeout, TunnelMaxLifetime: proxy.DefaultTunnelMaxLifetime,
+	}})
+	a := proxy.NewApplier(h, proxy.Deps{Upstream: upstream.Deps{Log: log}, GRPC: grpcjson.NewPool(grpcjson.PoolOptions{})})
+	t.Cleanup(a.Close)
+	rev := int64(0)
+	apply := func(cfg *config.Config) {
+		t.Helper()
+		rev++
+		cfg.Sort()
+		s, _, err := snapshot.Encode(rev, cfg, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rej, err := a.Apply(s); err != nil || len(rej) > 0 {
+			t.Fatalf("apply: %v %v", rej, err)
+		}
+		if rej := c.Apply(cfg); len(rej) > 0 {
+			t.Fatalf("certificates rejected: %v", rej)
+		}
+	}
+	apply(config1(&config.ClientCertAuth{CA: ca.PEM}))
+	srv := h.Server(nil)
+	Configure(srv, c)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+
+	// client keeps one connection open, presenting cert; dials counts
+	// the connections it made.
+	client := func(cert tls.Certificate, h2 bool) (*http.Client, *atomic.Int32) {
+		var dials atomic.Int32
+		tr := &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: p.roots, Certificates: []tls.Certificate{cert}},
+			ForceAttemptHTTP2: h2,
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				dials.Add(1)
+				return (&net.Dialer{}).DialContext(ctx, network, ln.Addr().String())
+			},
+		}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 10 * time.Second}, &dials
+	}
+	get := func(cl *http.Client) (int, string, string) {
+		t.Helper()
+		resp, err := cl.Get("https://mtls.example.com/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Proto
+	}
+	type conn struct {
+		name   string
+		cl     *http.Client
+		dials  *atomic.Int32
+		proto  string
+		author string
+	}
+	var conns []conn
+	for _, h2 := range []bool{false, true} {
+		cl, d := client(alice, h2)
+		conns = append(conns, conn{"alice", cl, d, map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[h2], "alice"})
+		cl, d = client(bob, h2)
+		conns = append(conns, conn{"bob", cl, d, map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[h2], "bob"})
+	}
+	for round := range 2 { // the second round is answered from the cache
+		for _, cn := range conns {
+			if code, body, proto := get(cn.cl); code != 200 || body != cn.author || proto != cn.proto {
+				t.Fatalf("round %d, %s over %s: %d %q %s", round, cn.name, cn.proto, code, body, proto)
+			}
+		}
+	}
+	apply(config1(&config.ClientCertAuth{CA: ca.PEM, CRLs: []string{ca.CRL(t, alice.Leaf)}}))
+	for _, cn := range conns {
+		code, body, _ := get(cn.cl)
+		want := 200
+		if cn.name == "alice" {
+			want = 401
+		}
+		if code != want || (want == 200 && body != cn.author) {
+			t.Errorf("after the CRL, %s over %s: %d %q, want %d", cn.name, cn.proto, code, body, want)
+		}
+		if n := cn.dials.Load(); n != 1 {
+			t.Errorf("%s over %s made %d connections; the test needs one kept open", cn.name, cn.proto, n)
+		}
 	}
 }
