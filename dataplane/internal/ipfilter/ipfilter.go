@@ -21,7 +21,9 @@
 //     PERMISSION_DENIED for a gRPC call, by stage.WriteProblem) before any
 //     other work except the HTTPS redirect: no CORS answer, no
 //     authentication, no rate-limit token, no service call. The detail
-//     says which rules refused, never which entry.
+//     says which rules refused, never which entry, and so does the
+//     request's outcome (Outcome.IPRefused "global" or "route"), which
+//     the proxy counts in portico_ip_refusals_total{route,scope}.
 //   - An address that cannot be parsed (it does not happen with a TCP
 //     peer) is refused by any rules: fail closed.
 //   - IPv4-mapped IPv6 client addresses (::ffff:a.b.c.d, from a dual-stack
@@ -105,19 +107,32 @@ func Compile(global *Rules, r *config.IPRules) stage.Stage {
 func (s *Stage) Serve(req *stage.Request) {
 	a := req.ClientAddr()
 	if !a.IsValid() {
+		// Any rules refuse it; the first that apply are named.
+		req.Outcome.IPRefused = ScopeRoute
+		if s.global != nil {
+			req.Outcome.IPRefused = ScopeGlobal
+		}
 		stage.WriteProblem(req.W, req.R, http.StatusForbidden, "ip-forbidden", "the client address could not be checked against the IP rules")
 		return
 	}
 	a = a.Unmap().WithZone("")
 	switch {
 	case !s.global.Admits(a):
+		req.Outcome.IPRefused = ScopeGlobal
 		stage.WriteProblem(req.W, req.R, http.StatusForbidden, "ip-forbidden", "the client address is refused by the global IP rules")
 	case !s.route.Admits(a):
+		req.Outcome.IPRefused = ScopeRoute
 		stage.WriteProblem(req.W, req.R, http.StatusForbidden, "ip-forbidden", "the client address is refused by the route's IP rules")
 	default:
 		req.Next()
 	}
 }
+
+// The scopes of a refusal (Outcome.IPRefused, the metric's scope label).
+const (
+	ScopeGlobal = "global"
+	ScopeRoute  = "route"
+)
 
 // Describe is the stage in the golden test's terms.
 func (s *Stage) Describe() any {

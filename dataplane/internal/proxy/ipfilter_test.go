@@ -10,6 +10,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/clientip"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestIPRules through the real handler and a real upstream: global rules
@@ -50,9 +51,19 @@ func TestIPRules(t *testing.T) {
 		status          int
 		why             string // in the refusal's detail
 	}
-	check := func(t *testing.T, gw string, rows []row) {
+	// refusals counts the 403s check expects, by route and scope, to
+	// compare with portico_ip_refusals_total.
+	refusals := map[*Handler]map[[2]string]float64{}
+	check := func(t *testing.T, h *Handler, gw string, rows []row) {
 		t.Helper()
+		if refusals[h] == nil {
+			refusals[h] = map[[2]string]float64{}
+		}
 		for _, c := range rows {
+			if c.status == 403 {
+				route, _, _ := strings.Cut(strings.TrimPrefix(c.path, "/"), "/")
+				refusals[h][[2]string{route, c.why}]++
+			}
 			var hdr []string
 			if c.xff != "" {
 				hdr = []string{"X-Forwarded-For", c.xff}
@@ -71,8 +82,8 @@ func TestIPRules(t *testing.T) {
 		}
 	}
 
-	_, gw := serve("127.0.0.1/32")
-	check(t, gw, []row{
+	h1, gw := serve("127.0.0.1/32")
+	check(t, h1, gw, []row{
 		{"no rules, the peer itself", "/open/1", "", 200, ""},
 		{"global deny via a trusted proxy", "/open/1", "198.51.100.7", 403, "global"},
 		{"allowed via a trusted proxy", "/office/1", "192.0.2.10", 200, ""},
@@ -90,8 +101,8 @@ func TestIPRules(t *testing.T) {
 		t.Fatalf("gRPC refusal: %d %v", code, h)
 	}
 
-	_, untrusted := serve("")
-	check(t, untrusted, []row{
+	h0, untrusted := serve("")
+	check(t, h0, untrusted, []row{
 		{"untrusted X-Forwarded-For ignored (allow)", "/office/1", "192.0.2.10", 403, "route"},
 		{"untrusted X-Forwarded-For ignored (deny)", "/open/1", "198.51.100.7", 200, ""},
 	})
@@ -99,7 +110,22 @@ func TestIPRules(t *testing.T) {
 	// A new global section reaches routes the next compile carries over.
 	h2, gw2 := serve("")
 	applyCfg(t, h2, 2, cfg("127.0.0.0/8"))
-	check(t, gw2, []row{{"new global deny", "/open/1", "", 403, "global"}})
+	check(t, h2, gw2, []row{{"new global deny", "/open/1", "", 403, "global"}})
 	applyCfg(t, h2, 3, cfg())
-	check(t, gw2, []row{{"global rules removed", "/open/1", "", 200, ""}})
+	check(t, h2, gw2, []row{{"global rules removed", "/open/1", "", 200, ""}})
+
+	// portico_ip_refusals_total{route,scope} counts each refusal once,
+	// under the rules that refused it, and nothing else (the gRPC
+	// refusal above is one more on office's route rules).
+	refusals[h1][[2]string{"office", "route"}]++
+	for h, want := range refusals {
+		for k, n := range want {
+			if got := promtest.ToFloat64(h.metrics.ipRefusals.WithLabelValues(k[0], k[1])); got != n {
+				t.Errorf("portico_ip_refusals_total{route=%q,scope=%q} = %v, want %v", k[0], k[1], got, n)
+			}
+		}
+		if got := promtest.CollectAndCount(h.metrics.ipRefusals); got != len(want) {
+			t.Errorf("%d label sets counted, want %d (%v)", got, len(want), want)
+		}
+	}
 }

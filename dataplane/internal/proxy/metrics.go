@@ -12,6 +12,7 @@ import (
 type Metrics struct {
 	authFailures *prometheus.CounterVec
 	throttled    *prometheus.CounterVec
+	ipRefusals   *prometheus.CounterVec
 	inFlight     prometheus.Gauge
 	requests     *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
@@ -48,6 +49,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"route"}),
 	}
 	reg.MustRegister(m.authFailures, m.throttled, m.inFlight, m.requests, m.duration)
+	m.ipRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portico_ip_refusals_total",
+		Help: "Requests refused by IP rules (403 ip-forbidden), by route and the rules that refused (scope: global or route).",
+	}, []string{"route", "scope"})
+	reg.MustRegister(m.ipRefusals)
 	m.tunnels = tunnel.NewMetrics(reg)
 	m.mirrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portico_mirror_requests_total",

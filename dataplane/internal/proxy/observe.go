@@ -105,6 +105,9 @@ func (h *Handler) finish(rec *recorder, req *stage.Request, r *http.Request, spa
 		if o.Throttled {
 			h.metrics.throttled.WithLabelValues(o.Route).Inc()
 		}
+		if o.IPRefused != "" {
+			h.metrics.ipRefusals.WithLabelValues(o.Route, o.IPRefused).Inc()
+		}
 	}
 	if span.IsRecording() {
 		h.endSpan(span, r, req, status)

@@ -108,6 +108,7 @@ type Outcome struct {
 	Cache                   string     // "", "HIT", "MISS", "BYPASS"
 	AuthFailure             string     // the reason of a refused credential
 	Throttled               bool       // refused for the route's in-flight cap
+	IPRefused               string     // "", "global", "route": whose IP rules refused
 	clientAddr              netip.Addr // resolved once, on first use
 	clientResolved          bool
 	clientIP                string // clientAddr formatted, on first use
