@@ -160,11 +160,11 @@ type controlPlane struct {
 	admin *client.Client
 }
 
-func startControlPlane(t testing.TB, name, store string) *controlPlane {
+func startControlPlane(t testing.TB, name, store string, extra ...string) *controlPlane {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	p := start(t, name, "controlplane", "--listen", addr, "--store", store,
-		"--admin-token", adminToken, "--dataplane-token", dpToken, "--log-level", "warn")
+	p := start(t, name, "controlplane", append([]string{"--listen", addr, "--store", store,
+		"--admin-token", adminToken, "--dataplane-token", dpToken, "--log-level", "warn"}, extra...)...)
 	cp := &controlPlane{proc: p, url: "http://" + addr}
 	waitHTTP(t, cp.url+"/readyz", 200)
 	var err error

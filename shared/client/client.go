@@ -81,6 +81,9 @@ type Response struct {
 	// DeltaBase is, on a poll answered with a delta, the delta's base
 	// revision (0 otherwise).
 	DeltaBase int64
+	// ticketKeys is a sync answer's apiv1.HeaderTicketKeys (a secret:
+	// unexported, so that printing a Response never shows it).
+	ticketKeys string
 }
 
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any, hdr http.Header) (*Response, error) {
@@ -121,6 +124,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	r.Revision, _ = strconv.ParseInt(resp.Header.Get(apiv1.HeaderRevision), 10, 64)
 	r.Dataplanes, _ = strconv.Atoi(resp.Header.Get(apiv1.HeaderDataplanes))
 	r.DeltaBase, _ = strconv.ParseInt(resp.Header.Get(apiv1.HeaderDelta), 10, 64)
+	r.ticketKeys = resp.Header.Get(apiv1.HeaderTicketKeys)
 	var rd io.Reader = io.LimitReader(resp.Body, maxResponse)
 	if resp.Header.Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(rd)
@@ -312,6 +316,11 @@ type Poll struct {
 	// Dataplanes is the number of data planes connected to the control
 	// plane, 0 if it did not say.
 	Dataplanes int
+	// TicketKeys are the cluster's TLS session-ticket keys, the encrypting
+	// one first (apiv1.HeaderTicketKeys); nil when the control plane sent
+	// none. TicketKeysErr says why a value sent could not be read.
+	TicketKeys    apiv1.TicketKeys
+	TicketKeysErr error
 }
 
 // PollSnapshot long-polls for a snapshot newer than req.After.
@@ -339,6 +348,7 @@ func (c *Client) PollSnapshot(ctx context.Context, req PollRequest) (*Poll, erro
 		return nil, err
 	}
 	p := &Poll{Dataplanes: r.Dataplanes}
+	p.TicketKeys, p.TicketKeysErr = apiv1.DecodeTicketKeys(r.ticketKeys)
 	switch {
 	case r.Status == http.StatusNotModified:
 	case r.DeltaBase > 0:

@@ -28,6 +28,7 @@ import (
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
 	"github.com/portico-gw/portico/controlplane/internal/nodes"
 	"github.com/portico-gw/portico/controlplane/internal/store"
+	"github.com/portico-gw/portico/controlplane/internal/tickets"
 	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/portico-gw/portico/shared/envflag"
@@ -58,6 +59,8 @@ func run(args []string) error {
 	advertise := fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)")
 	logLevel := fs.String("log-level", "PORTICO_LOG_LEVEL", "info", "debug, info, warn or error")
 	acmeBackoff := fs.Duration("acme-backoff", "PORTICO_ACME_BACKOFF", acme.DefaultBackoff, "wait before ordering an ACME certificate again after a failure; doubles per failure in a row, at most 6h")
+	ticketRotation := fs.Duration("tls-ticket-rotation", "PORTICO_TLS_TICKET_ROTATION", tickets.DefaultRotation, "how long one TLS session-ticket key of the cluster encrypts new tickets before the next takes over")
+	ticketKeep := fs.Duration("tls-ticket-keep", "PORTICO_TLS_TICKET_KEEP", tickets.DefaultKeep, "how long a session-ticket key still decrypts (tickets resume) after it stopped encrypting; at most 168h")
 	showVersion := fs.FlagSet.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -107,6 +110,13 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// The cluster's TLS session-ticket keys, shipped to data planes on
+	// every sync answer.
+	ticketKeys, err := tickets.New(tickets.Options{Store: st, Log: log,
+		Policy: tickets.Policy{Rotation: *ticketRotation, Keep: *ticketKeep}})
+	if err != nil {
+		return err
+	}
 	stopping := make(chan struct{})
 	registry := nodes.NewRegistry(*maxWait+15*time.Second, time.Hour)
 	handler := api.New(api.Options{
@@ -122,6 +132,7 @@ func run(args []string) error {
 		Version:        version,
 		MaxWait:        *maxWait,
 		Stopping:       stopping,
+		TicketKeys:     ticketKeys.Header,
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -162,6 +173,7 @@ func run(args []string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cat.Run(gctx) })
 	g.Go(func() error { return acmeClient.Run(gctx) })
+	g.Go(func() error { return ticketKeys.Run(gctx) })
 	if *tlsCert != "" {
 		// Loaded once at start: a bad pair fails here, not at the first
 		// handshake.

@@ -47,6 +47,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Now tells the time tokens expire by; nil: time.Now.
 	Now func() time.Time
+	// TicketKeys is the value of apiv1.HeaderTicketKeys on sync answers
+	// (tickets.Keeper.Header); nil or "": none sent.
+	TicketKeys func() string
 }
 
 // Limits on request bodies: one object is small; a whole config may hold

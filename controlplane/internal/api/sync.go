@@ -72,6 +72,14 @@ func (s *server) snapshot(c echo.Context) error {
 		}()
 	}
 	p := s.Catalog.WaitEpoch(ctx, after, rep.AppliedEpoch)
+	// The cluster's TLS session-ticket keys ride on every answer, as they
+	// are when it is sent (tickets.Order), so a rotation reaches a data
+	// plane within one wait without being a revision.
+	if s.TicketKeys != nil {
+		if v := s.TicketKeys(); v != "" {
+			c.Response().Header().Set(apiv1.HeaderTicketKeys, v)
+		}
+	}
 	if p == nil {
 		select {
 		case <-s.Stopping:

@@ -342,6 +342,9 @@ func (dp *dataplane) newSyncer(applier *proxy.Applier) error {
 		Wait:     *f.pollWait,
 		Log:      dp.log,
 		Apply:    dp.apply(applier),
+		// The cluster's TLS session-ticket keys (nil-safe without a TLS
+		// listener).
+		OnTicketKeys: dp.certs.SetTicketKeys,
 	})
 	registerSyncMetrics(dp.reg, dp.sync)
 	return nil
@@ -426,7 +429,11 @@ func (dp *dataplane) serve(ctx context.Context) error {
 				RateLimit any                      `json:"rate_limit"`
 				// TLSCertificates: the certificates in service on --tls-listen.
 				TLSCertificates []string `json:"tls_certificates,omitempty"`
-			}{*f.nodeID, version, dp.sync.Status(), routes, compiled, draining.Load(), ups, dp.watcher.Status(), dp.limiterStatus(), dp.certs.Names()}
+				// TLSTicketKey: the ID of the session-ticket key that
+				// encrypts (apiv1.TicketKeyID); absent while the process
+				// uses its own keys.
+				TLSTicketKey string `json:"tls_ticket_key,omitempty"`
+			}{*f.nodeID, version, dp.sync.Status(), routes, compiled, draining.Load(), ups, dp.watcher.Status(), dp.limiterStatus(), dp.certs.Names(), dp.certs.TicketKeyID()}
 		},
 	})
 

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/snapshot"
@@ -54,6 +55,10 @@ type Options struct {
 	Log      *slog.Logger
 	// OnApplied is called after each applied snapshot (for metrics).
 	OnApplied func(rev int64)
+	// OnTicketKeys is called with the cluster's TLS session-ticket keys
+	// on every answer that carries them (tlsedge.Certificates.
+	// SetTicketKeys); nil: ignored.
+	OnTicketKeys func(apiv1.TicketKeys)
 }
 
 // Syncer runs the poll loop. Its Status methods are safe to call anytime.
@@ -188,6 +193,7 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 	if poll.Dataplanes > 0 {
 		s.peers.Store(int64(poll.Dataplanes))
 	}
+	s.ticketKeys(poll)
 	raw := poll.Snapshot
 	s.lastContact.Store(time.Now().UnixNano())
 	if !s.connected.Swap(true) {
@@ -334,3 +340,19 @@ func (s *Syncer) Peers() int { return int(max(s.peers.Load(), 1)) }
 
 // Applied returns the applied revision (0 before any).
 func (s *Syncer) Applied() int64 { return s.applied.Load() }
+
+// ticketKeys hands the poll's session-ticket keys to OnTicketKeys. A value
+// that cannot be read is reported (without the value) and the keys in use
+// stay.
+func (s *Syncer) ticketKeys(poll *client.Poll) {
+	if s.o.OnTicketKeys == nil {
+		return
+	}
+	if poll.TicketKeysErr != nil {
+		s.o.Log.Warn("the control plane's TLS session-ticket keys cannot be read; keeping the keys in use", "err", poll.TicketKeysErr)
+		return
+	}
+	if len(poll.TicketKeys) > 0 {
+		s.o.OnTicketKeys(poll.TicketKeys)
+	}
+}

@@ -28,8 +28,9 @@
 //     the two cannot disagree (FuzzCompileAgreesWithValidate).
 //   - TLS 1.2 is the minimum; TLS 1.2 suites are ECDHE with AES-GCM or
 //     ChaCha20-Poly1305 only (forward secrecy, AEAD); TLS 1.3 suites are
-//     all AEAD. ALPN offers h2 and http/1.1. Session resumption uses Go's
-//     session tickets (keys rotated by crypto/tls, per process).
+//     all AEAD. ALPN offers h2 and http/1.1. Session resumption uses
+//     session tickets with the cluster's keys, so a ticket from one data
+//     plane resumes on another (tickets.go).
 //   - An expired certificate is still served (clients refuse it, which is
 //     what they should see); the admin API shows days_left.
 package tlsedge
@@ -79,6 +80,8 @@ type Certificates struct {
 	// certificate, mtls the configuration that asks (clientcert.go).
 	clientCerts atomic.Pointer[clientCertNames]
 	mtls        *tls.Config
+	// tickets are the session-ticket keys in service (tickets.go).
+	tickets atomic.Pointer[ticketKeys]
 }
 
 // table is one compiled set; never modified once published.
@@ -112,6 +115,7 @@ func New(defaultName string, log *slog.Logger) *Certificates {
 	}
 	c := &Certificates{defaultName: defaultName, log: log}
 	c.cur.Store(&table{})
+	c.tickets.Store(newLocalTicketKeys())
 	c.mtls = c.mtlsConfig()
 	return c
 }
@@ -230,5 +234,8 @@ func (c *Certificates) Config() *tls.Config {
 		// ACME's TLS-ALPN-01 validation (acme.go), client certificates
 		// on the names that need them (clientcert.go).
 		GetConfigForClient: c.getConfigForClient,
+		// Session tickets under the cluster's keys (tickets.go).
+		WrapSession:   c.wrapSession,
+		UnwrapSession: c.unwrapSession,
 	}
 }
