@@ -42,6 +42,9 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/clientip"
 	"github.com/portico-gw/portico/dataplane/internal/discovery"
 	"github.com/portico-gw/portico/dataplane/internal/extauthz"
+	// Its init turns on WebSocket over HTTP/2 (RFC 8441) before net/http
+	// reads GODEBUG; GODEBUG=http2xconnect=0 keeps it off.
+	"github.com/portico-gw/portico/dataplane/internal/extconnect"
 	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
 	"github.com/portico-gw/portico/dataplane/internal/ops"
 	"github.com/portico-gw/portico/dataplane/internal/proxy"
@@ -483,7 +486,7 @@ func (dp *dataplane) serve(ctx context.Context) error {
 	}
 	opsSrv := &http.Server{Handler: opsHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	log.Info("data plane started", "listen", trafficLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
-		"controlplane", *f.cpURL, "version", version)
+		"controlplane", *f.cpURL, "version", version, "websocket_over_http2", extconnect.Enabled())
 
 	// deregister leaves Consul when draining starts, so that load balancers
 	// that follow Consul stop sending before the listeners close.

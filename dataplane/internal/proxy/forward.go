@@ -216,12 +216,21 @@ func (h *Handler) headersArrived(resp *http.Response) error {
 	}
 	ex.settle()
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		version := "1.1"
+		if b := tunnel.H2From(resp.Request.Context()); b != nil {
+			// A WebSocket over HTTP/2: the client gets 200 only for a
+			// service that answered the gateway's key (else 502).
+			if err := b.Verify(resp); err != nil {
+				return err
+			}
+			version = "2"
+		}
 		lim := tunnel.Effective(resp.Request.Context(), tunnel.Limits{Idle: h.limits.TunnelIdleTimeout, Lifetime: h.limits.TunnelMaxLifetime})
 		// The protocol is one the request asked for (ReverseProxy refuses
 		// a switch to another), and the limits stage let only the route's
 		// allowed ones through: a bounded label.
 		proto := strings.ToLower(resp.Header.Get("Upgrade"))
-		t := tunnel.Open(rwc, lim, ex.cancel, h.metrics.tunnelMetrics(), ex.req.Outcome.Route, proto)
+		t := tunnel.Open(rwc, lim, ex.cancel, h.metrics.tunnelMetrics(), ex.req.Outcome.Route, proto, version)
 		ex.tunnel.Store(t)
 		resp.Body = t
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/router"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/dataplane/internal/transform"
+	"github.com/portico-gw/portico/dataplane/internal/tunnel"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 )
 
@@ -110,6 +111,17 @@ var requests = sync.Pool{New: func() any { return new(stage.Request) }}
 // (headers, authority, path), the route match, then the route's stages.
 func (h *Handler) serve(w *recorder, req *stage.Request) {
 	r := req.R
+	if r.ProtoMajor == 2 && r.Method == http.MethodConnect {
+		// A WebSocket over HTTP/2 becomes the HTTP/1.1 handshake before
+		// anything reads it: the route's chain decides on that (package
+		// tunnel, h2.go). Its stream is no request body.
+		ww, rr, err := tunnel.FromHTTP2(w, r)
+		if err != nil {
+			stage.WriteProblem(w, r, http.StatusNotImplemented, "unsupported-protocol", err.Error())
+			return
+		}
+		req.W, req.R, r = ww, rr, rr
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		// Every read of the client's body is under deadlines (body.go).
 		body := newClientBody(r.Body, w, &h.limits)

@@ -16,13 +16,15 @@ type Metrics struct {
 
 // NewMetrics registers the tunnel metrics on reg. Labels stay bounded:
 // routes come from the configuration, protocols from the routes' allowed
-// lists (the proxy drops any other Upgrade header), reasons are three.
+// lists (the proxy drops any other Upgrade header), HTTP versions are two
+// ("1.1": an Upgrade; "2": an extended CONNECT, RFC 8441), reasons are
+// three.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		openedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portico_tunnels_opened_total",
-			Help: "Upgraded connections (WebSocket, upgrade_protocols) opened, by route and protocol.",
-		}, []string{"route", "protocol"}),
+			Help: "Upgraded connections (WebSocket, upgrade_protocols) opened, by route, protocol and the client's HTTP version (1.1 Upgrade, 2 extended CONNECT).",
+		}, []string{"route", "protocol", "http_version"}),
 		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "portico_tunnels_open",
 			Help: "Upgraded connections open now, by route.",
@@ -41,11 +43,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) opened(route, protocol string) {
+func (m *Metrics) opened(route, protocol, httpVersion string) {
 	if m == nil {
 		return
 	}
-	m.openedTotal.WithLabelValues(route, protocol).Inc()
+	m.openedTotal.WithLabelValues(route, protocol, httpVersion).Inc()
 	m.open.WithLabelValues(route).Inc()
 }
 

@@ -21,13 +21,12 @@
 //     --tunnel-max-lifetime) unless the route sets tighter ones
 //     (tunnel_idle_timeout, tunnel_max_lifetime): a route can shorten them,
 //     never lengthen them past what the operator allowed the node.
-//   - Metrics count tunnels opened (by route and protocol), open now, and
-//     closed by reason: idle, lifetime, or ended (either side closed).
-//
-// WebSocket over HTTP/2 (RFC 8441 extended CONNECT) is not offered: Go's
-// HTTP/2 server announces it only under GODEBUG=http2xconnect=1 for the
-// whole process, and a WebSocket client falls back to HTTP/1.1 when the
-// server does not announce it.
+//   - Metrics count tunnels opened (by route, protocol and the client's
+//     HTTP version), open now, and closed by reason: idle, lifetime, or
+//     ended (either side closed).
+//   - WebSocket over HTTP/2 (RFC 8441 extended CONNECT, h2.go) is bridged
+//     to the same HTTP/1.1 handshake toward the service, so all of the
+//     above holds for it too.
 package tunnel
 
 import (
@@ -141,8 +140,9 @@ type Conn struct {
 var _ io.ReadWriteCloser = (*Conn)(nil)
 
 // Open watches rwc under lim; cancel ends the exchange (and so both
-// connections). m may be nil. route and protocol label the metrics.
-func Open(rwc io.ReadWriteCloser, lim Limits, cancel func(), m *Metrics, route, protocol string) *Conn {
+// connections). m may be nil. route, protocol and the client's HTTP
+// version ("1.1" or "2") label the metrics.
+func Open(rwc io.ReadWriteCloser, lim Limits, cancel func(), m *Metrics, route, protocol, httpVersion string) *Conn {
 	now := time.Now()
 	if lim.Idle <= 0 {
 		lim.Idle = forever
@@ -153,7 +153,7 @@ func Open(rwc io.ReadWriteCloser, lim Limits, cancel func(), m *Metrics, route, 
 	c := &Conn{ReadWriteCloser: rwc, idle: lim.Idle, end: now.Add(lim.Lifetime).UnixNano(), cancel: cancel,
 		m: m, route: route, opened: now}
 	c.last.Store(now.UnixNano())
-	m.opened(route, protocol)
+	m.opened(route, protocol, httpVersion)
 	c.mu.Lock()
 	c.timer = time.AfterFunc(min(lim.Idle, lim.Lifetime), c.check)
 	c.mu.Unlock()
