@@ -14,7 +14,8 @@ import (
 // service learns the verified identity). Two protocols:
 //
 //   - http: forward-auth as Traefik and nginx's auth_request do it. The data
-//     plane sends GET url with the original request described in
+//     plane sends GET url (POST with the body, with include_body) with the
+//     original request described in
 //     X-Forwarded-Method/-Proto/-Host/-Uri/-For, the identity headers, and
 //     the client's headers (request_headers, or all but the route's API key
 //     header). A 2xx answer allows; any other 1xx-4xx answer denies and goes
@@ -74,8 +75,9 @@ type ExtAuthz struct {
 	// Cache remembers decisions for a short time, keyed by everything the
 	// check sent.
 	Cache *ExtAuthzCache `json:"cache,omitempty"`
-	// IncludeBody sends the request body with a gRPC check (Envoy's
-	// with_request_body): up to MaxBytes, and a larger body is refused
+	// IncludeBody sends the request body with the check (gRPC: Envoy's
+	// with_request_body; http: the check is a POST carrying it, as
+	// Traefik's forwardBody): up to MaxBytes, and a larger body is refused
 	// (413) rather than judged on a part of it.
 	IncludeBody *ExtAuthzBody `json:"include_body,omitempty"`
 }
@@ -190,9 +192,6 @@ func (e *ExtAuthz) validate(l *errorList, p string) {
 		return ""
 	})
 	if b := e.IncludeBody; b != nil {
-		if e.GRPC == nil {
-			l.add(join(p, "include_body"), "only applies to grpc (a forward-auth check is a GET without a body)")
-		}
 		if b.MaxBytes < 1 || b.MaxBytes > MaxExtAuthzBody {
 			l.add(join(p, "include_body.max_bytes"), "must be between 1 and %d", MaxExtAuthzBody)
 		}

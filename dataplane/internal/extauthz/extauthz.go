@@ -39,6 +39,11 @@
 //     could not have told them apart.
 //   - Each check runs under the route's ext_authz timeout and the client's
 //     own context: a client that leaves cancels its check.
+//   - include_body sends the request body, in either protocol (http: the
+//     check is then a POST carrying it, with its Content-Type and
+//     Content-Encoding); a body over max_bytes is refused with 413 before
+//     any check rather than judged on a part, and the whole body still
+//     reaches the service behind the route.
 //
 // The stage is compiled per route and immutable; connections belong to the
 // process's Client (one HTTP transport per TLS setting, one gRPC
@@ -158,6 +163,13 @@ func (s *Stage) Serve(req *stage.Request) {
 			return
 		}
 		c.Body = body
+		// What the body is goes with it, whatever request_headers
+		// lists: a body without its type cannot be read.
+		for _, name := range [...]string{"Content-Type", "Content-Encoding"} {
+			if v, ok := req.R.Header[name]; ok {
+				c.Header[name] = v
+			}
+		}
 	}
 	d, cached, err := s.decision(req, c)
 	switch {

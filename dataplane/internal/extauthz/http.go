@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 type httpDecider struct {
 	url    string
 	client *http.Client
+	// withBody: include_body; the check is a POST carrying the body.
+	withBody bool
 }
 
 func newHTTPDecider(e *config.ExtAuthz, cl *Client) (*httpDecider, error) {
@@ -27,15 +30,22 @@ func newHTTPDecider(e *config.ExtAuthz, cl *Client) (*httpDecider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &httpDecider{url: e.HTTP.URL, client: c}, nil
+	return &httpDecider{url: e.HTTP.URL, client: c, withBody: e.IncludeBody != nil}, nil
 }
 
-// decide sends GET url with the check in headers. The answer's status
-// decides: 2xx allows (its headers are the candidates for upstream), 3xx
-// and 4xx deny (its headers and body are the client's), anything else is
-// an error.
+// decide sends GET url with the check in headers, or, with include_body,
+// POST url carrying the request body (empty when the request has none)
+// with its Content-Type and Content-Encoding: a GET's body has no meaning
+// servers agree on (RFC 9110 9.3.1), so a service that reads bodies reads
+// a POST's. The answer's status decides: 2xx allows (its headers are the
+// candidates for upstream), 3xx and 4xx deny (its headers and body are the
+// client's), anything else is an error.
 func (h *httpDecider) decide(ctx context.Context, c *check, req *stage.Request) (*decision, error) {
-	out, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+	method, body := http.MethodGet, io.Reader(nil)
+	if h.withBody {
+		method, body = http.MethodPost, bytes.NewReader(c.Body)
+	}
+	out, err := http.NewRequestWithContext(ctx, method, h.url, body)
 	if err != nil {
 		return nil, err
 	}
@@ -75,4 +85,9 @@ func (h *httpDecider) decide(ctx context.Context, c *check, req *stage.Request) 
 	return nil, fmt.Errorf("the authorization service answered %d", resp.StatusCode)
 }
 
-func (h *httpDecider) describe() map[string]any { return map[string]any{"url": h.url} }
+func (h *httpDecider) describe() map[string]any {
+	if h.withBody {
+		return map[string]any{"url": h.url, "method": http.MethodPost}
+	}
+	return map[string]any{"url": h.url}
+}
