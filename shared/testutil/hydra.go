@@ -57,11 +57,30 @@ type Hydra struct {
 	app    *http.Server
 }
 
-// StartHydra starts Hydra with access and refresh tokens of the given
-// lifetime (0: Hydra's defaults), waits until it is ready, and kills it
-// when the test ends. A missing binary fails the test.
+// StartHydra starts Hydra with access and ID tokens of the given lifetime
+// (0: Hydra's defaults), waits until it is ready, and kills it when the
+// test ends. A missing binary fails the test.
 func StartHydra(t testing.TB, accessTokenTTL time.Duration) *Hydra {
 	t.Helper()
+	return StartHydraWith(t, HydraOptions{AccessTokenTTL: accessTokenTTL})
+}
+
+// HydraOptions are the settings of Hydra's configuration a test may change;
+// the zero value is Hydra's defaults.
+type HydraOptions struct {
+	// AccessTokenTTL is the lifetime of access and ID tokens (ttl.*).
+	AccessTokenTTL time.Duration
+	// RefreshRotationGrace is how long a refresh token stays usable after
+	// its first use (oauth2.grant.refresh_token.rotation_grace_period;
+	// Hydra's default 0: a second use is a reuse, which revokes the grant;
+	// Hydra caps it at 5m).
+	RefreshRotationGrace time.Duration
+}
+
+// StartHydraWith is StartHydra with more of Hydra's settings.
+func StartHydraWith(t testing.TB, o HydraOptions) *Hydra {
+	t.Helper()
+	accessTokenTTL := o.AccessTokenTTL
 	bin, err := HydraBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +102,9 @@ func StartHydra(t testing.TB, accessTokenTTL time.Duration) *Hydra {
 	ttl := ""
 	if accessTokenTTL > 0 {
 		ttl = fmt.Sprintf("ttl:\n  access_token: %s\n  id_token: %s\n", accessTokenTTL, accessTokenTTL)
+	}
+	if o.RefreshRotationGrace > 0 {
+		ttl += fmt.Sprintf("oauth2:\n  grant:\n    refresh_token:\n      rotation_grace_period: %s\n", o.RefreshRotationGrace)
 	}
 	cfg := fmt.Sprintf(`dsn: memory
 log:

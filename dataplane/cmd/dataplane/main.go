@@ -154,7 +154,7 @@ func parseFlags(args []string) (*flags, error) {
 		shutdownTimeout: fs.Duration("shutdown-timeout", "PORTICO_SHUTDOWN_TIMEOUT", 30*time.Second, "how long in-flight requests may take to finish on SIGTERM"),
 		consulAddr:      fs.String("consul", "CONSUL_HTTP_ADDR", "", "Consul agent address for discovery and self-registration (default 127.0.0.1:8500 for discovery; registration only when set)"),
 		advertise:       fs.String("advertise", "PORTICO_ADVERTISE", "", "address registered in Consul (default: derived from --listen)"),
-		redisURL:        fs.String("redis", "PORTICO_REDIS_URL", "", "Redis for cluster-wide rate limits: redis://host:6379/0, rediss://..., redis://h1:6379?addr=h2:6379 (cluster), or redis://...?master_name=mymaster (Sentinel); empty: an in-process limiter"),
+		redisURL:        fs.String("redis", "PORTICO_REDIS_URL", "", "Redis for cluster-wide rate limits (and shared caching, OIDC session refreshes): redis://host:6379/0, rediss://..., redis://h1:6379?addr=h2:6379 (cluster), or redis://...?master_name=mymaster (Sentinel); empty: an in-process limiter"),
 		redisBudget:     fs.Duration("redis-budget", "PORTICO_REDIS_BUDGET", 5*time.Millisecond, "time budget of one rate-limit exchange with Redis while the data plane is idle; a busy data plane adds twice its measured reaction lag (at most 500ms) before it blames Redis and falls back locally"),
 		cacheSize:       fs.Int64("cache-size", "PORTICO_CACHE_SIZE", cache.DefaultMemoryBytes, "bytes of responses the in-memory cache of this data plane may hold (LRU)"),
 		cacheBudget:     fs.Duration("cache-redis-budget", "PORTICO_CACHE_REDIS_BUDGET", 50*time.Millisecond, "time budget of one call to the shared Redis cache; past it the request goes on as a miss"),
@@ -202,6 +202,9 @@ type dataplane struct {
 	// and cache responses in (proxy.Deps).
 	limiter ratelimit.Limiter
 	cache   *cache.Cache
+	// redis is --redis's client (nil without); OIDC sessions share their
+	// refreshes through it too.
+	redis redis.UniversalClient
 	// certs are the TLS listener's certificates (nil without --tls-listen).
 	certs *tlsedge.Certificates
 	// answers are the ACME challenges every data plane answers.
@@ -237,7 +240,7 @@ func newDataplane(f *flags, log *slog.Logger) (_ *dataplane, err error) {
 	}()
 	applier := proxy.NewApplier(dp.handler, proxy.Deps{
 		Upstream: upstream.Deps{Watcher: dp.watcher, Log: log, Metrics: upstream.NewMetrics(dp.reg), ClientIP: ips.ClientIP},
-		Issuer:   auth.IssuerOptions{Log: log},
+		Issuer:   auth.IssuerOptions{Log: log, Redis: dp.redis},
 		GRPC:     dp.grpc,
 		Limiter:  dp.limiter,
 		Cache:    dp.cache,
@@ -274,6 +277,7 @@ func (dp *dataplane) newHandler(ips *clientip.Resolver) error {
 		// limiter and the cache already report outages once, so its lines
 		// go to debug.
 		redis.SetLogger(redisLog{log})
+		dp.redis = rc
 	}
 	dp.limiter, dp.limiterStatus = newLimiter(rc, *f.redisBudget, peers, log, dp.reg)
 	copts := cache.Options{Memory: cache.NewMemory(*f.cacheSize), Log: log, Registerer: dp.reg}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/redis/go-redis/v9"
 )
 
 // Defaults of IssuerOptions.
@@ -37,6 +38,10 @@ type IssuerOptions struct {
 	Log *slog.Logger
 	// Now replaces the clock for exp, nbf and iat (tests).
 	Now func() time.Time
+	// Redis, when set, lets the data planes spend each OIDC session's
+	// refresh token once for the cluster (refresh.go); nil: once per data
+	// plane.
+	Redis redis.UniversalClient
 }
 
 // keySource finds the key(s) for a token's alg and kid.
@@ -178,7 +183,7 @@ func NewIssuer(ctx context.Context, spec *config.Issuer, o IssuerOptions) (*Issu
 		is.intro = newIntrospector(is, spec.Introspection, o.HTTPClient)
 	}
 	if spec.OIDC != nil {
-		if is.oidc, err = newOIDCClient(is, spec, o.HTTPClient, log); err != nil {
+		if is.oidc, err = newOIDCClient(is, spec, o.HTTPClient, o.Redis, log); err != nil {
 			return nil, wrap(err)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
@@ -17,9 +16,9 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/oauth2"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/portico-gw/portico/dataplane/internal/stage"
 	"github.com/portico-gw/portico/shared/config"
@@ -55,11 +54,12 @@ import (
 //     token (for logout's id_token_hint). It lasts until session_lifetime
 //     (default 12h) after login however often it is refreshed.
 //   - Refresh: from half the access token's lifetime before its expiry
-//     (at most a minute before), the refresh token is used (one refresh per
-//     refresh token at a time on a data plane); the provider's refusal ends
-//     the session (the grant was revoked); a new ID token must be valid and
-//     name the same sub. Without a refresh token the session ends when the
-//     access token would have.
+//     (at most a minute before), the refresh token is used, once for the
+//     cluster (refresh.go); the provider's refusal (4xx) ends the session
+//     (the grant was revoked), its failure (5xx, unreachable) does not: the
+//     session serves until the access token expires, then 503. A new ID
+//     token must be valid and name the same sub. Without a refresh token
+//     the session ends when the access token would have.
 //   - Logout (logout_path) clears the cookie, then sends the browser to
 //     the provider's end_session_endpoint when the discovery document has
 //     one (RP-initiated logout, with id_token_hint and the
@@ -93,7 +93,8 @@ type oidcClient struct {
 	lifetime time.Duration
 	client   *http.Client
 	log      *slog.Logger
-	refresh  singleflight.Group
+	// refresher spends each refresh token once (refresh.go).
+	refresher *refresher
 
 	mu         sync.Mutex
 	prov       *oidc.Provider
@@ -101,7 +102,7 @@ type oidcClient struct {
 	failed     time.Time
 }
 
-func newOIDCClient(is *Issuer, spec *config.Issuer, base *http.Client, log *slog.Logger) (*oidcClient, error) {
+func newOIDCClient(is *Issuer, spec *config.Issuer, base *http.Client, rc redis.UniversalClient, log *slog.Logger) (*oidcClient, error) {
 	key, err := config.ParseSessionKey(spec.OIDC.SessionKey)
 	if err != nil {
 		return nil, fmt.Errorf("oidc.session_key: %w", err)
@@ -123,11 +124,13 @@ func newOIDCClient(is *Issuer, spec *config.Issuer, base *http.Client, log *slog
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "OIDC " + r.URL.Path }))
 	// The token endpoint gets the client secret: never follow a redirect.
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &oidcClient{
+	oc := &oidcClient{
 		issuer: is, url: spec.Issuer, clientID: spec.OIDC.ClientID, secret: spec.OIDC.ClientSecret,
 		sealer: s, lifetime: cmp.Or(spec.OIDC.SessionLifetime.Std(), config.DefaultSessionLifetime),
 		client: &c, log: log,
-	}, nil
+	}
+	oc.refresher = newRefresher(oc, rc)
+	return oc, nil
 }
 
 var errProviderDown = errors.New("auth: the OIDC provider's discovery document could not be read")
@@ -428,17 +431,25 @@ func (c *oidcClient) newSession(ctx context.Context, p *oidc.Provider, tok *oaut
 // (logout's hint) when the whole would not fit; false when even that does
 // not.
 func (o *routeOIDC) writeSession(w http.ResponseWriter, s *oidcSession) bool {
-	val, err := o.c.sealer.seal(o.sessionCookie, s)
-	if errors.Is(err, errCookieTooLarge) && s.IDToken != "" {
-		s.IDToken = ""
-		val, err = o.c.sealer.seal(o.sessionCookie, s)
-	}
+	val, err := sealSession(o.c.sealer, o.sessionCookie, s)
 	if err != nil {
 		return false
 	}
 	left := time.Until(time.Unix(s.Until, 0))
 	o.setCookie(w, o.sessionCookie, val, max(left, time.Second))
 	return true
+}
+
+// sealSession seals s for name, without the ID token when the whole would
+// not fit (s is not changed: a refreshed session is shared by requests).
+func sealSession(sl *sealer, name string, s *oidcSession) (string, error) {
+	val, err := sl.seal(name, s)
+	if errors.Is(err, errCookieTooLarge) && s.IDToken != "" {
+		c := *s
+		c.IDToken = ""
+		val, err = sl.seal(name, &c)
+	}
+	return val, err
 }
 
 // errNoSession: no usable session (none, expired, tampered, revoked).
@@ -462,34 +473,59 @@ func (o *routeOIDC) session(req *stage.Request) (*oidcSession, error) {
 	if now.Unix() >= s.Until {
 		return nil, errNoSession
 	}
-	exp := time.Unix(s.Expiry, 0)
-	margin := min(maxRefreshMargin, exp.Sub(time.Unix(s.Issued, 0))/2)
-	if now.Before(exp.Add(-margin)) {
-		return &s, nil
-	}
-	if s.Refresh == "" {
-		if now.Before(exp) {
-			return &s, nil
-		}
-		return nil, errNoSession
-	}
-	// One refresh per refresh token at a time on this node: a page
-	// loading ten resources at once must not spend the token ten times.
-	key := sha256.Sum256([]byte(s.Refresh))
-	v, err, _ := o.c.refresh.Do(string(key[:]), func() (any, error) { return o.c.refreshSession(req.R.Context(), &s, now) })
-	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) || now.After(exp) {
-			// The provider said no (revoked, expired grant), or it is
-			// gone and the session with it.
-			o.c.log.Info("OIDC session ended: refresh failed", "issuer", o.issuerName, "error", exchangeError(err))
+	sess, refreshed := &s, false
+refresh:
+	for range maxRefreshHops {
+		exp := time.Unix(sess.Expiry, 0)
+		margin := min(maxRefreshMargin, exp.Sub(time.Unix(sess.Issued, 0))/2)
+		switch {
+		case now.Before(exp.Add(-margin)):
+			break refresh
+		case sess.Refresh == "" && now.Before(exp):
+			break refresh
+		case sess.Refresh == "":
 			return nil, errNoSession
 		}
-		return &s, nil // a passing failure, still within the access token's life
+		// Spent once for the cluster (refresh.go); a result taken from
+		// another request may itself be due (short-lived tokens): then
+		// its refresh token is next.
+		ns, err := o.c.refresher.refresh(req.R.Context(), sess, now)
+		switch {
+		case err == nil:
+			sess, refreshed = ns, true
+			continue
+		case refusedRefresh(err):
+			// The provider said no: the grant is revoked or expired.
+			o.c.log.Info("OIDC session ended: refresh refused", "issuer", o.issuerName, "error", exchangeError(err))
+			return nil, errNoSession
+		case now.Before(exp):
+			break refresh // a passing failure, within the access token's life
+		default:
+			// The provider failed (unreachable, 5xx) or another request's
+			// refresh did not finish in time: the session is not over,
+			// this request cannot be answered now (503).
+			o.c.log.Warn("OIDC refresh failed", "issuer", o.issuerName, "error", exchangeError(err))
+			return nil, errProviderDown
+		}
 	}
-	ns := v.(*oidcSession)
-	o.writeSession(req.W, ns)
-	return ns, nil
+	if refreshed {
+		o.writeSession(req.W, sess)
+	}
+	return sess, nil
+}
+
+// maxRefreshHops bounds the refreshes of one request: a result shared by
+// another request that is itself due is refreshed in turn, at most twice.
+const maxRefreshHops = 3
+
+// refusedRefresh reports the provider's refusal of a refresh (a 4xx answer,
+// or a new ID token that does not verify), as opposed to its failure.
+func refusedRefresh(err error) bool {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		return false
+	}
+	return re.Response == nil || re.Response.StatusCode < 500
 }
 
 func (c *oidcClient) refreshSession(ctx context.Context, s *oidcSession, now time.Time) (*oidcSession, error) {
@@ -497,7 +533,8 @@ func (c *oidcClient) refreshSession(ctx context.Context, s *oidcSession, now tim
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(c.ctx(context.WithoutCancel(ctx)), oidcTimeout)
+	// ctx is the refresher's, already detached from any one request.
+	ctx, cancel := context.WithTimeout(c.ctx(ctx), oidcTimeout)
 	defer cancel()
 	tok, err := c.config(p, "", nil).TokenSource(ctx, &oauth2.Token{RefreshToken: s.Refresh, Expiry: now.Add(-time.Second)}).Token()
 	if err != nil {
