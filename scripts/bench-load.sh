@@ -20,11 +20,20 @@
 # starts after the handshake). Their tables give Portico's req/s
 # divided by each target's, and Portico against Traefik (target >= 1.25).
 #
+# The curves of issue 20 vary one thing at a time on the plain route: conns
+# (CURVE_CONNS, "1 64 512 4096"), bodies (CURVE_BODIES bytes each way, "1024
+# 65536 1048576"), routes (CURVE_ROUTES loaded, "10 1000 100000", Portico
+# only, with live heap per route), keys (1 and 1,000 distinct Redis rate-limit
+# keys), rate (a fixed rate of RATE_SHARE=50% of Portico's saturation, sent
+# open-loop by vegeta, scripts/ensure-vegeta.sh) and idle (resident memory per
+# idle keep-alive connection, IDLE_CONNS=2000); "curves" runs them all, on
+# CURVE_TARGETS ("nginx portico traefik") where the others can do the work.
+#
 # Knobs: ROUNDS (2), DURATION (5s, at most 10s), CONNS (64), THREADS (2),
 # H2_CONNS (16), H2_STREAMS (8), SCENARIOS (any of "plain full https h2
-# handshake routes10k propagation"; default "plain full https h2 handshake"),
-# PEERS (0: leave Traefik and Caddy out instead of building them), BENCH_DIR
-# (kept when set).
+# handshake routes10k propagation conns bodies routes keys rate idle curves";
+# default "plain full https h2 handshake"), PEERS (0: leave Traefik and Caddy
+# out instead of building them), BENCH_DIR (kept when set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -235,7 +244,7 @@ PY2
     --data-binary "@$DIR/certificate.json" >/dev/null
 fi
 "$BIN/dataplane" --controlplane "http://$CP" --listen "$DP" --ops-listen "$OPS" --state-dir "$DIR/dataplane" \
-  --node-id bench-1 --access-log off --log-level warn "${tls_args[@]}" >"$DIR/dataplane.log" 2>&1 &
+  --node-id bench-1 --access-log off --log-level warn --ops-pprof "${tls_args[@]}" >"$DIR/dataplane.log" 2>&1 &
 DP_PID=$!
 pids+=("$DP_PID")
 curl -fsS -X PUT "http://$CP/v1/services/bench" -H 'Content-Type: application/json' \
@@ -476,7 +485,10 @@ run_one() { # scenario, index, round
       printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
     rm -f "$log"
   else
-    out="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url" 2>&1)" || {
+    local lua=() thr="$THREADS"
+    [[ -n "${WRK_SCRIPT:-}" ]] && lua=(-s "$WRK_SCRIPT")
+    ((thr > CONNS)) && thr="$CONNS"
+    out="$(wrk -t"$thr" -c"$CONNS" -d"$DURATION" --latency "${lua[@]}" "${hdr[@]}" "$url" 2>&1)" || {
       echo "wrk failed against $name: $out" >&2
       return 1
     }
@@ -532,6 +544,8 @@ report() { # scenario [tls]: with tls, ratios are Portico's req/s over each targ
       }
       if (("portico" in r) && best != "")
         printf "portico vs best Go peer (%s): %.2f x req/s\n", best, r["portico"] / r[best]
+      if (("portico" in r) && ("go-stdlib" in r) && median(p99["go-stdlib"]) > 0)
+        printf "portico p99 / go-stdlib p99 at saturation: %.2f (issue 20 goal 1: <= 1.0)\n", median(p99["portico"]) / median(p99["go-stdlib"])
       print "(direct: the upstream alone, CPU/RSS are the upstream'"'"'s; proxies: CPU and RSS of the proxy only)"
     }' "$RES"
 }
@@ -575,7 +589,7 @@ run_scenario() { # scenario
 # one of them; only Portico is measured (the others do not have a route table).
 load_routes() {
   local cfg="$DIR/config.json" ver
-  curl -fsS "http://$CP/v1/config" -o "$DIR/config.orig.json"
+  [[ -s "$DIR/config.orig.json" ]] || curl -fsS "http://$CP/v1/config" -o "$DIR/config.orig.json"
   python3 - "$DIR/config.orig.json" "$cfg" "$ROUTES" <<'PY'
 import json, sys
 src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -651,6 +665,226 @@ report_full() {
     }' "$RES"
 }
 
+# --- curves (issue 20): one variable at a time -----------------------------------
+# The plain targets, kept so that each curve picks the ones that can do its work.
+plain_names=("${names[@]}") plain_urls=("${urls[@]}") plain_tpids=("${tpids[@]}") plain_hdrs=("${hdrs[@]}")
+pick_targets() { # name...: names/urls/tpids/hdrs become those plain targets (the ones running)
+  names=() urls=() tpids=() hdrs=()
+  local want i
+  for want in "$@"; do
+    for i in "${!plain_names[@]}"; do
+      [[ "${plain_names[$i]}" == "$want" ]] || continue
+      add_target "${plain_names[$i]}" "${plain_urls[$i]}" "${plain_tpids[$i]}" "${plain_hdrs[$i]}"
+    done
+  done
+}
+restore_targets() { pick_targets "${plain_names[@]}"; }
+CURVE_TARGETS="${CURVE_TARGETS:-nginx portico traefik}"
+CURVE_POINTS=() # scenario names of the curve points run, in order
+
+# report_curve <title> <scenario...>: one table, a row per point and target.
+report_curve() {
+  local title="$1"
+  shift
+  echo
+  echo "curve: $title   ($ROUNDS rounds of $DURATION, median req/s and latencies; $(nproc) cores)"
+  awk -F'\t' -v tick="$TICK" -v points="$*" -v order="${plain_names[*]} portico-keys" '
+    function median(list, n,   a, i, j, t) {
+      n = split(list, a, " ")
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; req[k] += $7; cpu[k] += $8 }
+    END {
+      printf "%-14s %-14s %10s %9s %9s %11s %9s\n", "point", "target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "vs nginx"
+      np = split(points, P, " "); nt = split(order, T, " ")
+      for (i = 1; i <= np; i++) for (j = 1; j <= nt; j++) {
+        k = P[i] SUBSEP T[j]; if (!(k in rps)) continue
+        ng = P[i] SUBSEP "nginx"
+        printf "%-14s %-14s %10.0f %9.3f %9.3f %11.1f %9s\n", P[i], T[j], median(rps[k]), median(p50[k]), median(p99[k]), \
+          req[k] ? cpu[k] / tick * 1e6 / req[k] : 0, (ng in rps) && T[j] != "nginx" ? sprintf("%.2f", median(rps[k]) / median(rps[ng])) : "-"
+      }
+    }' "$RES"
+}
+
+# Scenario conns: req/s and p99 for CURVE_CONNS concurrent keep-alive connections.
+run_conns() {
+  local c saved="$CONNS" pts=()
+  pick_targets $CURVE_TARGETS
+  for c in ${CURVE_CONNS:-1 64 512 4096}; do
+    CONNS="$c"
+    run_scenario "conns-$c"
+    pts+=("conns-$c")
+  done
+  CONNS="$saved"
+  restore_targets
+  report_curve "concurrent connections (wrk -c N, plain route)" "${pts[@]}" >>"$DIR/report.txt"
+}
+
+# Scenario bodies: CURVE_BODIES bytes sent (POST, a wrk Lua script) and received
+# (the upstream answers ?size=N), one direction at a time.
+run_bodies() {
+  local b pts=() i
+  pick_targets $CURVE_TARGETS
+  local base_urls=("${urls[@]}")
+  for b in ${CURVE_BODIES:-1024 65536 1048576}; do
+    WRK_SCRIPT="$DIR/post-$b.lua"
+    printf 'wrk.method = "POST"\nwrk.body = string.rep("x", %d)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' "$b" >"$WRK_SCRIPT"
+    run_scenario "req-$b"
+    WRK_SCRIPT=""
+    for i in "${!urls[@]}"; do urls[$i]="${base_urls[$i]}?size=$b"; done
+    run_scenario "resp-$b"
+    urls=("${base_urls[@]}")
+    pts+=("req-$b" "resp-$b")
+  done
+  restore_targets
+  report_curve "bodies (req-N: N-byte POST bodies; resp-N: N-byte answers; wrk -c$CONNS)" "${pts[@]}" >>"$DIR/report.txt"
+}
+
+# Scenario routes: CURVE_ROUTES routes loaded (PUT /v1/config), traffic on the
+# middle one; Portico only. The live heap after each load (after a forced
+# collection: the bench data plane runs with --ops-pprof) gives bytes per route.
+rss_kib() { # the current resident set of a process tree
+  local sum=0 p v
+  for p in $(proc_pids "$1"); do
+    v="$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)" || continue
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+live_heap_kib() { # the bench data plane's heap after a full collection (the profiler's ?gc=1 runs one)
+  curl -fsS -o /dev/null "http://$OPS/debug/pprof/heap?gc=1"
+  curl -fsS "http://$OPS/metrics" | awk '/^go_memstats_heap_inuse_bytes / {printf "%d\n", $2 / 1024}'
+}
+run_routes() {
+  local n pts=() saved="$ROUTES" mem=()
+  for n in ${CURVE_ROUTES:-10 1000 100000}; do
+    ROUTES="$n"
+    load_routes
+    mem+=("$n $(live_heap_kib)")
+    run_scenario "routes-$n"
+    pts+=("routes-$n")
+  done
+  ROUTES="$saved"
+  restore_targets
+  {
+    report_curve "routes loaded (traffic on one; Portico only)" "${pts[@]}"
+    printf '%s\n' "${mem[@]}" | awk '
+      NR == 1 { n0 = $1; r0 = $2 } { printf "portico live heap with %d routes: %.1f MiB\n", $1, $2 / 1024; n = $1; r = $2 }
+      END { if (n > n0) printf "memory per route: %.0f bytes (between %d and %d routes)\n", (r - r0) * 1024 / (n - n0), n0, n }'
+  } >>"$DIR/report.txt"
+}
+
+# Scenario keys: a Redis rate limit keyed by a header, with 1 and 1,000 distinct
+# keys (wrk cycles through them: at these rates each of the 1,000 is seen
+# every second), on a data plane of its own with Redis and no tracing.
+KEYS_DP="" KEYS_PID=""
+start_keys() {
+  bash scripts/ensure-redis.sh
+  local rport ops3
+  rport="$(free_port)"
+  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >"$DIR/redis-keys.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fsS -X PUT "http://$CP/v1/routes/keys" -H 'Content-Type: application/json' \
+    -d '{"paths":["/keys/*"],"service":"bench","rate_limit":{"limit":1000000000,"window":"1m","key":"header:X-Bench-Key"}}' >/dev/null
+  KEYS_DP="127.0.0.1:$(free_port)"
+  ops3="127.0.0.1:$(free_port)"
+  "$BIN/dataplane" --controlplane "http://$CP" --listen "$KEYS_DP" --ops-listen "$ops3" --state-dir "$DIR/dataplane3" \
+    --node-id bench-3 --access-log off --log-level warn --redis "redis://127.0.0.1:$rport" >"$DIR/dataplane3.log" 2>&1 &
+  KEYS_PID=$!
+  pids+=("$KEYS_PID")
+  wait_http "http://$ops3/readyz" "data plane 3"
+  wait_http "http://$KEYS_DP/keys/x" "the rate-limited route"
+}
+run_keys() {
+  local k pts=()
+  [[ -n "$KEYS_DP" ]] || start_keys
+  names=(portico-keys) urls=("http://$KEYS_DP/keys/x") tpids=("$KEYS_PID") hdrs=("")
+  for k in 1 1000; do
+    WRK_SCRIPT="$DIR/keys-$k.lua"
+    printf 'local n, i = %d, 0\nrequest = function()\n  i = i %% n + 1\n  wrk.headers["X-Bench-Key"] = "k" .. i\n  return wrk.format()\nend\n' "$k" >"$WRK_SCRIPT"
+    run_scenario "keys-$k"
+    pts+=("keys-$k")
+  done
+  WRK_SCRIPT=""
+  restore_targets
+  report_curve "distinct rate-limit keys (Redis, key header:X-Bench-Key)" "${pts[@]}" >>"$DIR/report.txt"
+}
+
+# Scenario rate (issue 20 goal 1): a fixed request rate, RATE_SHARE percent
+# (50) of Portico's saturation measured just before, sent open-loop by vegeta
+# to every plain target; p99 should be within 1.5x nginx's.
+run_rate() {
+  local vegeta sat rate round i out name url pid c0 c1
+  vegeta="$(bash scripts/ensure-vegeta.sh)"
+  pick_targets portico
+  sat="$(wrk -t"$THREADS" -c"$CONNS" -d3s "${urls[0]}" | awk '/^Requests\/sec:/ {print int($2)}')"
+  rate=$((sat * ${RATE_SHARE:-50} / 100))
+  restore_targets
+  echo "== scenario rate: $rate req/s (${RATE_SHARE:-50}% of Portico's $sat) ==" >&2
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for i in "${!names[@]}"; do
+      name="${names[$i]}" url="${urls[$i]}" pid="${tpids[$i]}"
+      [[ "$name" == direct ]] && continue
+      c0="$(cpu_ticks "$pid")"
+      out="$(echo "GET $url" | "$vegeta" attack -rate="$rate/s" -duration="$DURATION" -timeout=10s | "$vegeta" report -type=json)"
+      c1="$(cpu_ticks "$pid")"
+      read -r rps p50 p99 reqs ok < <(python3 -c '
+import json, sys
+r = json.load(sys.stdin); l = r["latencies"]
+print("%.1f %.3f %.3f %d %.4f" % (r["throughput"], l["50th"] / 1e6, l["99th"] / 1e6, r["requests"], r["success"]))' <<<"$out")
+      [[ "$ok" == 1.0000 ]] || echo "warning: $name: success ratio $ok" >&2
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' rate "$name" "$round" "$rps" "$p50" "$p99" "$reqs" \
+        "$((c1 - c0))" "$(peak_rss_kib "$pid")" >>"$RES"
+      printf '  %-12s round %d: %10.0f req/s  p50 %s ms  p99 %s ms\n' "$name" "$round" "$rps" "$p50" "$p99" >&2
+    done
+  done
+  {
+    report_curve "fixed rate: $rate req/s open-loop (vegeta), ${RATE_SHARE:-50}% of Portico's saturation" rate
+    awk -F'\t' '$1 == "rate" { v[$2] = v[$2] " " $6 }
+      function median(list, n,   a, i, j, t) {
+        n = split(list, a, " ")
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+      }
+      END { if (("portico" in v) && ("nginx" in v)) printf "portico p99 / nginx p99 at a fixed rate: %.2f (issue 20 goal 1: <= 1.5)\n", median(v["portico"]) / median(v["nginx"]) }' "$RES"
+  } >>"$DIR/report.txt"
+}
+
+# Scenario idle: resident memory per idle keep-alive connection (IDLE_CONNS
+# connections that each made one request and then wait).
+run_idle() {
+  local n="${IDLE_CONNS:-2000}" i before after
+  : >"$DIR/idle.txt"
+  for i in "${!plain_names[@]}"; do
+    [[ "${plain_names[$i]}" == direct ]] && continue
+    before="$(rss_kib "${plain_tpids[$i]}")"
+    after="$(python3 - "${plain_urls[$i]}" "$n" "${plain_tpids[$i]}" <<'PY'
+import socket, sys, time, urllib.parse, subprocess
+u = urllib.parse.urlsplit(sys.argv[1]); n = int(sys.argv[2]); pid = sys.argv[3]
+req = ("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (u.path, u.netloc)).encode()
+socks = []
+for _ in range(n):
+    s = socket.create_connection((u.hostname, u.port)); s.sendall(req); socks.append(s)
+for s in socks:
+    s.settimeout(10); s.recv(65536)
+time.sleep(2)
+out = subprocess.run(["bash", "-c", "for p in %s $(pgrep -P %s); do awk '/^VmRSS:/ {print $2}' /proc/$p/status; done" % (pid, pid)], capture_output=True, text=True).stdout
+print(sum(int(x) for x in out.split()))
+for s in socks: s.close()
+PY
+)"
+    printf '%s\t%s\t%s\n' "${plain_names[$i]}" "$before" "$after" >>"$DIR/idle.txt"
+    sleep 1
+  done
+  {
+    echo
+    echo "idle keep-alive connections: resident memory with $n open (each made one request)"
+    awk -F'\t' -v n="$n" '{ printf "%-12s %8.1f MiB -> %8.1f MiB: %6.1f KiB per connection\n", $1, $2 / 1024, $3 / 1024, ($3 - $2) / n }' "$DIR/idle.txt"
+  } >>"$DIR/report.txt"
+}
+
 for sc in $SCENARIOS; do
   case "$sc" in
     plain) run_scenario plain; report plain >>"$DIR/report.txt" ;;
@@ -682,6 +916,13 @@ for sc in $SCENARIOS; do
       run_scenario routes10k
       report routes10k >>"$DIR/report.txt"
       ;;
+    conns) run_conns ;;
+    bodies) run_bodies ;;
+    routes) command -v python3 >/dev/null || { echo "skipped: routes (needs python3)"; continue; }; run_routes ;;
+    keys) run_keys ;;
+    rate) command -v python3 >/dev/null || { echo "skipped: rate (needs python3)"; continue; }; run_rate ;;
+    idle) command -v python3 >/dev/null || { echo "skipped: idle (needs python3)"; continue; }; run_idle ;;
+    curves) run_idle; run_routes; run_conns; run_bodies; run_keys; run_rate ;;
     *) echo "unknown scenario $sc" >&2; exit 2 ;;
   esac
 done
