@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,9 @@ func TestTLSSessionTicketsAcrossDataPlanes(t *testing.T) {
 			"--tls-listen", addr, "--poll-wait", "1s", "--log-level", "debug"))
 		addrs = append(addrs, addr)
 	}
+	// A data plane without a TLS listener holds the certificate too, but
+	// does not serve it.
+	plain := startDataPlane(t, "dp-tickets-plain", cp.url, filepath.Join(t.TempDir(), "dp"), "--poll-wait", "1s")
 	ca := testutil.NewCA(t)
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
@@ -81,6 +85,29 @@ func TestTLSSessionTicketsAcrossDataPlanes(t *testing.T) {
 		id1, id2 := keyID(dps[0]), keyID(dps[1])
 		return id1 != "" && id2 != ""
 	}, "both data planes serving the certificate with the cluster's ticket keys")
+
+	// served_by names the nodes whose TLS listener is on; GET
+	// /v1/dataplanes shows each listener and the ticket key it uses.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		c, err := cp.admin.Certificates().Get(ctx, "api")
+		if err != nil || c.Status == nil || !slices.Equal(c.Status.ServedBy, []string{dps[0].id, dps[1].id}) {
+			return false
+		}
+		list, err := cp.admin.Dataplanes(ctx)
+		if err != nil {
+			return false
+		}
+		seen := 0
+		for _, n := range list.Nodes {
+			switch {
+			case n.ID == plain.id && n.TLS == nil && n.Converged:
+				seen++
+			case (n.ID == dps[0].id || n.ID == dps[1].id) && n.TLS != nil && !n.TLS.HTTP3 && n.TLS.TicketKey != "":
+				seen++
+			}
+		}
+		return seen == 3
+	}, "served_by listing the two TLS data planes, not the plain one, and their listeners in GET /v1/dataplanes")
 
 	// Full handshake on 1, resumption on 2.
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {

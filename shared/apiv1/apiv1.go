@@ -33,6 +33,13 @@ const (
 	// snapshot.Delta rather than a whole snapshot names the delta's base
 	// revision in it.
 	HeaderDelta = "X-Portico-Delta"
+	// HeaderNodeTLS: on a poll, what the data plane's TLS listener serves
+	// (EncodeNodeTLS: "tls" or "tls, http3"; absent: no TLS listener).
+	HeaderNodeTLS = "X-Portico-Node-Tls"
+	// HeaderNodeTicketKey: on a poll, the ID of the session-ticket key the
+	// data plane's TLS listener encrypts with (TicketKeyID); absent while
+	// it uses keys of its own.
+	HeaderNodeTicketKey = "X-Portico-Node-Ticket-Key"
 )
 
 // List is the body of GET on a collection.
@@ -111,6 +118,18 @@ type Dataplane struct {
 	// Rejected lists the objects of its applied revision the node could
 	// not apply, and why: their routes answer 503 there until fixed.
 	Rejected []config.Rejected `json:"rejected,omitempty"`
+	// TLS is what the node's TLS listener serves, as it reported on its
+	// last poll; nil: no TLS listener (or a data plane too old to say).
+	TLS *DataplaneTLS `json:"tls,omitempty"`
+}
+
+// DataplaneTLS is a data plane's TLS listener (--tls-listen).
+type DataplaneTLS struct {
+	// HTTP3 is on when the listener also serves HTTP/3 (--http3).
+	HTTP3 bool `json:"http3"`
+	// TicketKey is the ID of the cluster's session-ticket key it encrypts
+	// with (TicketKeyID); "" while it uses keys of its own.
+	TicketKey string `json:"ticket_key,omitempty"`
 }
 
 // Dataplanes is GET /v1/dataplanes.

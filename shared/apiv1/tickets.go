@@ -89,3 +89,42 @@ func DecodeTicketKeys(v string) (TicketKeys, error) {
 }
 
 var errBadTicketKey = errors.New("not the base64url of 32 bytes")
+
+// EncodeNodeTLS writes HeaderNodeTLS' value for t; "" for nil (no TLS
+// listener).
+func EncodeNodeTLS(t *DataplaneTLS) string {
+	switch {
+	case t == nil:
+		return ""
+	case t.HTTP3:
+		return "tls, http3"
+	}
+	return "tls"
+}
+
+// DecodeNodeTLS reads a poll's HeaderNodeTLS and HeaderNodeTicketKey;
+// nil when the node has no TLS listener. Unknown tokens are ignored (a
+// newer data plane may say more); a ticket-key ID that is not 1 to 64 hex
+// digits is an error.
+func DecodeNodeTLS(tlsValue, ticketKey string) (*DataplaneTLS, error) {
+	t := &DataplaneTLS{}
+	on := false
+	for tok := range strings.SplitSeq(tlsValue, ",") {
+		switch strings.ToLower(strings.TrimSpace(tok)) {
+		case "tls":
+			on = true
+		case "http3":
+			t.HTTP3 = true
+		}
+	}
+	if ticketKey != "" {
+		if _, err := hex.DecodeString(ticketKey); err != nil || len(ticketKey) > 64 {
+			return nil, fmt.Errorf("%s: must be 1 to 64 hex digits", HeaderNodeTicketKey)
+		}
+	}
+	if !on {
+		return nil, nil
+	}
+	t.TicketKey = ticketKey
+	return t, nil
+}

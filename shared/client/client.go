@@ -299,6 +299,8 @@ type PollRequest struct {
 	// Rejected lists the objects of the applied revision this data plane
 	// could not apply (at most config.MaxRejectedObjects are sent).
 	Rejected []config.Rejected
+	// TLS is what the data plane's TLS listener serves; nil: none.
+	TLS *apiv1.DataplaneTLS
 	// Deltas asks for a snapshot.Delta from AppliedRevision (of
 	// AppliedEpoch) when the control plane still has one; the data plane
 	// must then hold that revision's whole configuration to apply it to.
@@ -335,6 +337,12 @@ func (c *Client) PollSnapshot(ctx context.Context, req PollRequest) (*Poll, erro
 	h.Set(apiv1.HeaderAppliedRevision, strconv.FormatInt(req.AppliedRevision, 10))
 	if v := apiv1.EncodeRejected(req.Rejected); v != "" {
 		h.Set(apiv1.HeaderRejected, v)
+	}
+	if v := apiv1.EncodeNodeTLS(req.TLS); v != "" {
+		h.Set(apiv1.HeaderNodeTLS, v)
+		if req.TLS.TicketKey != "" {
+			h.Set(apiv1.HeaderNodeTicketKey, req.TLS.TicketKey)
+		}
 	}
 	if req.AppliedEpoch != "" {
 		h.Set(apiv1.HeaderEpoch, req.AppliedEpoch)

@@ -64,10 +64,9 @@ func presentAll[T any](s *server, items []T) []T {
 	return out
 }
 
-// servedBy lists the connected data planes that applied the certificate's
-// revision (in the current epoch) and did not reject it. Whether a node's
-// TLS listener is on is not reported by nodes; this says the node holds
-// the certificate.
+// servedBy lists the connected data planes whose TLS listener is on and
+// that applied the certificate's revision (in the current epoch) without
+// rejecting it.
 func (s *server) servedBy(c *config.Certificate) []string {
 	if s.Nodes == nil {
 		return nil
@@ -75,7 +74,7 @@ func (s *server) servedBy(c *config.Certificate) []string {
 	cur := s.Catalog.Current().State
 	var out []string
 	for _, n := range s.Nodes.ListAt(cur.Revision, cur.Epoch.ID) {
-		if n.Status != "connected" || n.AppliedRevision < c.Revision || n.AppliedEpoch != cur.Epoch.ID {
+		if n.Status != "connected" || n.TLS == nil || n.AppliedRevision < c.Revision || n.AppliedEpoch != cur.Epoch.ID {
 			continue
 		}
 		if slices.ContainsFunc(n.Rejected, func(r config.Rejected) bool {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/portico-gw/portico/controlplane/internal/catalog"
 	"github.com/portico-gw/portico/controlplane/internal/store"
+	"github.com/portico-gw/portico/shared/apiv1"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/testutil"
 )
@@ -225,8 +227,10 @@ func TestCertificateLifecycle(t *testing.T) {
 	}
 }
 
-// TestCertificateServedBy: a node that applied the certificate's revision
-// without rejecting it is listed.
+// TestCertificateServedBy: served_by lists the nodes whose TLS listener is
+// on (as each reports on its polls) and that applied the certificate's
+// revision; GET /v1/dataplanes shows each node's TLS listener; a bad
+// report is refused.
 func TestCertificateServedBy(t *testing.T) {
 	s := newTestServer(t, false)
 	ca := testutil.NewCA(t)
@@ -234,14 +238,60 @@ func TestCertificateServedBy(t *testing.T) {
 	s.mustStatus(t, 201, "PUT", "/v1/certificates/api", certBody(t, leaf.CertPEM, leaf.KeyPEM, "api.example.com"))
 	rev := s.cat.Current().State.Revision
 	epoch := s.cat.Current().State.Epoch.ID
-	code, _, body := s.call(t, "GET", fmt.Sprintf("/v1/snapshot?after=%d&wait=1ms", rev), dpToken, "",
-		"X-Portico-Node-Id", "dp-1", "X-Portico-Applied-Revision", fmt.Sprint(rev), "X-Portico-Epoch", epoch)
-	if code != 304 && code != 200 {
-		t.Fatalf("poll: %d %s", code, body)
+	nodes := []struct {
+		id      string
+		applied int64
+		hdr     []string
+		want    string // the node's "tls" in GET /v1/dataplanes
+	}{
+		{"dp-tls", rev, []string{"X-Portico-Node-Tls", "tls"}, `{"http3":false}`},
+		{"dp-h3", rev, []string{"X-Portico-Node-Tls", "tls, http3", "X-Portico-Node-Ticket-Key", "0123456789abcdef"}, `{"http3":true,"ticket_key":"0123456789abcdef"}`},
+		{"dp-plain", rev, nil, ""},
+		{"dp-behind", rev - 1, []string{"X-Portico-Node-Tls", "tls"}, `{"http3":false}`},
+		{"dp-newer", rev, []string{"X-Portico-Node-Tls", "tls, h4"}, `{"http3":false}`},
 	}
-	_, body = s.mustStatus(t, 200, "GET", "/v1/certificates/api", "")
-	if !strings.Contains(string(body), `"served_by":["dp-1"]`) {
+	for _, n := range nodes {
+		hdr := append([]string{"X-Portico-Node-Id", n.id, "X-Portico-Applied-Revision", fmt.Sprint(n.applied), "X-Portico-Epoch", epoch}, n.hdr...)
+		code, _, body := s.call(t, "GET", fmt.Sprintf("/v1/snapshot?after=%d&wait=1ms", n.applied), dpToken, "", hdr...)
+		if code != 304 && code != 200 {
+			t.Fatalf("poll %s: %d %s", n.id, code, body)
+		}
+	}
+	_, body := s.mustStatus(t, 200, "GET", "/v1/certificates/api", "")
+	if !strings.Contains(string(body), `"served_by":["dp-h3","dp-newer","dp-tls"]`) {
 		t.Fatalf("served_by: %s", body)
+	}
+	_, body = s.mustStatus(t, 200, "GET", "/v1/dataplanes", "")
+	var list apiv1.Dataplanes
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		i := slices.IndexFunc(list.Nodes, func(d apiv1.Dataplane) bool { return d.ID == n.id })
+		if i < 0 {
+			t.Fatalf("%s not listed: %s", n.id, body)
+		}
+		got := ""
+		if tls := list.Nodes[i].TLS; tls != nil {
+			b, _ := json.Marshal(tls)
+			got = string(b)
+		}
+		if got != n.want {
+			t.Errorf("%s: tls %s, want %s", n.id, got, n.want)
+		}
+	}
+	// A node that stops its TLS listener leaves served_by on its next poll.
+	s.call(t, "GET", fmt.Sprintf("/v1/snapshot?after=%d&wait=1ms", rev), dpToken, "",
+		"X-Portico-Node-Id", "dp-tls", "X-Portico-Applied-Revision", fmt.Sprint(rev), "X-Portico-Epoch", epoch)
+	if _, body = s.mustStatus(t, 200, "GET", "/v1/certificates/api", ""); !strings.Contains(string(body), `"served_by":["dp-h3","dp-newer"]`) {
+		t.Fatalf("served_by after dp-tls turned TLS off: %s", body)
+	}
+	for _, bad := range []string{"xyz", strings.Repeat("ab", 33)} {
+		code, _, body := s.call(t, "GET", "/v1/snapshot?after=0&wait=1ms", dpToken, "",
+			"X-Portico-Node-Id", "dp-bad", "X-Portico-Node-Tls", "tls", "X-Portico-Node-Ticket-Key", bad)
+		if code != 400 || !strings.Contains(string(body), "X-Portico-Node-Ticket-Key") {
+			t.Errorf("ticket key %q: %d %s", bad, code, body)
+		}
 	}
 }
 

@@ -51,6 +51,9 @@ func (s *server) snapshot(c echo.Context) error {
 	if rep.Rejected, err = apiv1.DecodeRejected(req.Header.Get(apiv1.HeaderRejected)); err != nil {
 		return badParam(apiv1.HeaderRejected, "must be base64url JSON: a list of {kind, name, reason}")
 	}
+	if rep.TLS, err = apiv1.DecodeNodeTLS(req.Header.Get(apiv1.HeaderNodeTLS), req.Header.Get(apiv1.HeaderNodeTicketKey)); err != nil {
+		return badParam(apiv1.HeaderNodeTicketKey, "must be 1 to 64 hex digits")
+	}
 	span := trace.SpanFromContext(req.Context())
 	span.SetAttributes(attribute.String("portico.node_id", rep.ID), attribute.Int64("portico.after", after),
 		attribute.Int64("portico.applied_revision", rep.AppliedRevision))

@@ -23,6 +23,8 @@ type Report struct {
 	// Rejected: the objects of the applied revision the node could not
 	// apply. Each poll replaces the list.
 	Rejected []config.Rejected
+	// TLS: what the node's TLS listener serves; nil: none.
+	TLS *apiv1.DataplaneTLS
 }
 
 // Node is the registry's view of one data plane.
@@ -64,6 +66,7 @@ func (r *Registry) PollStarted(rep Report) (done func()) {
 	e.Version, e.AppliedRevision, e.RemoteAddr, e.LastSeen = rep.Version, rep.AppliedRevision, rep.RemoteAddr, now
 	e.AppliedEpoch = rep.AppliedEpoch
 	e.Rejected = rep.Rejected
+	e.TLS = rep.TLS
 	e.polls++
 	return func() {
 		r.mu.Lock()

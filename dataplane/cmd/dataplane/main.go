@@ -352,9 +352,19 @@ func (dp *dataplane) newSyncer(applier *proxy.Applier) error {
 		// The cluster's TLS session-ticket keys (nil-safe without a TLS
 		// listener).
 		OnTicketKeys: dp.certs.SetTicketKeys,
+		TLS:          dp.tlsReport,
 	})
 	registerSyncMetrics(dp.reg, dp.sync)
 	return nil
+}
+
+// tlsReport is what the TLS listener serves, reported on every poll; nil
+// without one.
+func (dp *dataplane) tlsReport() *apiv1.DataplaneTLS {
+	if dp.certs == nil {
+		return nil
+	}
+	return &apiv1.DataplaneTLS{HTTP3: *dp.f.http3, TicketKey: dp.certs.TicketKeyID()}
 }
 
 // apply puts a snapshot into service: the routes' table, then the TLS

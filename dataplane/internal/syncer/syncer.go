@@ -59,6 +59,10 @@ type Options struct {
 	// on every answer that carries them (tlsedge.Certificates.
 	// SetTicketKeys); nil: ignored.
 	OnTicketKeys func(apiv1.TicketKeys)
+	// TLS tells, on every poll, what the TLS listener serves (reported
+	// to the control plane: GET /v1/dataplanes, a certificate's
+	// served_by); nil or a nil answer: no TLS listener.
+	TLS func() *apiv1.DataplaneTLS
 }
 
 // Syncer runs the poll loop. Its Status methods are safe to call anytime.
@@ -186,6 +190,7 @@ func (s *Syncer) pollOnce(ctx context.Context) error {
 		AppliedRevision: applied,
 		AppliedEpoch:    s.Epoch().ID,
 		Rejected:        s.RejectedObjects(),
+		TLS:             s.tls(),
 	})
 	if err != nil {
 		return err
@@ -355,4 +360,11 @@ func (s *Syncer) ticketKeys(poll *client.Poll) {
 	if len(poll.TicketKeys) > 0 {
 		s.o.OnTicketKeys(poll.TicketKeys)
 	}
+}
+
+func (s *Syncer) tls() *apiv1.DataplaneTLS {
+	if s.o.TLS == nil {
+		return nil
+	}
+	return s.o.TLS()
 }
