@@ -43,6 +43,18 @@ allow if {
 	not startswith(uri, "/orders/archive/")
 	consumer == "bob"
 }
+
+# Payments: the body decides. With include_body the check is a POST to
+# /v1/data/payments, whose JSON body OPA's authorizer reads as input.body.
+limits := {"alice": 1000, "bob": 100}
+
+allow if {
+	input.method == "POST"
+	input.path == ["v1", "data", "payments"]
+	method == "POST"
+	uri == "/payments"
+	input.body.amount <= limits[consumer]
+}
 `
 
 // envoyPolicy is an opa-envoy-plugin policy (package envoy.authz, input =
@@ -214,6 +226,8 @@ func TestExtAuthzOPAServer(t *testing.T) {
 	dp, keys := extAuthzStack(t, map[string]config.Route{
 		"orders":      {Paths: []string{"/orders/*"}, ExtAuthz: &config.ExtAuthz{HTTP: &config.ExtAuthzHTTP{URL: url}, Timeout: checkTimeout}},
 		"orders-open": {Paths: []string{"/open/orders/*"}, ExtAuthz: &config.ExtAuthz{HTTP: &config.ExtAuthzHTTP{URL: url}, Timeout: checkTimeout, FailureMode: config.FailOpen}},
+		"payments": {Paths: []string{"/payments"}, ExtAuthz: &config.ExtAuthz{HTTP: &config.ExtAuthzHTTP{URL: "http://" + opa.Addr + "/v1/data/payments"},
+			Timeout: checkTimeout, IncludeBody: &config.ExtAuthzBody{MaxBytes: 64}}},
 	})
 	testutil.Eventually(t, 15*time.Second, func() bool { return call(t, "GET", dp.url+"/orders/1", keys["alice"]).code == 200 },
 		"the data plane applying the ext_authz routes")
@@ -244,6 +258,22 @@ func TestExtAuthzOPAServer(t *testing.T) {
 	// No key: the auth stage refuses before anybody asks OPA.
 	if a := call(t, "GET", dp.url+"/orders/7", ""); a.code != 401 || !strings.Contains(a.body, "urn:portico:problem:") {
 		t.Fatalf("no key: %d %s", a.code, a.body)
+	}
+	// include_body: OPA decides on the body, which still reaches the
+	// service; a body over max_bytes is 413 without a check.
+	for _, c := range []struct {
+		who, body string
+		code      int
+	}{
+		{"alice", `{"amount":500}`, 200},
+		{"bob", `{"amount":500}`, 401},
+		{"bob", `{"amount":50}`, 200},
+		{"bob", `{"amount":5,"memo":"` + strings.Repeat("x", 64) + `"}`, 413},
+	} {
+		a := callBody(t, "POST", dp.url+"/payments", keys[c.who], c.body)
+		if a.code != c.code || (c.code == 200 && (a.echo["body"] != c.body || a.echo["consumer"] != c.who)) {
+			t.Fatalf("%s pays %s: %d %s", c.who, c.body, a.code, a.body)
+		}
 	}
 
 	// A frozen OPA accepts connections and never answers.

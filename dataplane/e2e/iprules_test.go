@@ -104,4 +104,27 @@ func TestIPRules(t *testing.T) {
 		check(t, behind, "/office", "10.2.0.1", 200)
 		check(t, behind, "/open", "192.0.2.1", 403)
 	})
+
+	// Every refusal above counted once, under the rules that refused it
+	// (the wait for the global list ended at its first 403).
+	for _, c := range []struct {
+		dp           *dataPlane
+		route, scope string
+		want         float64
+	}{
+		{behind, "office", "route", 4},
+		{behind, "office", "global", 1},
+		{behind, "open", "global", 2},
+		{behind, "open", "route", 0},
+		{direct, "office", "route", 1},
+		{direct, "open", "global", 0},
+	} {
+		m, err := scrapeMetrics(c.dp.ops + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := metricSum(m["portico_ip_refusals_total"], map[string]string{"route": c.route, "scope": c.scope}); got != c.want {
+			t.Errorf("%s: portico_ip_refusals_total{route=%q,scope=%q} = %v, want %v", c.dp.id, c.route, c.scope, got, c.want)
+		}
+	}
 }
