@@ -15,9 +15,10 @@
 // and "strings", which net/http imports too, so it is ready no later than
 // net/http, and its path (github.com/portico-gw/...) sorts before
 // "net/http": it is initialised before net/http in every program that
-// links it (the data plane's main, a test binary). A test runs
-// the built data plane and checks that an HTTP/2 client sees the setting
-// (dataplane/e2e), so a toolchain that orders otherwise fails it.
+// links it (the data plane's main, a test binary). Tests check that an
+// HTTP/2 client sees the setting, here (TestGODEBUG) and from the built
+// data plane (e2e TestWebSocketOverHTTP2), so a toolchain that ordered
+// otherwise would fail them.
 //
 // The data plane's main imports it (the default an operator gets: browsers
 // then open WebSockets over their HTTP/2 connection, as with nginx and
