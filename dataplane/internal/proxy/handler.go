@@ -111,13 +111,17 @@ var requests = sync.Pool{New: func() any { return new(stage.Request) }}
 // (headers, authority, path), the route match, then the route's stages.
 func (h *Handler) serve(w *recorder, req *stage.Request) {
 	r := req.R
-	if r.ProtoMajor == 2 && r.Method == http.MethodConnect {
+	if r.ProtoMajor == 2 {
 		// A WebSocket over HTTP/2 becomes the HTTP/1.1 handshake before
 		// anything reads it: the route's chain decides on that (package
 		// tunnel, h2.go). Its stream is no request body.
 		ww, rr, err := tunnel.FromHTTP2(w, r)
-		if err != nil {
+		switch {
+		case errors.Is(err, tunnel.ErrUnsupportedProtocol):
 			stage.WriteProblem(w, r, http.StatusNotImplemented, "unsupported-protocol", err.Error())
+			return
+		case err != nil:
+			stage.WriteProblem(w, r, http.StatusBadRequest, "bad-protocol", err.Error())
 			return
 		}
 		req.W, req.R, r = ww, rr, rr

@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	// The test binary's HTTP/2 server offers extended CONNECT, as the
 	// data plane's does (its main imports this too).
@@ -302,5 +304,77 @@ func TestWebSocketOverHTTP2Refusals(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusNotImplemented || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf(":protocol connect-udp: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestHTTP2ProtocolPseudoHeader: raw HTTP/2 frames (x/net's Framer) to the
+// gateway's h2c listener. Its SETTINGS announce extended CONNECT
+// (SETTINGS_ENABLE_CONNECT_PROTOCOL = 1, RFC 8441 §3); a :protocol on a
+// GET, which RFC 8441 §4 does not allow and net/http's server passes on
+// as a header, is refused 400 before it reaches any service (where it
+// would fail as a header no HTTP/1.1 request can carry, and count
+// against the service's breaker).
+func TestHTTP2ProtocolPseudoHeader(t *testing.T) {
+	s := &seen{}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.hits.Add(1) }))
+	t.Cleanup(up.Close)
+	cfg := &config.Config{
+		Services: []config.Service{{Name: "app", Targets: []config.Target{{URL: up.URL}}}},
+		Routes:   []*config.Route{{Name: "app", Paths: []string{"/*"}, Service: "app"}},
+	}
+	h := NewHandler(Options{Log: discardLog(), Metrics: NewMetrics(prometheus.NewRegistry())})
+	applyCfg(t, h, 1, cfg)
+	addr := h2cServer(t, h)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":path", "/x"}, {":authority", addr}, {":protocol", "websocket"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: buf.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	announced := false
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading the answer: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				v, ok := f.Value(http2.SettingEnableConnectProtocol)
+				announced = ok && v == 1
+				_ = fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			if !announced {
+				t.Fatal("the server's SETTINGS do not announce extended CONNECT")
+			}
+			if got := f.PseudoValue("status"); got != "400" {
+				t.Fatalf(":protocol on a GET: status %s, want 400", got)
+			}
+			if s.hits.Load() != 0 {
+				t.Fatal("the request reached the service")
+			}
+			return
+		case *http2.RSTStreamFrame:
+			t.Fatalf("stream reset (%v) instead of a 400", f.ErrCode)
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY (%v) instead of a 400", f.ErrCode)
+		}
 	}
 }

@@ -47,9 +47,17 @@ import (
 // wsGUID is RFC 6455's key suffix.
 const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-// ErrUnsupportedProtocol is an extended CONNECT for another protocol than
-// websocket.
-var ErrUnsupportedProtocol = errors.New("only the websocket protocol is tunnelled over HTTP/2")
+// Refusals of FromHTTP2.
+var (
+	// ErrUnsupportedProtocol is an extended CONNECT for another protocol
+	// than websocket.
+	ErrUnsupportedProtocol = errors.New("only the websocket protocol is tunnelled over HTTP/2")
+	// ErrProtocolWithoutConnect is a :protocol pseudo-header on another
+	// method than CONNECT, which RFC 8441 §4 does not allow (net/http's
+	// server lets it through once extended CONNECT is on, as a header no
+	// service could be sent).
+	ErrProtocolWithoutConnect = errors.New("the :protocol pseudo-header is only allowed on CONNECT")
+)
 
 // H2 is one WebSocket opened over HTTP/2, bridged to an HTTP/1.1 upgrade.
 type H2 struct {
@@ -67,13 +75,17 @@ type h2Key struct{}
 // HTTP/1.1 handshake, in place, and returns the writer and request the
 // rest of the handler uses (the request carries the bridge in its
 // context). Any other request comes back as it is. An extended CONNECT
-// for another protocol is refused with ErrUnsupportedProtocol.
+// for another protocol is refused with ErrUnsupportedProtocol, a
+// :protocol on another method with ErrProtocolWithoutConnect.
 func FromHTTP2(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, *http.Request, error) {
 	protocol, ok := r.Header[":protocol"]
-	if r.ProtoMajor != 2 || r.Method != http.MethodConnect || !ok {
+	if r.ProtoMajor != 2 || !ok {
 		return w, r, nil
 	}
 	delete(r.Header, ":protocol")
+	if r.Method != http.MethodConnect {
+		return w, r, ErrProtocolWithoutConnect
+	}
 	if len(protocol) != 1 || !strings.EqualFold(protocol[0], "websocket") {
 		return w, r, ErrUnsupportedProtocol
 	}
