@@ -101,3 +101,60 @@ func TestHTTP3Edge(t *testing.T) {
 		return err == nil && serial == renewed.Cert.SerialNumber.String()
 	}, "the renewed certificate on a new HTTP/3 handshake")
 }
+
+// TestHTTP3AdvertisePort: behind a load balancer that maps ports, the data
+// plane advertises the port clients reach (PORTICO_HTTP3_ADVERTISE_PORT)
+// in Alt-Svc, and still serves HTTP/3 on its own listener's port.
+func TestHTTP3AdvertisePort(t *testing.T) {
+	ctx := context.Background()
+	cp := startControlPlane(t, "cp-h3port", "bolt:"+filepath.Join(t.TempDir(), "cp.db"))
+	up := startUpstream(t, "h3port-svc")
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	startDataPlaneEnv(t, []string{"PORTICO_HTTP3_ADVERTISE_PORT=443"}, "dp-h3port", cp.url, filepath.Join(t.TempDir(), "dp"),
+		"--tls-listen", tlsAddr, "--http3")
+	ca := testutil.NewCA(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	leaf := ca.Issue(t, []string{"api.example.com"}, time.Time{}, time.Time{})
+	if _, _, err := cp.admin.Services().Put(ctx, "s", svc(up)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cp.admin.Routes().Put(ctx, "all", config.Route{Paths: []string{"/*"}, Service: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cp.admin.Certificates().Put(ctx, "api", config.Certificate{Cert: leaf.CertPEM, Key: leaf.KeyPEM, SNIs: []string{"api.example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	tcp := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, tlsAddr)
+		}}}
+	var altSvc string
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		resp, err := tcp.Get("https://api.example.com/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		altSvc = resp.Header.Get("Alt-Svc")
+		return resp.StatusCode == 200
+	}, "an HTTPS answer")
+	if want := `h3=":443"; ma=86400`; altSvc != want {
+		t.Fatalf("Alt-Svc %q, want %q", altSvc, want)
+	}
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		Dial: func(ctx context.Context, _ string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+			return quic.DialAddrEarly(ctx, tlsAddr, tc, qc)
+		},
+	}
+	defer tr.Close()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://api.example.com/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Proto != "HTTP/3.0" {
+		t.Fatalf("HTTP/3 on the listener's port: %s %d", resp.Proto, resp.StatusCode)
+	}
+}

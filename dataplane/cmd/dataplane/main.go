@@ -136,6 +136,7 @@ type flags struct {
 	gcPercent                                               *int64
 	tlsListen, tlsDefault                                   *string
 	h2c, http3                                              *bool
+	http3Port                                               *int64
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -175,10 +176,17 @@ func parseFlags(args []string) (*flags, error) {
 		tlsDefault:      fs.String("tls-default-cert", "PORTICO_TLS_DEFAULT_CERT", "", "name of the certificate object served to TLS clients that send no SNI (an IP address in the URL); empty: such handshakes fail"),
 		h2c:             fs.Bool("h2c", "PORTICO_H2C", false, "also accept HTTP/2 without TLS (prior knowledge) on --listen, with the TLS listener's HTTP/2 limits"),
 		http3:           fs.Bool("http3", "PORTICO_HTTP3", false, "also serve HTTP/3 (QUIC, UDP) on --tls-listen's port, with the same certificates and limits, advertised by Alt-Svc on TLS answers; needs --tls-listen"),
+		http3Port:       fs.Int64("http3-advertise-port", "PORTICO_HTTP3_ADVERTISE_PORT", 0, "UDP port named in Alt-Svc (h3=\":PORT\"): the port clients reach HTTP/3 on, when a load balancer maps ports; 0: --tls-listen's port"),
 		showVersion:     fs.FlagSet.Bool("version", false, "print the version and exit"),
 	}
 	if err := fs.Parse(args); err != nil {
 		return f, err
+	}
+	switch {
+	case *f.http3Port < 0 || *f.http3Port > 65535:
+		return f, fmt.Errorf("--http3-advertise-port: %d is not a port (1-65535, or 0 for --tls-listen's)", *f.http3Port)
+	case *f.http3Port != 0 && !*f.http3:
+		return f, errors.New("--http3-advertise-port needs --http3")
 	}
 	return f, secretfile.Resolve(f.token, *f.tokenFile, "token", "token-file")
 }
@@ -495,8 +503,14 @@ func (dp *dataplane) serve(ctx context.Context) error {
 			return err
 		}
 		h3 = tlsedge.HTTP3(tlsSrv, dp.certs, log)
-		tlsedge.AdvertiseHTTP3(tlsSrv, tlsLn.Addr().(*net.TCPAddr).Port)
-		log.Info("HTTP/3 listener", "udp", h3Conn.LocalAddr().String())
+		// Alt-Svc names the port clients reach: the listener's, unless a
+		// load balancer in front maps another one to it.
+		advertised := tlsLn.Addr().(*net.TCPAddr).Port
+		if *f.http3Port != 0 {
+			advertised = int(*f.http3Port)
+		}
+		tlsedge.AdvertiseHTTP3(tlsSrv, advertised)
+		log.Info("HTTP/3 listener", "udp", h3Conn.LocalAddr().String(), "alt_svc_port", advertised)
 	}
 	opsSrv := &http.Server{Handler: opsHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	log.Info("data plane started", "listen", trafficLn.Addr().String(), "ops_listen", opsLn.Addr().String(),
