@@ -33,7 +33,12 @@
 # H2_CONNS (16), H2_STREAMS (8), SCENARIOS (any of "plain full https h2
 # handshake routes10k propagation conns bodies routes keys rate idle curves";
 # default "plain full https h2 handshake"), PEERS (0: leave Traefik and Caddy
-# out instead of building them), BENCH_DIR (kept when set).
+# out instead of building them), BENCH_DIR (kept when set), FASTPROTO (1: add
+# fasthttp-proto, the fast-HTTP/1.1 prototype of dataplane/cmd/bench-fastproxy,
+# to the plain scenario), PROFILE (1: after the scenarios, one more wrk run per
+# plain target counting its read and write system calls per request from
+# /proc/<pid>/io, with a CPU profile of Portico and fasthttp-proto saved in the
+# bench dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -46,6 +51,8 @@ SCENARIOS="${SCENARIOS:-plain full https h2 handshake}"
 H2_CONNS="${H2_CONNS:-16}"
 H2_STREAMS="${H2_STREAMS:-8}"
 PEERS="${PEERS:-1}"
+FASTPROTO="${FASTPROTO:-0}"
+PROFILE="${PROFILE:-0}"
 ROUTES="${ROUTES:-10000}"
 BIN="${BIN:-$ROOT/bin}"
 CACHE="${PORTICO_CACHE:-${HOME}/.cache/portico}"
@@ -88,6 +95,10 @@ else
 fi
 go build -trimpath -o "$DIR/bench-upstream" ./dataplane/cmd/bench-upstream
 go build -trimpath -o "$DIR/bench-stdlibproxy" ./dataplane/cmd/bench-stdlibproxy
+if [[ "$FASTPROTO" == 1 ]]; then
+  # A module of its own (the data plane's dependencies stay as they are).
+  (cd dataplane/cmd/bench-fastproxy && GOWORK=off go build -trimpath -o "$DIR/bench-fastproxy" .)
+fi
 
 # --- process management -----------------------------------------------------
 pids=()
@@ -225,6 +236,20 @@ SP_PORT="$(free_port)"
 pids+=($!)
 add_target go-stdlib "http://127.0.0.1:$SP_PORT/bench/x" "$!"
 wait_http "http://127.0.0.1:$SP_PORT/" "stdlib proxy"
+
+FP_PPROF=""
+if [[ "$FASTPROTO" == 1 ]]; then
+  FP_PORT="$(free_port)"
+  fp_args=()
+  if [[ "$PROFILE" == 1 ]]; then
+    FP_PPROF="127.0.0.1:$(free_port)"
+    fp_args=(--pprof "$FP_PPROF")
+  fi
+  "$DIR/bench-fastproxy" --listen "127.0.0.1:$FP_PORT" --upstream "http://$UP" "${fp_args[@]}" >"$DIR/fastproxy.log" 2>&1 &
+  pids+=($!)
+  add_target fasthttp-proto "http://127.0.0.1:$FP_PORT/bench/x" "$!"
+  wait_http "http://127.0.0.1:$FP_PORT/bench/x" "fasthttp prototype"
+fi
 
 CP="127.0.0.1:$(free_port)"
 DP="127.0.0.1:$(free_port)"
@@ -926,6 +951,58 @@ for sc in $SCENARIOS; do
     *) echo "unknown scenario $sc" >&2; exit 2 ;;
   esac
 done
+
+# PROFILE=1: where the plain targets' CPU goes. One more wrk run per target
+# (not part of the rounds above, so profiling does not bend their numbers):
+# read and write system calls per request (syscr/syscw of /proc/<pid>/io,
+# summed over the process tree), and CPU profiles of Portico and the
+# prototype taken during their run.
+sys_counts() { # pid: "reads writes" of the process tree
+  local r=0 w=0 p a b
+  for p in $(proc_pids "$1"); do
+    a="$(awk '/^syscr:/ {print $2}' "/proc/$p/io" 2>/dev/null)" || continue
+    b="$(awk '/^syscw:/ {print $2}' "/proc/$p/io" 2>/dev/null)" || continue
+    r=$((r + ${a:-0})) w=$((w + ${b:-0}))
+  done
+  echo "$r $w"
+}
+if [[ "$PROFILE" == 1 && " $SCENARIOS " == *" plain "* ]]; then
+  secs="${DURATION%s}"
+  {
+    echo
+    echo "profile run (wrk -t$THREADS -c$CONNS -d$DURATION, one run per target): system calls per request"
+    printf '%-16s %10s %10s %10s %11s\n' target req/s "reads/req" "writes/req" "CPU us/req"
+  } >>"$DIR/report.txt"
+  for i in "${!names[@]}"; do
+    name="${names[$i]}" pid="${tpids[$i]}" prof=""
+    case "$name" in
+      portico) prof="http://$OPS/debug/pprof/profile?seconds=$((secs - 1))" ;;
+      fasthttp-proto) prof="http://$FP_PPROF/debug/pprof/profile?seconds=$((secs - 1))" ;;
+    esac
+    read -r r0 w0 < <(sys_counts "$pid")
+    c0="$(cpu_ticks "$pid")"
+    curl_pid=""
+    if [[ -n "$prof" ]]; then
+      curl -fsS -o "$DIR/cpu-$name.prof" "$prof" &
+      curl_pid=$!
+    fi
+    out="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "${urls[$i]}" 2>&1)"
+    [[ -z "$curl_pid" ]] || wait "$curl_pid" || true
+    read -r r1 w1 < <(sys_counts "$pid")
+    c1="$(cpu_ticks "$pid")"
+    reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
+    rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+    awk -v n="$name" -v q="$reqs" -v rps="$rps" -v r=$((r1 - r0)) -v w=$((w1 - w0)) -v c=$((c1 - c0)) -v tick="$TICK" \
+      'BEGIN { printf "%-16s %10.0f %10.2f %10.2f %11.1f\n", n, rps, r / q, w / q, c / tick * 1e6 / q }' >>"$DIR/report.txt"
+    if [[ -n "$prof" && -s "$DIR/cpu-$name.prof" ]]; then
+      bin="$BIN/dataplane"
+      [[ "$name" == portico ]] || bin="$DIR/bench-fastproxy"
+      go tool pprof -top -nodecount=40 "$bin" "$DIR/cpu-$name.prof" >"$DIR/profile-$name.txt" 2>/dev/null || true
+      echo "  $name: CPU profile $DIR/cpu-$name.prof, top functions $DIR/profile-$name.txt" >>"$DIR/report.txt"
+    fi
+  done
+  echo "(the direct row counts the upstream's own calls; set BENCH_DIR to keep the profiles)" >>"$DIR/report.txt"
+fi
 
 cat "$DIR/report.txt"
 for s in "${skipped[@]}"; do echo "skipped: $s; see docs/PERFORMANCE.md"; done

@@ -1,0 +1,42 @@
+// Command bench-fastproxy is a measured decision aid for issue 20, goal 3
+// (docs/PERFORMANCE.md, "Goal 3: a fast HTTP/1.1 path?"): the benchmark's
+// plain route (GET /bench/* to one upstream over a keep-alive pool) served
+// by valyala/fasthttp's server and HostClient instead of net/http, doing the
+// per-request work a gateway cannot skip: the header-block limit, framing
+// and header checks, hop-by-hop and client-header stripping, forwarded
+// headers, one route match and Portico's per-request metrics. It is not
+// Portico's listener and is only built by `make bench-load` (target
+// fasthttp-proto). It is a module of its own so that the data plane's
+// dependencies do not change for a prototype.
+package main
+
+import (
+	"flag"
+	"log"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // --pprof: profiles of the prototype under load
+	"net/url"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:9103", "address to listen on")
+	upstream := flag.String("upstream", "http://127.0.0.1:9101", "upstream URL (http://host:port)")
+	pprof := flag.String("pprof", "", "address for net/http/pprof (off when empty)")
+	flag.Parse()
+	u, err := url.Parse(*upstream)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		log.Fatalf("--upstream: want http://host:port, got %q", *upstream)
+	}
+	if *pprof != "" {
+		go func() { log.Print(http.ListenAndServe(*pprof, nil)) }()
+	}
+	p := newFastProxy(u.Host, prometheus.NewRegistry())
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Fatal(newServer(p.serve).Serve(ln))
+}
