@@ -528,7 +528,7 @@ run_one() { # scenario, index, round
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$name" "$3" "$rps" "$p50" "$p99" "$reqs" \
     "$((c1 - c0))" "$(peak_rss_kib "$pid")" >>"$RES"
-  printf '  %-12s round %d: %10.0f req/s  p50 %s ms  p99 %s ms\n' "$name" "$3" "$rps" "$p50" "$p99" >&2
+  printf '  %-14s round %d: %10.0f req/s  p50 %s ms  p99 %s ms\n' "$name" "$3" "$rps" "$p50" "$p99" >&2
 }
 
 report() { # scenario [tls]: with tls, ratios are Portico's req/s over each target's
@@ -560,11 +560,11 @@ report() { # scenario [tls]: with tls, ratios are Portico's req/s over each targ
       best = ""; for (i = 1; i <= n; i++) {
         x = t[i]; if ((x == "go-stdlib" || x == "traefik" || x == "caddy") && (x in r) && (best == "" || r[x] > r[best])) best = x
       }
-      printf "%-12s %10s %9s %9s %11s %9s %8s %8s\n", "target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "vs dir", "vs nginx"
+      printf "%-14s %10s %9s %9s %11s %9s %8s %8s\n", "target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "vs dir", "vs nginx"
       for (i = 1; i <= n; i++) {
         x = t[i]; if (!(x in r)) continue
         cpr = req[x] ? cpu[x] / tick * 1e6 / req[x] : 0
-        printf "%-12s %10.0f %9.3f %9.3f %11.1f %9.1f %8s %8s\n", x, r[x], median(p50[x]), median(p99[x]), cpr, rss[x] / 1024, \
+        printf "%-14s %10.0f %9.3f %9.3f %11.1f %9.1f %8s %8s\n", x, r[x], median(p50[x]), median(p99[x]), cpr, rss[x] / 1024, \
           ("direct" in r) ? sprintf("%.2f", r[x] / r["direct"]) : "-", ("nginx" in r) ? sprintf("%.2f", r[x] / r["nginx"]) : "-"
       }
       if (("portico" in r) && best != "")
@@ -966,34 +966,41 @@ sys_counts() { # pid: "reads writes" of the process tree
   done
   echo "$r $w"
 }
+mallocs() { # metrics URL: the process's go_memstats_mallocs_total (0 when none)
+  curl -fsS "$1" 2>/dev/null | awk '$1 == "go_memstats_mallocs_total" {printf "%.0f", $2; found = 1} END {if (!found) print 0}'
+}
 if [[ "$PROFILE" == 1 && " $SCENARIOS " == *" plain "* ]]; then
   secs="${DURATION%s}"
   {
     echo
-    echo "profile run (wrk -t$THREADS -c$CONNS -d$DURATION, one run per target): system calls per request"
-    printf '%-16s %10s %10s %10s %11s\n' target req/s "reads/req" "writes/req" "CPU us/req"
+    echo "profile run (wrk -t$THREADS -c$CONNS -d$((secs + 1))s, one run per target, CPU profile of the last ${secs}s for portico and fasthttp-proto)"
+    printf '%-16s %10s %10s %10s %11s %10s\n' target req/s "reads/req" "writes/req" "CPU us/req" "allocs/req"
   } >>"$DIR/report.txt"
   for i in "${!names[@]}"; do
-    name="${names[$i]}" pid="${tpids[$i]}" prof=""
+    name="${names[$i]}" pid="${tpids[$i]}" prof="" metrics=""
     case "$name" in
-      portico) prof="http://$OPS/debug/pprof/profile?seconds=$((secs - 1))" ;;
-      fasthttp-proto) prof="http://$FP_PPROF/debug/pprof/profile?seconds=$((secs - 1))" ;;
+      portico) prof="http://$OPS/debug/pprof/profile?seconds=$secs" metrics="http://$OPS/metrics" ;;
+      fasthttp-proto) prof="http://$FP_PPROF/debug/pprof/profile?seconds=$secs" metrics="http://$FP_PPROF/metrics" ;;
     esac
+    m0=0 m1=0
+    [[ -z "$metrics" ]] || m0="$(mallocs "$metrics")"
     read -r r0 w0 < <(sys_counts "$pid")
     c0="$(cpu_ticks "$pid")"
     curl_pid=""
     if [[ -n "$prof" ]]; then
-      curl -fsS -o "$DIR/cpu-$name.prof" "$prof" &
+      (sleep 1; curl -fsS -o "$DIR/cpu-$name.prof" "$prof") &
       curl_pid=$!
     fi
-    out="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "${urls[$i]}" 2>&1)"
-    [[ -z "$curl_pid" ]] || wait "$curl_pid" || true
+    out="$(wrk -t"$THREADS" -c"$CONNS" -d"$((secs + 1))s" "${urls[$i]}" 2>&1)"
     read -r r1 w1 < <(sys_counts "$pid")
     c1="$(cpu_ticks "$pid")"
+    [[ -z "$metrics" ]] || m1="$(mallocs "$metrics")"
+    [[ -z "$curl_pid" ]] || wait "$curl_pid" || true
     reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
     rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
     awk -v n="$name" -v q="$reqs" -v rps="$rps" -v r=$((r1 - r0)) -v w=$((w1 - w0)) -v c=$((c1 - c0)) -v tick="$TICK" \
-      'BEGIN { printf "%-16s %10.0f %10.2f %10.2f %11.1f\n", n, rps, r / q, w / q, c / tick * 1e6 / q }' >>"$DIR/report.txt"
+      -v m=$((m1 - m0)) -v hasm="$metrics" \
+      'BEGIN { printf "%-16s %10.0f %10.2f %10.2f %11.1f %10s\n", n, rps, r / q, w / q, c / tick * 1e6 / q, hasm == "" ? "-" : sprintf("%.1f", m / q) }' >>"$DIR/report.txt"
     if [[ -n "$prof" && -s "$DIR/cpu-$name.prof" ]]; then
       bin="$BIN/dataplane"
       [[ "$name" == portico ]] || bin="$DIR/bench-fastproxy"
@@ -1001,7 +1008,7 @@ if [[ "$PROFILE" == 1 && " $SCENARIOS " == *" plain "* ]]; then
       echo "  $name: CPU profile $DIR/cpu-$name.prof, top functions $DIR/profile-$name.txt" >>"$DIR/report.txt"
     fi
   done
-  echo "(the direct row counts the upstream's own calls; set BENCH_DIR to keep the profiles)" >>"$DIR/report.txt"
+  echo "(reads/writes: syscr/syscw of /proc/<pid>/io, which count read(2), readv, write(2), writev and not recv/send: Go's sockets use read and write; nginx reads with recv and HAProxy uses recv/send, so theirs are not comparable; direct: the upstream's own; allocs: go_memstats_mallocs_total; set BENCH_DIR to keep the profiles)" >>"$DIR/report.txt"
 fi
 
 cat "$DIR/report.txt"

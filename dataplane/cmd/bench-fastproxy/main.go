@@ -19,21 +19,28 @@ import (
 	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9103", "address to listen on")
 	upstream := flag.String("upstream", "http://127.0.0.1:9101", "upstream URL (http://host:port)")
-	pprof := flag.String("pprof", "", "address for net/http/pprof (off when empty)")
+	pprof := flag.String("pprof", "", "address for net/http/pprof and /metrics (off when empty)")
 	flag.Parse()
 	u, err := url.Parse(*upstream)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		log.Fatalf("--upstream: want http://host:port, got %q", *upstream)
 	}
+	reg := prometheus.NewRegistry()
+	// Go's own metrics (go_memstats_mallocs_total: allocations per
+	// request in bench-load's PROFILE run), as the data plane registers.
+	reg.MustRegister(collectors.NewGoCollector())
 	if *pprof != "" {
+		http.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		go func() { log.Print(http.ListenAndServe(*pprof, nil)) }()
 	}
-	p := newFastProxy(u.Host, prometheus.NewRegistry())
+	p := newFastProxy(u.Host, reg)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
