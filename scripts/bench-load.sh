@@ -34,11 +34,11 @@
 # handshake routes10k propagation conns bodies routes keys rate idle curves";
 # default "plain full https h2 handshake"), PEERS (0: leave Traefik and Caddy
 # out instead of building them), BENCH_DIR (kept when set), FASTPROTO (1: add
-# fasthttp-proto, the fast-HTTP/1.1 prototype of dataplane/cmd/bench-fastproxy,
-# to the plain scenario), PROFILE (1: after the scenarios, one more wrk run per
-# plain target counting its read and write system calls per request from
-# /proc/<pid>/io, with a CPU profile of Portico and fasthttp-proto saved in the
-# bench dir).
+# fasthttp-proto and nbio-proto, the fast-HTTP/1.1 prototypes of
+# dataplane/cmd/bench-fastproxy, to the plain scenario), PROFILE (1: after the
+# scenarios, one more wrk run per plain target counting its read and write
+# system calls per request from /proc/<pid>/io, with a CPU profile of Portico
+# and the prototypes saved in the bench dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -249,6 +249,12 @@ if [[ "$FASTPROTO" == 1 ]]; then
   pids+=($!)
   add_target fasthttp-proto "http://127.0.0.1:$FP_PORT/bench/x" "$!"
   wait_http "http://127.0.0.1:$FP_PORT/bench/x" "fasthttp prototype"
+  # The same binary with nbio's event loop in front of go-stdlib's handler.
+  NB_PORT="$(free_port)"
+  "$DIR/bench-fastproxy" --engine nbio --listen "127.0.0.1:$NB_PORT" --upstream "http://$UP" >"$DIR/nbioproxy.log" 2>&1 &
+  pids+=($!)
+  add_target nbio-proto "http://127.0.0.1:$NB_PORT/bench/x" "$!"
+  wait_http "http://127.0.0.1:$NB_PORT/bench/x" "nbio prototype"
 fi
 
 CP="127.0.0.1:$(free_port)"

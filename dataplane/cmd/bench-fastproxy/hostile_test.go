@@ -6,6 +6,8 @@ package main
 // fasthttp v1.79.0 plus the prototype's checks keep, and where they answer
 // differently from Portico's net/http path (docs/PERFORMANCE.md, "Goal 3").
 // Run by hand: cd dataplane/cmd/bench-fastproxy && GOWORK=off go test .
+// PROTO_ENGINE=nbio runs the framing tests (Smuggling, AmbiguousFraming,
+// ChunkFraming) against the nbio listener instead.
 
 import (
 	"bufio"
@@ -13,6 +15,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +62,18 @@ func start(t *testing.T) *env {
 	go func() { _ = usrv.Serve(uln) }()
 	t.Cleanup(func() { _ = usrv.Close() })
 
+	if os.Getenv("PROTO_ENGINE") == "nbio" {
+		// The nbio listener in front of net/http's ReverseProxy: only the
+		// framing tests apply (it has no route and no header checks).
+		addr := freeAddr(t)
+		u, _ := url.Parse("http://" + uln.Addr().String())
+		e := newNbioEngine(addr, u)
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.Stop)
+		return &env{addr: addr, up: up}
+	}
 	p := newFastProxy(uln.Addr().String(), prometheus.NewRegistry())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,6 +83,16 @@ func start(t *testing.T) *env {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return &env{addr: ln.Addr().String(), up: up}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func (u *upstream) lastRequest() (*http.Request, string, error) {

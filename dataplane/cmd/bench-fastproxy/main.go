@@ -26,6 +26,7 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9103", "address to listen on")
 	upstream := flag.String("upstream", "http://127.0.0.1:9101", "upstream URL (http://host:port)")
+	engine := flag.String("engine", "fasthttp", "listener: fasthttp (the prototype's own request path) or nbio (nbio's event loop in front of bench-stdlibproxy's net/http handler)")
 	pprof := flag.String("pprof", "", "address for net/http/pprof and /metrics (off when empty)")
 	flag.Parse()
 	u, err := url.Parse(*upstream)
@@ -39,6 +40,16 @@ func main() {
 	if *pprof != "" {
 		http.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		go func() { log.Print(http.ListenAndServe(*pprof, nil)) }()
+	}
+	if *engine == "nbio" {
+		e := newNbioEngine(*listen, u)
+		if err := e.Start(); err != nil {
+			log.Fatal(err)
+		}
+		select {} // serves until killed, like the other bench targets
+	}
+	if *engine != "fasthttp" {
+		log.Fatalf("--engine: want fasthttp or nbio, got %q", *engine)
 	}
 	p := newFastProxy(u.Host, reg)
 	ln, err := net.Listen("tcp", *listen)
