@@ -237,7 +237,7 @@ pids+=($!)
 add_target go-stdlib "http://127.0.0.1:$SP_PORT/bench/x" "$!"
 wait_http "http://127.0.0.1:$SP_PORT/" "stdlib proxy"
 
-FP_PPROF=""
+FP_PPROF="" NB_PPROF=""
 if [[ "$FASTPROTO" == 1 ]]; then
   FP_PORT="$(free_port)"
   fp_args=()
@@ -251,7 +251,12 @@ if [[ "$FASTPROTO" == 1 ]]; then
   wait_http "http://127.0.0.1:$FP_PORT/bench/x" "fasthttp prototype"
   # The same binary with nbio's event loop in front of go-stdlib's handler.
   NB_PORT="$(free_port)"
-  "$DIR/bench-fastproxy" --engine nbio --listen "127.0.0.1:$NB_PORT" --upstream "http://$UP" >"$DIR/nbioproxy.log" 2>&1 &
+  nb_args=()
+  if [[ "$PROFILE" == 1 ]]; then
+    NB_PPROF="127.0.0.1:$(free_port)"
+    nb_args=(--pprof "$NB_PPROF")
+  fi
+  "$DIR/bench-fastproxy" --engine nbio --listen "127.0.0.1:$NB_PORT" --upstream "http://$UP" "${nb_args[@]}" >"$DIR/nbioproxy.log" 2>&1 &
   pids+=($!)
   add_target nbio-proto "http://127.0.0.1:$NB_PORT/bench/x" "$!"
   wait_http "http://127.0.0.1:$NB_PORT/bench/x" "nbio prototype"
@@ -979,7 +984,7 @@ if [[ "$PROFILE" == 1 && " $SCENARIOS " == *" plain "* ]]; then
   secs="${DURATION%s}"
   {
     echo
-    echo "profile run (wrk -t$THREADS -c$CONNS -d$((secs + 1))s, one run per target, CPU profile of the last ${secs}s for portico and fasthttp-proto)"
+    echo "profile run (wrk -t$THREADS -c$CONNS -d$((secs + 1))s, one run per target, CPU profile of the last ${secs}s for portico and the prototypes)"
     printf '%-16s %10s %10s %10s %11s %10s\n' target req/s "reads/req" "writes/req" "CPU us/req" "allocs/req"
   } >>"$DIR/report.txt"
   for i in "${!names[@]}"; do
@@ -987,6 +992,7 @@ if [[ "$PROFILE" == 1 && " $SCENARIOS " == *" plain "* ]]; then
     case "$name" in
       portico) prof="http://$OPS/debug/pprof/profile?seconds=$secs" metrics="http://$OPS/metrics" ;;
       fasthttp-proto) prof="http://$FP_PPROF/debug/pprof/profile?seconds=$secs" metrics="http://$FP_PPROF/metrics" ;;
+      nbio-proto) prof="http://$NB_PPROF/debug/pprof/profile?seconds=$secs" metrics="http://$NB_PPROF/metrics" ;;
     esac
     m0=0 m1=0
     [[ -z "$metrics" ]] || m0="$(mallocs "$metrics")"
