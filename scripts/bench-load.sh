@@ -987,8 +987,8 @@ if [[ "$PROFILE" == 1 && " $SCENARIOS " == *" plain "* ]]; then
     echo "profile run (wrk -t$THREADS -c$CONNS -d$((secs + 1))s, one run per target, CPU profile of the last ${secs}s for portico and the prototypes)"
     printf '%-16s %10s %10s %10s %11s %10s\n' target req/s "reads/req" "writes/req" "CPU us/req" "allocs/req"
   } >>"$DIR/report.txt"
-  for i in "${!names[@]}"; do
-    name="${names[$i]}" pid="${tpids[$i]}" prof="" metrics=""
+  for i in "${!plain_names[@]}"; do
+    name="${plain_names[$i]}" pid="${plain_tpids[$i]}" prof="" metrics=""
     case "$name" in
       portico) prof="http://$OPS/debug/pprof/profile?seconds=$secs" metrics="http://$OPS/metrics" ;;
       fasthttp-proto) prof="http://$FP_PPROF/debug/pprof/profile?seconds=$secs" metrics="http://$FP_PPROF/metrics" ;;
@@ -1003,7 +1003,7 @@ if [[ "$PROFILE" == 1 && " $SCENARIOS " == *" plain "* ]]; then
       (sleep 1; curl -fsS -o "$DIR/cpu-$name.prof" "$prof") &
       curl_pid=$!
     fi
-    out="$(wrk -t"$THREADS" -c"$CONNS" -d"$((secs + 1))s" "${urls[$i]}" 2>&1)"
+    out="$(wrk -t"$THREADS" -c"$CONNS" -d"$((secs + 1))s" "${plain_urls[$i]}" 2>&1)"
     read -r r1 w1 < <(sys_counts "$pid")
     c1="$(cpu_ticks "$pid")"
     [[ -z "$metrics" ]] || m1="$(mallocs "$metrics")"
