@@ -34,7 +34,7 @@ import (
 // h2cServer serves h as the data plane does with --h2c (HTTP/1.1 and
 // HTTP/2 with prior knowledge on one plain listener, the TLS listener's
 // HTTP/2 limits) and returns its address.
-func h2cServer(t *testing.T, h *Handler) string {
+func h2cServer(t testing.TB, h *Handler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,7 +48,7 @@ func h2cServer(t *testing.T, h *Handler) string {
 }
 
 // h2Transport speaks HTTP/2 with prior knowledge to addr.
-func h2Transport(t *testing.T, addr string) *http2.Transport {
+func h2Transport(t testing.TB, addr string) *http2.Transport {
 	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, _ string, _ *tls.Config) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, network, addr)
 	}}
@@ -58,7 +58,7 @@ func h2Transport(t *testing.T, addr string) *http2.Transport {
 
 // dialWSH2 opens a WebSocket over HTTP/2 (RFC 8441) through tr; the status
 // is the answer to the extended CONNECT when it was refused.
-func dialWSH2(t *testing.T, tr *http2.Transport, url string, hdr http.Header) (*websocket.Conn, *http.Response) {
+func dialWSH2(t testing.TB, tr *http2.Transport, url string, hdr http.Header) (*websocket.Conn, *http.Response) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

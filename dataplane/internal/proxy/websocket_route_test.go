@@ -27,7 +27,7 @@ type wsEcho struct {
 	handshakes atomic.Int64
 }
 
-func newWSEcho(t *testing.T) *wsEcho {
+func newWSEcho(t testing.TB) *wsEcho {
 	t.Helper()
 	e := &wsEcho{}
 	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -55,7 +55,7 @@ func newWSEcho(t *testing.T) *wsEcho {
 
 // dialWS opens a WebSocket through the gateway; the status is the
 // handshake's answer when it was refused.
-func dialWS(t *testing.T, url string, hdr http.Header) (*websocket.Conn, int) {
+func dialWS(t testing.TB, url string, hdr http.Header) (*websocket.Conn, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -70,7 +70,7 @@ func dialWS(t *testing.T, url string, hdr http.Header) (*websocket.Conn, int) {
 	return c, resp.StatusCode
 }
 
-func echo(t *testing.T, c *websocket.Conn, typ websocket.MessageType, msg string) string {
+func echo(t testing.TB, c *websocket.Conn, typ websocket.MessageType, msg string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
