@@ -28,9 +28,12 @@ func BenchmarkWebSocket(b *testing.B) {
 	addr := h2cServer(b, h)
 	tr := h2Transport(b, addr)
 	dial := map[string]func() *websocket.Conn{
-		"direct": func() *websocket.Conn { c, _ := dialWS(b, "ws"+strings.TrimPrefix(up.URL, "http")+"/ws", nil); return c },
-		"h1":     func() *websocket.Conn { c, _ := dialWS(b, "ws://"+addr+"/ws", nil); return c },
-		"h2":     func() *websocket.Conn { c, _ := dialWSH2(b, tr, "http://"+addr+"/ws", nil); return c },
+		"direct": func() *websocket.Conn {
+			c, _ := dialWS(b, "ws"+strings.TrimPrefix(up.URL, "http")+"/ws", nil)
+			return c
+		},
+		"h1": func() *websocket.Conn { c, _ := dialWS(b, "ws://"+addr+"/ws", nil); return c },
+		"h2": func() *websocket.Conn { c, _ := dialWSH2(b, tr, "http://"+addr+"/ws", nil); return c },
 	}
 	for _, via := range []string{"direct", "h1", "h2"} {
 		for _, size := range []int{1 << 10, 1 << 20} {
