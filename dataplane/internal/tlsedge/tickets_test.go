@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -161,4 +162,64 @@ func TestHTTP3TicketsAcrossListeners(t *testing.T) {
 	if !get(addrB) {
 		t.Fatal("an HTTP/3 ticket of listener A did not resume on B with the same keys")
 	}
+}
+
+// BenchmarkHandshakeOtherListener: what a client moved to another data
+// plane pays for a new connection: a full handshake (other keys, as
+// before cluster keys) or a resumed one (the same keys). TLS 1.3, P-256
+// certificate, loopback; client and server on the same cores.
+func BenchmarkHandshakeOtherListener(b *testing.B) {
+	p := newPKI(b)
+	cfg := &config.Config{Certificates: []config.Certificate{p.cert(b, "a", 1, "a.example.com")}}
+	for _, shared := range []bool{false, true} {
+		name := "full"
+		if shared {
+			name = "resumed"
+		}
+		b.Run(name, func(b *testing.B) {
+			a, o := New("", nil), New("", nil)
+			a.Apply(cfg)
+			o.Apply(cfg)
+			if shared {
+				var k [32]byte
+				rand.Read(k[:])
+				a.SetTicketKeys(apiv1.TicketKeys{k})
+				o.SetTicketKeys(apiv1.TicketKeys{k})
+			}
+			addrA, addrB := benchServe(b, a), benchServe(b, o)
+			conf := &tls.Config{ServerName: "a.example.com", RootCAs: p.roots, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+			dial := func(addr string) bool {
+				conn, err := tls.Dial("tcp", addr, conf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer conn.Close()
+				io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+				io.Copy(io.Discard, conn)
+				return conn.ConnectionState().DidResume
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				conf.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+				dial(addrA) // the ticket, from data plane A
+				b.StartTimer()
+				if dial(addrB) != shared {
+					b.Fatalf("resumed on B: want %t", shared)
+				}
+			}
+		})
+	}
+}
+
+func benchServe(b *testing.B, c *Certificates) string {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), ReadHeaderTimeout: 10 * time.Second}
+	Configure(srv, c)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.ServeTLS(ln, "", "")
+	b.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }

@@ -24,7 +24,7 @@ type pki struct {
 	roots *x509.CertPool
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	ca := testutil.NewCA(t)
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
@@ -32,7 +32,7 @@ func newPKI(t *testing.T) *pki {
 }
 
 // cert issues a certificate object named name for snis (the leaf's SANs).
-func (p *pki) cert(t *testing.T, name string, rev int64, snis ...string) config.Certificate {
+func (p *pki) cert(t testing.TB, name string, rev int64, snis ...string) config.Certificate {
 	l := p.ca.Issue(t, snis, time.Time{}, time.Time{})
 	return config.Certificate{Name: name, Cert: l.CertPEM, Key: l.KeyPEM, SNIs: snis, Meta: config.Meta{Version: rev, Revision: rev}}
 }
