@@ -25,6 +25,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	// As in the data plane's binary, the HTTP/2 server announces extended
+	// CONNECT (WebSocket over HTTP/2), which gRPC clients must not mind.
+	_ "github.com/portico-gw/portico/dataplane/internal/extconnect"
 	"github.com/portico-gw/portico/dataplane/internal/proxy"
 	"github.com/portico-gw/portico/dataplane/internal/tlsedge"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"

@@ -20,6 +20,10 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	// As in the data plane's binary, the HTTP/2 server announces extended
+	// CONNECT (WebSocket over HTTP/2): the hostile suite runs against the
+	// default an operator gets.
+	_ "github.com/portico-gw/portico/dataplane/internal/extconnect"
 	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
 	"github.com/portico-gw/portico/dataplane/internal/proxy"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
