@@ -22,6 +22,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/demo-upstream ./dataplane/cmd/demo-upstream
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/demo-grpc ./dataplane/cmd/demo-grpc
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/demo-soap ./dataplane/cmd/demo-soap
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/demo-oidc ./dataplane/cmd/demo-oidc
 
 ## run: control plane (dev mode, embedded store) + one data plane + a demo upstream.
 run: build

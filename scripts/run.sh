@@ -31,6 +31,14 @@ PEBBLE_ADDR="${PEBBLE_ADDR:-127.0.0.1:14000}"
 PEBBLE_MGMT="${PEBBLE_MGMT:-127.0.0.1:15000}"
 PEBBLE_DNS="${PEBBLE_DNS:-127.0.0.1:8053}"
 PEBBLE_DNS_MGMT="${PEBBLE_DNS_MGMT:-127.0.0.1:8055}"
+# OIDC=1: also start ORY Hydra in memory (built once by
+# scripts/ensure-hydra.sh: about 6 minutes the first time) with a sign-in
+# app for a demo user (bin/demo-oidc, which also registers the gateway at
+# Hydra and configures route app on /app/* behind an OIDC login).
+OIDC="${OIDC:-0}"
+HYDRA_PUBLIC="${HYDRA_PUBLIC:-127.0.0.1:4444}"
+HYDRA_ADMIN="${HYDRA_ADMIN:-127.0.0.1:4445}"
+OIDC_APP="${OIDC_APP:-127.0.0.1:4446}"
 mkdir -p "$DATA"
 
 # make_cert: a local CA and a certificate for localhost signed by it, made
@@ -70,8 +78,8 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-wait_http() { # url, what
-  for _ in $(seq 1 100); do
+wait_http() { # url, what[, tries of 0.1s]
+  for _ in $(seq 1 "${3:-100}"); do
     if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
     sleep 0.1
   done
@@ -99,6 +107,11 @@ if [ "$ACME" = 1 ] && [ ${#TLS_ARGS[@]} -gt 0 ]; then
   pids+=($!)
   PEBBLE_VA_NOSLEEP=1 "$PEBBLE_BIN" -config "$DATA/pebble.json" -dnsserver "$PEBBLE_DNS" >"$DATA/pebble.log" 2>&1 &
   pids+=($!)
+fi
+if [ "$OIDC" = 1 ]; then
+  [ -x "${HYDRA_BIN:-}" ] || [ -x "${PORTICO_CACHE:-$HOME/.cache/portico}/hydra-${HYDRA_VERSION:-v2.3.0}" ] ||
+    echo "OIDC=1: building ORY Hydra once (about 6 minutes; cached afterwards)..." >&2
+  HYDRA_BIN="${HYDRA_BIN:-$(scripts/ensure-hydra.sh)}"
 fi
 "$BIN/demo-upstream" --listen "$UP_ADDR" --name demo >"$DATA/demo-upstream.log" 2>&1 &
 pids+=($!)
@@ -221,6 +234,21 @@ REGO
   done
   umask 022
 fi
+if [ "$OIDC" = 1 ]; then
+  # Every URL a browser may use for the data plane is a redirect URI.
+  GATEWAYS="http://localhost:${DP_ADDR##*:},http://$DP_ADDR"
+  [ ${#TLS_ARGS[@]} -eq 0 ] || GATEWAYS="$GATEWAYS,https://localhost:${TLS_ADDR##*:}"
+  "$BIN/demo-oidc" --hydra "$HYDRA_BIN" --controlplane "http://$CP_ADDR" --gateway "$GATEWAYS" \
+    --public "$HYDRA_PUBLIC" --admin "$HYDRA_ADMIN" --listen "$OIDC_APP" --dir "$DATA/oidc" >"$DATA/demo-oidc.log" 2>&1 &
+  pids+=($!)
+  oidc_pid=$!
+  for _ in $(seq 1 1200); do # Hydra's first start makes RSA keys: seconds
+    curl -fsS -o /dev/null "http://$OIDC_APP/healthz" 2>/dev/null && break
+    kill -0 "$oidc_pid" 2>/dev/null || { echo "demo-oidc failed: $(tail -1 "$DATA/demo-oidc.log")" >&2; exit 1; }
+    sleep 0.1
+  done
+  wait_http "http://$OIDC_APP/healthz" "ORY Hydra and the demo sign-in app (see $DATA/demo-oidc.log)"
+fi
 wait_http "http://$OPS_ADDR/readyz" "data plane"
 for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://$DP_ADDR/demo/" 2>/dev/null && break; sleep 0.1; done
 
@@ -298,8 +326,22 @@ cat <<MSG
   porticoctl dump > portico.yaml                         # the whole config as YAML, for git
   porticoctl diff -f portico.yaml                        # after an edit: exactly that change, exit 2
   porticoctl apply -f portico.yaml                       # one revision; refused if someone wrote since
-  # OAuth2 introspection and OIDC login against a local ORY Hydra: see docs/CONFIGURATION.md ("Try it with make run")
+  # OAuth2 introspection against a local ORY Hydra: see docs/CONFIGURATION.md ("Try it with make run")
 MSG
+if [ "$OIDC" = 1 ]; then
+  cat <<MSG
+
+OIDC login through ORY Hydra (issuer http://$HYDRA_PUBLIC, sign-in app http://$OIDC_APP; logs in $DATA/oidc):
+  open http://localhost:${DP_ADDR##*:}/app/hello in a browser   # Hydra's sign-in form: user alice, password $(cat "$DATA/oidc/oidc-alice.password")
+      # then the demo upstream's answer, with "identity": X-User-Id alice, X-User-Email alice@example.com, X-Auth-Method oidc
+  open http://localhost:${DP_ADDR##*:}/app/logout                # ends the session here and at Hydra, lands on /demo/logged-out
+  curl -si http://$DP_ADDR/app/hello | head -1                 # 401: API calls get no login redirect
+  curl -si -H 'Accept: text/html' http://$DP_ADDR/app/hello | grep -i '^location'   # 302 to Hydra: PKCE (S256), state, nonce
+  curl -s http://$CP_ADDR/v1/issuers/hydra-demo | jq .oidc     # client_id only: the client secret and session key are never shown
+MSG
+else
+  echo "  (OIDC=1 make run: OIDC login in a browser through a local ORY Hydra; the first time builds Hydra, about 6 minutes)"
+fi
 if [ "$ACME" = 1 ] && [ ${#TLS_ARGS[@]} -gt 0 ]; then
   cat <<MSG
 

@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 		"github.com/portico-gw/portico/dataplane/cmd/demo-upstream",
 		"github.com/portico-gw/portico/dataplane/cmd/demo-grpc",
 		"github.com/portico-gw/portico/dataplane/cmd/demo-soap",
+		"github.com/portico-gw/portico/dataplane/cmd/demo-oidc",
 	))
 }
 

@@ -12,9 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/portico-gw/portico/shared/hydra"
 )
 
 // DefaultHydraVersion is the ORY Hydra version scripts/ensure-hydra.sh builds.
@@ -35,10 +36,10 @@ func HydraBinary() (string, error) {
 
 // Hydra is an ORY Hydra OAuth2 and OpenID Connect server on loopback ports
 // with an in-memory database, for tests of the gateway's introspection and
-// OIDC login. Its login, consent and logout UI is a small app of the test
-// (an HTTP server in the test process) that accepts every challenge through
+// OIDC login. Its login, consent and logout UI is shared/hydra's login app
+// (an HTTP server in the test process) accepting every challenge through
 // Hydra's admin API, as a real login app does once the user has typed a
-// password: the user is Subject, and the ID token carries IDTokenClaims.
+// password: the user is the subject SetUser names ("alice" by default).
 type Hydra struct {
 	// PublicURL is the OAuth2/OIDC endpoint base, and the issuer
 	// (Issuer, as Hydra spells it in tokens and discovery).
@@ -47,10 +48,8 @@ type Hydra struct {
 	// AdminURL is the admin API (clients, challenges, introspection).
 	AdminURL string
 	LogPath  string
-
-	mu            sync.Mutex
-	subject       string
-	idTokenClaims map[string]any
+	// App is the login app; RequirePassword turns its form on.
+	App *hydra.LoginApp
 
 	client *http.Client
 	proc   process
@@ -80,61 +79,32 @@ type HydraOptions struct {
 // StartHydraWith is StartHydra with more of Hydra's settings.
 func StartHydraWith(t testing.TB, o HydraOptions) *Hydra {
 	t.Helper()
-	accessTokenTTL := o.AccessTokenTTL
 	bin, err := HydraBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	h := &Hydra{LogPath: filepath.Join(dir, "hydra.log"), subject: "alice", client: &http.Client{Timeout: 10 * time.Second}}
+	h := &Hydra{LogPath: filepath.Join(dir, "hydra.log"), client: &http.Client{Timeout: 10 * time.Second}}
 	// The login app first: Hydra's configuration names it.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.app = &http.Server{Handler: h.loginApp(), ReadHeaderTimeout: 5 * time.Second}
+	cfg := hydra.Config{
+		PublicAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), AdminAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		AppURL: "http://" + l.Addr().String(), SystemSecret: "portico-tests-hydra-system-secret-0123456789",
+		AccessTokenTTL: o.AccessTokenTTL, RefreshRotationGrace: o.RefreshRotationGrace,
+	}
+	h.PublicURL, h.AdminURL = cfg.PublicURL(), cfg.AdminURL()
+	h.App = hydra.NewLoginApp(h.AdminURL)
+	h.app = &http.Server{Handler: h.App.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = h.app.Serve(l) }()
-	appURL := "http://" + l.Addr().String()
-
-	pub, admin := FreePort(t), FreePort(t)
-	h.PublicURL = fmt.Sprintf("http://127.0.0.1:%d", pub)
-	h.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", admin)
-	ttl := ""
-	if accessTokenTTL > 0 {
-		ttl = fmt.Sprintf("ttl:\n  access_token: %s\n  id_token: %s\n", accessTokenTTL, accessTokenTTL)
+	yml, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if o.RefreshRotationGrace > 0 {
-		ttl += fmt.Sprintf("oauth2:\n  grant:\n    refresh_token:\n      rotation_grace_period: %s\n", o.RefreshRotationGrace)
-	}
-	cfg := fmt.Sprintf(`dsn: memory
-log:
-  level: warn
-serve:
-  public:
-    host: 127.0.0.1
-    port: %d
-  admin:
-    host: 127.0.0.1
-    port: %d
-  cookies:
-    same_site_mode: Lax
-urls:
-  self:
-    issuer: %s
-  login: %s/login
-  consent: %s/consent
-  logout: %s/logout
-secrets:
-  system:
-    - portico-tests-hydra-system-secret-0123456789
-strategies:
-  access_token: opaque
-oidc:
-  subject_identifiers:
-    supported_types: [public]
-%s`, pub, admin, h.PublicURL, appURL, appURL, appURL, ttl)
 	cfgPath := filepath.Join(dir, "hydra.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	h.proc.name, h.proc.bin, h.proc.logPath = "hydra", bin, h.LogPath
@@ -151,7 +121,7 @@ oidc:
 		_, err := call(ctx, h.client, "GET", h.AdminURL+"/health/ready", nil)
 		return err
 	}
-	if err := h.proc.start([]string{"serve", "all", "--dev", "--sqa-opt-out", "--config", cfgPath}, ready, hydraReadyTimeout); err != nil {
+	if err := h.proc.start(hydra.ServeArgs(cfgPath), ready, hydraReadyTimeout); err != nil {
 		t.Fatal(err)
 	}
 	var disc struct {
@@ -159,25 +129,20 @@ oidc:
 	}
 	h.mustJSON(t, "GET", h.PublicURL+"/.well-known/openid-configuration", nil, &disc)
 	h.Issuer = disc.Issuer
-	// Hydra makes its signing keys on the first read of its JWKS: RSA
-	// key generation, which takes seconds on a loaded box. Done here, it
-	// does not eat into the time budget of the first login.
-	warm := &http.Client{Timeout: hydraReadyTimeout}
-	req, _ := http.NewRequest("GET", h.PublicURL+"/.well-known/jwks.json", nil)
-	resp, err := warm.Do(req)
-	if err != nil {
-		t.Fatalf("hydra: reading its JWKS: %v", err)
+	// Signing keys are made on the first JWKS read: done here, it does
+	// not eat into the time budget of the first login.
+	ctx, cancel := context.WithTimeout(context.Background(), hydraReadyTimeout)
+	defer cancel()
+	if err := hydra.WaitReady(ctx, h.AdminURL, h.PublicURL); err != nil {
+		t.Fatalf("hydra: %v", err)
 	}
-	resp.Body.Close()
 	return h
 }
 
 // SetUser sets who the login app logs in, and the claims it puts into ID
 // tokens (beside Hydra's own).
 func (h *Hydra) SetUser(subject string, idTokenClaims map[string]any) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.subject, h.idTokenClaims = subject, idTokenClaims
+	h.App.SetUser(subject, idTokenClaims)
 }
 
 // CreateClient creates an OAuth2 client through the admin API (the body is
@@ -254,78 +219,7 @@ func (h *Hydra) mustJSON(t testing.TB, method, u string, body any, out any) {
 
 func (h *Hydra) do(t testing.TB, req *http.Request, out any) {
 	t.Helper()
-	if err := h.doErr(req, out); err != nil {
+	if err := hydra.Do(h.client, req, out); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func (h *Hydra) doErr(req *http.Request, out any) error {
-	resp, err := h.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("hydra %s %s: %w", req.Method, req.URL.Path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("hydra %s %s: HTTP %d: %s", req.Method, req.URL.Path, resp.StatusCode, b)
-	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("hydra %s %s: %w: %s", req.Method, req.URL.Path, err, b)
-		}
-	}
-	return nil
-}
-
-// loginApp accepts Hydra's login, consent and logout challenges through
-// the admin API and sends the browser on to where Hydra says.
-func (h *Hydra) loginApp() http.Handler {
-	accept := func(w http.ResponseWriter, kind, challenge string, body any) {
-		u := fmt.Sprintf("%s/admin/oauth2/auth/requests/%s/accept?%s_challenge=%s", h.AdminURL, kind, kind, url.QueryEscape(challenge))
-		req, _ := http.NewRequest("PUT", u, nil)
-		if body != nil {
-			b, _ := json.Marshal(body)
-			req, _ = http.NewRequest("PUT", u, bytes.NewReader(b))
-			req.Header.Set("Content-Type", "application/json")
-		}
-		var out struct {
-			RedirectTo string `json:"redirect_to"`
-		}
-		if err := h.doErr(req, &out); err != nil || out.RedirectTo == "" {
-			http.Error(w, fmt.Sprintf("accept %s: %v", kind, err), http.StatusBadGateway)
-			return
-		}
-		w.Header().Set("Location", out.RedirectTo)
-		w.WriteHeader(http.StatusFound)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		subject := h.subject
-		h.mu.Unlock()
-		accept(w, "login", r.URL.Query().Get("login_challenge"), map[string]any{"subject": subject, "remember": false})
-	})
-	mux.HandleFunc("GET /consent", func(w http.ResponseWriter, r *http.Request) {
-		challenge := r.URL.Query().Get("consent_challenge")
-		req, _ := http.NewRequest("GET", h.AdminURL+"/admin/oauth2/auth/requests/consent?consent_challenge="+url.QueryEscape(challenge), nil)
-		var cr struct {
-			RequestedScope    []string `json:"requested_scope"`
-			RequestedAudience []string `json:"requested_access_token_audience"`
-		}
-		if err := h.doErr(req, &cr); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		h.mu.Lock()
-		claims := h.idTokenClaims
-		h.mu.Unlock()
-		accept(w, "consent", challenge, map[string]any{
-			"grant_scope": cr.RequestedScope, "grant_access_token_audience": cr.RequestedAudience,
-			"remember": false, "session": map[string]any{"id_token": claims},
-		})
-	})
-	mux.HandleFunc("GET /logout", func(w http.ResponseWriter, r *http.Request) {
-		accept(w, "logout", r.URL.Query().Get("logout_challenge"), nil)
-	})
-	return mux
 }

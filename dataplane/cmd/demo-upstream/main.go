@@ -49,7 +49,7 @@ func run(args []string) error {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Served-By", *name)
-		_ = json.NewEncoder(w).Encode(map[string]any{
+		out := map[string]any{
 			"service":           *name,
 			"method":            r.Method,
 			"path":              r.URL.Path,
@@ -58,7 +58,19 @@ func run(args []string) error {
 			"x_forwarded_for":   r.Header.Get("X-Forwarded-For"),
 			"x_forwarded_host":  r.Header.Get("X-Forwarded-Host"),
 			"x_forwarded_proto": r.Header.Get("X-Forwarded-Proto"),
-		})
+		}
+		// Who the gateway says is calling (auth stage headers, forwarded
+		// claims such as an OIDC login's X-User-*), when it says so.
+		identity := map[string]string{}
+		for k, v := range r.Header {
+			if strings.HasPrefix(k, "X-Consumer-") || strings.HasPrefix(k, "X-Auth-") || strings.HasPrefix(k, "X-User-") {
+				identity[k] = v[0]
+			}
+		}
+		if len(identity) > 0 {
+			out["identity"] = identity
+		}
+		_ = json.NewEncoder(w).Encode(out)
 	})
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
