@@ -171,7 +171,8 @@ func TestTablesGolden(t *testing.T) {
 	var out bytes.Buffer
 	a := &app{io: IO{Out: &out}}
 	err := a.writeDataplanes(&apiv1.Dataplanes{Revision: 12, Converged: false, Nodes: []apiv1.Dataplane{
-		{ID: "dp-1", Version: "v1.4.0", AppliedRevision: 12, Status: "connected", Converged: true, LastSeen: at},
+		{ID: "dp-1", Version: "v1.4.0", AppliedRevision: 12, Status: "connected", Converged: true, LastSeen: at,
+			TLS: &apiv1.DataplaneTLS{HTTP3: true, TicketKey: "0123456789abcdef"}},
 		{ID: "dp-2", Version: "v1.4.0", AppliedRevision: 11, Status: "connected", LastSeen: at.Add(-3 * time.Second),
 			Rejected: []config.Rejected{{Kind: config.KindRoute, Name: "legacy"}}},
 	}})

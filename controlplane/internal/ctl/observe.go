@@ -62,7 +62,7 @@ func (a *app) writeDataplanes(d *apiv1.Dataplanes) error {
 	}
 	fmt.Fprintf(a.io.Out, "revision %d, %d data plane(s), converged: %s\n", d.Revision, len(d.Nodes), yesNo(d.Converged))
 	tw := tabwriter.NewWriter(a.io.Out, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tVERSION\tAPPLIED\tSTATUS\tCONVERGED\tLAST SEEN\tREJECTED")
+	fmt.Fprintln(tw, "NODE\tVERSION\tAPPLIED\tSTATUS\tCONVERGED\tTLS\tLAST SEEN\tREJECTED")
 	for _, n := range d.Nodes {
 		rejected := "-"
 		if len(n.Rejected) > 0 {
@@ -72,8 +72,8 @@ func (a *app) writeDataplanes(d *apiv1.Dataplanes) error {
 			}
 			rejected = strings.Join(r, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, firstOf(n.Version, "-"), n.AppliedRevision, n.Status,
-			yesNo(n.Converged), n.LastSeen.UTC().Format(time.RFC3339), rejected)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", n.ID, firstOf(n.Version, "-"), n.AppliedRevision, n.Status,
+			yesNo(n.Converged), tlsColumn(n.TLS), n.LastSeen.UTC().Format(time.RFC3339), rejected)
 	}
 	return tw.Flush()
 }
@@ -267,4 +267,15 @@ func (a *app) whoamiCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// tlsColumn: the node's TLS listener ("-" without one, "+h3" with HTTP/3).
+func tlsColumn(t *apiv1.DataplaneTLS) string {
+	switch {
+	case t == nil:
+		return "-"
+	case t.HTTP3:
+		return "on+h3"
+	}
+	return "on"
 }
