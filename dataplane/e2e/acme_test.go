@@ -56,7 +56,9 @@ func pebbleDNS(t *testing.T, chall string) (dnsAddr, mgmt string) {
 
 // startPebble starts Pebble issuing certificates valid for validity,
 // validating on httpPort and tlsPort of 127.0.0.1, resolving through dns.
-func startPebble(t *testing.T, name, bin, dns, dnsMgmt string, httpPort, tlsPort int, validity time.Duration) *pebble {
+// With eabKeys (kid -> base64url MAC key), Pebble requires an External
+// Account Binding with one of them to register an account.
+func startPebble(t *testing.T, name, bin, dns, dnsMgmt string, httpPort, tlsPort int, validity time.Duration, eabKeys map[string]string) *pebble {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -69,7 +71,7 @@ func startPebble(t *testing.T, name, bin, dns, dnsMgmt string, httpPort, tlsPort
 		"listenAddress": listen, "managementListenAddress": mgmt,
 		"certificate": certFile, "privateKey": keyFile,
 		"httpPort": httpPort, "tlsPort": tlsPort, "ocspResponderURL": "",
-		"externalAccountBindingRequired": false, "keyAlgorithm": "ecdsa",
+		"externalAccountBindingRequired": eabKeys != nil, "externalAccountMACKeys": eabKeys, "keyAlgorithm": "ecdsa",
 		"profiles": map[string]any{"default": map[string]any{"description": "test", "validityPeriod": int(validity.Seconds())}},
 	}}
 	raw, _ := json.Marshal(cfg)
@@ -213,8 +215,8 @@ func TestACME(t *testing.T) {
 	dir := t.TempDir()
 	httpPort, tlsPort := testutil.FreePort(t), testutil.FreePort(t)
 	dns, dnsMgmt := pebbleDNS(t, challBin)
-	long := startPebble(t, "pebble", pebbleBin, dns, dnsMgmt, httpPort, tlsPort, 90*24*time.Hour)
-	short := startPebble(t, "pebble-short", pebbleBin, dns, dnsMgmt, httpPort, tlsPort, 30*time.Second)
+	long := startPebble(t, "pebble", pebbleBin, dns, dnsMgmt, httpPort, tlsPort, 90*24*time.Hour, nil)
+	short := startPebble(t, "pebble-short", pebbleBin, dns, dnsMgmt, httpPort, tlsPort, 30*time.Second, nil)
 
 	store := "bolt:" + filepath.Join(dir, "cp.db")
 	cpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/mail"
 	"net/url"
@@ -31,6 +32,11 @@ const (
 	MaxACMEDirectoryBytes = 2048
 	MaxACMEKeyAuthBytes   = 512
 	MaxACMETokenBytes     = 256
+	MaxACMEEABKIDBytes    = 256
+	MaxACMEEABKeyBytes    = 1024
+	// MinACMEEABKeyBytes: the HMAC key signs the binding with HS256,
+	// which needs a key of at least 256 bits (RFC 7518 §3.2).
+	MinACMEEABKeyBytes = 32
 )
 
 // ACME challenge types a certificate may be validated with: both are
@@ -67,12 +73,32 @@ type CertificateACME struct {
 	// Challenge restricts the challenge type: "http-01" or
 	// "tls-alpn-01"; empty: whichever of the two the server offers.
 	Challenge string `json:"challenge,omitempty"`
+	// EAB binds the ACME account to an account the operator holds at the
+	// CA (External Account Binding, RFC 8555 §7.3.4), for CAs that
+	// require it (ZeroSSL, Google Trust Services, Sectigo, private
+	// step-ca or Boulder setups). Used once, when the account is
+	// registered.
+	EAB *ACMEEAB `json:"eab,omitempty"`
 	// State is maintained by the control plane (ignored on input).
 	State *CertificateACMEState `json:"state,omitempty"`
 	// Challenges are the challenges being answered, maintained by the
 	// control plane for the data planes (ignored on input, never shown
 	// by the admin API).
 	Challenges []ACMEChallenge `json:"challenges,omitempty"`
+}
+
+// ACMEEAB is an External Account Binding: the key identifier and MAC key
+// the CA hands out.
+type ACMEEAB struct {
+	// KID is the key identifier.
+	KID string `json:"kid"`
+	// HMACKey is the MAC key, base64url as CAs give it (padded or not).
+	// It is a secret: the admin API never returns it (GET, lists, write
+	// answers, the export), the audit log and logs never carry it, and a
+	// write that leaves it out keeps the stored one while the kid and
+	// the directory are the same (ACMEKeep), so GET output and an export
+	// can be put back.
+	HMACKey string `json:"hmac_key,omitempty"`
 }
 
 // CertificateACMEState is where the ACME client stands for a certificate,
@@ -119,7 +145,10 @@ func ACMEIssuedFor(directory string, snis []string) string {
 	return directory + " " + strings.Join(names, ",")
 }
 
-func (a *CertificateACME) validate(l *errorList, p string) {
+// requireKey: the EAB's hmac_key must be there (a write that leaves it
+// out keeps the stored one; Config.Validate and CheckCertificate check
+// the result).
+func (a *CertificateACME) validate(l *errorList, p string, requireKey bool) {
 	switch u, err := url.Parse(a.Directory); {
 	case a.Directory == "":
 		l.add(join(p, "directory"), "is required (the ACME server's directory URL)")
@@ -143,6 +172,9 @@ func (a *CertificateACME) validate(l *errorList, p string) {
 	default:
 		l.add(join(p, "challenge"), "must be %q or %q (or empty: either)", ACMEHTTP01, ACMETLSALPN01)
 	}
+	if a.EAB != nil {
+		a.EAB.validate(l, join(p, "eab"), requireKey)
+	}
 	if len(a.Challenges) > 2*MaxCertSNIs {
 		l.add(join(p, "challenges"), "at most %d", 2*MaxCertSNIs)
 	}
@@ -161,6 +193,44 @@ func (a *CertificateACME) validate(l *errorList, p string) {
 			l.add(join(f, "key_auth"), "must be <token>.<account key thumbprint> (base64url), at most %d bytes", MaxACMEKeyAuthBytes)
 		}
 	}
+}
+
+func (e *ACMEEAB) validate(l *errorList, p string, requireKey bool) {
+	switch {
+	case e.KID == "":
+		l.add(join(p, "kid"), "is required with an external account binding (the key identifier the CA gave)")
+	case len(e.KID) > MaxACMEEABKIDBytes:
+		l.add(join(p, "kid"), "must be at most %d bytes", MaxACMEEABKIDBytes)
+	case strings.ContainsFunc(e.KID, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		l.add(join(p, "kid"), "must not contain spaces or control characters")
+	}
+	switch {
+	case e.HMACKey == "":
+		if requireKey {
+			l.add(join(p, "hmac_key"), "is required with an external account binding (the MAC key the CA gave, base64url)")
+		}
+	case len(e.HMACKey) > MaxACMEEABKeyBytes:
+		l.add(join(p, "hmac_key"), "must be at most %d bytes", MaxACMEEABKeyBytes)
+	default:
+		// The message never quotes the value: it is a secret.
+		if key, ok := ACMEEABKey(e.HMACKey); !ok {
+			l.add(join(p, "hmac_key"), "must be base64url (the MAC key as the CA gives it)")
+		} else if len(key) < MinACMEEABKeyBytes {
+			l.add(join(p, "hmac_key"), "decodes to %d bytes; at least %d are needed (HS256)", len(key), MinACMEEABKeyBytes)
+		}
+	}
+}
+
+// ACMEEABKey decodes an EAB MAC key: base64url, unpadded or padded (as
+// the ACME library accepts it).
+func ACMEEABKey(s string) ([]byte, bool) {
+	if b, err := base64.RawURLEncoding.DecodeString(s); err == nil {
+		return b, true
+	}
+	if b, err := base64.URLEncoding.DecodeString(s); err == nil {
+		return b, true
+	}
+	return nil, false
 }
 
 func base64URL(s string) bool {
@@ -192,10 +262,16 @@ func ACMEKeep(existing, obj *Certificate) {
 	if existing == nil || existing.ACME == nil {
 		return
 	}
+	if e, old := a.EAB, existing.ACME.EAB; e != nil && e.HMACKey == "" && old != nil && old.KID == e.KID && existing.ACME.Directory == a.Directory {
+		// GET never shows the MAC key: a write without it keeps it.
+		a.EAB = &ACMEEAB{KID: e.KID, HMACKey: old.HMACKey}
+	}
 	a.State = existing.ACME.State
 	a.Challenges = existing.ACME.Challenges
-	if a.State != nil && ACMEIssuedFor(a.Directory, obj.SNIs) != ACMEIssuedFor(existing.ACME.Directory, existing.SNIs) {
-		// Another directory or other names: order at once, whatever
+	if a.State != nil && (ACMEIssuedFor(a.Directory, obj.SNIs) != ACMEIssuedFor(existing.ACME.Directory, existing.SNIs) ||
+		a.State.Status == ACMEFailed && !sameACMESettings(&a, existing.ACME)) {
+		// Another directory or other names, or new settings after a
+		// failure (an EAB key fixed, say): order at once, whatever
 		// the backoff of earlier failures.
 		st := *a.State
 		st.NextAttempt, st.Failures = nil, 0
@@ -214,6 +290,13 @@ func ACMEKeep(existing, obj *Certificate) {
 		}
 	}
 	obj.Cert, obj.Key = existing.Cert, existing.Key
+}
+
+// sameACMESettings: a and b ask for the same order (directory, contact,
+// CA, challenge, binding).
+func sameACMESettings(a, b *CertificateACME) bool {
+	return a.Directory == b.Directory && a.Email == b.Email && a.CA == b.CA && a.Challenge == b.Challenge &&
+		(a.EAB == nil) == (b.EAB == nil) && (a.EAB == nil || *a.EAB == *b.EAB)
 }
 
 // ACMEDue reports whether the control plane should order c's certificate

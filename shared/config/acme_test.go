@@ -19,6 +19,8 @@ func TestACMEValidate(t *testing.T) {
 			Directory: "https://acme.example.net/dir", Email: "ops@example.com", CA: ca.PEM,
 		}}
 	}
+	// A 32-byte MAC key, base64url as a CA hands it out.
+	const hmacKey = "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy1mb3ItaHMyNTY"
 	chal := ACMEChallenge{Type: ACMEHTTP01, Domain: "api.example.com", Token: "tok_en-1", KeyAuth: "tok_en-1.thumb-print_"}
 	cases := []struct {
 		name   string
@@ -44,6 +46,20 @@ func TestACMEValidate(t *testing.T) {
 		{"challenge http-01", func(c *Certificate) { c.ACME.Challenge = ACMEHTTP01 }, nil},
 		{"challenge tls-alpn-01", func(c *Certificate) { c.ACME.Challenge = ACMETLSALPN01 }, nil},
 		{"challenge dns-01", func(c *Certificate) { c.ACME.Challenge = "dns-01" }, []string{"acme.challenge"}},
+		{"eab", func(c *Certificate) { c.ACME.EAB = &ACMEEAB{KID: "kid-1", HMACKey: hmacKey} }, nil},
+		{"eab padded key", func(c *Certificate) { c.ACME.EAB = &ACMEEAB{KID: "kid-1", HMACKey: hmacKey + "="} }, nil},
+		{"eab key left out (kept from the stored object)", func(c *Certificate) { c.ACME.EAB = &ACMEEAB{KID: "kid-1"} }, nil},
+		{"eab without kid", func(c *Certificate) { c.ACME.EAB = &ACMEEAB{HMACKey: hmacKey} }, []string{"acme.eab.kid"}},
+		{"eab kid with a space", func(c *Certificate) { c.ACME.EAB = &ACMEEAB{KID: "kid 1", HMACKey: hmacKey} }, []string{"acme.eab.kid"}},
+		{"eab kid too long", func(c *Certificate) {
+			c.ACME.EAB = &ACMEEAB{KID: strings.Repeat("k", MaxACMEEABKIDBytes+1), HMACKey: hmacKey}
+		}, []string{"acme.eab.kid"}},
+		{"eab key not base64url", func(c *Certificate) { c.ACME.EAB = &ACMEEAB{KID: "kid-1", HMACKey: "not/base64+url"} }, []string{"acme.eab.hmac_key"}},
+		{"eab key too short for HS256", func(c *Certificate) { c.ACME.EAB = &ACMEEAB{KID: "kid-1", HMACKey: "c2hvcnQ"} }, []string{"acme.eab.hmac_key"}},
+		{"eab key too long", func(c *Certificate) {
+			c.ACME.EAB = &ACMEEAB{KID: "kid-1", HMACKey: strings.Repeat("A", MaxACMEEABKeyBytes+4)}
+		}, []string{"acme.eab.hmac_key"}},
+		{"eab empty", func(c *Certificate) { c.ACME.EAB = &ACMEEAB{} }, []string{"acme.eab.kid"}},
 		{"wildcard", func(c *Certificate) { c.SNIs = []string{"api.example.com", "*.example.com"} }, []string{"snis[1]"}},
 		{"challenges from the control plane", func(c *Certificate) { c.ACME.Challenges = []ACMEChallenge{chal} }, nil},
 		{"challenge type bad", func(c *Certificate) {
@@ -91,6 +107,17 @@ func TestACMEValidate(t *testing.T) {
 	}
 	cfg.Certificates[0].Cert = leaf.CertPEM
 	checkFields(t, cfg.Validate(), ErrInvalid, []string{"certificates[0].key"})
+	// Once the stored key is kept (or not), the binding needs its MAC key:
+	// both or neither.
+	cfg.Certificates[0].Cert = ""
+	cfg.Certificates[0].ACME.EAB = &ACMEEAB{KID: "kid-1"}
+	checkFields(t, cfg.Validate(), ErrInvalid, []string{"certificates[0].acme.eab.hmac_key"})
+	checkFields(t, cfg.CheckCertificate(&cfg.Certificates[0]), ErrInvalid, []string{"acme.eab.hmac_key"})
+	// No message quotes the key.
+	cfg.Certificates[0].ACME.EAB.HMACKey = "c2hvcnQ"
+	if err := cfg.Validate(); err == nil || strings.Contains(err.Error(), "c2hvcnQ") {
+		t.Fatalf("a short key: %v", err)
+	}
 }
 
 // TestACMEKeep: what the control plane maintains is never taken from a
@@ -154,6 +181,44 @@ func TestACMEKeep(t *testing.T) {
 		}
 		if err := in.Validate(); err != nil {
 			t.Fatal(err)
+		}
+	})
+	t.Run("eab: the MAC key is never shown and kept while kid and directory stay", func(t *testing.T) {
+		const key = "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy1mb3ItaHMyNTY"
+		withEAB := stored
+		a := *stored.ACME
+		a.EAB = &ACMEEAB{KID: "kid-1", HMACKey: key}
+		withEAB.ACME = &a
+		r := withEAB.Redacted()
+		if r.ACME.EAB == nil || r.ACME.EAB.KID != "kid-1" || r.ACME.EAB.HMACKey != "" || withEAB.ACME.EAB.HMACKey != key {
+			t.Fatalf("redacted eab %+v (stored %+v)", r.ACME.EAB, withEAB.ACME.EAB)
+		}
+		in := withEAB.Redacted()
+		CertificateKeepsKey(&withEAB, &in)
+		if in.ACME.EAB.HMACKey != key || !SameSpec(&withEAB, &in) {
+			t.Fatalf("GET output put back: eab %+v, changed %v", in.ACME.EAB, ChangedFields(&withEAB, &in))
+		}
+		for name, edit := range map[string]func(*Certificate){
+			"another kid":       func(c *Certificate) { c.ACME.EAB.KID = "kid-2" },
+			"another directory": func(c *Certificate) { c.ACME.Directory = "https://other.example.net/dir" },
+		} {
+			in := withEAB.Redacted()
+			edit(&in)
+			CertificateKeepsKey(&withEAB, &in)
+			if in.ACME.EAB.HMACKey != "" {
+				t.Errorf("%s: the stored MAC key was carried over", name)
+			}
+		}
+		// A new key after a failure: ordered at once, not after the
+		// backoff.
+		in = withEAB.Redacted()
+		in.ACME.EAB.HMACKey = "YW5vdGhlci1rZXktb2YtMzItYnl0ZXMtZm9yLWhzMjU"
+		CertificateKeepsKey(&withEAB, &in)
+		if due, _ := ACMEDue(&in, now); !due || in.ACME.State.Failures != 0 {
+			t.Fatalf("a new EAB key after a failure is not due at once: %+v", in.ACME.State)
+		}
+		if withEAB.ACME.State.Failures != 2 {
+			t.Fatal("the stored state was written through")
 		}
 	})
 	t.Run("redacted has no key and no challenges", func(t *testing.T) {

@@ -110,12 +110,15 @@ func (c *Certificate) Validate() error {
 }
 
 // Redacted returns a copy without the private key (nor an ACME
-// certificate's challenges): what the admin API may show.
+// certificate's challenges and EAB MAC key): what the admin API may show.
 func (c Certificate) Redacted() Certificate {
 	c.Key = ""
 	if c.ACME != nil {
 		a := *c.ACME
 		a.Challenges = nil
+		if a.EAB != nil {
+			a.EAB = &ACMEEAB{KID: a.EAB.KID}
+		}
 		c.ACME = &a
 	}
 	return c
@@ -126,7 +129,7 @@ func (c *Certificate) validate(l *errorList, p string, requireKey bool) {
 		l.add(join(p, "name"), "%s", msg)
 	}
 	if c.ACME != nil {
-		c.ACME.validate(l, join(p, "acme"))
+		c.ACME.validate(l, join(p, "acme"), requireKey)
 	}
 	// An ACME certificate has no cert until the first one is issued.
 	pending := c.ACME != nil && c.Cert == ""
@@ -432,6 +435,11 @@ func (c *Config) CheckCertificate(cert *Certificate) error {
 	var l errorList
 	if cert.Key == "" && cert.ACME == nil {
 		l.add("key", "is required: no key was given and no stored key matches this certificate")
+	}
+	if cert.ACME != nil && cert.ACME.EAB != nil {
+		// A write may leave the MAC key out to keep the stored one: by
+		// now it is kept, or missing.
+		cert.ACME.EAB.validate(&l, "acme.eab", true)
 	}
 	owners := make(map[string]string)
 	for i := range c.Certificates {

@@ -19,7 +19,8 @@
 //     slow does not block the order; the server validates against what
 //     answers it). The final write (the issued certificate, or the
 //     failure) clears them.
-//   - The account key (one account per directory and e-mail) lives in the
+//   - The account key (one account per directory, e-mail and, with an
+//     External Account Binding, kid) lives in the
 //     store's secrets (store.Secrets), never in a revision: not in a
 //     snapshot, the audit log, the export or a log line. The certificate's
 //     private key is stored in the object's key like any certificate key
@@ -384,15 +385,21 @@ type storedAccount struct {
 }
 
 // accountSecret names the secret of the account for a directory and
-// e-mail.
+// e-mail, and the EAB's kid when there is one: an account bound to an
+// external account is another account.
 func accountSecret(a *config.CertificateACME) string {
-	sum := sha256.Sum256([]byte(a.Directory + "\n" + a.Email))
+	id := a.Directory + "\n" + a.Email
+	if a.EAB != nil {
+		id += "\neab:" + a.EAB.KID
+	}
+	sum := sha256.Sum256([]byte(id))
 	return "acme-account-" + hex.EncodeToString(sum[:16])
 }
 
 // account loads the account for a's directory and e-mail from the store,
 // or makes one (a new P-256 key, registered with the server, agreeing to
-// its terms) and stores it.
+// its terms, bound to the external account when a has an EAB) and stores
+// it.
 func (c *Client) account(ctx context.Context, a *config.CertificateACME, httpc *http.Client) (*account, error) {
 	name := accountSecret(a)
 	raw, ok, err := c.secrets.GetSecret(ctx, name)
@@ -419,7 +426,13 @@ func (c *Client) account(ctx context.Context, a *config.CertificateACME, httpc *
 	if err != nil {
 		return nil, err
 	}
-	reg, err := client.Registration.Register(ctx, registration.RegisterOptions{TermsOfServiceAgreed: true})
+	var reg *acme.ExtendedAccount
+	if a.EAB != nil {
+		reg, err = client.Registration.RegisterWithExternalAccountBinding(ctx, registration.RegisterEABOptions{
+			TermsOfServiceAgreed: true, Kid: a.EAB.KID, HmacEncoded: a.EAB.HMACKey})
+	} else {
+		reg, err = client.Registration.Register(ctx, registration.RegisterOptions{TermsOfServiceAgreed: true})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("register an ACME account: %w", err)
 	}

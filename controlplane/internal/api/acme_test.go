@@ -103,3 +103,72 @@ func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestACMEEABKeyNeverReturned: an ACME certificate's External Account
+// Binding MAC key is a secret: no write answer, GET, list, export or
+// audit entry shows it; a PUT of GET output or an import of the export
+// keeps it; a binding without its MAC key (nothing stored) or with a bad
+// one is refused with the field path, and the message never quotes it.
+func TestACMEEABKeyNeverReturned(t *testing.T) {
+	s := newTestServer(t, false)
+	const secret = "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy1mb3ItaHMyNTY" // 32 bytes, base64url
+	cert := func(eab string) string {
+		return `{"snis":["api.example.com"],"acme":{"directory":"https://acme.example.net/dir","eab":` + eab + `}}`
+	}
+	for _, tc := range []struct{ name, eab, field string }{
+		{"no key, none stored", `{"kid":"kid-1"}`, "acme.eab.hmac_key"},
+		{"no kid", `{"hmac_key":"` + secret + `"}`, "acme.eab.kid"},
+		{"key not base64url", `{"kid":"kid-1","hmac_key":"not+base64/url"}`, "acme.eab.hmac_key"},
+		{"key too short", `{"kid":"kid-1","hmac_key":"c2hvcnQta2V5"}`, "acme.eab.hmac_key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, h, data := s.call(t, "PUT", "/v1/certificates/api", adminToken, cert(tc.eab))
+			if code != 422 || !strings.HasPrefix(h.Get("Content-Type"), "application/problem+json") || !strings.Contains(string(data), `"`+tc.field+`"`) {
+				t.Fatalf("= %d %s, want a problem at %s", code, data, tc.field)
+			}
+			if strings.Contains(string(data), "c2hvcnQta2V5") || strings.Contains(string(data), "not+base64") {
+				t.Fatalf("the problem quotes the key: %s", data)
+			}
+		})
+	}
+	s.mustStatus(t, 404, "GET", "/v1/certificates/api", "") // nothing half-applied
+
+	_, created := s.mustStatus(t, 201, "PUT", "/v1/certificates/api", cert(`{"kid":"kid-1","hmac_key":"`+secret+`"}`))
+	_, one := s.mustStatus(t, 200, "GET", "/v1/certificates/api", "")
+	if !strings.Contains(string(one), `"eab":{"kid":"kid-1"}`) {
+		t.Fatalf("GET does not show the kid: %s", one)
+	}
+	// GET output put back: no change, the key kept.
+	h, kept := s.mustStatus(t, 200, "PUT", "/v1/certificates/api", string(one))
+	if h.Get("ETag") != `"1"` {
+		t.Fatalf("GET output put back made version %s, want 1 (no change)", h.Get("ETag"))
+	}
+	_, exp := s.mustStatus(t, 200, "GET", "/v1/config", "")
+	var e struct {
+		Config json.RawMessage `json:"config"`
+	}
+	if err := json.Unmarshal(exp, &e); err != nil {
+		t.Fatal(err)
+	}
+	_, imported := s.mustStatus(t, 200, "PUT", "/v1/config", string(e.Config))
+	if !strings.Contains(string(imported), `"update":0`) {
+		t.Fatalf("re-importing the export changed something: %s", imported)
+	}
+	if cur, ok := s.cat.Current().State.Config.Certificate("api"); !ok || cur.ACME.EAB == nil || cur.ACME.EAB.HMACKey != secret {
+		t.Fatalf("the stored binding lost its key: %+v", cur)
+	}
+	// Another kid without a key: the stored key is not carried over.
+	code, _, data := s.call(t, "PUT", "/v1/certificates/api", adminToken, cert(`{"kid":"kid-2"}`))
+	if code != 422 || !strings.Contains(string(data), `"acme.eab.hmac_key"`) {
+		t.Fatalf("another kid without a key = %d %s", code, data)
+	}
+	_, list := s.mustStatus(t, 200, "GET", "/v1/certificates", "")
+	_, audit := s.mustStatus(t, 200, "GET", "/v1/audit", "")
+	_, exp2 := s.mustStatus(t, 200, "GET", "/v1/config", "")
+	for what, b := range map[string][]byte{"create answer": created, "GET": one, "update answer": kept, "export": exp,
+		"import answer": imported, "refusal": data, "list": list, "audit": audit, "export after": exp2} {
+		if strings.Contains(string(b), secret) || strings.Contains(string(b), "hmac_key\":\"") {
+			t.Fatalf("the %s shows the EAB MAC key: %s", what, b)
+		}
+	}
+}
