@@ -40,13 +40,21 @@ func TestErrorText(t *testing.T) {
 	}
 }
 
-// TestAccountSecret: one account per directory and e-mail, named without
-// either in clear.
+// TestAccountSecret: one account per directory, e-mail and EAB kid, named
+// without any of them in clear.
 func TestAccountSecret(t *testing.T) {
 	a := accountSecret(&config.CertificateACME{Directory: "https://x.example/dir", Email: "a@example.com"})
 	b := accountSecret(&config.CertificateACME{Directory: "https://x.example/dir", Email: "b@example.com"})
 	c := accountSecret(&config.CertificateACME{Directory: "https://y.example/dir", Email: "a@example.com"})
 	if a == b || a == c || strings.Contains(a, "example") || !strings.HasPrefix(a, "acme-account-") {
 		t.Errorf("%s %s %s", a, b, c)
+	}
+	// A binding makes another account (per kid), whatever its MAC key.
+	bound := func(kid, key string) string {
+		return accountSecret(&config.CertificateACME{Directory: "https://x.example/dir", Email: "a@example.com",
+			EAB: &config.ACMEEAB{KID: kid, HMACKey: key}})
+	}
+	if k1 := bound("kid-1", "key-a"); k1 == a || k1 == bound("kid-2", "key-a") || k1 != bound("kid-1", "key-b") || strings.Contains(k1, "kid") {
+		t.Errorf("bound accounts: %s %s %s", k1, bound("kid-2", "key-a"), bound("kid-1", "key-b"))
 	}
 }
