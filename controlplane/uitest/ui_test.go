@@ -11,13 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/portico-gw/portico/shared/apiv1"
+	"github.com/portico-gw/portico/shared/childproc"
 	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/testutil"
@@ -50,8 +50,7 @@ func start(t *testing.T, name string, args ...string) {
 	}
 	cmd := exec.Command(filepath.Join(binDir, strings.Fields(name)[0]), args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	done := make(chan struct{})

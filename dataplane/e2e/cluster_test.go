@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-gw/portico/shared/childproc"
 	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/testutil"
@@ -87,8 +88,7 @@ func (p *proc) bin(bin string) {
 	p.cmd = exec.Command(path, p.args...)
 	p.cmd.Env = append(os.Environ(), p.env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
+	if err := childproc.Start(p.cmd); err != nil {
 		p.t.Fatalf("start %s: %v", p.name, err)
 	}
 	p.exited = make(chan struct{})

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/portico-gw/portico/shared/childproc"
 	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/config"
 	"github.com/portico-gw/portico/shared/testutil"
@@ -532,8 +533,7 @@ func twinStartExternal(t *testing.T, name, path string, args ...string) *proc {
 	defer f.Close()
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
+	if err := childproc.Start(p.cmd); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	p.exited = make(chan struct{})

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/portico-gw/portico/shared/childproc"
 )
 
 // errExited marks a start whose process died before becoming ready.
@@ -39,9 +41,9 @@ func (p *process) start(args []string, ready func(ctx context.Context) error, ti
 	fmt.Fprintf(logf, "==> %s %s\n", p.bin, strings.Join(args, " "))
 	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so that kill reaches anything it spawns.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
+	// Its own process group, so that kill reaches anything it spawns, and
+	// killed by the kernel if the test binary dies first.
+	err = childproc.Start(cmd)
 	logf.Close() // the child holds its own descriptor
 	if err != nil {
 		return fmt.Errorf("%s: start %s: %w", p.name, p.bin, err)

@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/portico-gw/portico/shared/childproc"
 	"github.com/portico-gw/portico/shared/cli"
 	"github.com/portico-gw/portico/shared/client"
 	"github.com/portico-gw/portico/shared/config"
@@ -137,8 +138,7 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 	// `OIDC=1 make run` has OIDC=1 in it.
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir()}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return fmt.Errorf("hydra: %w", err)
 	}
 	exited := make(chan error, 1)
