@@ -144,6 +144,27 @@ func oidcRefreshRace(t *testing.T, withRedis bool, grace time.Duration) {
 		t.FailNow()
 	}
 
+	// Counted per request on each data plane: with Redis the refresh
+	// token was used once in the whole cluster, every other request took
+	// that result; without, once per data plane.
+	outcomes := map[string]float64{}
+	for _, dp := range dps {
+		m, err := scrapeMetrics(dp.ops + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range []string{"spent", "shared", "failed", "refused", "busy"} {
+			outcomes[o] += metricSum(m["portico_oidc_session_refreshes_total"], map[string]string{"issuer": "hydra", "outcome": o})
+		}
+	}
+	t.Logf("portico_oidc_session_refreshes_total over both data planes after the race: %v", outcomes)
+	if withRedis && (outcomes["spent"] != 1 || outcomes["shared"] != float64(len(answers)-1)) {
+		t.Fatalf("refresh outcomes with Redis: %v, want the token spent once and shared %d times", outcomes, len(answers)-1)
+	}
+	if !withRedis && (outcomes["spent"] < 1 || outcomes["spent"] > 2 || outcomes["refused"] != 0) {
+		t.Fatalf("refresh outcomes without Redis: %v, want spent once per data plane at most, nothing refused", outcomes)
+	}
+
 	if rdb != nil {
 		// What the data planes left in Redis: one sealed result under the
 		// old token's hash, for at most 30s, and no lock.

@@ -248,7 +248,7 @@ func newDataplane(f *flags, log *slog.Logger) (_ *dataplane, err error) {
 	}()
 	applier := proxy.NewApplier(dp.handler, proxy.Deps{
 		Upstream: upstream.Deps{Watcher: dp.watcher, Log: log, Metrics: upstream.NewMetrics(dp.reg), ClientIP: ips.ClientIP},
-		Issuer:   auth.IssuerOptions{Log: log, Redis: dp.redis},
+		Issuer:   auth.IssuerOptions{Log: log, Redis: dp.redis, SessionMetrics: auth.NewSessionMetrics(dp.reg)},
 		GRPC:     dp.grpc,
 		Limiter:  dp.limiter,
 		Cache:    dp.cache,

@@ -42,6 +42,8 @@ type IssuerOptions struct {
 	// refresh token once for the cluster (refresh.go); nil: once per data
 	// plane.
 	Redis redis.UniversalClient
+	// SessionMetrics counts OIDC session refreshes (nil: not counted).
+	SessionMetrics *SessionMetrics
 }
 
 // keySource finds the key(s) for a token's alg and kid.
@@ -183,7 +185,7 @@ func NewIssuer(ctx context.Context, spec *config.Issuer, o IssuerOptions) (*Issu
 		is.intro = newIntrospector(is, spec.Introspection, o.HTTPClient)
 	}
 	if spec.OIDC != nil {
-		if is.oidc, err = newOIDCClient(is, spec, o.HTTPClient, o.Redis, log); err != nil {
+		if is.oidc, err = newOIDCClient(is, spec, o.HTTPClient, o.Redis, o.SessionMetrics, log); err != nil {
 			return nil, wrap(err)
 		}
 	}

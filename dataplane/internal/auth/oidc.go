@@ -102,7 +102,7 @@ type oidcClient struct {
 	failed     time.Time
 }
 
-func newOIDCClient(is *Issuer, spec *config.Issuer, base *http.Client, rc redis.UniversalClient, log *slog.Logger) (*oidcClient, error) {
+func newOIDCClient(is *Issuer, spec *config.Issuer, base *http.Client, rc redis.UniversalClient, m *SessionMetrics, log *slog.Logger) (*oidcClient, error) {
 	key, err := config.ParseSessionKey(spec.OIDC.SessionKey)
 	if err != nil {
 		return nil, fmt.Errorf("oidc.session_key: %w", err)
@@ -129,7 +129,7 @@ func newOIDCClient(is *Issuer, spec *config.Issuer, base *http.Client, rc redis.
 		sealer: s, lifetime: cmp.Or(spec.OIDC.SessionLifetime.Std(), config.DefaultSessionLifetime),
 		client: &c, log: log,
 	}
-	oc.refresher = newRefresher(oc, rc)
+	oc.refresher = newRefresher(oc, rc, m)
 	return oc, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 )
@@ -74,14 +75,43 @@ var errRefreshBusy = errors.New("auth: the session is being refreshed elsewhere;
 
 // refresher spends each refresh token once (see above).
 type refresher struct {
-	c      *oidcClient
-	redis  redis.UniversalClient // nil: this data plane only
-	flight singleflight.Group
-	recent *byteCache[string] // sealed results by the old refresh token's hash
+	c       *oidcClient
+	redis   redis.UniversalClient // nil: this data plane only
+	metrics *SessionMetrics
+	flight  singleflight.Group
+	recent  *byteCache[string] // sealed results by the old refresh token's hash
 }
 
-func newRefresher(c *oidcClient, rc redis.UniversalClient) *refresher {
-	return &refresher{c: c, redis: rc, recent: newByteCache[string](refreshRecentBytes)}
+func newRefresher(c *oidcClient, rc redis.UniversalClient, m *SessionMetrics) *refresher {
+	return &refresher{c: c, redis: rc, metrics: m, recent: newByteCache[string](refreshRecentBytes)}
+}
+
+// SessionMetrics count OIDC session refreshes by issuer and outcome, one
+// per request that found its session due: spent (this request used the
+// refresh token at the provider), shared (it took the result of another
+// request, on this data plane or, through Redis, another), refused (the
+// provider said no: the session ended), failed (the provider failed or
+// could not be reached), busy (another request's refresh did not finish in
+// time: 503). Across a cluster, spent counts the uses of refresh tokens:
+// with Redis, one per refresh. Make one per process; nil counts nothing.
+type SessionMetrics struct {
+	refreshes *prometheus.CounterVec
+}
+
+// NewSessionMetrics registers portico_oidc_session_refreshes_total with reg.
+func NewSessionMetrics(reg prometheus.Registerer) *SessionMetrics {
+	m := &SessionMetrics{refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portico_oidc_session_refreshes_total",
+		Help: "OIDC session refreshes, by issuer and outcome (spent: this request used the refresh token; shared: it took another request's result, here or through Redis; refused: the provider ended the session; failed: the provider failed; busy: another request's refresh did not finish in time).",
+	}, []string{"issuer", "outcome"})}
+	reg.MustRegister(m.refreshes)
+	return m
+}
+
+func (m *SessionMetrics) count(issuer, outcome string) {
+	if m != nil {
+		m.refreshes.WithLabelValues(issuer, outcome).Inc()
+	}
 }
 
 // unlockScript frees the lock only for its holder (a holder past the
@@ -92,17 +122,24 @@ var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] the
 // (on any data plane) spent s's refresh token first.
 func (r *refresher) refresh(ctx context.Context, s *oidcSession, now time.Time) (*oidcSession, error) {
 	key := sha256.Sum256([]byte(s.Refresh))
-	if sealed, ok := r.recent.get(key, now); ok {
-		if ns, err := r.open(key, sealed); err == nil {
+	if ns, ok := r.remembered(key, now); ok {
+		r.metrics.count(r.c.issuer.name, "shared")
+		return ns, nil
+	}
+	// spent is set only by the request whose function the flight runs,
+	// and read after the flight's answer (the channel orders them).
+	spent := false
+	ch := r.flight.DoChan(string(key[:]), func() (any, error) {
+		// Another flight may have ended between remembered and here.
+		if ns, ok := r.remembered(key, now); ok {
 			return ns, nil
 		}
-	}
-	ch := r.flight.DoChan(string(key[:]), func() (any, error) {
 		// Detached from the first request (the others wait for it too),
 		// bounded on its own.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshWait)
 		defer cancel()
-		ns, sealed, err := r.coordinated(fctx, key, s, now)
+		ns, sealed, mine, err := r.coordinated(fctx, key, s, now)
+		spent = mine
 		if err != nil {
 			return nil, err
 		}
@@ -113,20 +150,45 @@ func (r *refresher) refresh(ctx context.Context, s *oidcSession, now time.Time) 
 	})
 	select {
 	case res := <-ch:
+		switch {
+		case res.Err == nil && spent:
+			r.metrics.count(r.c.issuer.name, "spent")
+		case res.Err == nil:
+			r.metrics.count(r.c.issuer.name, "shared")
+		case errors.Is(res.Err, errRefreshBusy):
+			r.metrics.count(r.c.issuer.name, "busy")
+		case refusedRefresh(res.Err):
+			r.metrics.count(r.c.issuer.name, "refused")
+		default:
+			r.metrics.count(r.c.issuer.name, "failed")
+		}
 		if res.Err != nil {
 			return nil, res.Err
 		}
 		return res.Val.(*oidcSession), nil
 	case <-ctx.Done():
+		r.metrics.count(r.c.issuer.name, "busy")
 		return nil, errRefreshBusy
 	}
 }
 
-// coordinated refreshes s once for the cluster, returning the new session
-// and its sealed form ("" when it cannot be sealed: then it is not shared).
-func (r *refresher) coordinated(ctx context.Context, key [32]byte, s *oidcSession, now time.Time) (*oidcSession, string, error) {
+// remembered is the result of an earlier refresh of this token here.
+func (r *refresher) remembered(key [32]byte, now time.Time) (*oidcSession, bool) {
+	sealed, ok := r.recent.get(key, now)
+	if !ok {
+		return nil, false
+	}
+	ns, err := r.open(key, sealed)
+	return ns, err == nil
+}
+
+// coordinated refreshes s once for the cluster, returning the new session,
+// its sealed form ("" when it cannot be sealed: then it is not shared) and
+// whether this call used the refresh token (mine) or took another's result.
+func (r *refresher) coordinated(ctx context.Context, key [32]byte, s *oidcSession, now time.Time) (_ *oidcSession, _ string, mine bool, _ error) {
 	if r.redis == nil {
-		return r.spend(ctx, key, s, now)
+		ns, sealed, err := r.spend(ctx, key, s, now)
+		return ns, sealed, true, err
 	}
 	h := hex.EncodeToString(key[:])
 	lockKey, resultKey := refreshLockPrefix+h, refreshResultPrefix+h
@@ -138,17 +200,19 @@ func (r *refresher) coordinated(ctx context.Context, key [32]byte, s *oidcSessio
 		switch {
 		case err == nil:
 			if ns, err := r.open(key, sealed); err == nil {
-				return ns, sealed, nil
+				return ns, sealed, false, nil
 			}
 			// Not sealed with this issuer's key (rotated): not ours to use.
 		case !errors.Is(err, redis.Nil):
-			return r.redisDown(ctx, key, s, now, waited, err)
+			ns, sealed, err := r.redisDown(ctx, key, s, now, waited, err)
+			return ns, sealed, !waited, err
 		}
 		got, err := redisCall(ctx, func(ctx context.Context) (bool, error) {
 			return r.redis.SetNX(ctx, lockKey, owner, refreshLockTTL).Result()
 		})
 		if err != nil {
-			return r.redisDown(ctx, key, s, now, waited, err)
+			ns, sealed, err := r.redisDown(ctx, key, s, now, waited, err)
+			return ns, sealed, !waited, err
 		}
 		if got {
 			ns, sealed, err := r.spend(ctx, key, s, now)
@@ -164,7 +228,7 @@ func (r *refresher) coordinated(ctx context.Context, key [32]byte, s *oidcSessio
 			_, _ = redisCall(context.WithoutCancel(ctx), func(ctx context.Context) (any, error) {
 				return unlockScript.Run(ctx, r.redis, []string{lockKey}, owner).Result()
 			})
-			return ns, sealed, err
+			return ns, sealed, true, err
 		}
 		// Another request holds the lock: wait for its result.
 		waited = true
@@ -172,7 +236,7 @@ func (r *refresher) coordinated(ctx context.Context, key [32]byte, s *oidcSessio
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, "", errRefreshBusy
+			return nil, "", false, errRefreshBusy
 		case <-t.C:
 		}
 		delay = min(2*delay, refreshPollMax)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/oauth2"
 
@@ -21,10 +23,10 @@ import (
 // reached (a closed port): any attempt to spend a refresh token fails with
 // errProviderDown, so a success can only come from another data plane's
 // result.
-func refreshTestClient(t *testing.T, key string, rc redis.UniversalClient) *oidcClient {
+func refreshTestClient(t *testing.T, key string, rc redis.UniversalClient, m *SessionMetrics) *oidcClient {
 	t.Helper()
 	is, err := NewIssuer(context.Background(), &config.Issuer{Name: "corp", Issuer: "http://127.0.0.1:1",
-		OIDC: &config.IssuerOIDC{ClientID: "web", ClientSecret: "s", SessionKey: key}}, IssuerOptions{Redis: rc})
+		OIDC: &config.IssuerOIDC{ClientID: "web", ClientSecret: "s", SessionKey: key}}, IssuerOptions{Redis: rc, SessionMetrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,15 +40,17 @@ func refreshTestClient(t *testing.T, key string, rc redis.UniversalClient) *oidc
 // is not taken; while another data plane holds the lock and no result
 // comes, the wait ends as errRefreshBusy (503), never as a second use of
 // the token; without anything in Redis the data plane refreshes itself;
-// and what Redis holds is the sealed session, no token in clear.
+// what Redis holds is the sealed session, no token in clear; and each
+// request's outcome is counted.
 func TestRefreshShared(t *testing.T) {
 	srv := testutil.StartRedis(t)
 	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { rc.Close() })
 	ctx := context.Background()
 	sessionKey := config.NewSessionKey()
-	winner := refreshTestClient(t, sessionKey, rc) // "dp-1"
-	loser := refreshTestClient(t, sessionKey, rc)  // "dp-2"
+	winner := refreshTestClient(t, sessionKey, rc, nil) // "dp-1"
+	metrics := NewSessionMetrics(prometheus.NewRegistry())
+	loser := refreshTestClient(t, sessionKey, rc, metrics) // "dp-2"
 	now := time.Now()
 	old := &oidcSession{Claims: map[string]any{"sub": "alice"}, Refresh: "ory_rt_old-refresh-token", Issued: now.Add(-time.Hour).Unix(),
 		Expiry: now.Add(-time.Second).Unix(), Until: now.Add(time.Hour).Unix(), Client: "web"}
@@ -83,7 +87,7 @@ func TestRefreshShared(t *testing.T) {
 		}
 	})
 	t.Run("another session key's result is not taken", func(t *testing.T) {
-		store(t, refreshTestClient(t, config.NewSessionKey(), rc), key, &next)
+		store(t, refreshTestClient(t, config.NewSessionKey(), rc, nil), key, &next)
 		if _, err := loser.refresher.refresh(ctx, old, now); !errors.Is(err, errProviderDown) {
 			t.Fatalf("err = %v, want the provider's", err)
 		}
@@ -117,6 +121,11 @@ func TestRefreshShared(t *testing.T) {
 			t.Fatalf("err = %v, want errRefreshBusy", err)
 		}
 	})
+	for outcome, want := range map[string]float64{"spent": 0, "shared": 2, "failed": 3, "refused": 0, "busy": 1} {
+		if got := promtest.ToFloat64(metrics.refreshes.WithLabelValues("corp", outcome)); got != want {
+			t.Errorf("portico_oidc_session_refreshes_total{outcome=%q} = %v, want %v", outcome, got, want)
+		}
+	}
 }
 
 // TestRefusedRefresh: only the provider's refusal ends a session; its
