@@ -338,6 +338,10 @@ OIDC login through ORY Hydra (issuer http://$HYDRA_PUBLIC, sign-in app http://$O
   curl -si http://$DP_ADDR/app/hello | head -1                 # 401: API calls get no login redirect
   curl -si -H 'Accept: text/html' http://$DP_ADDR/app/hello | grep -i '^location'   # 302 to Hydra: PKCE (S256), state, nonce
   curl -s http://$CP_ADDR/v1/issuers/hydra-demo | jq .oidc     # client_id only: the client secret and session key are never shown
+OAuth2 token introspection (RFC 7662): a service's opaque token, checked at Hydra's introspection endpoint:
+  TOKEN=\$(curl -s -u demo-service:\$(cat $DATA/oidc/demo-service.secret) -d grant_type=client_credentials -d scope=orders:read http://$HYDRA_PUBLIC/oauth2/token | jq -r .access_token)
+  curl -s -H "Authorization: Bearer \$TOKEN" http://$DP_ADDR/machine/hello | jq .identity   # consumer demo-service, X-Auth-Method introspection
+  curl -s -H "Authorization: Bearer ory_at_madeup" http://$DP_ADDR/machine/hello | jq .status   # 401
 MSG
 else
   echo "  (OIDC=1 make run: OIDC login in a browser through a local ORY Hydra; the first time builds Hydra, about 6 minutes)"

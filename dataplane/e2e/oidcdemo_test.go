@@ -27,7 +27,8 @@ import (
 // to the sign-in form, a wrong password is refused, the demo user's
 // password (from the file the tour names) logs in, the demo upstream sees
 // who it is, logout lands on the public page, and an API call without a
-// session gets 401.
+// session gets 401. The tour's introspection step: the machine client's
+// opaque token opens /machine/*, no token or a made-up one does not.
 func TestOIDCDemo(t *testing.T) {
 	ctx := context.Background()
 	hydraBin, err := testutil.HydraBinary()
@@ -47,13 +48,13 @@ func TestOIDCDemo(t *testing.T) {
 	}
 
 	free := func() string { return fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)) }
-	appAddr, oidcDir := free(), filepath.Join(dir, "oidc")
+	appAddr, publicAddr, oidcDir := free(), free(), filepath.Join(dir, "oidc")
 	// scripts/run.sh's OIDC=1 command line, in its environment (OIDC=1,
 	// which Hydra would read as its "oidc" setting if it saw it); the
 	// token: this control plane is not in dev mode.
 	startEnv(t, []string{"OIDC=1", "PORTICO_TOKEN=" + adminToken}, "demo-oidc", "demo-oidc",
 		"--hydra", hydraBin, "--controlplane", cp.url, "--gateway", dp.url,
-		"--public", free(), "--admin", free(), "--listen", appAddr, "--dir", oidcDir)
+		"--public", publicAddr, "--admin", free(), "--listen", appAddr, "--dir", oidcDir)
 	testutil.Eventually(t, 120*time.Second, func() bool {
 		code, _ := get("http://" + appAddr + "/healthz")
 		return code == 200
@@ -125,6 +126,57 @@ func TestOIDCDemo(t *testing.T) {
 	// The issuer's client secret and session key are not shown.
 	if is, err := cp.admin.Issuers().Get(ctx, "hydra-demo"); err != nil || is.OIDC == nil || is.OIDC.ClientSecret != "" || is.OIDC.SessionKey != "" {
 		t.Fatalf("GET issuer: %+v %v", is, err)
+	}
+
+	// The introspection step: a service's opaque access token
+	// (client_credentials at Hydra, with the secret from the file the tour
+	// names) opens /machine/*, checked at Hydra's RFC 7662 endpoint.
+	secretFile := filepath.Join(oidcDir, "demo-service.secret")
+	if st, err := os.Stat(secretFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("machine client secret file: %v %v", st, err)
+	}
+	sb, _ := os.ReadFile(secretFile)
+	tokReq, _ := http.NewRequest("POST", "http://"+publicAddr+"/oauth2/token",
+		strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"orders:read"}}.Encode()))
+	tokReq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	tokReq.SetBasicAuth("demo-service", strings.TrimSpace(string(sb)))
+	tokResp, err := http.DefaultClient.Do(tokReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	err = json.NewDecoder(tokResp.Body).Decode(&tok)
+	tokResp.Body.Close()
+	if err != nil || tokResp.StatusCode != 200 || tok.AccessToken == "" || strings.Count(tok.AccessToken, ".") == 2 {
+		t.Fatalf("client_credentials token: %d %v (want an opaque token)", tokResp.StatusCode, err)
+	}
+	machine := func(token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", dp.url+"/machine/hello", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, page := machine(tok.AccessToken)
+	echo.Identity = nil
+	if code != 200 || json.Unmarshal([]byte(page), &echo) != nil || echo.Path != "/hello" ||
+		echo.Identity["X-Consumer-Name"] != "demo-service" || echo.Identity["X-Auth-Method"] != "introspection" {
+		t.Fatalf("/machine/hello with the service's token: %d %.300s", code, page)
+	}
+	if code, _ := machine(""); code != 401 {
+		t.Fatalf("/machine/hello without a token: %d, want 401", code)
+	}
+	if code, _ := machine("ory_at_madeup" + strings.Repeat("x", 40)); code != 401 {
+		t.Fatalf("/machine/hello with a made-up token: %d, want 401", code)
 	}
 
 	// Logout: through Hydra back to the public page.

@@ -47,6 +47,12 @@ const (
 	issuerName = "hydra-demo"
 	clientID   = "portico-demo"
 	routeName  = "app"
+	// The machine client of the introspection step: it gets opaque access
+	// tokens by client_credentials, which route machine checks at Hydra's
+	// RFC 7662 endpoint.
+	machineClient = "demo-service"
+	machineScope  = "orders:read"
+	machineRoute  = "machine"
 )
 
 func main() { cli.Main("demo-oidc", run) }
@@ -209,15 +215,38 @@ func setup(ctx context.Context, o options, cfg hydra.Config) error {
 	if err != nil {
 		return err
 	}
+	machineSecret, err := keptSecret(filepath.Join(o.dir, machineClient+".secret"))
+	if err != nil {
+		return err
+	}
+	err = hydra.Admin{URL: cfg.AdminURL()}.CreateClient(ctx, map[string]any{
+		"client_id": machineClient, "client_secret": machineSecret, "client_name": "Portico make run: a service calling an API",
+		"grant_types": []string{"client_credentials"}, "scope": machineScope, "token_endpoint_auth_method": "client_secret_basic",
+	})
+	if err != nil {
+		return err
+	}
 	pc, err := client.New(o.controlplane, o.token, client.WithActor("demo-oidc"))
 	if err != nil {
 		return err
 	}
 	// The control plane generates the session key; the client secret is
-	// never shown again by the admin API.
+	// never shown again by the admin API. Hydra's introspection endpoint is
+	// on its admin port, which asks for no client credentials.
 	if _, _, err := pc.Issuers().Put(ctx, issuerName, config.Issuer{Issuer: cfg.PublicURL(),
-		OIDC: &config.IssuerOIDC{ClientID: clientID, ClientSecret: secret}}); err != nil {
+		OIDC:          &config.IssuerOIDC{ClientID: clientID, ClientSecret: secret},
+		Introspection: &config.Introspection{URL: cfg.AdminURL() + "/admin/oauth2/introspect"}}); err != nil {
 		return fmt.Errorf("PUT /v1/issuers/%s: %w", issuerName, err)
+	}
+	// The token's sub is the client's id: a consumer of that name trusts
+	// the issuer, so the route knows the caller as that consumer.
+	if _, _, err := pc.Consumers().Put(ctx, machineClient, config.Consumer{Groups: []string{"services"}, JWTIssuers: []string{issuerName}}); err != nil {
+		return fmt.Errorf("PUT /v1/consumers/%s: %w", machineClient, err)
+	}
+	if _, _, err := pc.Routes().Put(ctx, machineRoute, config.Route{Paths: []string{"/machine/*"}, Service: o.service, StripPrefix: true,
+		Auth: &config.RouteAuth{Introspection: true, Issuers: []string{issuerName}, Scopes: []string{machineScope},
+			ForwardClaims: map[string]string{"client_id": "X-Client-Id", "scope": "X-Scope"}}}); err != nil {
+		return fmt.Errorf("PUT /v1/routes/%s: %w", machineRoute, err)
 	}
 	if _, _, err := pc.Routes().Put(ctx, routeName, config.Route{Paths: []string{"/app/*"}, Service: o.service, StripPrefix: true,
 		Auth: &config.RouteAuth{
@@ -232,11 +261,19 @@ func setup(ctx context.Context, o options, cfg hydra.Config) error {
 
 // demoPassword reads the demo user's password from path, or makes one and
 // keeps it there (0600) for the next start.
-func demoPassword(path string) (string, error) {
+func demoPassword(path string) (string, error) { return kept(path, 12) }
+
+// keptSecret is the machine client's secret, kept like the password (the
+// tour's curl line reads it from the file).
+func keptSecret(path string) (string, error) { return kept(path, 32) }
+
+// kept reads a secret from path, or makes one of n random bytes and keeps
+// it there (0600) for the next start.
+func kept(path string, n int) (string, error) {
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return strings.TrimSpace(string(b)), nil
 	}
-	p := randomString(12)
+	p := randomString(n)
 	if err := os.WriteFile(path, []byte(p+"\n"), 0o600); err != nil {
 		return "", err
 	}
