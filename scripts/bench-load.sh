@@ -864,7 +864,11 @@ run_rate() {
       name="${names[$i]}" url="${urls[$i]}" pid="${tpids[$i]}"
       [[ "$name" == direct ]] && continue
       c0="$(cpu_ticks "$pid")"
-      out="$(echo "GET $url" | "$vegeta" attack -rate="$rate/s" -duration="$DURATION" -timeout=10s | "$vegeta" report -type=json)"
+      # At most CONNS connections and workers, as wrk's: unbounded, a target
+      # that falls behind makes vegeta open connections by the thousand,
+      # and the box (ports, CPU) then fails every later target too.
+      out="$(echo "GET $url" | "$vegeta" attack -rate="$rate/s" -duration="$DURATION" -timeout=10s \
+        -max-connections="$CONNS" -connections="$CONNS" -workers="$CONNS" -max-workers="$CONNS" | "$vegeta" report -type=json)"
       c1="$(cpu_ticks "$pid")"
       read -r rps p50 p99 reqs ok < <(python3 -c '
 import json, sys
