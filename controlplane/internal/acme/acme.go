@@ -65,6 +65,7 @@ import (
 	"github.com/portico-gw/portico/controlplane/internal/nodes"
 	"github.com/portico-gw/portico/controlplane/internal/store"
 	"github.com/portico-gw/portico/shared/config"
+	"github.com/portico-gw/portico/shared/pause"
 )
 
 // Backoff after failed orders: Options.Backoff (DefaultBackoff) doubling
@@ -107,13 +108,9 @@ type Client struct {
 
 // New checks the options.
 func New(o Options) (*Client, error) {
-	secrets, ok := o.Store.(store.Secrets)
-	if !ok {
-		return nil, fmt.Errorf("acme: store %s keeps no secrets", store.Describe(o.Store))
-	}
-	leases, ok := o.Store.(store.Leases)
-	if !ok {
-		return nil, fmt.Errorf("acme: store %s has no leases", store.Describe(o.Store))
+	secrets, leases, err := store.ActorSupport(o.Store, "acme")
+	if err != nil {
+		return nil, err
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -147,7 +144,7 @@ func (c *Client) Run(ctx context.Context) error {
 				return nil
 			}
 			c.o.Log.Warn("acme: taking the lease failed; retrying", "err", err)
-			if !sleep(ctx, 5*time.Second) {
+			if !pause.For(ctx, 5*time.Second, nil) {
 				return nil
 			}
 			continue
@@ -568,17 +565,6 @@ func errorText(err error) string {
 		s = s[:MaxErrorBytes] + "…"
 	}
 	return s
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // levelAtLeast passes on records at min or above.

@@ -32,6 +32,21 @@ type Leases interface {
 	Lead(ctx context.Context, name string) (held context.Context, release func(), err error)
 }
 
+// ActorSupport returns s's secrets and leases, which a cluster-wide actor
+// (the ACME client, the ticket-key keeper) needs both of; who names the
+// actor in the error.
+func ActorSupport(s Store, who string) (Secrets, Leases, error) {
+	secrets, ok := s.(Secrets)
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: store %s keeps no secrets", who, Describe(s))
+	}
+	leases, ok := s.(Leases)
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: store %s has no leases", who, Describe(s))
+	}
+	return secrets, leases, nil
+}
+
 // MaxSecretBytes bounds one secret.
 const MaxSecretBytes = 64 << 10
 

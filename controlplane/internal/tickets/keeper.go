@@ -9,6 +9,7 @@ import (
 
 	"github.com/portico-gw/portico/controlplane/internal/store"
 	"github.com/portico-gw/portico/shared/apiv1"
+	"github.com/portico-gw/portico/shared/pause"
 )
 
 // LeaseName is the store lease of the control plane that changes the keys.
@@ -41,13 +42,9 @@ func New(o Options) (*Keeper, error) {
 	if err := o.Policy.Validate(); err != nil {
 		return nil, err
 	}
-	secrets, ok := o.Store.(store.Secrets)
-	if !ok {
-		return nil, fmt.Errorf("tickets: store %s keeps no secrets", store.Describe(o.Store))
-	}
-	leases, ok := o.Store.(store.Leases)
-	if !ok {
-		return nil, fmt.Errorf("tickets: store %s has no leases", store.Describe(o.Store))
+	secrets, leases, err := store.ActorSupport(o.Store, "tickets")
+	if err != nil {
+		return nil, err
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -142,7 +139,7 @@ func (k *Keeper) Run(ctx context.Context) error {
 			if err != nil {
 				if ctx.Err() == nil {
 					k.o.Log.Warn("tickets: taking the lease failed; retrying", "err", err)
-					sleep(ctx, 5*time.Second, nil)
+					pause.For(ctx, 5*time.Second, nil)
 				}
 				continue
 			}
@@ -179,22 +176,8 @@ func (k *Keeper) Run(ctx context.Context) error {
 				wait = min(wait, max(at.Sub(k.o.Now()), time.Millisecond))
 			}
 		}
-		if !sleep(ctx, wait, wake) {
+		if !pause.For(ctx, wait, wake) {
 			return nil
 		}
-	}
-}
-
-// sleep waits d, or until wake; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	case <-wake:
-		return true
 	}
 }

@@ -32,8 +32,10 @@ import (
 	"github.com/portico-gw/portico/dataplane/internal/promreg"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/portico-gw/portico/shared/consulreg"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portico-gw/portico/shared/consulreg"
+	"github.com/portico-gw/portico/shared/pause"
 )
 
 // Source names a set of instances in Consul; it mirrors config.ConsulSource.
@@ -393,7 +395,7 @@ func (ws *watch) poll(ctx context.Context) {
 			// a whole wait time. The comparison with the last list keeps
 			// the fresh answer from being delivered again.
 			index = 0
-			if !sleepCtx(ctx, w.backoff(failures)) {
+			if !pause.For(ctx, w.backoff(failures), nil) {
 				return
 			}
 			continue
@@ -416,7 +418,7 @@ func (ws *watch) poll(ctx context.Context) {
 			// soon without blocking, so that the grace ends on time.
 			ws.recordSuccess(last, false)
 			index = 0
-			if !sleepCtx(ctx, w.backoffMin) {
+			if !pause.For(ctx, w.backoffMin, nil) {
 				return
 			}
 			continue
@@ -431,7 +433,7 @@ func (ws *watch) poll(ctx context.Context) {
 		// Consul's guidance is to rate-limit such loops. Real changes move
 		// the index and so are never delayed by this.
 		if !changed && prev != 0 && meta.LastIndex == prev && time.Since(began) < w.waitTime/2 {
-			if !sleepCtx(ctx, w.backoffMin) {
+			if !pause.For(ctx, w.backoffMin, nil) {
 				return
 			}
 		}
@@ -543,17 +545,6 @@ func (w *Watcher) backoff(n int) time.Duration {
 	}
 	half := d / 2
 	return half + rand.N(half+1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 type metrics struct {
