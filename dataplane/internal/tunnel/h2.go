@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/portico-gw/portico/dataplane/internal/stage"
+	"github.com/portico-gw/portico/shared/config"
 )
 
 // WebSocket over HTTP/2 (RFC 8441). A client that saw the gateway's
@@ -46,6 +47,13 @@ import (
 
 // wsGUID is RFC 6455's key suffix.
 const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// AcceptKey is the Sec-WebSocket-Accept that answers a Sec-WebSocket-Key
+// (RFC 6455 §4.2.2).
+func AcceptKey(key string) string {
+	sum := sha1.Sum([]byte(key + wsGUID))
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
 
 // Refusals of FromHTTP2.
 var (
@@ -120,8 +128,7 @@ func (b *H2) Verify(resp *http.Response) error {
 	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
 		return fmt.Errorf("service switched to %q, not websocket", resp.Header.Get("Upgrade"))
 	}
-	sum := sha1.Sum([]byte(b.key + wsGUID))
-	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != base64.StdEncoding.EncodeToString(sum[:]) {
+	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != AcceptKey(b.key) {
 		return fmt.Errorf("service answered the WebSocket key with a wrong Sec-WebSocket-Accept %q", got)
 	}
 	h := resp.Header.Clone()
@@ -130,9 +137,10 @@ func (b *H2) Verify(resp *http.Response) error {
 			h.Del(name)
 		}
 	}
-	for _, name := range []string{"Connection", "Upgrade", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Te", "Trailer", "Sec-Websocket-Accept"} {
+	for _, name := range config.HopByHop {
 		delete(h, name)
 	}
+	delete(h, "Sec-Websocket-Accept")
 	b.mu.Lock()
 	b.answer = h
 	b.mu.Unlock()

@@ -19,13 +19,13 @@ package h2client
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
 
 	"golang.org/x/net/http2"
+
+	"github.com/portico-gw/portico/dataplane/internal/tunnel"
 )
 
 // Transport sends WebSocket handshakes as RFC 8441 extended CONNECTs over
@@ -69,11 +69,10 @@ func (t Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		pw.Close()
 		return resp, nil // its body ends with the stream; cancel is then moot
 	}
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	resp.StatusCode, resp.Status = http.StatusSwitchingProtocols, "101 Switching Protocols"
 	resp.Header.Set("Connection", "Upgrade")
 	resp.Header.Set("Upgrade", "websocket")
-	resp.Header.Set("Sec-WebSocket-Accept", base64.StdEncoding.EncodeToString(sum[:]))
+	resp.Header.Set("Sec-WebSocket-Accept", tunnel.AcceptKey(key))
 	resp.Body = &stream{ReadCloser: resp.Body, w: pw, cancel: cancel}
 	return resp, nil
 }
