@@ -148,8 +148,11 @@ func TestTLSSessionTicketsAcrossDataPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Polled until the keys of two rotations have been seen (the
+	// encrypting key changed at least once), not for a fixed time.
 	keys := map[[32]byte]bool{}
-	for range 3 {
+	encrypting := map[[32]byte]bool{}
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		poll, err := sync.PollSnapshot(ctx, client.PollRequest{After: 1 << 40, Wait: time.Millisecond, NodeID: "e2e-keys"})
 		if err != nil || poll.TicketKeysErr != nil || len(poll.TicketKeys) == 0 {
 			t.Fatalf("poll: %v %v %v", poll, err, poll.TicketKeysErr)
@@ -160,8 +163,9 @@ func TestTLSSessionTicketsAcrossDataPlanes(t *testing.T) {
 		for _, k := range poll.TicketKeys {
 			keys[k] = true
 		}
-		time.Sleep(time.Second) // across a few rotations' worth of keys
-	}
+		encrypting[poll.TicketKeys[0]] = true
+		return len(encrypting) >= 2
+	}, "the keys of two rotations")
 	admin := func(path string) string {
 		req, _ := http.NewRequest("GET", cp.url+path, nil)
 		req.Header.Set("Authorization", "Bearer "+adminToken)
