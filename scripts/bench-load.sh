@@ -166,6 +166,14 @@ peak_rss_kib() {
   echo "$sum"
 }
 TICK="$(getconf CLK_TCK)"
+# median(list): the median of a space-separated list; every report's awk
+# program starts with it.
+MEDIAN_AWK='
+function median(list, n,   a, i, j, t) {
+  n = split(list, a, " ")
+  for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+  return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}'
 
 # --- TLS: one certificate for every proxy --------------------------------------
 want_tls=""
@@ -555,12 +563,7 @@ report() { # scenario [tls]: with tls, ratios are Portico's req/s over each targ
     report_tls "$1"
     return
   fi
-  awk -F'\t' -v sc="$1" -v tick="$TICK" -v order="${names[*]}" '
-    function median(list, n,   a, i, j, t) {
-      n = split(list, a, " ")
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
+  awk -F'\t' -v sc="$1" -v tick="$TICK" -v order="${names[*]}" "$MEDIAN_AWK"'
     $1 == sc {
       rps[$2] = rps[$2] " " $4; p50[$2] = p50[$2] " " $5; p99[$2] = p99[$2] " " $6
       req[$2] += $7; cpu[$2] += $8; if ($9 > rss[$2]) rss[$2] = $9
@@ -587,12 +590,7 @@ report() { # scenario [tls]: with tls, ratios are Portico's req/s over each targ
 }
 
 report_tls() { # scenario
-  awk -F'\t' -v sc="$1" -v tick="$TICK" -v order="${names[*]}" '
-    function median(list, n,   a, i, j, t) {
-      n = split(list, a, " ")
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
+  awk -F'\t' -v sc="$1" -v tick="$TICK" -v order="${names[*]}" "$MEDIAN_AWK"'
     $1 == sc {
       rps[$2] = rps[$2] " " $4; p50[$2] = p50[$2] " " $5; p99[$2] = p99[$2] " " $6
       req[$2] += $7; cpu[$2] += $8; if ($9 > rss[$2]) rss[$2] = $9
@@ -724,12 +722,7 @@ report_curve() {
   shift
   echo
   echo "curve: $title   ($ROUNDS rounds of $DURATION, median req/s and latencies; $(nproc) cores)"
-  awk -F'\t' -v tick="$TICK" -v points="$*" -v order="${plain_names[*]} portico-keys" '
-    function median(list, n,   a, i, j, t) {
-      n = split(list, a, " ")
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
+  awk -F'\t' -v tick="$TICK" -v points="$*" -v order="${plain_names[*]} portico-keys" "$MEDIAN_AWK"'
     { k = $1 SUBSEP $2; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; req[k] += $7; cpu[k] += $8 }
     END {
       printf "%-14s %-14s %10s %9s %9s %11s %9s\n", "point", "target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "vs nginx"
@@ -882,12 +875,8 @@ print("%.1f %.3f %.3f %d %.4f" % (r["throughput"], l["50th"] / 1e6, l["99th"] / 
   done
   {
     report_curve "fixed rate: $rate req/s open-loop (vegeta), ${RATE_SHARE:-50}% of Portico's saturation" rate
-    awk -F'\t' '$1 == "rate" { v[$2] = v[$2] " " $6 }
-      function median(list, n,   a, i, j, t) {
-        n = split(list, a, " ")
-        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-      }
+    awk -F'\t' "$MEDIAN_AWK"'
+      $1 == "rate" { v[$2] = v[$2] " " $6 }
       END { if (("portico" in v) && ("nginx" in v)) printf "portico p99 / nginx p99 at a fixed rate: %.2f (issue 20 goal 1: <= 1.5)\n", median(v["portico"]) / median(v["nginx"]) }' "$RES"
   } >>"$DIR/report.txt"
 }
