@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,25 @@ func BenchmarkAllow(b *testing.B) {
 			}
 			i++
 		}
+	})
+	// Many requests deciding at once, as under load: the decisions go
+	// to Redis in batches, so this is the batch path's cost per decision
+	// (hand-off to the worker, pipeline, reply).
+	b.Run("redis-parallel", func(b *testing.B) {
+		srv := testutil.StartRedis(b)
+		lim := NewRedis(Options{Client: newClient(b, srv.URL()), Budget: time.Second})
+		b.ReportAllocs()
+		b.SetParallelism(16)
+		var next atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				if d := lim.Allow(ctx, keys[next.Add(1)%int64(len(keys))], p); d.Source != SourceRedis {
+					b.Errorf("decision from %s", d.Source)
+					return
+				}
+			}
+		})
 	})
 	b.Run("local", func(b *testing.B) {
 		lim := NewLocal(nil)
