@@ -5,8 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -80,21 +80,34 @@ func (b *batcher) exchangeDeadline(now time.Time) time.Duration {
 // do decides one request in Redis: it waits in the queue as long as the
 // process takes to get to it, and for the exchange as long as its deadline.
 func (b *batcher) do(ctx context.Context, key string, g params) ([]int64, error) {
-	p := &pending{key: key, g: g, done: make(chan reply, 1)}
+	p := pendingPool.Get().(*pending)
+	p.key, p.g = key, g
 	select {
 	case b.queue <- p:
 	case <-ctx.Done():
+		p.key = ""
+		pendingPool.Put(p)
 		return nil, fmt.Errorf("rate limit script: %w", ctx.Err())
 	}
 	b.ensureWorker()
 	select {
 	case rep := <-p.done:
+		// The worker sends the reply last and touches p no more: p and
+		// its channel (empty again) serve the next decision.
+		p.key = ""
+		pendingPool.Put(p)
 		return rep.v, rep.err
 	case <-ctx.Done():
+		// The worker will still reply: p is left to it, never reused.
 		p.gone.Store(true)
 		return nil, fmt.Errorf("rate limit script: %w", ctx.Err())
 	}
 }
+
+// pendingPool recycles a decision's envelope and its reply channel, three
+// allocations per request otherwise. Only an envelope whose reply was
+// received goes back: an abandoned one still has a reply coming.
+var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan reply, 1)} }}
 
 // ensureWorker starts a worker unless enough run. Workers stop after
 // workerIdle without work, so an idle limiter holds no goroutine.
@@ -195,7 +208,7 @@ func (b *batcher) send(batch []*pending) {
 		case cmds == nil:
 			rep.err = err
 		default:
-			rep.v, rep.err = cmds[i].Int64Slice()
+			rep.v, rep.err = cmds[i].Result()
 			if rep.err != nil {
 				// Without the key: it may hold a client's address, and
 				// the error ends up in logs and on /status.
@@ -214,20 +227,23 @@ func (b *batcher) send(batch []*pending) {
 // enough that a reply may have waited as long. The pipeline runs in its own
 // goroutine, bounded by budget + MaxLagAllowance, so the worker can stop
 // waiting at a deadline that is only known then.
-func (b *batcher) exchange(live []*pending, start time.Time, load bool, least time.Duration) ([]*redis.Cmd, error) {
+func (b *batcher) exchange(live []*pending, start time.Time, load bool, least time.Duration) ([]*redis.IntSliceCmd, error) {
 	hard := b.budget + MaxLagAllowance
 	ctx, cancel := context.WithTimeout(context.Background(), hard)
 	type result struct {
-		cmds []*redis.Cmd
+		cmds []*redis.IntSliceCmd
 		err  error
 	}
 	ch := make(chan result, 1)
-	// The worker reuses live's array for the next batch while an
-	// abandoned pipeline may still read it.
-	own := slices.Clone(live)
+	// Built here, not in the goroutine: an abandoned pipeline may outlive
+	// the batch, whose envelopes by then serve other decisions.
+	cmds := commands(ctx, live)
 	go func() {
 		defer cancel()
-		cmds, err := b.pipeline(ctx, own, load)
+		err := b.pipeline(ctx, cmds, load)
+		if err != nil {
+			cmds = nil
+		}
 		ch <- result{cmds, err}
 	}()
 	deadline := max(least, b.exchangeDeadline(start))
@@ -286,47 +302,93 @@ func wrapExchange(err error, waited time.Duration) error {
 	return fmt.Errorf("rate limit script: %w", err)
 }
 
-func (b *batcher) pipeline(ctx context.Context, live []*pending, load bool) ([]*redis.Cmd, error) {
+func (b *batcher) pipeline(ctx context.Context, cmds []*redis.IntSliceCmd, load bool) error {
 	if load {
 		for _, s := range [...]*redis.Script{gcraScript, windowScript} {
 			if err := s.Load(ctx, b.client).Err(); err != nil {
-				return nil, fmt.Errorf("load script: %w", err)
+				return fmt.Errorf("load script: %w", err)
 			}
 		}
 	}
-	cmds := make([]*redis.Cmd, len(live))
 	_, err := b.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for i, p := range live {
-			key := redisKey(p.key, p.g.fp)
-			if p.g.alg == SlidingWindow {
-				cmds[i] = windowScript.EvalSha(ctx, pipe, []string{key},
-					p.g.slot.Microseconds(), windowSlots, p.g.limit)
-				continue
-			}
-			cmds[i] = gcraScript.EvalSha(ctx, pipe, []string{key},
-				p.g.interval.Microseconds(), p.g.tolerance.Microseconds())
+		for _, c := range cmds {
+			_ = pipe.Process(ctx, c)
 		}
 		return nil
 	})
 	// Pipelined reports the first command's error too; a reply-level
 	// error (NOSCRIPT, a script error) belongs to its command alone.
 	if err != nil && !isReplyError(err) {
-		return nil, err
+		return err
 	}
-	return cmds, nil
+	return nil
 }
 
-// redisKey is where a key's state lives under a policy's fingerprint. The
-// braces are a Redis Cluster hash tag.
-func redisKey(key string, fp uint32) string {
+// commands builds a batch's script calls (EVALSHA sha 1 key args...) by
+// hand rather than through Script.EvalSha, which costs about ten
+// allocations per decision: here the whole batch shares one string of
+// keys, one array of numbers and one of arguments, a key goes in as a
+// *string and a number as an *int64 (go-redis writes and routes both
+// without boxing them), and an IntSliceCmd reads the reply straight into
+// an []int64. What is left per decision is the command and its reply.
+func commands(ctx context.Context, live []*pending) []*redis.IntSliceCmd {
+	size := 0
+	for _, p := range live {
+		size += redisKeyLen(p.key)
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	for _, p := range live {
+		writeRedisKey(&sb, p.key, p.g.fp)
+	}
+	all := sb.String()
+	keys := make([]string, len(live))
+	nums := make([]int64, 3*len(live))
+	args := make([]any, 0, 7*len(live))
+	cmds := make([]*redis.IntSliceCmd, len(live))
+	at := 0
+	for i, p := range live {
+		n := redisKeyLen(p.key)
+		keys[i] = all[at : at+n]
+		at += n
+		num := nums[3*i : 3*i+3 : 3*i+3]
+		start := len(args)
+		if p.g.alg == SlidingWindow {
+			num[0], num[1], num[2] = p.g.slot.Microseconds(), windowSlots, int64(p.g.limit)
+			args = append(args, "evalsha", windowSHA, 1, &keys[i], &num[0], &num[1], &num[2])
+		} else {
+			num[0], num[1] = p.g.interval.Microseconds(), p.g.tolerance.Microseconds()
+			args = append(args, "evalsha", gcraSHA, 1, &keys[i], &num[0], &num[1])
+		}
+		cmds[i] = redis.NewIntSliceCmd(ctx, args[start:len(args):len(args)]...)
+		cmds[i].SetFirstKeyPos(3) // KEYS[1]: where a cluster sends it
+	}
+	return cmds
+}
+
+// The scripts' digests, boxed once.
+var (
+	gcraSHA   any = gcraScript.Hash()
+	windowSHA any = windowScript.Hash()
+)
+
+// redisKeyLen is the length of what writeRedisKey writes.
+func redisKeyLen(key string) int { return len("rl:{}:") + len(key) + 8 }
+
+// writeRedisKey writes where a key's state lives under a policy's
+// fingerprint (8 hex digits). The braces are a Redis Cluster hash tag.
+func writeRedisKey(sb *strings.Builder, key string, fp uint32) {
 	var raw [4]byte
 	raw[0], raw[1], raw[2], raw[3] = byte(fp>>24), byte(fp>>16), byte(fp>>8), byte(fp)
 	var tag [8]byte
 	hex.Encode(tag[:], raw[:])
-	return "rl:{" + key + "}:" + string(tag[:])
+	sb.WriteString("rl:{")
+	sb.WriteString(key)
+	sb.WriteString("}:")
+	sb.Write(tag[:])
 }
 
-func anyNoScript(cmds []*redis.Cmd) bool {
+func anyNoScript(cmds []*redis.IntSliceCmd) bool {
 	for _, c := range cmds {
 		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 			return true
