@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portico-gw/portico/dataplane/internal/ratelimit"
 	"github.com/portico-gw/portico/shared/config"
@@ -22,8 +26,11 @@ import (
 // BenchmarkServe is a load run through the whole request path over real
 // loopback HTTP (client → gateway → upstream), with parallel clients: a
 // plain route against the same route with JWT verification and a rate
-// limit counted in Redis (or in process). Compare ns/op between the
-// sub-benchmarks of one run; absolute numbers depend on the machine.
+// limit counted in Redis (or in process), and the full chain of `make
+// bench-load` (JWT, a Redis limit per consumer, tracing sampled at 1% as
+// OTEL_TRACES_SAMPLER=parentbased_traceidratio sets it). Compare ns/op and
+// allocs/op between the sub-benchmarks of one run; absolute numbers depend
+// on the machine.
 func BenchmarkServe(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
 	defer up.Close()
@@ -55,17 +62,29 @@ func BenchmarkServe(b *testing.B) {
 		b.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	redisLimiter := ratelimit.NewRedis(ratelimit.Options{Client: rc, Budget: 50 * time.Millisecond, Log: quiet})
+	// No span processor: the sampled 1% are recorded and dropped at End,
+	// so what is measured is the gateway's side of tracing.
+	sampled := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))))
+	defer func() { _ = sampled.Shutdown(context.Background()) }()
 	for _, c := range []struct {
 		name    string
 		path    string
 		limiter ratelimit.Limiter
+		tp      trace.TracerProvider
 	}{
-		{"plain", "/plain", nil},
-		{"jwt+ratelimit-local", "/guarded", ratelimit.NewLocal(time.Now)},
-		{"jwt+ratelimit-redis", "/guarded", ratelimit.NewRedis(ratelimit.Options{Client: rc, Budget: 50 * time.Millisecond, Log: quiet})},
+		{"plain", "/plain", nil, nil},
+		{"jwt+ratelimit-local", "/guarded", ratelimit.NewLocal(time.Now), nil},
+		{"jwt+ratelimit-redis", "/guarded", redisLimiter, nil},
+		{"full-chain", "/guarded", redisLimiter, sampled},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			h := NewHandler(Options{Log: quiet, Metrics: NewMetrics(prometheus.NewRegistry())})
+			o := Options{Log: quiet, Metrics: NewMetrics(prometheus.NewRegistry())}
+			if c.tp != nil {
+				o.Observe.TracerProvider = c.tp
+				o.Observe.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+			}
+			h := NewHandler(o)
 			deps := testDeps()
 			deps.Limiter = c.limiter
 			applier := NewApplier(h, deps)
