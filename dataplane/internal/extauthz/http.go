@@ -8,9 +8,8 @@ import (
 	"net/http"
 	"net/url"
 
-	"go.opentelemetry.io/otel/propagation"
-
 	"github.com/portico-gw/portico/dataplane/internal/stage"
+	"github.com/portico-gw/portico/dataplane/internal/tracecarrier"
 	"github.com/portico-gw/portico/shared/config"
 )
 
@@ -60,7 +59,7 @@ func (h *httpDecider) decide(ctx context.Context, c *check, req *stage.Request) 
 		out.Header.Set("X-Forwarded-For", c.ClientIP)
 	}
 	if req.Env != nil && req.Env.Propagator != nil {
-		req.Env.Propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+		req.Env.Propagator.Inject(ctx, tracecarrier.Header(out.Header))
 	}
 	resp, err := h.client.Do(out)
 	if err != nil {

@@ -63,12 +63,12 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 
 	"github.com/portico-gw/portico/dataplane/internal/grpcjson"
 	"github.com/portico-gw/portico/dataplane/internal/stage"
+	"github.com/portico-gw/portico/dataplane/internal/tracecarrier"
 	"github.com/portico-gw/portico/dataplane/internal/upstream"
 	"github.com/portico-gw/portico/shared/config"
 )
@@ -299,7 +299,7 @@ func (c *call) attempt(ctx context.Context, tmpl *http.Request, m *upstream.Memb
 		out = out.WithContext(ctx)
 	}
 	if env := c.req.Env; env != nil && env.Propagator != nil {
-		env.Propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+		env.Propagator.Inject(ctx, tracecarrier.Header(out.Header))
 	}
 	resp, err := rt.RoundTrip(out)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portico-gw/portico/dataplane/internal/stage"
+	"github.com/portico-gw/portico/dataplane/internal/tracecarrier"
 )
 
 // ObserveOptions configure tracing, access logs and analytics.
@@ -55,7 +56,7 @@ func newObserver(o ObserveOptions) observer {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	ctx := h.obs.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx := h.obs.prop.Extract(r.Context(), tracecarrier.Header(r.Header))
 	ctx, span := h.obs.tracer.Start(ctx, r.Method, serverSpan...)
 	r = r.WithContext(ctx)
 	if h.metrics != nil {

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/portico-gw/portico/dataplane/internal/balancer"
+	"github.com/portico-gw/portico/dataplane/internal/tracecarrier"
 )
 
 // ErrNoEndpoints means the service has no instance to send the request to
@@ -146,7 +147,7 @@ func (t *Transport) attempt(ctx context.Context, req *http.Request, x *Exchange,
 	}
 	// Attempts run one after another, so writing the trace context into
 	// the shared header map cannot race with an earlier attempt.
-	t.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	t.prop.Inject(ctx, tracecarrier.Header(out.Header))
 	rt := t.base
 	if u := x.Upstream; u.tlsRT != nil && m.Scheme == "https" {
 		rt = u.tlsRT.get(t.template, u.tls)
