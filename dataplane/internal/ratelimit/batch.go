@@ -130,6 +130,10 @@ func (b *batcher) ensureWorker() {
 func (b *batcher) work() {
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
+	// The exchanges' deadline timer, one per worker rather than one per
+	// batch: a worker runs one exchange at a time.
+	deadline := time.NewTimer(workerIdle)
+	deadline.Stop()
 	batch := make([]*pending, 0, maxBatch)
 	for {
 		select {
@@ -155,7 +159,7 @@ func (b *batcher) work() {
 				break drain
 			}
 		}
-		b.send(batch)
+		b.send(batch, deadline)
 		b.sending.Add(-1)
 		clear(batch)
 		idle.Reset(workerIdle)
@@ -177,7 +181,7 @@ func (b *batcher) rejoin() bool {
 
 // send runs one pipeline for the decisions whose callers still wait: a
 // decision nobody waits for would take a token nobody uses.
-func (b *batcher) send(batch []*pending) {
+func (b *batcher) send(batch []*pending, timer *time.Timer) {
 	live := batch[:0]
 	for _, p := range batch {
 		if !p.gone.Load() {
@@ -194,12 +198,12 @@ func (b *batcher) send(batch []*pending) {
 		return
 	}
 	start := time.Now()
-	cmds, err := b.exchange(live, start, false, 0)
+	cmds, err := b.exchange(live, timer, start, false, 0)
 	if err == nil && anyNoScript(cmds) {
 		// Redis restarted or flushed its scripts: load them, run again.
 		// Redis has just answered, so this exchange of three round trips
 		// (and a script compile) gets the whole allowance.
-		cmds, err = b.exchange(live, time.Now(), true, b.budget+MaxLagAllowance)
+		cmds, err = b.exchange(live, timer, time.Now(), true, b.budget+MaxLagAllowance)
 	}
 	b.metrics.observe(time.Since(start))
 	for i, p := range live {
@@ -227,7 +231,7 @@ func (b *batcher) send(batch []*pending) {
 // enough that a reply may have waited as long. The pipeline runs in its own
 // goroutine, bounded by budget + MaxLagAllowance, so the worker can stop
 // waiting at a deadline that is only known then.
-func (b *batcher) exchange(live []*pending, start time.Time, load bool, least time.Duration) ([]*redis.IntSliceCmd, error) {
+func (b *batcher) exchange(live []*pending, timer *time.Timer, start time.Time, load bool, least time.Duration) ([]*redis.IntSliceCmd, error) {
 	hard := b.budget + MaxLagAllowance
 	ctx, cancel := context.WithTimeout(context.Background(), hard)
 	type result struct {
@@ -247,7 +251,7 @@ func (b *batcher) exchange(live []*pending, start time.Time, load bool, least ti
 		ch <- result{cmds, err}
 	}()
 	deadline := max(least, b.exchangeDeadline(start))
-	timer := time.NewTimer(deadline)
+	timer.Reset(deadline) // stopped: no stale tick (Go 1.23 timers)
 	defer timer.Stop()
 	pinged, graced := false, false
 	for {
@@ -327,10 +331,11 @@ func (b *batcher) pipeline(ctx context.Context, cmds []*redis.IntSliceCmd, load 
 // commands builds a batch's script calls (EVALSHA sha 1 key args...) by
 // hand rather than through Script.EvalSha, which costs about ten
 // allocations per decision: here the whole batch shares one string of
-// keys, one array of numbers and one of arguments, a key goes in as a
-// *string and a number as an *int64 (go-redis writes and routes both
-// without boxing them), and an IntSliceCmd reads the reply straight into
-// an []int64. What is left per decision is the command and its reply.
+// keys and one array of slots holding each call's key, numbers and
+// arguments; a key goes in as a *string and a number as an *int64 (go-redis
+// writes and cluster-routes both without boxing them), and an IntSliceCmd
+// reads the reply straight into an []int64. What is left per decision is
+// the command and its reply.
 func commands(ctx context.Context, live []*pending) []*redis.IntSliceCmd {
 	size := 0
 	for _, p := range live {
@@ -342,25 +347,30 @@ func commands(ctx context.Context, live []*pending) []*redis.IntSliceCmd {
 		writeRedisKey(&sb, p.key, p.g.fp)
 	}
 	all := sb.String()
-	keys := make([]string, len(live))
-	nums := make([]int64, 3*len(live))
-	args := make([]any, 0, 7*len(live))
+	type slot struct {
+		key  string
+		num  [3]int64
+		args [7]any
+	}
+	slots := make([]slot, len(live))
 	cmds := make([]*redis.IntSliceCmd, len(live))
 	at := 0
 	for i, p := range live {
+		s := &slots[i]
 		n := redisKeyLen(p.key)
-		keys[i] = all[at : at+n]
+		s.key = all[at : at+n]
 		at += n
-		num := nums[3*i : 3*i+3 : 3*i+3]
-		start := len(args)
+		var args []any
 		if p.g.alg == SlidingWindow {
-			num[0], num[1], num[2] = p.g.slot.Microseconds(), windowSlots, int64(p.g.limit)
-			args = append(args, "evalsha", windowSHA, 1, &keys[i], &num[0], &num[1], &num[2])
+			s.num = [3]int64{p.g.slot.Microseconds(), windowSlots, int64(p.g.limit)}
+			s.args = [7]any{"evalsha", windowSHA, 1, &s.key, &s.num[0], &s.num[1], &s.num[2]}
+			args = s.args[:7:7]
 		} else {
-			num[0], num[1] = p.g.interval.Microseconds(), p.g.tolerance.Microseconds()
-			args = append(args, "evalsha", gcraSHA, 1, &keys[i], &num[0], &num[1])
+			s.num = [3]int64{p.g.interval.Microseconds(), p.g.tolerance.Microseconds()}
+			s.args = [7]any{"evalsha", gcraSHA, 1, &s.key, &s.num[0], &s.num[1]}
+			args = s.args[:6:6]
 		}
-		cmds[i] = redis.NewIntSliceCmd(ctx, args[start:len(args):len(args)]...)
+		cmds[i] = redis.NewIntSliceCmd(ctx, args...)
 		cmds[i].SetFirstKeyPos(3) // KEYS[1]: where a cluster sends it
 	}
 	return cmds
