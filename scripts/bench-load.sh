@@ -31,7 +31,8 @@
 #
 # Knobs: ROUNDS (2), DURATION (5s, at most 10s), CONNS (64), THREADS (2),
 # H2_CONNS (16), H2_STREAMS (8), SCENARIOS (any of "plain full https h2
-# handshake routes10k propagation conns bodies routes keys rate idle curves";
+# handshake routes10k propagation groups conns bodies routes keys rate idle
+# curves";
 # default "plain full https h2 handshake"), PEERS (0: leave Traefik and Caddy
 # out instead of building them), BENCH_DIR (kept when set), FASTPROTO (1: add
 # fasthttp-proto and nbio-proto, the fast-HTTP/1.1 prototypes of
@@ -688,6 +689,52 @@ PY
   hdrs=("" "Authorization: Bearer $token")
 }
 
+# Scenario groups (issue 20, goal 1a): the plain route through Go's
+# ReverseProxy and through another Portico data plane, each started with
+# setsid. With kernel.sched_autogroup_enabled=1 a session is a CPU group of
+# its own, shared fairly against wrk's and the upstream's, the way a service
+# under systemd or a container runtime gets a cgroup; the plain scenario's
+# targets all share the shell's group. Each pair runs with Go's default
+# GOMAXPROCS (one per core) and with GOMAXPROCS=1.
+start_groups() {
+  local g port ops pid
+  names=() urls=() tpids=() hdrs=()
+  for g in cores 1; do
+    local genv=()
+    [[ "$g" == 1 ]] && genv=(GOMAXPROCS=1)
+    port="$(free_port)"
+    env "${genv[@]}" setsid "$DIR/bench-stdlibproxy" --listen "127.0.0.1:$port" --upstream "http://$UP" \
+      >"$DIR/stdlibproxy-group-$g.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    wait_http "http://127.0.0.1:$port/" "stdlib proxy (own group, GOMAXPROCS $g)"
+    add_target "go-stdlib/gmp-$g" "http://127.0.0.1:$port/bench/x" "$pid"
+    port="$(free_port)" ops="127.0.0.1:$(free_port)"
+    env "${genv[@]}" setsid "$BIN/dataplane" --controlplane "http://$CP" --listen "127.0.0.1:$port" --ops-listen "$ops" \
+      --state-dir "$DIR/dataplane-group-$g" --node-id "bench-group-$g" --access-log off --log-level warn \
+      >"$DIR/dataplane-group-$g.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    wait_http "http://$ops/readyz" "data plane (own group, GOMAXPROCS $g)"
+    wait_http "http://127.0.0.1:$port/bench/x" "portico route (own group, GOMAXPROCS $g)"
+    add_target "portico/gmp-$g" "http://127.0.0.1:$port/bench/x" "$pid"
+  done
+}
+
+report_groups() {
+  echo "(each proxy in a CPU group of its own: setsid, kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?'); gmp-cores: Go's default GOMAXPROCS=$(nproc), gmp-1: GOMAXPROCS=1)"
+  awk -F'\t' "$MEDIAN_AWK"'
+    $1 == "groups" { p99[$2] = p99[$2] " " $6 }
+    END {
+      split("cores 1", g, " ")
+      for (i = 1; i <= 2; i++) {
+        a = "portico/gmp-" g[i]; b = "go-stdlib/gmp-" g[i]
+        if ((a in p99) && (b in p99) && median(p99[b]) > 0)
+          printf "GOMAXPROCS %s: portico p99 / go-stdlib p99 at saturation, each in its own CPU group: %.2f (issue 20 goal 1: <= 1.0)\n", g[i], median(p99[a]) / median(p99[b])
+      }
+    }' "$RES"
+}
+
 report_full() {
   awk -F'\t' -v tick="$TICK" '
     $1 == "full" { req[$2] += $7; cpu[$2] += $8 }
@@ -944,6 +991,13 @@ for sc in $SCENARIOS; do
       load_routes
       run_scenario routes10k
       report routes10k >>"$DIR/report.txt"
+      ;;
+    groups)
+      saved_names=("${names[@]}") saved_urls=("${urls[@]}") saved_tpids=("${tpids[@]}") saved_hdrs=("${hdrs[@]}")
+      start_groups
+      run_scenario groups
+      { report groups; report_groups; } >>"$DIR/report.txt"
+      names=("${saved_names[@]}") urls=("${saved_urls[@]}") tpids=("${saved_tpids[@]}") hdrs=("${saved_hdrs[@]}")
       ;;
     conns) run_conns ;;
     bodies) run_bodies ;;
