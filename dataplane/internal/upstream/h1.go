@@ -20,9 +20,11 @@ import (
 // goroutine and a write goroutine and hands each request and response
 // between them and the caller over channels; under load those hand-offs
 // (scheduler, select, wake-ups) cost about a tenth of a proxied request's
-// CPU. H1 writes the request and reads the response head on the calling
+// CPU. H1 writes the request and parses the response head on the calling
 // goroutine, with the standard library's own wire format (Request.Write,
-// http.ReadResponse), and keeps idle connections per host.
+// http.ReadResponse), and keeps idle connections per host. Only the wait
+// for the answer's first byte is handed to a short-lived goroutine (see
+// awaitAnswer for why).
 //
 // Everything else — bodies, upgrades, TLS, other methods — goes to the
 // fallback Transport unchanged, so HTTP semantics there are net/http's.
@@ -77,6 +79,30 @@ type h1conn struct {
 	lr        *headLimit
 	host      string
 	idleSince time.Time
+	answered  chan error // awaitAnswer's hand-off; buffered, so its goroutine never blocks
+}
+
+// awaitAnswer waits until the answer's first byte can be read, on a
+// goroutine of its own that hands the result back over a channel.
+//
+// Parking the request's own goroutine on the network poller would be one
+// scheduler round trip cheaper, but a goroutine woken by the poller goes to
+// the back of a run queue, while net/http's server puts its per-request
+// goroutines (the background read it starts for every request, and the
+// hand-offs that stop it) in the P's runnext slot, ahead of the queue.
+// Under saturation an answer that has arrived then waits behind hundreds of
+// newer goroutines: traces of a saturated data plane in a CPU group of its
+// own showed each wait of 5 ms or more overtaken by a median of about 400
+// (scripts/tracewait), and p99 at 1.6-3x Go's ReverseProxy. A goroutine
+// readied by a channel send goes to runnext, as net/http's Transport hands
+// its reader's answers over, so the request that is half served runs next.
+// docs/PERFORMANCE.md, goal 1, has the measurements of both.
+func (pc *h1conn) awaitAnswer() error {
+	go func() {
+		_, err := pc.br.Peek(1)
+		pc.answered <- err
+	}()
+	return <-pc.answered
 }
 
 // maxResponseHead bounds a response's status line and headers, like
@@ -179,7 +205,7 @@ func (t *H1) exchange(ctx context.Context, pc *h1conn, req *http.Request) (*http
 	// that was dead before it answered anything (io.EOF, reset: safe to
 	// send again) from one that died mid-response (ReadResponse reports
 	// both as io.ErrUnexpectedEOF).
-	if _, err := pc.br.Peek(1); err != nil {
+	if err := pc.awaitAnswer(); err != nil {
 		stop()
 		pc.Close()
 		return nil, err
@@ -237,7 +263,7 @@ func (t *H1) conn(ctx context.Context, host string) (*h1conn, bool, error) {
 		return nil, false, err
 	}
 	lr := &headLimit{c: c, remain: -1}
-	return &h1conn{Conn: c, br: bufio.NewReaderSize(lr, t.readBuf), bw: bufio.NewWriterSize(c, t.writeBuf), lr: lr, host: host}, false, nil
+	return &h1conn{Conn: c, br: bufio.NewReaderSize(lr, t.readBuf), bw: bufio.NewWriterSize(c, t.writeBuf), lr: lr, host: host, answered: make(chan error, 1)}, false, nil
 }
 
 // release returns pc to the idle pool, unless it cannot carry another
