@@ -104,9 +104,10 @@ test-only: consul redis jaeger haproxy soap compose helm chromium pebble
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 10m -p 1 -run '^($(ALONE))$$' ./dataplane/internal/ratelimit/ ./dataplane/e2e/
 
 lint:
-	@out="$$(gofmt -l shared controlplane dataplane deployments/helm/test)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out="$$(gofmt -l shared controlplane dataplane deployments/helm/test scripts/tracewait)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	GOWORK=off $(GO) -C deployments/helm/test vet ./...
+	GOWORK=off $(GO) -C scripts/tracewait vet ./...
 	@test -x $(GOBIN_DIR)/staticcheck || $(GO) install $(STATICCHECK)
 	$(GOBIN_DIR)/staticcheck $(PKGS)
 
