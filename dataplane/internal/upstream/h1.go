@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -37,6 +39,11 @@ type H1 struct {
 	readBuf        int
 	writeBuf       int
 
+	// handOff says whether awaitAnswer waits on a goroutine of its own:
+	// GOMAXPROCS > 1, read again at each sweep because Go follows a
+	// container's CPU limit as it changes.
+	handOff atomic.Bool
+
 	mu        sync.Mutex
 	idle      map[string][]*h1conn // by host:port, most recent last
 	lastSweep time.Time
@@ -61,7 +68,7 @@ func NewH1(fallback http.RoundTripper, o H1Options) *H1 {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}
 		o.Dial = d.DialContext
 	}
-	return &H1{
+	t := &H1{
 		fallback:       fallback,
 		dial:           o.Dial,
 		maxIdlePerHost: cmp.Or(o.MaxIdlePerHost, 512),
@@ -70,6 +77,8 @@ func NewH1(fallback http.RoundTripper, o H1Options) *H1 {
 		writeBuf:       cmp.Or(o.WriteBufferSize, 32<<10),
 		idle:           map[string][]*h1conn{},
 	}
+	t.handOff.Store(runtime.GOMAXPROCS(0) > 1)
+	return t
 }
 
 type h1conn struct {
@@ -82,8 +91,9 @@ type h1conn struct {
 	answered  chan error // awaitAnswer's hand-off; buffered, so its goroutine never blocks
 }
 
-// awaitAnswer waits until the answer's first byte can be read, on a
-// goroutine of its own that hands the result back over a channel.
+// awaitAnswer waits until the answer's first byte can be read. With more
+// than one P it waits on a goroutine of its own that hands the result back
+// over a channel; with one it waits on the caller's.
 //
 // Parking the request's own goroutine on the network poller would be one
 // scheduler round trip cheaper, but a goroutine woken by the poller goes to
@@ -96,8 +106,17 @@ type h1conn struct {
 // (scripts/tracewait), and p99 at 1.6-3x Go's ReverseProxy. A goroutine
 // readied by a channel send goes to runnext, as net/http's Transport hands
 // its reader's answers over, so the request that is half served runs next.
-// docs/PERFORMANCE.md, goal 1, has the measurements of both.
-func (pc *h1conn) awaitAnswer() error {
+//
+// With a single P (GOMAXPROCS=1, which Go sets itself under a CPU limit of
+// one core) there is no other P to run what waits, and the extra goroutine
+// and hand-offs in runnext only lengthen the chains that starve the run
+// queue: p99 went from about 1.4x to 3x Go's ReverseProxy's there, so the
+// caller parks itself. docs/PERFORMANCE.md, goal 1, has the measurements.
+func (t *H1) awaitAnswer(pc *h1conn) error {
+	if !t.handOff.Load() {
+		_, err := pc.br.Peek(1)
+		return err
+	}
 	go func() {
 		_, err := pc.br.Peek(1)
 		pc.answered <- err
@@ -205,7 +224,7 @@ func (t *H1) exchange(ctx context.Context, pc *h1conn, req *http.Request) (*http
 	// that was dead before it answered anything (io.EOF, reset: safe to
 	// send again) from one that died mid-response (ReadResponse reports
 	// both as io.ErrUnexpectedEOF).
-	if err := pc.awaitAnswer(); err != nil {
+	if err := t.awaitAnswer(pc); err != nil {
 		stop()
 		pc.Close()
 		return nil, err
@@ -295,6 +314,7 @@ func (t *H1) release(pc *h1conn, stop func() bool, keep bool) {
 // hosts no longer used (instances gone from discovery) do not keep sockets.
 func (t *H1) sweepLocked(now time.Time) {
 	t.lastSweep = now
+	t.handOff.Store(runtime.GOMAXPROCS(0) > 1)
 	for host, list := range t.idle {
 		kept := list[:0]
 		for _, pc := range list {

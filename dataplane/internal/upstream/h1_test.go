@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -367,5 +368,36 @@ func TestH1ExtraBytes(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d connections, want the tainted one closed", n)
+	}
+}
+
+// TestH1OneP runs the exchange tests again with GOMAXPROCS=1, where H1
+// waits for answers on the request's own goroutine instead of handing the
+// wait to another (awaitAnswer): both ways must behave the same.
+func TestH1OneP(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	h, _ := newTestH1(t, H1Options{})
+	if h.handOff.Load() {
+		t.Fatal("H1 hands the wait off with GOMAXPROCS=1")
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"ResponsesAndReuse", TestH1ResponsesAndReuse},
+		{"StaleConnection", TestH1StaleConnection},
+		{"CloseDelimited", TestH1CloseDelimited},
+		{"EarlyClose", TestH1EarlyClose},
+		{"Cancel", TestH1Cancel},
+		{"Concurrent", TestH1Concurrent},
+		{"HeadLimit", TestH1HeadLimit},
+		{"AllIdleDead", TestH1AllIdleDead},
+		{"ExtraBytes", TestH1ExtraBytes},
+	} {
+		t.Run(tc.name, tc.run)
+	}
+	runtime.GOMAXPROCS(2)
+	if h2, _ := newTestH1(t, H1Options{}); !h2.handOff.Load() {
+		t.Fatal("H1 does not hand the wait off with GOMAXPROCS=2")
 	}
 }
