@@ -95,17 +95,18 @@ type h1conn struct {
 // than one P it waits on a goroutine of its own that hands the result back
 // over a channel; with one it waits on the caller's.
 //
-// Parking the request's own goroutine on the network poller would be one
+// Parking the request's own goroutine on the network poller is one
 // scheduler round trip cheaper, but a goroutine woken by the poller goes to
 // the back of a run queue, while net/http's server puts its per-request
 // goroutines (the background read it starts for every request, and the
 // hand-offs that stop it) in the P's runnext slot, ahead of the queue.
-// Under saturation an answer that has arrived then waits behind hundreds of
-// newer goroutines: traces of a saturated data plane in a CPU group of its
-// own showed each wait of 5 ms or more overtaken by a median of about 400
-// (scripts/tracewait), and p99 at 1.6-3x Go's ReverseProxy. A goroutine
-// readied by a channel send goes to runnext, as net/http's Transport hands
-// its reader's answers over, so the request that is half served runs next.
+// Under saturation, in a CPU group of its own, traces showed answers that
+// had arrived overtaken by hundreds of newer goroutines (scripts/tracewait)
+// and p99 at 1.6-3x Go's ReverseProxy, whose Transport hands its reader's
+// answers over by channel, into runnext. Handing off the same way cut the
+// longest waits (p99.9 28 -> 17 ms, max 120 -> 32 ms) and brought p99 to
+// 0.9-1.2x Go's proxy at the same CPU in that set-up; sharing the load
+// generator's CPU group, p99 stayed at parity for up to 14% more CPU.
 //
 // With a single P (GOMAXPROCS=1, which Go sets itself under a CPU limit of
 // one core) there is no other P to run what waits, and the extra goroutine
