@@ -214,3 +214,84 @@ func oidcRefreshRace(t *testing.T, withRedis bool, grace time.Duration) {
 	t.Logf("%d racing requests on 2 data planes: %d answered 200 with the refreshed session, %d 503 (try again), none logged out; the session refreshed twice more on both",
 		len(answers), len(answers)-retried, retried)
 }
+
+// TestOIDCRefusedRefreshRemembered: once the provider has refused a
+// session's refresh (here: the user's consent, and with it the grant, is
+// revoked in Hydra), a client that keeps sending the dead cookie gets 401
+// each time without costing the provider another call: the first request
+// is counted refused, the others refused_before, and no refresh is spent.
+func TestOIDCRefusedRefreshRemembered(t *testing.T) {
+	const ttl = 5 * time.Second
+	hydra := testutil.StartHydraWith(t, testutil.HydraOptions{AccessTokenTTL: ttl})
+	hydra.SetUser("alice", map[string]any{"email": "alice@example.com"})
+	dir := t.TempDir()
+	cp := startControlPlane(t, "cp", "bolt:"+filepath.Join(dir, "cp.db"))
+	dp := startDataPlane(t, "dp-1", cp.url, filepath.Join(dir, "dp-1"))
+	setupOIDCApp(t, hydra, cp, dp)
+	noFollow := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	send := func(c *http.Cookie) int {
+		req, _ := http.NewRequest("GET", dp.url+"/app/orders", nil)
+		req.Header.Set("Accept", "application/json")
+		req.AddCookie(c)
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool { return send(&http.Cookie{Name: "x", Value: "y"}) == 401 }, "the OIDC route served")
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 20 * time.Second}
+	req, _ := http.NewRequest("GET", dp.url+"/app/home", nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := browser.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loggedIn := time.Now()
+	var session *http.Cookie
+	for _, c := range jar.Cookies(mustURL(t, dp.url)) {
+		if c.Name == "__Host-portico-hydra" {
+			session = c
+		}
+	}
+	if resp.StatusCode != 200 || session == nil {
+		t.Fatalf("login: %d, session cookie %v", resp.StatusCode, session != nil)
+	}
+
+	// The grant ends at the provider: Hydra revokes the consent and the
+	// tokens issued under it.
+	del, _ := http.NewRequest("DELETE", hydra.AdminURL+"/admin/oauth2/auth/sessions/consent?subject=alice&all=true", nil)
+	dresp, err := httpc.Do(del)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dresp.Body.Close()
+	if dresp.StatusCode != http.StatusNoContent {
+		t.Fatalf("revoking alice's consent: %d", dresp.StatusCode)
+	}
+	// Let the access token expire, so that the next request must refresh.
+	time.Sleep(time.Until(loggedIn.Add(ttl + 1500*time.Millisecond)))
+
+	const tries = 5
+	for i := range tries {
+		if got := send(session); got != 401 {
+			t.Fatalf("request %d with the revoked session: %d, want 401", i+1, got)
+		}
+	}
+	m, err := scrapeMetrics(dp.ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[string]float64{}
+	for _, o := range []string{"spent", "shared", "failed", "refused", "refused_before", "busy"} {
+		outcomes[o] = metricSum(m["portico_oidc_session_refreshes_total"], map[string]string{"issuer": "hydra", "outcome": o})
+	}
+	t.Logf("portico_oidc_session_refreshes_total: %v", outcomes)
+	if outcomes["refused"] != 1 || outcomes["refused_before"] != tries-1 || outcomes["spent"] != 0 || outcomes["failed"] != 0 {
+		t.Fatalf("refresh outcomes %v: want the provider asked once (refused 1) and the other %d requests answered from memory", outcomes, tries-1)
+	}
+}

@@ -495,8 +495,12 @@ refresh:
 			sess, refreshed = ns, true
 			continue
 		case refusedRefresh(err):
-			// The provider said no: the grant is revoked or expired.
-			o.c.log.Info("OIDC session ended: refresh refused", "issuer", o.issuerName, "error", exchangeError(err))
+			// The provider said no, now or before: the grant is revoked
+			// or expired. Said once per refusal, not per request that
+			// still carries the dead cookie.
+			if !errors.Is(err, errRefusedBefore) {
+				o.c.log.Info("OIDC session ended: refresh refused", "issuer", o.issuerName, "error", exchangeError(err))
+			}
 			return nil, errNoSession
 		case now.Before(exp):
 			break refresh // a passing failure, within the access token's life
@@ -519,8 +523,12 @@ refresh:
 const maxRefreshHops = 3
 
 // refusedRefresh reports the provider's refusal of a refresh (a 4xx answer,
-// or a new ID token that does not verify), as opposed to its failure.
+// or a new ID token that does not verify, now or remembered from before),
+// as opposed to its failure.
 func refusedRefresh(err error) bool {
+	if errors.Is(err, errRefusedBefore) {
+		return true
+	}
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		return false

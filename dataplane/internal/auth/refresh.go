@@ -40,6 +40,13 @@ import (
 //     holder failed: they try in turn). Each Redis call has
 //     refreshRedisBudget; the whole wait is bounded by refreshWait, past
 //     which the request gets 503 (try again), never a logout.
+//   - A refusal (the grant is revoked or expired, the token already spent)
+//     is final: each data plane remembers the refused token's hash until
+//     the session's absolute end (refusedBytes per issuer, least recently
+//     used first out), and a request still carrying it ends its session
+//     without asking the provider again. A client that keeps sending a
+//     dead cookie costs the provider one call per data plane, not one per
+//     request.
 //   - Redis unreachable before anything is known: as without Redis (this
 //     data plane refreshes alone). Once another data plane is known to be
 //     refreshing, a Redis failure is a 503: presenting the token a second
@@ -59,6 +66,11 @@ import (
 const (
 	refreshReuseWindow = 30 * time.Second
 	refreshRecentBytes = 4 << 20
+	refusedBytes       = 1 << 20
+	// refusedEntryBytes is what one remembered refusal is charged: the
+	// cache's entry, its list element and the map's share (measured by
+	// TestRefusedEntrySize).
+	refusedEntryBytes  = 256
 	refreshLockTTL     = oidcTimeout + 5*time.Second
 	refreshWait        = oidcTimeout + 2*time.Second
 	refreshRedisBudget = 250 * time.Millisecond
@@ -68,6 +80,10 @@ const (
 	refreshLockPrefix   = "portico:oidc:refresh-lock:"
 	refreshResultPrefix = "portico:oidc:refreshed:"
 )
+
+// errRefusedBefore: the provider refused this refresh token earlier (see
+// refresher.refused); refusedRefresh counts it as a refusal.
+var errRefusedBefore = errors.New("auth: the provider refused this session's refresh earlier")
 
 // errRefreshBusy: another request (here or on another data plane) is
 // refreshing the session and its result did not come in time.
@@ -79,18 +95,21 @@ type refresher struct {
 	redis   redis.UniversalClient // nil: this data plane only
 	metrics *SessionMetrics
 	flight  singleflight.Group
-	recent  *byteCache[string] // sealed results by the old refresh token's hash
+	recent  *byteCache[string]   // sealed results by the old refresh token's hash
+	refused *byteCache[struct{}] // refresh tokens the provider refused, by hash
 }
 
 func newRefresher(c *oidcClient, rc redis.UniversalClient, m *SessionMetrics) *refresher {
-	return &refresher{c: c, redis: rc, metrics: m, recent: newByteCache[string](refreshRecentBytes)}
+	return &refresher{c: c, redis: rc, metrics: m, recent: newByteCache[string](refreshRecentBytes),
+		refused: newByteCache[struct{}](refusedBytes)}
 }
 
 // SessionMetrics count OIDC session refreshes by issuer and outcome, one
 // per request that found its session due: spent (this request used the
 // refresh token at the provider), shared (it took the result of another
 // request, on this data plane or, through Redis, another), refused (the
-// provider said no: the session ended), failed (the provider failed or
+// provider said no: the session ended), refused_before (the provider
+// had refused this refresh token before: not asked again), failed (the provider failed or
 // could not be reached), busy (another request's refresh did not finish in
 // time: 503). Across a cluster, spent counts the uses of refresh tokens:
 // with Redis, one per refresh. Make one per process; nil counts nothing.
@@ -102,7 +121,7 @@ type SessionMetrics struct {
 func NewSessionMetrics(reg prometheus.Registerer) *SessionMetrics {
 	m := &SessionMetrics{refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portico_oidc_session_refreshes_total",
-		Help: "OIDC session refreshes, by issuer and outcome (spent: this request used the refresh token; shared: it took another request's result, here or through Redis; refused: the provider ended the session; failed: the provider failed; busy: another request's refresh did not finish in time).",
+		Help: "OIDC session refreshes, by issuer and outcome (spent: this request used the refresh token; shared: it took another request's result, here or through Redis; refused: the provider ended the session; refused_before: it had refused this refresh token before and was not asked again; failed: the provider failed; busy: another request's refresh did not finish in time).",
 	}, []string{"issuer", "outcome"})}
 	reg.MustRegister(m.refreshes)
 	return m
@@ -122,6 +141,10 @@ var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] the
 // (on any data plane) spent s's refresh token first.
 func (r *refresher) refresh(ctx context.Context, s *oidcSession, now time.Time) (*oidcSession, error) {
 	key := sha256.Sum256([]byte(s.Refresh))
+	if _, ok := r.refused.get(key, now); ok {
+		r.metrics.count(r.c.issuer.name, "refused_before")
+		return nil, errRefusedBefore
+	}
 	if ns, ok := r.remembered(key, now); ok {
 		r.metrics.count(r.c.issuer.name, "shared")
 		return ns, nil
@@ -141,6 +164,9 @@ func (r *refresher) refresh(ctx context.Context, s *oidcSession, now time.Time) 
 		ns, sealed, mine, err := r.coordinated(fctx, key, s, now)
 		spent = mine
 		if err != nil {
+			if refusedRefresh(err) {
+				r.refused.put(key, struct{}{}, time.Unix(s.Until, 0), refusedEntryBytes)
+			}
 			return nil, err
 		}
 		if sealed != "" {

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -144,9 +146,38 @@ func TestRefusedRefresh(t *testing.T) {
 		{"unreachable", errProviderDown, false},
 		{"busy", errRefreshBusy, false},
 		{"wrapped 400", errors.Join(errors.New("x"), &oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}}), true},
+		{"refused before", errRefusedBefore, true},
+		{"wrapped refused before", fmt.Errorf("x: %w", errRefusedBefore), true},
 	} {
 		if got := refusedRefresh(tc.err); got != tc.want {
 			t.Errorf("%s: refusedRefresh = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestRefusedEntrySize: a remembered refusal costs no more than the
+// refusedEntryBytes it is charged, so refusedBytes bounds the memory.
+func TestRefusedEntrySize(t *testing.T) {
+	const n = 10_000
+	c := newByteCache[struct{}](n * refusedEntryBytes)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	until := time.Now().Add(time.Hour)
+	for i := range n {
+		var k [32]byte
+		k[0], k[1], k[2] = byte(i), byte(i>>8), byte(i>>16)
+		c.put(k, struct{}{}, until, refusedEntryBytes)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (after.HeapAlloc - before.HeapAlloc) / n
+	runtime.KeepAlive(c)
+	if entries, _ := c.stats(); entries != n {
+		t.Fatalf("%d entries kept, want %d", entries, n)
+	}
+	t.Logf("%d bytes per remembered refusal", per)
+	if per > refusedEntryBytes {
+		t.Fatalf("a remembered refusal costs %d bytes, more than the %d charged", per, refusedEntryBytes)
 	}
 }
