@@ -53,7 +53,7 @@ func oidcRefreshRace(t *testing.T, withRedis bool, grace time.Duration) {
 	dps := []*dataPlane{dp1, dp2}
 	setupOIDCApp(t, hydra, cp, dp1, dp2)
 
-	const html, api = "text/html,application/xhtml+xml", "application/json"
+	const api = "application/json"
 	type answer struct {
 		status int
 		cookie *http.Cookie // the rewritten session cookie, if any
@@ -84,25 +84,7 @@ func oidcRefreshRace(t *testing.T, withRedis bool, grace time.Duration) {
 	}
 
 	// Log in on dp-1 as a browser.
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: 20 * time.Second}
-	req, _ := http.NewRequest("GET", dp1.url+"/app/home", nil)
-	req.Header.Set("Accept", html)
-	resp, err := browser.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loggedIn := time.Now()
-	var session *http.Cookie
-	for _, c := range jar.Cookies(mustURL(t, dp1.url)) {
-		if c.Name == "__Host-portico-hydra" {
-			session = c
-		}
-	}
-	if resp.StatusCode != 200 || session == nil {
-		t.Fatalf("login: %d, session cookie %v", resp.StatusCode, session != nil)
-	}
+	session, loggedIn := browserLogin(t, dp1)
 
 	// Let the access token expire: every request from now on must refresh.
 	// (A clock-driven condition: nothing to poll without spending it.)
@@ -242,25 +224,7 @@ func TestOIDCRefusedRefreshRemembered(t *testing.T) {
 	}
 	testutil.Eventually(t, 15*time.Second, func() bool { return send(&http.Cookie{Name: "x", Value: "y"}) == 401 }, "the OIDC route served")
 
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: 20 * time.Second}
-	req, _ := http.NewRequest("GET", dp.url+"/app/home", nil)
-	req.Header.Set("Accept", "text/html")
-	resp, err := browser.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loggedIn := time.Now()
-	var session *http.Cookie
-	for _, c := range jar.Cookies(mustURL(t, dp.url)) {
-		if c.Name == "__Host-portico-hydra" {
-			session = c
-		}
-	}
-	if resp.StatusCode != 200 || session == nil {
-		t.Fatalf("login: %d, session cookie %v", resp.StatusCode, session != nil)
-	}
+	session, loggedIn := browserLogin(t, dp)
 
 	// The grant ends at the provider: Hydra revokes the consent and the
 	// tokens issued under it.
@@ -294,4 +258,31 @@ func TestOIDCRefusedRefreshRemembered(t *testing.T) {
 	if outcomes["refused"] != 1 || outcomes["refused_before"] != tries-1 || outcomes["spent"] != 0 || outcomes["failed"] != 0 {
 		t.Fatalf("refresh outcomes %v: want the provider asked once (refused 1) and the other %d requests answered from memory", outcomes, tries-1)
 	}
+}
+
+// browserLogin signs in on dp's /app/home as a browser does (following the
+// redirects through Hydra's login app) and returns the gateway's session
+// cookie and when it was issued.
+func browserLogin(t *testing.T, dp *dataPlane) (*http.Cookie, time.Time) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 20 * time.Second}
+	req, _ := http.NewRequest("GET", dp.url+"/app/home", nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	resp, err := browser.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loggedIn := time.Now()
+	var session *http.Cookie
+	for _, c := range jar.Cookies(mustURL(t, dp.url)) {
+		if c.Name == "__Host-portico-hydra" {
+			session = c
+		}
+	}
+	if resp.StatusCode != 200 || session == nil {
+		t.Fatalf("login: %d, session cookie %v", resp.StatusCode, session != nil)
+	}
+	return session, loggedIn
 }
