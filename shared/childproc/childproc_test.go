@@ -1,6 +1,6 @@
 //go:build linux
 
-package childproc
+package childproc_test
 
 import (
 	"os"
@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portico-gw/portico/shared/childproc"
+	"github.com/portico-gw/portico/shared/testutil"
 )
 
 // TestChildDiesWithParent re-runs this test binary as a middle process that
@@ -18,7 +21,7 @@ import (
 func TestChildDiesWithParent(t *testing.T) {
 	if os.Getenv("CHILDPROC_MIDDLE") == "1" {
 		sleep := exec.Command("sleep", "60")
-		if err := Start(sleep); err != nil {
+		if err := childproc.Start(sleep); err != nil {
 			os.Exit(2)
 		}
 		os.Stdout.WriteString(strconv.Itoa(sleep.Process.Pid) + "\n")
@@ -30,7 +33,7 @@ func TestChildDiesWithParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Start(middle); err != nil {
+	if err := childproc.Start(middle); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 32)
@@ -50,20 +53,15 @@ func TestChildDiesWithParent(t *testing.T) {
 	}
 	_ = middle.Wait()
 	// The kernel delivers the parent-death signal as the middle process
-	// exits; the grandchild is a zombie of init's or gone by the time
-	// Wait returns, never left sleeping. Poll its state, not a timer.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			return // reaped
+	// exits; the grandchild is a zombie of init's or gone soon after Wait
+	// returns, never left sleeping.
+	var stat []byte
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		var err error
+		if stat, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err != nil {
+			return true // reaped
 		}
-		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "Z" {
-			return // killed, not yet reaped
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("grandchild %d still running 10s after its parent was killed: %s", pid, stat)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		f := strings.Fields(string(stat))
+		return len(f) > 2 && f[2] == "Z" // killed, not yet reaped
+	}, "grandchild "+strconv.Itoa(pid)+" gone after its parent was killed")
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -186,7 +185,7 @@ func BenchmarkHandshakeOtherListener(b *testing.B) {
 				a.SetTicketKeys(apiv1.TicketKeys{k})
 				o.SetTicketKeys(apiv1.TicketKeys{k})
 			}
-			addrA, addrB := benchServe(b, a), benchServe(b, o)
+			addrA, addrB := serveTLS(b, a, nil), serveTLS(b, o, nil)
 			conf := &tls.Config{ServerName: "a.example.com", RootCAs: p.roots, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 			dial := func(addr string) bool {
 				conn, err := tls.Dial("tcp", addr, conf)
@@ -210,16 +209,4 @@ func BenchmarkHandshakeOtherListener(b *testing.B) {
 			}
 		})
 	}
-}
-
-func benchServe(b *testing.B, c *Certificates) string {
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), ReadHeaderTimeout: 10 * time.Second}
-	Configure(srv, c)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.ServeTLS(ln, "", "")
-	b.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
 }

@@ -38,7 +38,7 @@ func (p *pki) cert(t testing.TB, name string, rev int64, snis ...string) config.
 }
 
 // serveTLS serves h with the certificates of c on a loopback port.
-func serveTLS(t *testing.T, c *Certificates, h http.Handler) string {
+func serveTLS(t testing.TB, c *Certificates, h http.Handler) string {
 	t.Helper()
 	if h == nil {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) })
