@@ -86,17 +86,7 @@ func TestACMECertificateAPI(t *testing.T) {
 		t.Fatalf("a write replaced what the ACME client maintains: %+v", cur.ACME)
 	}
 	// The export imports back (it has no key).
-	_, exp := s.mustStatus(t, 200, "GET", "/v1/config", "")
-	var e struct {
-		Config json.RawMessage `json:"config"`
-	}
-	if err := json.Unmarshal(exp, &e); err != nil {
-		t.Fatal(err)
-	}
-	_, res := s.mustStatus(t, 200, "PUT", "/v1/config", string(e.Config))
-	if !strings.Contains(string(res), `"update":0`) {
-		t.Fatalf("re-importing the export changed something: %s", res)
-	}
+	s.reimportExport(t)
 }
 
 func jsonString(s string) string {
@@ -143,17 +133,7 @@ func TestACMEEABKeyNeverReturned(t *testing.T) {
 	if h.Get("ETag") != `"1"` {
 		t.Fatalf("GET output put back made version %s, want 1 (no change)", h.Get("ETag"))
 	}
-	_, exp := s.mustStatus(t, 200, "GET", "/v1/config", "")
-	var e struct {
-		Config json.RawMessage `json:"config"`
-	}
-	if err := json.Unmarshal(exp, &e); err != nil {
-		t.Fatal(err)
-	}
-	_, imported := s.mustStatus(t, 200, "PUT", "/v1/config", string(e.Config))
-	if !strings.Contains(string(imported), `"update":0`) {
-		t.Fatalf("re-importing the export changed something: %s", imported)
-	}
+	exp, imported := s.reimportExport(t)
 	if cur, ok := s.cat.Current().State.Config.Certificate("api"); !ok || cur.ACME.EAB == nil || cur.ACME.EAB.HMACKey != secret {
 		t.Fatalf("the stored binding lost its key: %+v", cur)
 	}

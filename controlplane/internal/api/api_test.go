@@ -111,6 +111,25 @@ func (s *testServer) call(t *testing.T, method, path, token, body string, hdr ..
 	return resp.StatusCode, resp.Header, data
 }
 
+// reimportExport puts GET /v1/config's export back as it is and fails
+// unless that changed nothing ("update":0); it returns the export and the
+// import's answer, for checks of what they show.
+func (s *testServer) reimportExport(t *testing.T) (export, answer []byte) {
+	t.Helper()
+	_, export = s.mustStatus(t, 200, "GET", "/v1/config", "")
+	var e struct {
+		Config json.RawMessage `json:"config"`
+	}
+	if err := json.Unmarshal(export, &e); err != nil {
+		t.Fatal(err)
+	}
+	_, answer = s.mustStatus(t, 200, "PUT", "/v1/config", string(e.Config))
+	if !strings.Contains(string(answer), `"update":0`) {
+		t.Fatalf("re-importing the export changed something: %s", answer)
+	}
+	return export, answer
+}
+
 func (s *testServer) mustStatus(t *testing.T, want int, method, path, body string, hdr ...string) (http.Header, []byte) {
 	t.Helper()
 	got, h, data := s.call(t, method, path, adminToken, body, hdr...)
