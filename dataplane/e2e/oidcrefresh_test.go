@@ -238,6 +238,8 @@ func TestOIDCRefusedRefreshRemembered(t *testing.T) {
 		t.Fatalf("revoking alice's consent: %d", dresp.StatusCode)
 	}
 	// Let the access token expire, so that the next request must refresh.
+	// (A clock-driven condition: a request polling for it would itself
+	// start the refresh that the test counts.)
 	time.Sleep(time.Until(loggedIn.Add(ttl + 1500*time.Millisecond)))
 
 	const tries = 5

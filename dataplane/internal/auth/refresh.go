@@ -108,10 +108,10 @@ func newRefresher(c *oidcClient, rc redis.UniversalClient, m *SessionMetrics) *r
 // per request that found its session due: spent (this request used the
 // refresh token at the provider), shared (it took the result of another
 // request, on this data plane or, through Redis, another), refused (the
-// provider said no: the session ended), refused_before (the provider
-// had refused this refresh token before: not asked again), failed (the provider failed or
-// could not be reached), busy (another request's refresh did not finish in
-// time: 503). Across a cluster, spent counts the uses of refresh tokens:
+// provider said no: the session ended), refused_before (the provider had
+// refused this refresh token before: not asked again), failed (the
+// provider failed or could not be reached), busy (another request's
+// refresh did not finish in time: 503). Across a cluster, spent counts the uses of refresh tokens:
 // with Redis, one per refresh. Make one per process; nil counts nothing.
 type SessionMetrics struct {
 	refreshes *prometheus.CounterVec
